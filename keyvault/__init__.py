@@ -1,0 +1,135 @@
+"""KeyVault: a self-hostable service for personal API keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, g, request
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as config_module
+from .extensions import csrf, db, login_manager, migrate
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """templates/, static/ and migrations/: top-level in a checkout, inside the package in a wheel."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build an app: config → extensions → blueprints → errors → CLI."""
+    instance_path = os.environ.get("KEYVAULT_INSTANCE_PATH") or None
+    app = Flask(
+        __name__,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+        instance_path=instance_path,
+        instance_relative_config=True,
+    )
+    env = dict(os.environ)
+    for name, value in (overrides or {}).items():
+        if name.startswith("KEYVAULT_") and isinstance(value, str):
+            env[name] = value  # string overrides go through the same parsing as the environment
+    app.config.update(config_module.load(Path(app.instance_path), env))
+    app.config.update({k: v for k, v in (overrides or {}).items() if not isinstance(v, str)
+                       or not k.startswith("KEYVAULT_")})
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+
+    proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True,
+                     compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to see that page."
+    login_manager.session_protection = "basic"
+
+    from . import models, service
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        try:
+            user = db.session.get(models.User, int(user_id))
+        except ValueError:
+            return None
+        return user if user is not None and user.is_active else None
+
+    from .admin.views import bp as admin_bp
+    from .api.views import bp as api_bp
+    from .auth.views import bp as auth_bp
+    from .health import bp as health_bp
+    from .settings.views import bp as settings_bp
+
+    csrf.exempt(api_bp)  # the API authenticates with keys only, never the session cookie
+    app.register_blueprint(health_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(settings_bp, url_prefix="/settings")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(api_bp, url_prefix="/api")
+
+    from . import errors
+
+    errors.register(app)
+
+    from . import cli
+
+    cli.register(app)
+
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not request.path.startswith("/api/") or request.path.startswith("/api/docs"):
+            headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            headers.setdefault("X-Frame-Options", "DENY")
+            headers.setdefault("Referrer-Policy", "same-origin")
+        if g.get("no_store"):
+            headers["Cache-Control"] = "no-store"
+            headers["Pragma"] = "no-cache"
+        return response
+
+    from .web import register_filters
+
+    register_filters(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """SQLite: WAL so readers never wait for the writer, a busy timeout instead of 'locked'."""
+    module = type(dbapi_connection).__module__
+    if "sqlite" not in module:
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def database_ready() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        db.session.rollback()
+        return False

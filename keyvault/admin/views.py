@@ -1,0 +1,60 @@
+"""Administration: every user's keys (never their values), revoking keys, deactivating users."""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from .. import service
+from ..settings.forms import ActionForm
+from ..web import origin
+
+bp = Blueprint("admin", __name__)
+
+STATUSES = ("active", "expired", "revoked")
+
+
+@bp.before_request
+def require_admin():
+    """Non-admins, and people not logged in, are told the pages do not exist."""
+    if not current_user.is_authenticated or not current_user.is_admin:
+        abort(404)
+
+
+@bp.get("/keys")
+def keys():
+    email = request.args.get("user", "").strip() or None
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        abort(400)
+    return render_template(
+        "admin/keys.html", keys=service.admin_list_keys(email, status), email=email or "",
+        status=status or "", statuses=STATUSES, form=ActionForm(),
+        users=service.admin_list_users(),
+    )
+
+
+@bp.post("/keys/<public_id>/revoke")
+def revoke_key(public_id: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        key = service.admin_revoke_key(current_user, public_id, origin())
+    except service.KeyNotFound:
+        abort(404)
+    flash(f"Revoked “{key.label}” of {key.user.email}.", "success")
+    return redirect(url_for(".keys"))
+
+
+@bp.post("/users/<int:user_id>/<any(activate, deactivate):action>")
+def set_active(user_id: int, action: str):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        user = service.set_user_active(current_user, user_id, action == "activate", origin())
+    except service.UserNotFound:
+        abort(404)
+    except service.ServiceError as error:
+        flash(error.detail, "error")
+        return redirect(url_for(".keys"))
+    flash(f"{user.email} is now {'active' if user.is_active else 'deactivated'}.", "success")
+    return redirect(url_for(".keys"))
+

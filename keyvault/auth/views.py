@@ -1,0 +1,82 @@
+"""Sign up, log in, log out, and confirm the password for sensitive actions."""
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from .. import service
+from ..web import mark_authenticated, origin, safe_next
+from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
+
+bp = Blueprint("auth", __name__)
+
+HOME = "settings.api_keys"
+
+
+@bp.get("/")
+def index():
+    if current_user.is_authenticated:
+        return redirect(url_for(HOME))
+    return redirect(url_for("auth.login"))
+
+
+def _start_session(user) -> None:
+    session.clear()  # a fresh session on login: nothing from before survives (fixation)
+    login_user(user)
+    mark_authenticated()
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for(HOME))
+    form = SignUpForm()
+    if form.validate_on_submit():
+        try:
+            user = service.sign_up(form.email.data, form.password.data, origin())
+        except service.ServiceError as error:
+            getattr(form, error.field or "email").errors.append(error.detail)
+        else:
+            _start_session(user)
+            flash("Welcome to KeyVault. Create your first API key below.", "success")
+            return redirect(url_for(HOME))
+    return render_template("auth/signup.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(safe_next(form.next.data, url_for(HOME)))
+    if form.validate_on_submit():
+        user = service.log_in(form.email.data, form.password.data, origin())
+        if user is not None:
+            target = safe_next(form.next.data, url_for(HOME))
+            _start_session(user)
+            return redirect(target)
+        form.password.errors.append("Wrong email or password.")
+    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()
+    session.clear()
+    flash("You have been logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@login_required
+def confirm():
+    """Ask for the password again before a sensitive action (GitHub's sudo mode)."""
+    form = ConfirmPasswordForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    if form.validate_on_submit():
+        if service.check_password(current_user, form.password.data):
+            mark_authenticated()
+            return redirect(safe_next(form.next.data, url_for(HOME)))
+        form.password.errors.append("That password is not right.")
+    return render_template("auth/confirm.html", form=form), 400 if form.errors else 200

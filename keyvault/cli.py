@@ -1,0 +1,148 @@
+"""The `keyvault` command line: database, users, keys and the production server."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+from . import service
+from .service import Origin
+
+
+def _fail(error: service.ServiceError):
+    raise click.ClickException(error.detail)
+
+
+@click.group("users", help="Manage user accounts.")
+def users_group():
+    pass
+
+
+@users_group.command("create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def users_create(email: str, admin: bool, password_stdin: bool):
+    """Create a user account."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    try:
+        user = service.sign_up(email, password, Origin.system(), is_admin=admin)
+    except service.ServiceError as error:
+        _fail(error)
+    click.echo(f"Created user {user.email} (id {user.id}{', admin' if admin else ''}).", err=True)
+
+
+@click.group("keys", help="Manage API keys.")
+def keys_group():
+    pass
+
+
+@keys_group.command("create")
+@click.argument("email")
+@click.option("--label", required=True, help="What the key is for (1-40 characters).")
+@click.option("--scope", "scopes", multiple=True, help="A scope to grant; repeat for more. "
+              "Default: * (full access).")
+@click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
+              help="Expire the key after this many days (default: never).")
+@click.option("--description", default=None)
+@with_appcontext
+def keys_create(email, label, scopes, expires_in_days, description):
+    """Create a key and print its value, alone on stdout, this one time."""
+    from datetime import timedelta
+
+    from . import clock
+
+    try:
+        user = service.find_user(email)
+        expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        key, value = service.create_key(user, label=label, description=description,
+                                        scopes=list(scopes) or None, expires_at=expires_at,
+                                        origin=Origin.system())
+    except service.ServiceError as error:
+        _fail(error)
+    click.echo(f"Created key {key.public_id} ({key.mask}). It will not be shown again.", err=True)
+    click.echo(value)
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@keys_group.command("list")
+@click.argument("email")
+@with_appcontext
+def keys_list(email):
+    """List a user's keys (never their values)."""
+    try:
+        user = service.find_user(email)
+    except service.ServiceError as error:
+        _fail(error)
+    rows = [("ID", "LABEL", "KEY", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES")]
+    for key in service.list_keys(user):
+        rows.append((key.public_id, key.label, key.mask, key.status(), ",".join(key.scopes),
+                     _when(key.created_at), _when(key.last_used_at), _when(key.expires_at)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@with_appcontext
+def keys_revoke(key_id):
+    """Revoke a key by its id; it stops working at once."""
+    try:
+        key = service.revoke_key_by_id(key_id, Origin.system())
+    except service.ServiceError as error:
+        _fail(error)
+    click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {key.user.email}.")
+
+
+@keys_group.command("prune")
+@click.option("--unused-days", type=click.IntRange(min=1), required=True,
+              help="Revoke keys not used for this many days.")
+@click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
+@with_appcontext
+def keys_prune(unused_days, dry_run):
+    """Revoke keys nobody has used for a while (GitHub does this after a year)."""
+    stale = service.prune_unused_keys(unused_days, dry_run=dry_run, origin=Origin.system())
+    verb = "Would revoke" if dry_run else "Revoked"
+    for key in stale:
+        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {key.user.email}; "
+                   f"last used {_when(key.last_used_at)}")
+    click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, type=int, show_default=True)
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Worker processes (default: one per CPU core).")
+def serve(host, port, workers):
+    """Serve KeyVault with gunicorn, the production WSGI server."""
+    from .server import run
+
+    run(host=host, port=port, workers=workers or os.cpu_count() or 1)
+
+
+def register(app) -> None:
+    app.cli.add_command(users_group)
+    app.cli.add_command(keys_group)
+    app.cli.add_command(serve)
+
+
+def main() -> None:
+    from . import create_app
+
+    FlaskGroup(create_app=create_app, help="KeyVault: personal API keys.")(prog_name="keyvault")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Configuration: defaults, then KEYVAULT_* environment variables, then the caller's overrides."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from . import tokens
+
+DEFAULT_SCOPES = ("personal_api_key:read", "personal_api_key:write", "user:read", "key:verify")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run KeyVault; the message names the variable to fix."""
+
+
+def _int(env: dict, name: str, default: int | None, minimum: int = 0) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _instance_secret(instance_path: Path, name: str) -> str:
+    """Read instance/<name>, creating it once with owner-only permissions; safe under races."""
+    path = instance_path / name
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if value:
+            return value
+        raise ConfigError(f"{path} is empty; delete it or set the variable") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip()
+
+
+def parse_scopes(raw: str | None) -> tuple[str, ...]:
+    """The scope catalogue: KeyVault's own scopes plus any from KEYVAULT_SCOPES."""
+    extra = [s.strip() for s in (raw or "").split(",") if s.strip()]
+    for scope in extra:
+        obj, sep, action = scope.partition(":")
+        if not (sep and obj and action) or any(c.isspace() for c in scope) or scope.count(":") != 1:
+            raise ConfigError(f"KEYVAULT_SCOPES: {scope!r} is not of the form object:action")
+    return tuple(dict.fromkeys((*DEFAULT_SCOPES, *extra)))
+
+
+def load(instance_path: Path, env: dict | None = None) -> dict:
+    """The app's configuration as a dict for app.config."""
+    env = dict(os.environ if env is None else env)
+    environment = env.get("KEYVAULT_ENV", "development").strip() or "development"
+    production = environment == "production"
+
+    secret_key = env.get("KEYVAULT_SECRET_KEY") or None
+    pepper = env.get("KEYVAULT_KEY_PEPPER") or None
+    if production:
+        for name, value in (("KEYVAULT_SECRET_KEY", secret_key), ("KEYVAULT_KEY_PEPPER", pepper)):
+            if not value:
+                raise ConfigError(f"{name} must be set when KEYVAULT_ENV=production")
+    secret_key = secret_key or _instance_secret(instance_path, "secret_key")
+    pepper = pepper or _instance_secret(instance_path, "key_pepper")
+
+    prefix = env.get("KEYVAULT_KEY_PREFIX", tokens.DEFAULT_PREFIX)
+    if not tokens.is_valid_prefix(prefix):
+        raise ConfigError(f"KEYVAULT_KEY_PREFIX must be letters and digits only, got {prefix!r}")
+
+    database_url = env.get("KEYVAULT_DATABASE_URL") or f"sqlite:///{instance_path / 'keyvault.db'}"
+    max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+    return {
+        "KEYVAULT_ENV": environment,
+        "SECRET_KEY": secret_key,
+        "KEYVAULT_KEY_PEPPER": pepper,
+        "KEYVAULT_KEY_PREFIX": prefix,
+        "KEYVAULT_SCOPES": parse_scopes(env.get("KEYVAULT_SCOPES")),
+        "KEYVAULT_MAX_KEYS_PER_USER": _int(env, "KEYVAULT_MAX_KEYS_PER_USER", 10, minimum=1),
+        "KEYVAULT_MAX_KEY_LIFETIME_DAYS": _int(env, "KEYVAULT_MAX_KEY_LIFETIME_DAYS", None, 1),
+        "KEYVAULT_SUDO_MINUTES": _int(env, "KEYVAULT_SUDO_MINUTES", 120, minimum=1),
+        "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
+        "KEYVAULT_ARGON2": {},
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "MAX_CONTENT_LENGTH": max_body,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": production,
+    }

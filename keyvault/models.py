@@ -1,0 +1,97 @@
+"""Database models: User, ApiKey and SecurityEvent (SQLAlchemy 2.0, typed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from . import clock
+from .extensions import db
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC in the database and hands back aware UTC datetimes on both SQLite and PG."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite rows read without the type
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_user_created", "user_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text, default="")
+    mask: Mapped[str] = mapped_column(String(48))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_rolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # After a roll with a grace period the old value keeps working until previous_expires_at.
+    previous_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="keys")
+
+    def status(self, now: datetime | None = None) -> str:
+        """`active`, `revoked` or `expired`, as the settings page and API show it."""
+        now = now or clock.now()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+class SecurityEvent(db.Model):
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_user_created", "user_id", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    key: Mapped[ApiKey | None] = relationship()

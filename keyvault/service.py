@@ -1,0 +1,756 @@
+"""What KeyVault does: accounts, keys and verification. Owns transactions and the ownership check.
+
+Nothing here knows about HTTP: callers pass plain values and an Origin (address, user agent) and
+get models, verdicts or a ServiceError back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import clock, passwords, tokens
+from .extensions import db
+from .models import ApiKey, SecurityEvent, User
+
+LABEL_MAX = 40
+DESCRIPTION_MAX = 1000
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+GRACE_MAX_SECONDS = 7 * 24 * 3600
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+FULL_ACCESS = "*"
+
+
+# ---------------------------------------------------------------- errors and small value types
+
+
+class ServiceError(Exception):
+    """A refusal the caller can show as is: `status` is the HTTP status it maps to."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(ServiceError):
+    title = "Invalid input"
+
+
+class KeyNotFound(ServiceError):
+    status = 404
+    title = "Not found"
+
+    def __init__(self, detail: str = "No such API key."):
+        super().__init__(detail)
+
+
+class UserNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such user."):
+        super().__init__(detail)
+
+
+class KeyLimitReached(ServiceError):
+    status = 409
+    title = "Key limit reached"
+
+
+class KeyNotLive(ServiceError):
+    status = 409
+    title = "Key is not active"
+
+
+class ScopeNotAllowed(ServiceError):
+    """A key tried to give a key scopes it does not hold itself."""
+
+    status = 403
+    title = "Insufficient scope"
+
+
+class EmailTaken(ServiceError):
+    status = 409
+    title = "Email already registered"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a change came from, for the security log."""
+
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def system(cls) -> Origin:
+        return cls(None, "keyvault-cli")
+
+
+@dataclass
+class Verdict:
+    """The answer about one presented key: verify's body, and the API's authentication."""
+
+    code: str
+    key_id: int | None = None
+    public_id: str | None = None
+    label: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    user_id: int | None = None
+    user_email: str | None = None
+    rolled: bool = False
+    old_value_expires_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.code == "valid"
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _pepper() -> bytes:
+    return current_app.config["KEYVAULT_KEY_PEPPER"].encode("utf-8")
+
+
+def _prefix() -> str:
+    return current_app.config["KEYVAULT_KEY_PREFIX"]
+
+
+def _hasher():
+    hasher = current_app.extensions.get("keyvault.hasher")
+    if hasher is None:
+        hasher = passwords.make_hasher(**current_app.config["KEYVAULT_ARGON2"])
+        current_app.extensions["keyvault.hasher"] = hasher
+        current_app.extensions["keyvault.dummy_hash"] = passwords.hash_password(hasher, "x" * 16)
+    return hasher
+
+
+def _record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None = None,
+            **details: Any) -> None:
+    """Add a security-log event to the current transaction; the caller commits."""
+    db.session.add(
+        SecurityEvent(
+            user_id=user_id,
+            key=key,
+            event=event,
+            created_at=clock.now(),
+            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
+            user_agent=(origin.user_agent or None) and origin.user_agent[:255],
+            details=details,
+        )
+    )
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def clean_label(label: Any) -> str:
+    if not isinstance(label, str):
+        raise InvalidInput("label must be a string.", "label")
+    label = label.strip()
+    if not label:
+        raise InvalidInput("label must not be empty.", "label")
+    if len(label) > LABEL_MAX:
+        raise InvalidInput(f"label must be at most {LABEL_MAX} characters.", "label")
+    return label
+
+
+def clean_description(description: Any) -> str:
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise InvalidInput("description must be a string.", "description")
+    description = description.strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidInput(
+            f"description must be at most {DESCRIPTION_MAX} characters.", "description"
+        )
+    return description
+
+
+# ---------------------------------------------------------------- scopes
+
+
+def scope_catalogue() -> tuple[str, ...]:
+    return current_app.config["KEYVAULT_SCOPES"]
+
+
+def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:
+    """`*` grants everything; `object:write` implies `object:read`."""
+    if FULL_ACCESS in granted or needed in granted:
+        return True
+    obj, _, action = needed.partition(":")
+    return action == "read" and f"{obj}:write" in granted
+
+
+def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
+    """Validate a requested scope list against the catalogue and the granting key's scopes.
+
+    `granting` is None when a person (page, CLI) asks: people may grant anything in the catalogue.
+    """
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise InvalidInput("scopes must be a list of strings.", "scopes")
+    cleaned = list(dict.fromkeys(s.strip() for s in scopes))
+    if not cleaned:
+        raise InvalidInput("scopes must name at least one scope.", "scopes")
+    catalogue = scope_catalogue()
+    for scope in cleaned:
+        if scope != FULL_ACCESS and scope not in catalogue:
+            raise InvalidInput(f"Unknown scope: {scope!r}.", "scopes")
+    if FULL_ACCESS in cleaned:
+        cleaned = [FULL_ACCESS]
+    if granting is not None:
+        for scope in cleaned:
+            allowed = FULL_ACCESS in granting if scope == FULL_ACCESS else has_scope(granting, scope)
+            if not allowed:
+                raise ScopeNotAllowed(
+                    f"This key cannot grant the scope {scope!r}, which it does not hold."
+                )
+    return cleaned
+
+
+def is_narrowing(old: list[str], new: list[str]) -> bool:
+    """True when every scope in `new` is already granted by `old`."""
+    return all((FULL_ACCESS in old) if s == FULL_ACCESS else has_scope(old, s) for s in new)
+
+
+# ---------------------------------------------------------------- expiry
+
+
+def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
+    """Validate an expiry against now and KEYVAULT_MAX_KEY_LIFETIME_DAYS."""
+    max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
+    if expires_at is None:
+        if max_days is not None:
+            raise InvalidInput(
+                f"An expiry is required: keys may live at most {max_days} days.", "expires_at"
+            )
+        return None
+    if isinstance(expires_at, str):
+        try:
+            expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                "expires_at must be an ISO 8601 date-time, e.g. 2030-01-31T00:00:00Z.", "expires_at"
+            ) from None
+    if not isinstance(expires_at, datetime):
+        raise InvalidInput("expires_at must be an ISO 8601 date-time string.", "expires_at")
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    expires_at = expires_at.astimezone(UTC)
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future.", "expires_at")
+    if max_days is not None and expires_at > now + timedelta(days=max_days, minutes=1):
+        raise InvalidInput(f"Keys may live at most {max_days} days.", "expires_at")
+    if expires_at.year > 9998:
+        raise InvalidInput("expires_at is too far in the future.", "expires_at")
+    return expires_at
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False) -> User:
+    email = normalise_email(email)
+    if not email or "@" not in email or len(email) > 254:
+        raise InvalidInput("Enter a valid email address.", "email")
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidInput(
+            f"Passwords must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.", "password"
+        )
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise EmailTaken("An account with this email already exists.", "email")
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(_hasher(), password),
+        is_admin=is_admin,
+        created_at=clock.now(),
+    )
+    db.session.add(user)
+    try:
+        db.session.flush()
+        _record("user.created", user.id, origin)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise EmailTaken("An account with this email already exists.", "email") from None
+    return user
+
+
+def log_in(email: str, password: str, origin: Origin) -> User | None:
+    """The user when email and password match an active account, else None; logs either way.
+
+    An unknown email costs one argon2 verification too, so timing does not reveal accounts.
+    """
+    hasher = _hasher()
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        passwords.verify_password(hasher, current_app.extensions["keyvault.dummy_hash"], password)
+        _record("login.failed", None, origin, reason="unknown_email")
+        db.session.commit()
+        return None
+    if not passwords.verify_password(hasher, user.password_hash, password):
+        _record("login.failed", user.id, origin, reason="wrong_password")
+        db.session.commit()
+        return None
+    if not user.is_active:
+        _record("login.failed", user.id, origin, reason="inactive")
+        db.session.commit()
+        return None
+    if passwords.needs_rehash(hasher, user.password_hash):
+        user.password_hash = passwords.hash_password(hasher, password)
+    user.last_login_at = clock.now()
+    _record("login.succeeded", user.id, origin)
+    db.session.commit()
+    return user
+
+
+def check_password(user: User, password: str) -> bool:
+    """Re-authentication for sensitive actions."""
+    return passwords.verify_password(_hasher(), user.password_hash, password)
+
+
+def get_user(user_id: int) -> User | None:
+    return db.session.get(User, user_id)
+
+
+def find_user(email: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    if user is None:
+        raise UserNotFound(f"No user with the email {email!r}.")
+    return user
+
+
+def delete_account(user: User, origin: Origin) -> None:
+    """Delete the account, its keys and its log: every key stops verifying at once."""
+    db.session.execute(SecurityEvent.__table__.delete().where(SecurityEvent.user_id == user.id))
+    db.session.execute(ApiKey.__table__.delete().where(ApiKey.user_id == user.id))
+    db.session.delete(user)
+    db.session.commit()
+
+
+# ---------------------------------------------------------------- keys: reading
+
+
+def get_key(owner: User, public_id: str) -> ApiKey:
+    """The one ownership check: another user's key is indistinguishable from a missing one."""
+    key = db.session.scalar(
+        select(ApiKey).where(ApiKey.public_id == str(public_id), ApiKey.user_id == owner.id)
+    )
+    if key is None:
+        raise KeyNotFound()
+    return key
+
+
+def list_keys(owner: User, include_revoked: bool = True) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+def live_key_count(owner: User) -> int:
+    now = clock.now()
+    return db.session.scalar(
+        select(func.count(ApiKey.id)).where(
+            ApiKey.user_id == owner.id,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+    )
+
+
+# ---------------------------------------------------------------- pagination
+
+
+@dataclass
+class Page:
+    results: list
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+def _encode_cursor(created_at: datetime, row_id: int, direction: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id, direction], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id, direction = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or not isinstance(row_id, int) or direction not in ("n", "p"):
+            raise ValueError
+        return when, row_id, direction
+    except (ValueError, TypeError, binascii.Error, UnicodeError, json.JSONDecodeError):
+        raise InvalidInput("cursor is not a cursor this API issued.", "cursor") from None
+
+
+def paginate(stmt, model, limit: int, cursor: str | None) -> Page:
+    """Keyset pagination, newest first, on (created_at, id): stable under inserts and deletes."""
+    created, ident = model.created_at, model.id
+    direction = "n"
+    if cursor:
+        when, row_id, direction = _decode_cursor(cursor)
+        if direction == "n":
+            stmt = stmt.where(or_(created < when, and_(created == when, ident < row_id)))
+        else:
+            stmt = stmt.where(or_(created > when, and_(created == when, ident > row_id)))
+    if direction == "n":
+        stmt = stmt.order_by(created.desc(), ident.desc())
+    else:
+        stmt = stmt.order_by(created.asc(), ident.asc())
+    rows = list(db.session.scalars(stmt.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if direction == "p":
+        rows.reverse()
+    if not rows:
+        return Page([], None, None)
+    first, last = rows[0], rows[-1]
+    has_next = more if direction == "n" else True
+    has_previous = bool(cursor) if direction == "n" else more
+    return Page(
+        rows,
+        _encode_cursor(last.created_at, last.id, "n") if has_next else None,
+        _encode_cursor(first.created_at, first.id, "p") if has_previous else None,
+    )
+
+
+def page_keys(owner: User, include_revoked: bool, limit: int, cursor: str | None) -> Page:
+    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return paginate(stmt, ApiKey, limit, cursor)
+
+
+def page_events(owner: User, limit: int, cursor: str | None) -> Page:
+    stmt = select(SecurityEvent).where(SecurityEvent.user_id == owner.id)
+    return paginate(stmt, SecurityEvent, limit, cursor)
+
+
+# ---------------------------------------------------------------- keys: changing
+
+
+def create_key(
+    owner: User,
+    *,
+    label: Any,
+    origin: Origin,
+    description: Any = None,
+    scopes: Any = None,
+    expires_at: Any = None,
+    granting_scopes: list[str] | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key and its plaintext value, which is returned here and nowhere else, ever.
+
+    `granting_scopes` is the presenting key's scopes for API calls (None for a person); without a
+    scopes list a person's key gets `*` and an API-made key the presenting key's scopes.
+    """
+    now = clock.now()
+    label = clean_label(label)
+    description = clean_description(description)
+    if scopes is None:
+        scopes = [FULL_ACCESS] if granting_scopes is None else list(granting_scopes)
+    scopes = clean_scopes(scopes, granting_scopes)
+    expires_at = clean_expiry(expires_at, now)
+    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
+    # Lock the owner's row on PostgreSQL so two concurrent creates cannot both pass the limit.
+    db.session.execute(select(User.id).where(User.id == owner.id).with_for_update())
+    if live_key_count(owner) >= limit:
+        db.session.rollback()
+        raise KeyLimitReached(
+            f"You already have {limit} active keys, the most allowed. Revoke one to create another."
+        )
+    value = tokens.generate(_prefix())
+    key = ApiKey(
+        public_id=tokens.new_public_id(),
+        user_id=owner.id,
+        label=label,
+        description=description,
+        mask=tokens.mask(value),
+        digest=tokens.digest_of(value, _pepper()),
+        scopes=scopes,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    db.session.add(key)
+    db.session.flush()
+    _record("key.created", owner.id, origin, key, label=label, scopes=scopes)
+    db.session.commit()
+    return key, value
+
+
+def update_key(
+    owner: User,
+    public_id: str,
+    *,
+    origin: Origin,
+    label: Any = None,
+    description: Any = None,
+    scopes: Any = None,
+    granting_scopes: list[str] | None = None,
+    may_widen: bool = False,
+) -> ApiKey:
+    """Change label, description or scopes; widening scopes needs `may_widen` (re-authentication)."""
+    key = get_key(owner, public_id)
+    if key.revoked_at is not None:
+        raise KeyNotLive("A revoked key cannot be edited.")
+    changes: dict[str, Any] = {}
+    if label is not None:
+        changes["label"] = clean_label(label)
+    if description is not None:
+        changes["description"] = clean_description(description)
+    if scopes is not None:
+        new_scopes = clean_scopes(scopes, granting_scopes)
+        if not may_widen and not is_narrowing(key.scopes, new_scopes):
+            raise ScopeNotAllowed(
+                "Adding scopes to an existing key needs you to confirm your password."
+            )
+        changes["scopes"] = new_scopes
+    changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
+    if not changed:
+        return key
+    for name, value in changed.items():
+        setattr(key, name, value)
+    _record("key.updated", owner.id, origin, key, fields=sorted(changed))
+    db.session.commit()
+    return key
+
+
+def roll_key(
+    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0
+) -> tuple[ApiKey, str]:
+    """Give the key a new value; the old one works for the grace period, then never again."""
+    if isinstance(grace_period_seconds, bool) or not isinstance(grace_period_seconds, int):
+        raise InvalidInput("grace_period_seconds must be a whole number.", "grace_period_seconds")
+    if not 0 <= grace_period_seconds <= GRACE_MAX_SECONDS:
+        raise InvalidInput(
+            f"grace_period_seconds must be between 0 and {GRACE_MAX_SECONDS}.",
+            "grace_period_seconds",
+        )
+    now = clock.now()
+    key = get_key(owner, public_id)
+    status = key.status(now)
+    if status != "active":
+        raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
+    value = tokens.generate(_prefix())
+    if grace_period_seconds:
+        key.previous_digest = key.digest
+        key.previous_expires_at = now + timedelta(seconds=grace_period_seconds)
+    else:
+        key.previous_digest = None
+        key.previous_expires_at = None
+    key.digest = tokens.digest_of(value, _pepper())
+    key.mask = tokens.mask(value)
+    key.last_rolled_at = now
+    _record("key.rolled", owner.id, origin, key, grace_period_seconds=grace_period_seconds)
+    db.session.commit()
+    return key, value
+
+
+def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+    """Revoke at once; the row stays so the log and verify can still say `revoked`."""
+    key = get_key(owner, public_id)
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+        key.previous_digest = None
+        key.previous_expires_at = None
+        details = {"by_admin": by_admin.email} if by_admin is not None else {}
+        _record("key.revoked", owner.id, origin, key, **details)
+        db.session.commit()
+    return key
+
+
+# ---------------------------------------------------------------- admin
+
+
+def admin_list_keys(email: str | None = None, status: str | None = None) -> list[ApiKey]:
+    now = clock.now()
+    stmt = select(ApiKey).join(User)
+    if email:
+        stmt = stmt.where(User.email == normalise_email(email))
+    if status == "revoked":
+        stmt = stmt.where(ApiKey.revoked_at.is_not(None))
+    elif status == "expired":
+        stmt = stmt.where(ApiKey.revoked_at.is_(None), ApiKey.expires_at <= now)
+    elif status == "active":
+        stmt = stmt.where(
+            ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
+        )
+    return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+def admin_revoke_key(admin: User, public_id: str, origin: Origin) -> ApiKey:
+    return revoke_key_by_id(public_id, origin, by_admin=admin)
+
+
+def set_user_active(admin: User, user_id: int, active: bool, origin: Origin) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    if user.id == admin.id and not active:
+        raise InvalidInput("You cannot deactivate your own account.")
+    if user.is_active != active:
+        user.is_active = active
+        _record("user.activated" if active else "user.deactivated", user.id, origin,
+                by_admin=admin.email)
+        db.session.commit()
+    return user
+
+
+def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> list[ApiKey]:
+    """Revoke live keys not used (or, never used, not created) in the last `unused_days` days."""
+    cutoff = clock.now() - timedelta(days=unused_days)
+    stale = list(
+        db.session.scalars(
+            select(ApiKey)
+            .where(
+                ApiKey.revoked_at.is_(None),
+                func.coalesce(ApiKey.last_used_at, ApiKey.created_at) < cutoff,
+            )
+            .order_by(ApiKey.id)
+        )
+    )
+    if dry_run:
+        return stale
+    now = clock.now()
+    for key in stale:
+        key.revoked_at = now
+        key.previous_digest = None
+        key.previous_expires_at = None
+        _record("key.revoked", key.user_id, origin, key, reason="unused", unused_days=unused_days)
+    db.session.commit()
+    return stale
+
+
+# ---------------------------------------------------------------- verification (the hot path)
+
+_k = ApiKey.__table__.c
+_u = User.__table__.c
+_LOOKUP_COLUMNS = (
+    _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
+    _k.last_used_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
+    _k.digest, _k.previous_digest,
+)
+
+
+def _lookup(digests: list[str]) -> dict[str, tuple[Any, bool]]:
+    """One round trip: digest -> (row, matched the grace-period value) for each known digest."""
+    table = ApiKey.__table__.join(User.__table__, _k.user_id == _u.id)
+    stmt = select(*_LOOKUP_COLUMNS).select_from(table).where(
+        or_(_k.digest.in_(digests), _k.previous_digest.in_(digests))
+    )
+    found: dict[str, tuple[Any, bool]] = {}
+    for row in db.session.execute(stmt).all():
+        found[row[-2]] = (row, False)
+        if row[-1] is not None:
+            found.setdefault(row[-1], (row, True))
+    return found
+
+
+def _judge(value: str, digest: str, found: dict, now: datetime, required: list[str]) -> Verdict:
+    entry = found.get(digest)
+    if entry is None:
+        return Verdict("not_found")
+    row, via_previous = entry
+    (key_id, public_id, label, scopes, created_at, expires_at, revoked_at, last_used_at,
+     previous_expires_at, user_id, email, is_active) = row[:12]
+    verdict = Verdict(
+        "valid", key_id=key_id, public_id=public_id, label=label, scopes=list(scopes or []),
+        created_at=created_at, expires_at=expires_at, user_id=user_id, user_email=email,
+    )
+    if revoked_at is not None:
+        verdict.code = "revoked"
+    elif not is_active:
+        verdict.code = "user_inactive"
+    elif expires_at is not None and expires_at <= now:
+        verdict.code = "expired"
+    elif via_previous and (previous_expires_at is None or previous_expires_at <= now):
+        verdict.code = "expired"
+    elif not all(has_scope(verdict.scopes, s) for s in required):
+        verdict.code = "insufficient_scope"
+    if via_previous:
+        verdict.rolled = True
+        verdict.old_value_expires_at = previous_expires_at
+    if verdict.active:
+        _touch(key_id, last_used_at, now)
+    elif verdict.code == "expired":
+        _note_expired_use(key_id, user_id)
+    return verdict
+
+
+def check_keys(values: list[str], required: list[list[str]]) -> list[Verdict]:
+    """Judge several presented keys in one database round trip (verify: caller and subject).
+
+    Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
+    """
+    prefix, pepper, now = _prefix(), _pepper(), clock.now()
+    digests = [tokens.digest_of(v, pepper) if tokens.is_well_formed(v, prefix) else None
+               for v in values]
+    wanted = [d for d in digests if d is not None]
+    found = _lookup(wanted) if wanted else {}
+    verdicts = [
+        Verdict("malformed") if d is None else _judge(v, d, found, now, req)
+        for v, d, req in zip(values, digests, required, strict=True)
+    ]
+    db.session.commit()
+    return verdicts
+
+
+def verify_key(value: str, required_scopes: list[str] | None = None) -> Verdict:
+    return check_keys([value], [required_scopes or []])[0]
+
+
+def _touch(key_id: int, last_used_at: datetime | None, now: datetime) -> None:
+    """Record use at most once a minute per key: no write at all on most requests."""
+    if last_used_at is not None and now - last_used_at < LAST_USED_RESOLUTION:
+        return
+    threshold = now - LAST_USED_RESOLUTION
+    db.session.execute(
+        update(ApiKey)
+        .where(_k.id == key_id, or_(_k.last_used_at.is_(None), _k.last_used_at <= threshold))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _note_expired_use(key_id: int, user_id: int) -> None:
+    """Log a use of an expired key, at most once an hour per key so it cannot flood the log."""
+    since = clock.now() - timedelta(hours=1)
+    recent = db.session.scalar(
+        select(SecurityEvent.id).where(
+            SecurityEvent.key_id == key_id,
+            SecurityEvent.event == "key.expired_use",
+            SecurityEvent.created_at > since,
+        ).limit(1)
+    )
+    if recent is None:
+        db.session.add(SecurityEvent(user_id=user_id, key_id=key_id, event="key.expired_use",
+                                     created_at=clock.now(), details={}))
+
+
+def admin_list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.email)))
+
+
+def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+    """Revoke any user's key by its id (command line and admin); lands in the owner's log."""
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == str(public_id)))
+    if key is None:
+        raise KeyNotFound()
+    return revoke_key(key.user, public_id, origin, by_admin=by_admin)

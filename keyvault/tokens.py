@@ -1,0 +1,67 @@
+"""The API key itself: generate, checksum, parse, mask and digest. Standard library only."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import zlib
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+BODY_LENGTH = 40  # 40 base62 characters carry 40 * log2(62) ≈ 238 bits
+CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so any CRC32 fits
+DEFAULT_PREFIX = "kv"
+_ALPHABET_SET = frozenset(ALPHABET)
+
+
+def is_valid_prefix(prefix: str) -> bool:
+    """A prefix is one or more ASCII letters or digits, so a key stays one double-clickable word."""
+    return bool(prefix) and prefix.isascii() and prefix.isalnum()
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, remainder = divmod(number, 62)
+        chars.append(ALPHABET[remainder])
+    return "".join(reversed(chars))
+
+
+def checksum(body: str) -> str:
+    """CRC32 of the random body as 6 zero-padded, big-endian base62 characters."""
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def generate(prefix: str = DEFAULT_PREFIX) -> str:
+    """A new key: prefix, underscore, 40 random base62 characters and their checksum."""
+    body = "".join(secrets.choice(ALPHABET) for _ in range(BODY_LENGTH))
+    return f"{prefix}_{body}{checksum(body)}"
+
+
+def is_well_formed(key: str, prefix: str = DEFAULT_PREFIX) -> bool:
+    """True when the key has the right prefix, length, alphabet and checksum; no database needed."""
+    if not isinstance(key, str) or len(key) != len(prefix) + 1 + BODY_LENGTH + CHECKSUM_LENGTH:
+        return False
+    if not key.startswith(prefix) or key[len(prefix)] != "_":
+        return False
+    rest = key[len(prefix) + 1 :]
+    if not _ALPHABET_SET.issuperset(rest):
+        return False
+    body, check = rest[:BODY_LENGTH], rest[BODY_LENGTH:]
+    return hmac.compare_digest(checksum(body), check)
+
+
+def mask(key: str) -> str:
+    """The display form: prefix, an ellipsis and the last four characters."""
+    prefix = key.rpartition("_")[0] or DEFAULT_PREFIX
+    return f"{prefix}_…{key[-4:]}"
+
+
+def digest_of(key: str, pepper: bytes) -> str:
+    """HMAC-SHA256 of the whole key under the pepper, hex: the only form the database holds."""
+    return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def new_public_id() -> str:
+    """A random, URL-safe key id that reveals nothing about the secret."""
+    return secrets.token_urlsafe(12)

@@ -1,0 +1,105 @@
+"""Helpers shared by the browser blueprints: origin of a request, safe redirects, sudo mode."""
+
+from __future__ import annotations
+
+import time
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from .service import Origin
+
+AUTH_AT = "auth_at"
+
+
+def origin() -> Origin:
+    return Origin(request.remote_addr, request.headers.get("User-Agent"))
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Follow `next` only to a local path: no scheme, no host, no `//` or backslash tricks."""
+    if not target or not isinstance(target, str):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return default
+    return target
+
+
+def mark_authenticated() -> None:
+    """Remember when the person last proved who they are (login or password confirmation)."""
+    session[AUTH_AT] = int(time.time())
+
+
+def in_sudo_mode() -> bool:
+    auth_at = session.get(AUTH_AT)
+    window = current_app.config["KEYVAULT_SUDO_MINUTES"] * 60
+    return isinstance(auth_at, int) and time.time() - auth_at < window
+
+
+def reauthenticate():
+    """None when the person may go on; else the response that asks for their password first.
+
+    A POST without a recent login is answered with a password prompt that posts the same fields
+    back to the same action, so the person's action completes once they confirm.
+    """
+    if in_sudo_mode():
+        return None
+    if request.method != "POST":
+        return redirect(url_for("auth.confirm", next=request.full_path.rstrip("?")))
+    from . import service
+
+    password = request.form.get("sudo_password")
+    if password and service.check_password(current_user, password):
+        mark_authenticated()
+        return None
+    fields = [(k, v) for k, v in request.form.items(multi=True)
+              if k not in ("csrf_token", "sudo_password")]
+    error = "That password is not right." if password is not None else None
+    page = render_template("auth/confirm.html", replay_action=request.path,
+                           replay_fields=fields, error=error)
+    return page, 200 if error is None else 400
+
+
+def sudo_required(view):
+    """Sensitive browser actions (create, roll, widen scopes, delete account) need a recent login."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        response = reauthenticate()
+        return response if response is not None else view(*args, **kwargs)
+
+    return wrapper
+
+
+def no_store() -> None:
+    """Mark this response as never to be cached (it may show a key value)."""
+    g.no_store = True
+
+
+def format_datetime(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def relative(value, now) -> str:
+    """'in 3 days', '2 hours ago': how far a moment is from now, in its largest whole unit."""
+    seconds = (value - now).total_seconds()
+    future = seconds > 0
+    seconds = abs(seconds)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            text = f"{count} {unit}{'s' if count != 1 else ''}"
+            break
+    else:
+        text = "less than a minute"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def register_filters(app) -> None:
+    app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(relative, "relative")

@@ -1,0 +1,5 @@
+"""WSGI entry point for other servers: `gunicorn 'keyvault.wsgi:app'`."""
+
+from . import create_app
+
+app = create_app()

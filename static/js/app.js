@@ -1,0 +1,56 @@
+// KeyVault's only script: copy buttons, confirmation prompts and the create-key form's helpers.
+// Served as a file because the Content-Security-Policy forbids inline scripts.
+(function () {
+  "use strict";
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) return;
+    var id = button.getAttribute("data-copy-target");
+    var input = document.getElementById(id);
+    var done = function () {
+      var note = document.querySelector('[data-copied-for="' + id + '"]');
+      if (note) note.hidden = false;
+      button.textContent = "Copied";
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(input.value).then(done, function () {
+        input.select();
+        document.execCommand("copy");
+        done();
+      });
+    } else {
+      input.select();
+      document.execCommand("copy");
+      done();
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter || event.target.querySelector("[data-confirm]");
+    var message = button && button.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  function syncCreateForm() {
+    var form = document.getElementById("create-key-form");
+    if (!form) return;
+    var preset = form.querySelector('input[name="preset"]:checked');
+    var custom = preset && preset.value === "custom";
+    var scopes = form.querySelector(".scope-list");
+    if (scopes) scopes.hidden = !custom;
+    var warning = form.querySelector(".full-access-warning");
+    var fullTicked = form.querySelector('input[name="scopes"][value="*"]:checked');
+    if (warning) warning.hidden = !((preset && preset.value === "full") || (custom && fullTicked));
+    var expiry = form.querySelector('select[name="expiry"]');
+    var date = form.querySelector('input[name="expires_on"]');
+    if (expiry && date) date.closest(".field").hidden = expiry.value !== "custom";
+  }
+
+  document.addEventListener("change", syncCreateForm);
+  document.addEventListener("DOMContentLoaded", function () {
+    syncCreateForm();
+    var secret = document.getElementById("new-key-value");
+    if (secret) secret.addEventListener("focus", function () { secret.select(); });
+  });
+})();

@@ -1,0 +1,281 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL from KEYVAULT_TEST_DATABASE_URL),
+the app, a client, users and keys, and a live gunicorn server for cross-process tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+TEST_PEPPER = "test-pepper-" + "y" * 32
+CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+PASSWORD = "correct horse battery"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- the database
+
+
+@pytest.fixture(scope="session")
+def instance_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("instance")
+    os.environ["KEYVAULT_INSTANCE_PATH"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def database_url(instance_dir, tmp_path_factory):
+    """A fresh, migrated database for this test session; PostgreSQL when KEYVAULT_TEST_DATABASE_URL
+    is set (a server that CI starts), else a SQLite file."""
+    server_url = os.environ.get("KEYVAULT_TEST_DATABASE_URL")
+    if not server_url:
+        path = tmp_path_factory.mktemp("db") / "keyvault.db"
+        url = f"sqlite:///{path}"
+        _migrate(url)
+        yield url
+        return
+    name = f"kv_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    owner = make_url(server_url).username
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}" TEMPLATE template0'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    _migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _migrate(url: str) -> None:
+    from keyvault import create_app
+
+    app = create_app(base_overrides(url))
+    with app.app_context():
+        upgrade()
+        from keyvault.extensions import db
+
+        db.engine.dispose()
+
+
+def base_overrides(url: str) -> dict:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
+        "KEYVAULT_ARGON2": CHEAP_ARGON2,
+    }
+
+
+def _clear(db) -> None:
+    """Empty every table, children first, so each test starts from nothing."""
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def make_app(database_url):
+    """Build an app on the session's database with extra overrides (config per test)."""
+    from keyvault import create_app
+    from keyvault.extensions import db
+
+    built = []
+
+    def factory(**overrides):
+        app = create_app({**base_overrides(database_url), **overrides})
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            _clear(db)
+            db.engine.dispose()
+
+
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context, as under a real server: nothing in `g` or the
+    database session leaks from the test (or from the previous request) into the next one."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def app(make_app):
+    """The app, with an app context held for the test's own service calls."""
+    app = make_app()
+    app.test_client_class = FreshContextClient
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# ---------------------------------------------------------------- people and keys
+
+
+@pytest.fixture
+def make_user(app):
+    from keyvault import service
+
+    def factory(email: str | None = None, password: str = PASSWORD, **kwargs):
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        return service.sign_up(email, password, service.Origin("127.0.0.1", "pytest"), **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice@example.com")
+
+
+@pytest.fixture
+def make_key(app):
+    """Create a key straight through the service: returns (ApiKey, plaintext value)."""
+    from keyvault import service
+
+    def factory(owner, label: str = "test key", **kwargs):
+        return service.create_key(owner, label=label,
+                                  origin=service.Origin("127.0.0.1", "pytest"), **kwargs)
+
+    return factory
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    """Browser-style actions through the test client, with real CSRF tokens."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf(self, path: str = "/login") -> str:
+        return csrf_from(self.client.get(path).get_data(as_text=True))
+
+    def signup(self, email="bob@example.com", password=PASSWORD):
+        token = self.csrf("/signup")
+        return self.client.post("/signup", data={"email": email, "password": password,
+                                                 "confirm": password, "csrf_token": token})
+
+    def login(self, email="alice@example.com", password=PASSWORD, next_url=""):
+        token = self.csrf("/login")
+        return self.client.post("/login", data={"email": email, "password": password,
+                                                "next": next_url, "csrf_token": token})
+
+    def logout(self):
+        token = self.csrf("/settings/api-keys")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+    def create_key(self, label="my key", **fields):
+        token = self.csrf("/settings/api-keys")
+        data = {"label": label, "expiry": "30", "preset": "full", "csrf_token": token, **fields}
+        return self.client.post("/settings/api-keys", data=data)
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+def shown_key(html: str) -> str | None:
+    """The key value a page shows (the once-only display), if any."""
+    match = re.search(r'data-testid="new-key-value"|id="new-key-value"', html)
+    if not match:
+        return None
+    value = re.search(r'id="new-key-value"[^>]*value="([^"]+)"', html)
+    return value.group(1) if value else None
+
+
+# ---------------------------------------------------------------- a live gunicorn server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, url: str, process: subprocess.Popen, log_path: Path):
+        self.url = url
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(database_url: str, log_path: Path, workers: int = 2,
+                 extra_env: dict | None = None) -> LiveServer:
+    """`keyvault serve` exactly as operators run it (gunicorn), on a free port."""
+    port = _free_port()
+    env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
+           "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
+           **(extra_env or {})}
+    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keyvault.cli", "serve", "--port", str(port),
+         "--workers", str(workers)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"keyvault serve exited early:\n{log_path.read_text()}")
+        try:
+            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                return LiveServer(url, process, log_path)
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"keyvault serve did not become ready:\n{log_path.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server_process(database_url, tmp_path_factory):
+    server = start_server(database_url, tmp_path_factory.mktemp("server") / "gunicorn.log")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def live_server(live_server_process, app):
+    """The running gunicorn server, sharing this test's (emptied-afterwards) database."""
+    return live_server_process
