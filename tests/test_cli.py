@@ -1,0 +1,228 @@
+"""The `keyvault` command line: users, keys and the database, as operators and scripts use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from datetime import timedelta
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, select, text
+
+from keyvault import clock, passwords, service, tokens
+from keyvault.extensions import db
+from keyvault.models import ApiKey, SecurityEvent, User
+from tests.conftest import CHEAP_ARGON2, PROJECT_ROOT, TEST_PEPPER, TEST_SECRET_KEY
+
+KEYVAULT = str(PROJECT_ROOT / ".venv" / "bin" / "keyvault")
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args, stdin=None):
+        return runner.invoke(args=list(args), input=stdin)
+
+    return invoke
+
+
+def run_keyvault(database_url: str, *args: str, stdin: str | None = None):
+    """`keyvault …` as a separate process, configured only through its environment."""
+    env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
+           "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER}
+    return subprocess.run([KEYVAULT, *args], input=stdin, capture_output=True, text=True,
+                          env=env, cwd=PROJECT_ROOT, timeout=120, check=False)
+
+
+def fresh(model, **where):
+    db.session.expire_all()
+    return db.session.scalar(select(model).filter_by(**where))
+
+
+# ---------------------------------------------------------------- users
+
+
+@pytest.mark.parametrize("admin", [False, True])
+def test_users_create_reads_the_password_from_stdin(cli, admin):
+    """`users create EMAIL --password-stdin [--admin]` makes an account with that password."""
+    args = ["users", "create", "Dana@Example.com", "--password-stdin"] + (["--admin"] if admin
+                                                                         else [])
+    result = cli(*args, stdin="a long enough password\n")
+    assert result.exit_code == 0, result.output
+    assert "dana@example.com" in result.stderr
+    assert result.stdout == ""
+    user = fresh(User, email="dana@example.com")
+    assert user.is_admin is admin
+    hasher = passwords.make_hasher(**CHEAP_ARGON2)
+    assert passwords.verify_password(hasher, user.password_hash, "a long enough password")
+    assert not passwords.verify_password(hasher, user.password_hash, "a long enough password\n")
+
+
+@pytest.mark.parametrize(("email", "password", "message"), [
+    ("alice@example.com", "another password", "An account with this email already exists."),
+    ("ALICE@example.com", "another password", "An account with this email already exists."),
+    ("new@example.com", "short", "Passwords must be 8 to 1024 characters."),
+    ("not-an-email", "long enough password", "Enter a valid email address."),
+])
+def test_users_create_refusals(cli, user, email, password, message):
+    """A taken email or a bad password exits non-zero with the reason."""
+    result = cli("users", "create", email, "--password-stdin", stdin=password + "\n")
+    assert result.exit_code != 0
+    assert message in result.stderr
+    db.session.expire_all()
+    assert len(db.session.scalars(select(User)).all()) == 1
+
+
+# ---------------------------------------------------------------- keys
+
+
+def test_keys_create_prints_the_key_alone_on_stdout(cli, user):
+    """stdout is exactly one line, the key, so `KEY=$(keyvault keys create …)` works."""
+    before = clock.now()
+    result = cli("keys", "create", "alice@example.com", "--label", "deploy",
+                 "--scope", "user:read", "--scope", "key:verify", "--expires-in-days", "7")
+    after = clock.now()
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and result.stdout == lines[0] + "\n"
+    value = lines[0]
+    assert tokens.is_well_formed(value)
+    assert value not in result.stderr
+
+    key = fresh(ApiKey, label="deploy")
+    assert key.public_id in result.stderr and key.mask in result.stderr
+    assert key.user_id == user.id
+    assert key.scopes == ["user:read", "key:verify"]
+    assert before + timedelta(days=7) <= key.expires_at <= after + timedelta(days=7)
+    assert key.digest == tokens.digest_of(value, TEST_PEPPER.encode())
+    verdict = service.verify_key(value)
+    assert verdict.code == "valid" and verdict.user_email == "alice@example.com"
+    event = fresh(SecurityEvent, event="key.created")
+    assert event.key_id == key.id and event.user_agent == "keyvault-cli"
+
+
+def test_keys_create_without_scopes_gives_full_access_and_no_expiry(cli, user):
+    """A person's key made without --scope gets `*`; without --expires-in-days it never expires."""
+    result = cli("keys", "create", "alice@example.com", "--label", "everything")
+    assert result.exit_code == 0, result.output
+    key = fresh(ApiKey, label="everything")
+    assert key.scopes == ["*"]
+    assert key.expires_at is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nobody@example.com", "--label", "x"], "No user with the email 'nobody@example.com'."),
+    (["alice@example.com", "--label", "x", "--scope", "nope:read"], "Unknown scope: 'nope:read'."),
+    (["alice@example.com", "--label", "   "], "label must not be empty."),
+    (["alice@example.com", "--label", "x" * 41], "label must be at most 40 characters."),
+    (["alice@example.com", "--label", "x", "--expires-in-days", "0"], "--expires-in-days"),
+    (["alice@example.com"], "Missing option '--label'"),
+])
+def test_keys_create_refusals(cli, user, args, message):
+    """Unknown users, unknown scopes and bad labels exit non-zero, print no key, make no key."""
+    result = cli("keys", "create", *args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert result.stdout == ""
+    db.session.expire_all()
+    assert db.session.scalars(select(ApiKey)).all() == []
+
+
+def test_keys_create_respects_the_limit(make_app, make_user):
+    """The per-user limit applies on the command line too."""
+    app = make_app(KEYVAULT_MAX_KEYS_PER_USER=1)
+    make_user("erin@example.com")
+    runner = app.test_cli_runner()
+    with app.app_context():  # with_appcontext reuses whichever app context is current
+        first = runner.invoke(args=["keys", "create", "erin@example.com", "--label", "a"])
+        result = runner.invoke(args=["keys", "create", "erin@example.com", "--label", "b"])
+    assert first.exit_code == 0, first.output
+    assert result.exit_code != 0
+    assert "You already have 1 active keys" in result.stderr
+    assert result.stdout == ""
+
+
+def test_keys_list_shows_masks_never_values(cli, user, make_key):
+    """The list names each key by id, label and mask, and shows no value."""
+    live, live_value = make_key(user, label="live one")
+    gone, gone_value = make_key(user, label="gone one")
+    service.revoke_key(user, gone.public_id, service.Origin())
+    result = cli("keys", "list", "alice@example.com")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["ID", "LABEL", "KEY", "STATUS"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {live.public_id, gone.public_id}
+    assert "live one" in rows[live.public_id] and live.mask in rows[live.public_id]
+    assert "active" in rows[live.public_id]
+    assert "revoked" in rows[gone.public_id]
+    for value in (live_value, gone_value):
+        assert value not in result.output and value[3:43] not in result.output
+
+
+def test_keys_list_for_an_unknown_user_fails(cli):
+    """Listing the keys of an email nobody has exits non-zero and says so."""
+    result = cli("keys", "list", "nobody@example.com")
+    assert result.exit_code != 0
+    assert "No user with the email 'nobody@example.com'." in result.stderr
+
+
+def test_keys_revoke(cli, user, make_key):
+    """`keys revoke ID` stops the key at once and logs who it belonged to."""
+    key, value = make_key(user, label="to revoke")
+    result = cli("keys", "revoke", key.public_id)
+    assert result.exit_code == 0, result.output
+    assert key.public_id in result.stdout and "alice@example.com" in result.stdout
+    assert value not in result.output
+    assert service.verify_key(value).code == "revoked"
+    event = fresh(SecurityEvent, event="key.revoked")
+    assert event.user_id == user.id and event.user_agent == "keyvault-cli"
+
+
+def test_keys_revoke_unknown_id_fails(cli, user, make_key):
+    """An id that names no key exits non-zero with a clear message and revokes nothing."""
+    _, value = make_key(user)
+    result = cli("keys", "revoke", "no-such-key")
+    assert result.exit_code != 0
+    assert "No such API key." in result.stderr
+    assert service.verify_key(value).code == "valid"
+
+
+# ---------------------------------------------------------------- as a real process
+
+
+def test_installed_command_prints_only_the_key(database_url, user):
+    """The installed `keyvault` script, configured by environment, prints one well-formed line."""
+    created = run_keyvault(database_url, "keys", "create", "alice@example.com", "--label", "ci")
+    assert created.returncode == 0, created.stderr
+    assert len(created.stdout.splitlines()) == 1
+    value = created.stdout.strip()
+    assert tokens.is_well_formed(value)
+    assert service.verify_key(value).code == "valid"
+
+    listed = run_keyvault(database_url, "keys", "list", "alice@example.com")
+    assert listed.returncode == 0, listed.stderr
+    assert tokens.mask(value) in listed.stdout and value not in listed.stdout
+
+    missing = run_keyvault(database_url, "keys", "revoke", "no-such-key")
+    assert missing.returncode != 0
+    assert "No such API key." in missing.stderr
+
+
+def test_db_upgrade_on_a_brand_new_sqlite_file_reaches_head(tmp_path):
+    """`keyvault db upgrade` on a file that does not exist yet creates the whole schema."""
+    path = tmp_path / "brand-new.db"
+    result = run_keyvault(f"sqlite:///{path}", "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    head = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+            tables = {row[0] for row in conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+    finally:
+        engine.dispose()
+    assert {"users", "api_keys", "security_events"} <= tables

@@ -1,0 +1,146 @@
+"""Configuration from KEYVAULT_* variables: defaults, first-run secrets, and refusals."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from keyvault import config, create_app
+from keyvault.config import ConfigError
+
+SECRETS = {"KEYVAULT_SECRET_KEY": "s" * 40, "KEYVAULT_KEY_PEPPER": "p" * 40}
+
+
+@pytest.mark.parametrize("missing", ["KEYVAULT_SECRET_KEY", "KEYVAULT_KEY_PEPPER"])
+def test_production_without_a_secret_refuses_to_start(tmp_path, missing):
+    """KEYVAULT_ENV=production with a secret missing is an error naming that variable."""
+    env = {"KEYVAULT_ENV": "production", **SECRETS}
+    del env[missing]
+    with pytest.raises(ConfigError, match=missing):
+        config.load(tmp_path, env)
+    assert not (tmp_path / "secret_key").exists()
+    assert not (tmp_path / "key_pepper").exists()
+
+
+@pytest.mark.parametrize("missing", ["KEYVAULT_SECRET_KEY", "KEYVAULT_KEY_PEPPER"])
+def test_create_app_in_production_without_a_secret_refuses(tmp_path, monkeypatch, missing):
+    """The app factory itself refuses, so `keyvault serve` cannot start half-configured."""
+    monkeypatch.setenv("KEYVAULT_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("KEYVAULT_ENV", "production")
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigError, match=missing):
+        create_app()
+
+
+def test_production_with_secrets_uses_them_and_secure_cookies(tmp_path):
+    """Given both secrets, production uses them and marks cookies Secure."""
+    loaded = config.load(tmp_path, {"KEYVAULT_ENV": "production", **SECRETS})
+    assert loaded["SECRET_KEY"] == SECRETS["KEYVAULT_SECRET_KEY"]
+    assert loaded["KEYVAULT_KEY_PEPPER"] == SECRETS["KEYVAULT_KEY_PEPPER"]
+    assert loaded["SESSION_COOKIE_SECURE"] is True
+    assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_first_run_generates_owner_only_secrets_and_reuses_them(tmp_path):
+    """Without variables, a secret key and a pepper are made once under instance/ (mode 0600)."""
+    instance = tmp_path / "instance"
+    first = config.load(instance, {})
+    for name in ("secret_key", "key_pepper"):
+        path = instance / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+        assert len(path.read_text().strip()) >= 32
+    assert first["SECRET_KEY"] == (instance / "secret_key").read_text().strip()
+    assert first["KEYVAULT_KEY_PEPPER"] == (instance / "key_pepper").read_text().strip()
+    assert first["SECRET_KEY"] != first["KEYVAULT_KEY_PEPPER"]
+
+    second = config.load(instance, {})
+    assert second["SECRET_KEY"] == first["SECRET_KEY"]
+    assert second["KEYVAULT_KEY_PEPPER"] == first["KEYVAULT_KEY_PEPPER"]
+
+
+def test_first_run_defaults_to_sqlite_under_instance(tmp_path):
+    """With nothing set the database is SQLite in instance/ and cookies are not Secure."""
+    loaded = config.load(tmp_path, {})
+    assert loaded["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'keyvault.db'}"
+    assert loaded["KEYVAULT_ENV"] == "development"
+    assert loaded["SESSION_COOKIE_SECURE"] is False
+    assert loaded["SESSION_COOKIE_HTTPONLY"] is True
+    assert loaded["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert loaded["KEYVAULT_KEY_PREFIX"] == "kv"
+    assert loaded["KEYVAULT_MAX_KEYS_PER_USER"] == 10
+
+
+def test_create_app_first_run_writes_instance_secrets(tmp_path, monkeypatch):
+    """The factory with no variables at all just works, making the instance secrets."""
+    monkeypatch.setenv("KEYVAULT_INSTANCE_PATH", str(tmp_path))
+    for name in (*SECRETS, "KEYVAULT_ENV", "KEYVAULT_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_app()
+    assert app.config["SECRET_KEY"] == (tmp_path / "secret_key").read_text().strip()
+    assert app.config["KEYVAULT_KEY_PEPPER"] == (tmp_path / "key_pepper").read_text().strip()
+
+
+def test_an_empty_instance_secret_file_is_an_error(tmp_path):
+    """A truncated secret file is reported, never silently replaced (that would void every key)."""
+    (tmp_path / "key_pepper").write_text("")
+    with pytest.raises(ConfigError, match="key_pepper"):
+        config.load(tmp_path, {"KEYVAULT_SECRET_KEY": "s" * 40})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("KEYVAULT_KEY_PREFIX", "k_v"),
+    ("KEYVAULT_KEY_PREFIX", "kv-live"),
+    ("KEYVAULT_KEY_PREFIX", "ké"),
+    ("KEYVAULT_MAX_KEYS_PER_USER", "ten"),
+    ("KEYVAULT_MAX_KEYS_PER_USER", "2.5"),
+    ("KEYVAULT_MAX_KEYS_PER_USER", "0"),
+    ("KEYVAULT_MAX_BODY_BYTES", "1MB"),
+    ("KEYVAULT_SCOPES", "feature_flag"),
+    ("KEYVAULT_SCOPES", "a:b:c"),
+])
+def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
+    """A value KeyVault cannot use stops start-up with the variable's name in the message."""
+    with pytest.raises(ConfigError, match=name):
+        config.load(tmp_path, {**SECRETS, name: value})
+
+
+@pytest.mark.parametrize(("name", "value", "key", "expected"), [
+    ("KEYVAULT_KEY_PREFIX", "acme", "KEYVAULT_KEY_PREFIX", "acme"),
+    ("KEYVAULT_MAX_KEYS_PER_USER", "3", "KEYVAULT_MAX_KEYS_PER_USER", 3),
+    ("KEYVAULT_MAX_KEYS_PER_USER", " ", "KEYVAULT_MAX_KEYS_PER_USER", 10),
+    ("KEYVAULT_MAX_BODY_BYTES", "4096", "MAX_CONTENT_LENGTH", 4096),
+    ("KEYVAULT_DATABASE_URL", "postgresql+psycopg://u@h/d", "SQLALCHEMY_DATABASE_URI",
+     "postgresql+psycopg://u@h/d"),
+])
+def test_good_values_are_used(tmp_path, name, value, key, expected):
+    """Valid variables end up in the app's configuration."""
+    assert config.load(tmp_path, {**SECRETS, name: value})[key] == expected
+
+
+def test_scopes_variable_adds_to_the_catalogue(tmp_path):
+    """KEYVAULT_SCOPES adds services' scopes after KeyVault's own, without duplicates."""
+    loaded = config.load(tmp_path, {**SECRETS,
+                                    "KEYVAULT_SCOPES": " feature_flag:read, insight:write,,"
+                                                       "user:read"})
+    assert loaded["KEYVAULT_SCOPES"] == (
+        "personal_api_key:read", "personal_api_key:write", "user:read", "key:verify",
+        "feature_flag:read", "insight:write",
+    )
+    assert config.load(tmp_path, SECRETS)["KEYVAULT_SCOPES"] == config.DEFAULT_SCOPES
+
+
+def test_added_scopes_can_be_granted(make_app, make_user):
+    """A scope from KEYVAULT_SCOPES can be put on a key; one outside the catalogue cannot."""
+    from keyvault import service
+
+    app = make_app(KEYVAULT_SCOPES="feature_flag:read")
+    with app.app_context():
+        owner = make_user()
+        key, _ = service.create_key(owner, label="flags", scopes=["feature_flag:read"],
+                                    origin=service.Origin())
+        assert key.scopes == ["feature_flag:read"]
+        with pytest.raises(service.InvalidInput, match="insight:read"):
+            service.create_key(owner, label="x", scopes=["insight:read"], origin=service.Origin())
