@@ -7,7 +7,7 @@ import re
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-SECRET_PARAMS = re.compile(r"((?:personal_api_key|token|key)=)[^&\s\"]*", re.IGNORECASE)
+SECRET_PARAMS = re.compile(r"((?<![\w-])(?:personal_api_key|token|key)=)[^&\s\"]*", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
@@ -20,7 +20,7 @@ class ScrubbingLogger(Logger):
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "q", "{raw_uri}e"):
+        for name in ("r", "q", "f", "{raw_uri}e"):
             if isinstance(atoms.get(name), str):
                 atoms[name] = scrub(atoms[name])
         return atoms
