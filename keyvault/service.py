@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,9 +159,17 @@ def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+def _refuse_control_characters(text: str, name: str, allowed: str = "") -> None:
+    """Control characters and lone surrogates mean nothing in a label (PostgreSQL refuses NUL)."""
+    for char in text:
+        if char not in allowed and unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidInput(f"{name} must not contain control characters.", name)
+
+
 def clean_label(label: Any) -> str:
     if not isinstance(label, str):
         raise InvalidInput("label must be a string.", "label")
+    _refuse_control_characters(label, "label")
     label = label.strip()
     if not label:
         raise InvalidInput("label must not be empty.", "label")
@@ -173,6 +183,7 @@ def clean_description(description: Any) -> str:
         return ""
     if not isinstance(description, str):
         raise InvalidInput("description must be a string.", "description")
+    _refuse_control_characters(description, "description", allowed="\t\n\r")
     description = description.strip()
     if len(description) > DESCRIPTION_MAX:
         raise InvalidInput(
@@ -345,8 +356,13 @@ def delete_account(user: User, origin: Origin) -> None:
 # ---------------------------------------------------------------- keys: reading
 
 
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
 def get_key(owner: User, public_id: str) -> ApiKey:
     """The one ownership check: another user's key is indistinguishable from a missing one."""
+    if not _PUBLIC_ID.fullmatch(str(public_id)):
+        raise KeyNotFound()  # never an id we issued; PostgreSQL would refuse some (NUL) outright
     key = db.session.scalar(
         select(ApiKey).where(ApiKey.public_id == str(public_id), ApiKey.user_id == owner.id)
     )
@@ -536,6 +552,8 @@ def roll_key(
     owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0
 ) -> tuple[ApiKey, str]:
     """Give the key a new value; the old one works for the grace period, then never again."""
+    if isinstance(grace_period_seconds, float) and grace_period_seconds.is_integer():
+        grace_period_seconds = int(grace_period_seconds)  # JSON's 60.0 is the number 60
     if isinstance(grace_period_seconds, bool) or not isinstance(grace_period_seconds, int):
         raise InvalidInput("grace_period_seconds must be a whole number.", "grace_period_seconds")
     if not 0 <= grace_period_seconds <= GRACE_MAX_SECONDS:
@@ -663,7 +681,8 @@ def _lookup(digests: list[str]) -> dict[str, tuple[Any, bool]]:
     return found
 
 
-def _judge(value: str, digest: str, found: dict, now: datetime, required: list[str]) -> Verdict:
+def _judge(value: str, digest: str, found: dict, now: datetime, required: list[str],
+           origin: Origin) -> Verdict:
     entry = found.get(digest)
     if entry is None:
         return Verdict("not_found")
@@ -690,11 +709,12 @@ def _judge(value: str, digest: str, found: dict, now: datetime, required: list[s
     if verdict.active:
         _touch(key_id, last_used_at, now)
     elif verdict.code == "expired":
-        _note_expired_use(key_id, user_id)
+        _note_expired_use(key_id, user_id, origin)
     return verdict
 
 
-def check_keys(values: list[str], required: list[list[str]]) -> list[Verdict]:
+def check_keys(values: list[str], required: list[list[str]],
+               origin: Origin | None = None) -> list[Verdict]:
     """Judge several presented keys in one database round trip (verify: caller and subject).
 
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
@@ -705,15 +725,16 @@ def check_keys(values: list[str], required: list[list[str]]) -> list[Verdict]:
     wanted = [d for d in digests if d is not None]
     found = _lookup(wanted) if wanted else {}
     verdicts = [
-        Verdict("malformed") if d is None else _judge(v, d, found, now, req)
+        Verdict("malformed") if d is None else _judge(v, d, found, now, req, origin or Origin())
         for v, d, req in zip(values, digests, required, strict=True)
     ]
     db.session.commit()
     return verdicts
 
 
-def verify_key(value: str, required_scopes: list[str] | None = None) -> Verdict:
-    return check_keys([value], [required_scopes or []])[0]
+def verify_key(value: str, required_scopes: list[str] | None = None,
+               origin: Origin | None = None) -> Verdict:
+    return check_keys([value], [required_scopes or []], origin)[0]
 
 
 def _touch(key_id: int, last_used_at: datetime | None, now: datetime) -> None:
@@ -729,7 +750,7 @@ def _touch(key_id: int, last_used_at: datetime | None, now: datetime) -> None:
     )
 
 
-def _note_expired_use(key_id: int, user_id: int) -> None:
+def _note_expired_use(key_id: int, user_id: int, origin: Origin) -> None:
     """Log a use of an expired key, at most once an hour per key so it cannot flood the log."""
     since = clock.now() - timedelta(hours=1)
     recent = db.session.scalar(
@@ -740,8 +761,10 @@ def _note_expired_use(key_id: int, user_id: int) -> None:
         ).limit(1)
     )
     if recent is None:
-        db.session.add(SecurityEvent(user_id=user_id, key_id=key_id, event="key.expired_use",
-                                     created_at=clock.now(), details={}))
+        db.session.add(SecurityEvent(
+            user_id=user_id, key_id=key_id, event="key.expired_use", created_at=clock.now(),
+            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
+            user_agent=(origin.user_agent or None) and origin.user_agent[:255], details={}))
 
 
 def admin_list_users() -> list[User]:
@@ -750,6 +773,8 @@ def admin_list_users() -> list[User]:
 
 def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
     """Revoke any user's key by its id (command line and admin); lands in the owner's log."""
+    if not _PUBLIC_ID.fullmatch(str(public_id)):
+        raise KeyNotFound()
     key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == str(public_id)))
     if key is None:
         raise KeyNotFound()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from . import clock
 from .service import Origin
 
 AUTH_AT = "auth_at"
@@ -32,13 +32,13 @@ def safe_next(target: str | None, default: str) -> str:
 
 def mark_authenticated() -> None:
     """Remember when the person last proved who they are (login or password confirmation)."""
-    session[AUTH_AT] = int(time.time())
+    session[AUTH_AT] = int(clock.now().timestamp())
 
 
 def in_sudo_mode() -> bool:
     auth_at = session.get(AUTH_AT)
     window = current_app.config["KEYVAULT_SUDO_MINUTES"] * 60
-    return isinstance(auth_at, int) and time.time() - auth_at < window
+    return isinstance(auth_at, int) and clock.now().timestamp() - auth_at < window
 
 
 def reauthenticate():

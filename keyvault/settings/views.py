@@ -56,12 +56,13 @@ def _expiry_from(form: CreateKeyForm) -> datetime | None:
     return clock.now() + timedelta(days=int(choice))
 
 
-def _create_form() -> CreateKeyForm:
-    form = CreateKeyForm()
+def _create_form(fresh: bool = False) -> CreateKeyForm:
+    """The create form: from the posted fields, or `fresh` (empty) to show after a success."""
+    form = CreateKeyForm(formdata=None) if fresh else CreateKeyForm()
     form.scopes.choices = _scope_choices()
     form.expiry.choices = _expiry_choices()
     offered = [choice.value for choice in form.expiry.choices]
-    if form.expiry.data not in offered and request.method == "GET":
+    if form.expiry.data not in offered and fresh:
         form.expiry.data = offered[0]
     return form
 
@@ -74,7 +75,7 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         "settings/api_keys.html",
         keys=keys,
         now=now,
-        form=create_form or _create_form(),
+        form=create_form or _create_form(fresh=True),
         action_form=ActionForm(),
         roll_form=RollKeyForm(),
         new_value=new_value,
@@ -129,7 +130,7 @@ def edit_key(public_id: str):
             service.update_key(
                 current_user, public_id, label=form.label.data,
                 description=form.description.data or "",
-                scopes=form.scopes.data or None, may_widen=True, origin=origin(),
+                scopes=form.scopes.data or [], may_widen=True, origin=origin(),
             )
         except service.ServiceError as error:
             form.form_errors.append(error.detail)
