@@ -239,12 +239,12 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
     env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
            "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
            **(extra_env or {})}
-    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keyvault.cli", "serve", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-    )
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keyvault.cli", "serve", "--port", str(port),
+             "--workers", str(workers)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -1,0 +1,63 @@
+"""Key lifecycle in a real browser: a short-lived read-only key, rolled with a grace period."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import KEY_SHAPE, csp_violations, mask_of
+
+READ_ONLY_SCOPES = ["personal_api_key:read", "user:read"]
+
+
+def test_read_only_seven_day_key_rolled_with_one_hour_grace(page, console, signed_up, verify):
+    """A 7-day "Read only" key shows its scopes and is highlighted as expiring soon; rolling it
+    with a 1-hour grace shows the new value once and keeps the old one working, marked rolled."""
+    page.get_by_label("Label").fill("dashboard")
+    page.get_by_label("Expiration").select_option(label="7 days")
+    page.get_by_role("radio", name="Read only").check()
+    page.get_by_role("button", name="Create key").click()
+    old_value = page.get_by_test_id("new-key-value").input_value()
+    assert KEY_SHAPE.match(old_value), old_value
+
+    row = page.locator("tr", has_text="dashboard")
+    expect(row.locator("code.scope")).to_have_text(READ_ONLY_SCOPES)
+    expect(row.locator("td.expiry")).to_contain_text(re.compile(r"expires in [67] days"))
+    expect(row).to_have_class(re.compile(r"\bexpiring-soon\b"))
+
+    row.get_by_label("Keep old value for").select_option(label="1 hour")
+    dialogs: list[str] = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    rolled_at = datetime.now(UTC)
+    row.get_by_role("button", name="Roll").click()
+    expect(page.get_by_text("It will never be shown again")).to_be_visible()
+    assert len(dialogs) == 1 and "Roll “dashboard”" in dialogs[0]
+    new_value = page.get_by_test_id("new-key-value").input_value()
+    assert KEY_SHAPE.match(new_value) and new_value != old_value
+
+    expect(row.locator("code.mask")).to_have_text(mask_of(new_value))
+    expect(row.get_by_test_id("grace")).to_contain_text("Old value works until")
+    expect(row.get_by_test_id("grace")).to_contain_text(re.compile(r"in (59|60) minutes|in 1 hour"))
+    expect(row.get_by_test_id("status")).to_have_text("active")
+
+    page.goto("/settings/api-keys")
+    html = page.content()
+    assert old_value not in html and new_value not in html
+    expect(row.get_by_test_id("grace")).to_contain_text("Old value works until")
+
+    old, new = verify(old_value), verify(new_value)
+    assert (old["active"], old["code"], old["rolled"]) == (True, "valid", True)
+    assert (new["active"], new["code"]) == (True, "valid") and "rolled" not in new
+    assert old["key_id"] == new["key_id"]
+    assert old["scopes"] == new["scopes"] == READ_ONLY_SCOPES
+    old_until = datetime.fromisoformat(old["old_value_expires_at"])
+    assert rolled_at + timedelta(minutes=59) < old_until < rolled_at + timedelta(minutes=61)
+
+    assert csp_violations(console) == []

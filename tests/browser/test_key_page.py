@@ -1,0 +1,53 @@
+"""The account-settings page in a real browser: create, copy once, see only the mask, revoke."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import KEY_SHAPE, csp_violations, mask_of
+
+
+def test_create_copy_once_then_revoke(page, console, signed_up, verify):
+    """A new key is shown once with a working copy button, then only its mask; revoking it asks
+    first, and dismissing the question keeps it working while accepting stops it at once."""
+    page.get_by_label("Label").fill("CI deploys")
+    page.get_by_role("button", name="Create key").click()
+
+    shown = page.get_by_test_id("new-key-value")
+    value = shown.input_value()
+    assert KEY_SHAPE.match(value), value
+    expect(page.get_by_text("It will never be shown again")).to_be_visible()
+    expect(page.get_by_label("Label")).to_have_value("")  # a second click must not make a twin
+
+    page.get_by_test_id("copy-button").click()
+    expect(page.get_by_text("Copied!")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == value
+
+    page.goto("/settings/api-keys")
+    assert value not in page.content()
+    row = page.locator("tr", has_text="CI deploys")
+    expect(row.locator("code.mask")).to_have_text(mask_of(value))
+    expect(row.get_by_test_id("status")).to_have_text("active")
+    answer = verify(value)
+    assert (answer["active"], answer["code"], answer["label"]) == (True, "valid", "CI deploys")
+
+    dialogs: list[str] = []
+
+    def dismiss(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    row.get_by_role("button", name="Revoke").click()
+    assert len(dialogs) == 1 and "Revoke “CI deploys”" in dialogs[0]
+    page.goto("/settings/api-keys")
+    expect(row.get_by_test_id("status")).to_have_text("active")
+    assert verify(value)["code"] == "valid"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(row.get_by_test_id("status")).to_have_text("revoked")
+    expect(row.get_by_role("button", name="Revoke")).to_have_count(0)
+    assert verify(value) == {"active": False, "code": "revoked"}
+
+    assert csp_violations(console) == []
