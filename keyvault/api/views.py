@@ -6,7 +6,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, json, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from .. import service
 from ..service import Origin
@@ -134,7 +134,7 @@ def requires(scope: str):
             if credential is None:
                 return unauthorized("This endpoint needs an API key: send it as "
                                     "'Authorization: Bearer <key>'.", key_presented=False)
-            verdict = service.verify_key(credential.value)
+            verdict = service.verify_key(credential.value, origin=_origin())
             if not verdict.active:
                 return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
             if not service.has_scope(verdict.scopes, scope):
@@ -154,7 +154,7 @@ def body_object(allowed: set[str]) -> dict:
     body = json_body(request)
     if body is None:
         if request.get_data(cache=True) and not request.form:
-            raise service.InvalidInput("Send a JSON object with Content-Type: application/json.")
+            raise UnsupportedMediaType("Send a JSON object with Content-Type: application/json.")
         body = {k: v for k, v in request.form.items()} if request.form else {}
     if not isinstance(body, dict):
         raise service.InvalidInput("The request body must be a JSON object.")
@@ -299,6 +299,8 @@ def _verify_request() -> tuple[str, list[str]]:
     """The key and required scopes from a JSON body, or an RFC 7662 form body (`token=`)."""
     body = json_body(request)
     if body is None:
+        if request.get_data(cache=True) and not request.form:
+            raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
         if not request.form:
             raise service.InvalidInput(
                 'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.', "key")
@@ -307,6 +309,9 @@ def _verify_request() -> tuple[str, list[str]]:
     else:
         if not isinstance(body, dict):
             raise service.InvalidInput("The request body must be a JSON object.")
+        for name in ("key", "token"):
+            if name in body and not isinstance(body[name], str):
+                raise service.InvalidInput(f"{name} must be a string.", name)
         key = body.get("key", body.get("token"))
         scopes = body.get("scopes", [])
         if scopes is None:
@@ -341,7 +346,7 @@ def verify():
         return unauthorized("Authenticate with your service's own key carrying 'key:verify'.",
                             key_presented=False)
     key, scopes = _verify_request()
-    caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes])
+    caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes], _origin())
     if caller.code == "insufficient_scope":
         return forbidden_scope(VERIFY)
     if not caller.active:
@@ -362,7 +367,7 @@ def forward_auth():
         return unauthorized("This endpoint needs an API key.", key_presented=False)
     raw = request.args.get("scopes") or request.headers.get("X-KeyVault-Required-Scopes", "")
     required = raw.replace(",", " ").split()
-    verdict = service.verify_key(credential.value, required)
+    verdict = service.verify_key(credential.value, required, _origin())
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(required))
     if not verdict.active:

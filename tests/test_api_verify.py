@@ -1,0 +1,271 @@
+"""POST /api/verify/: the answer services rely on, and what it costs the database."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event
+
+from keyvault import clock, service, tokens
+from keyvault.extensions import db
+from keyvault.models import ApiKey
+from tests.conftest import TEST_PEPPER
+
+ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user"}
+
+
+def bearer(value: str) -> dict:
+    return {"Authorization": f"Bearer {value}"}
+
+
+@pytest.fixture
+def service_key(make_user, make_key):
+    """The calling service's own key, carrying key:verify, owned by another account."""
+    _, value = make_key(make_user("service@example.com"), label="service", scopes=["key:verify"])
+    return bearer(value)
+
+
+@contextmanager
+def recorded_sql():
+    """Every SQL statement the app sends to the database while the block runs."""
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def updates_of_api_keys(statements) -> list:
+    return [s for s, _ in statements if s.lstrip().upper().startswith("UPDATE API_KEYS")]
+
+
+def bad_checksum(value: str) -> str:
+    """The same key with its last checksum character changed."""
+    return value[:-1] + ("A" if value[-1] != "A" else "B")
+
+
+def situation(code: str, user, make_key, admin, monkeypatch) -> tuple[str, list[str]]:
+    """A key (and scopes to demand) that verify should answer with `code`."""
+    origin = service.Origin()
+    if code == "valid":
+        return make_key(user, scopes=["user:read"])[1], ["user:read"]
+    if code == "malformed":
+        return bad_checksum(make_key(user)[1]), []
+    if code == "not_found":
+        return tokens.generate(), []
+    if code == "revoked":
+        key, value = make_key(user)
+        service.revoke_key(user, key.public_id, origin)
+        return value, []
+    if code == "expired":
+        now = clock.now()
+        _, value = make_key(user, expires_at=now + timedelta(seconds=2))
+        monkeypatch.setattr(clock, "now", lambda: now + timedelta(seconds=3))
+        return value, []
+    if code == "user_inactive":
+        value = make_key(user)[1]
+        service.set_user_active(admin, user.id, False, origin)
+        return value, []
+    if code == "insufficient_scope":
+        return make_key(user, scopes=["user:read"])[1], ["personal_api_key:write"]
+    raise AssertionError(code)
+
+
+@pytest.mark.parametrize("code", ["valid", "malformed", "not_found", "revoked", "expired",
+                                  "user_inactive", "insufficient_scope"])
+def test_each_code(client, user, make_user, make_key, service_key, monkeypatch, code):
+    """Every situation answers 200 with its own code; only `valid` is active."""
+    admin = make_user("admin@example.com", is_admin=True)
+    value, scopes = situation(code, user, make_key, admin, monkeypatch)
+    response = client.post("/api/verify/", json={"key": value, "scopes": scopes},
+                           headers=service_key)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["code"] == code
+    assert response.json["active"] is (code == "valid")
+    assert response.headers["Cache-Control"] == "no-store"
+    if code != "valid":
+        assert response.json == {"active": False, "code": code}
+
+
+@pytest.mark.parametrize("value", ["", "kv_", "hello", "kv_" + "a" * 46, "xx_" + "a" * 46,
+                                   "kv_" + "!" * 46])
+def test_garbage_is_malformed(client, service_key, value):
+    """Wrong length, prefix, alphabet or checksum: `malformed`."""
+    response = client.post("/api/verify/", json={"key": value}, headers=service_key)
+    assert response.json == {"active": False, "code": "malformed"}
+
+
+def test_active_answer_carries_the_keys_facts(client, user, make_key, service_key):
+    """An active answer has key_id, label, scopes, expires_at, created_at and user {id, email}."""
+    expires = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    key, value = make_key(user, label="billing", scopes=["user:read", "key:verify"],
+                          expires_at=expires)
+    answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
+    assert set(answer) == ACTIVE_FIELDS
+    assert answer["key_id"] == key.public_id
+    assert answer["label"] == "billing"
+    assert answer["scopes"] == ["user:read", "key:verify"]
+    assert answer["expires_at"] == expires.isoformat().replace("+00:00", "Z")
+    assert datetime.fromisoformat(answer["created_at"]) == key.created_at
+    assert answer["user"] == {"id": user.id, "email": "alice@example.com"}
+
+
+def test_malformed_key_costs_no_query(client, user, make_key, service_key):
+    """A bad checksum is judged without the database: verify queries for the caller only."""
+    _, value = make_key(user)
+    subject = bad_checksum(value)
+    caller_digest = tokens.digest_of(service_key["Authorization"][7:], TEST_PEPPER.encode())
+    with recorded_sql() as statements:
+        answer = client.post("/api/verify/", json={"key": subject}, headers=service_key).json
+    assert answer["code"] == "malformed"
+    key_lookups = [(s, p) for s, p in statements if "api_keys" in s and "SELECT" in s.upper()]
+    assert len(key_lookups) == 1
+    looked_up = {str(v) for v in _flatten(key_lookups[0][1])}
+    assert caller_digest in looked_up
+    assert tokens.digest_of(subject, TEST_PEPPER.encode()) not in looked_up
+
+    with recorded_sql() as statements:
+        assert service.verify_key(subject).code == "malformed"
+    assert statements == []
+
+
+def _flatten(parameters):
+    if isinstance(parameters, dict):
+        parameters = parameters.values()
+    for value in parameters:
+        if isinstance(value, (list, tuple)):
+            yield from _flatten(value)
+        else:
+            yield value
+
+
+def test_caller_needs_key_verify(client, user, make_key):
+    """A caller key without key:verify is 403 insufficient_scope."""
+    _, caller = make_key(user, scopes=["personal_api_key:write", "user:read"])
+    _, subject = make_key(user)
+    response = client.post("/api/verify/", json={"key": subject}, headers=bearer(caller))
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+    assert response.json["code"] == "insufficient_scope"
+    assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    assert "active" not in response.json
+
+
+@pytest.mark.parametrize(("caller", "challenge_error"), [(None, False), ("wrong", True)])
+def test_caller_must_present_a_valid_key(client, user, make_key, caller, challenge_error):
+    """No caller key is 401 with a bare challenge; a wrong one is 401 invalid_token."""
+    _, subject = make_key(user)
+    headers = bearer(tokens.generate()) if caller else {}
+    response = client.post("/api/verify/", json={"key": subject}, headers=headers)
+    assert response.status_code == 401
+    assert ('error="invalid_token"' in response.headers["WWW-Authenticate"]) is challenge_error
+    assert subject not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("form", "code"), [
+    ({"token": "{value}"}, "valid"),
+    ({"token": "{value}", "scopes": "user:read"}, "valid"),
+    ({"token": "{value}", "scope": "user:read key:verify"}, "insufficient_scope"),
+    ({"key": "{value}"}, "valid"),
+    ({"token": "nonsense"}, "malformed"),
+])
+def test_rfc7662_form_body(client, user, make_key, service_key, form, code):
+    """A form body with token= (RFC 7662 introspection style) is accepted too."""
+    _, value = make_key(user, scopes=["user:read"])
+    data = {name: field.format(value=value) for name, field in form.items()}
+    response = client.post("/api/verify/", data=data, headers=service_key)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["code"] == code
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("body", [{}, {"scopes": []}, {"key": None}, {"key": 5},
+                                  {"key": "kv_x", "scopes": "user:read"},
+                                  {"key": "kv_x", "scopes": [5]}, {"key": "kv_x", "token": 5}])
+def test_bad_requests_are_400(client, service_key, body):
+    """A request that is not well-formed is a 400, not a verdict."""
+    response = client.post("/api/verify/", json=body, headers=service_key)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+
+
+def test_revoke_takes_effect_on_the_next_call(client, user, make_key, service_key):
+    """Revoking through the API: the very next verify answers revoked."""
+    key, value = make_key(user, scopes=["*"])
+    assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
+    assert client.delete(f"/api/personal_api_keys/{key.public_id}/",
+                         headers=bearer(value)).status_code == 204
+    answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
+    assert answer == {"active": False, "code": "revoked"}
+
+
+def test_roll_takes_effect_on_the_next_call(client, user, make_key, service_key):
+    """After a roll without grace the old value is dead and the new one valid, at once."""
+    key, old = make_key(user, scopes=["*"])
+    assert client.post("/api/verify/", json={"key": old}, headers=service_key).json["active"]
+    new = client.post(f"/api/personal_api_keys/{key.public_id}/roll/",
+                      headers=bearer(old)).json["value"]
+    assert client.post("/api/verify/", json={"key": old}, headers=service_key).json == {
+        "active": False, "code": "not_found"}
+    answer = client.post("/api/verify/", json={"key": new}, headers=service_key).json
+    assert answer["active"] is True and answer["key_id"] == key.public_id
+
+
+def test_expiry_takes_effect_at_the_instant(client, user, make_key, service_key, monkeypatch):
+    """A key valid just before its expires_at answers expired once the clock reaches it."""
+    start = clock.now()
+    expires = start + timedelta(seconds=2)
+    _, value = make_key(user, expires_at=expires)
+    monkeypatch.setattr(clock, "now", lambda: expires - timedelta(microseconds=1))
+    assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
+    monkeypatch.setattr(clock, "now", lambda: expires)
+    answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
+    assert answer == {"active": False, "code": "expired"}
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(client, user, make_key, service_key,
+                                                       monkeypatch):
+    """Verify records last_used_at; within the minute no UPDATE at all; after it, again."""
+    key, value = make_key(user)
+    start = clock.now()
+
+    def last_used():
+        db.session.expire_all()
+        return db.session.get(ApiKey, key.id).last_used_at
+
+    assert last_used() is None
+    monkeypatch.setattr(clock, "now", lambda: start)
+    with recorded_sql() as first:
+        client.post("/api/verify/", json={"key": value}, headers=service_key)
+    assert updates_of_api_keys(first)
+    assert last_used() == start
+
+    monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=59))
+    with recorded_sql() as second:
+        assert client.post("/api/verify/", json={"key": value},
+                           headers=service_key).json["active"]
+    assert updates_of_api_keys(second) == []
+    assert last_used() == start
+
+    later = start + timedelta(seconds=61)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    with recorded_sql() as third:
+        client.post("/api/verify/", json={"key": value}, headers=service_key)
+    assert updates_of_api_keys(third)
+    assert last_used() == later
+
+
+def test_api_use_updates_last_used_at(client, user, make_key, monkeypatch):
+    """Authenticating any API call counts as a use, shown through the API itself."""
+    _, value = make_key(user, scopes=["*"])
+    now = clock.now()
+    monkeypatch.setattr(clock, "now", lambda: now)
+    current = client.get("/api/personal_api_keys/@current/", headers=bearer(value)).json
+    assert current["last_used_at"] == now.isoformat().replace("+00:00", "Z")
