@@ -1,0 +1,202 @@
+"""`python -m bench`: KeyVault's verify against the stack's ceiling, measured in the same run.
+
+Seeds a fresh database, starts KeyVault exactly as `keyvault serve` does and a minimal Flask app
+under the same gunicorn settings, alternates the wrk scenarios over several rounds, and reports
+the medians, the ratios, the workers' memory and the in-process cost of the hot path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import database, inprocess, load, report, servers
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    server: servers.Server
+    path: str
+    script: Path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=1000, help="keys to seed (default 1000)")
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server URL: the benchmark creates (and drops) its own "
+                             "database there; default: a fresh SQLite file")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all scenarios; medians are reported")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers (default: what `keyvault serve` uses, one per core)")
+    parser.add_argument("--warmup", type=float, default=1, help="untimed seconds per scenario")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder (database, server logs, Lua scripts)")
+    args = parser.parse_args(argv)
+    if args.keys < 1 or args.rounds < 1 or args.duration <= 0:
+        parser.error("--keys, --rounds and --duration must be positive")
+    return args
+
+
+def post_verify(url: str, caller: str, key: str) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url + "/api/verify/", data=json.dumps({"key": key}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {caller}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def check_answers(keyvault: servers.Server, ceiling: servers.Server,
+                  seeded: database.Seeded) -> None:
+    """Before measuring anything: each kind of key gets the right answer, and the ceiling's
+    fixed answer has the same shape as KeyVault's `valid` one."""
+    expected = [(seeded.valid[0], "valid"), (seeded.valid[-1], "valid"),
+                (seeded.revoked[0], "revoked"), (seeded.unknown[0], "not_found")]
+    shape = None
+    for key, code in expected:
+        status, body = post_verify(keyvault.url, seeded.caller, key)
+        if status != 200 or body.get("code") != code:
+            raise SystemExit(f"verify answered {status} {body.get('code')!r}, expected {code!r}")
+        if code == "valid":
+            shape = sorted(body)
+    status, body = post_verify(ceiling.url, seeded.caller, seeded.valid[0])
+    if status != 200 or sorted(body) != shape:
+        raise SystemExit(f"the ceiling app's answer {sorted(body)} is not shaped like {shape}")
+
+
+def mixed_keys(seeded: database.Seeded) -> list[str]:
+    """The valid rotation with every tenth key swapped for a revoked or an unknown one."""
+    mixed, bad = [], 0
+    for i, key in enumerate(seeded.valid):
+        if i % 10 == 9:
+            pool = seeded.revoked if bad % 2 == 0 else seeded.unknown
+            key = pool[(bad // 2) % len(pool)]
+            bad += 1
+        mixed.append(key)
+    return mixed
+
+
+def measure(scenario: Scenario, args: argparse.Namespace, duration: float) -> load.Run:
+    run = load.run_wrk(scenario.server.url + scenario.path, scenario.script, duration,
+                       args.connections, args.threads)
+    errors = run.socket_errors
+    if run.non_2xx or errors["connect"] or errors["timeout"]:
+        raise load.LoadError(
+            f"{scenario.title}: {run.non_2xx} non-2xx answers, socket errors {errors} "
+            f"out of {run.requests} requests.\n{scenario.server.name} log:\n"
+            f"{scenario.server.log_tail()}")
+    return run
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    started = time.time()
+    wrk_version = load.ensure_wrk()
+    workers = args.workers or os.cpu_count() or 1  # `keyvault serve`'s own default
+    load_before = os.getloadavg()
+    others_busy = [report.cpu_busy()]  # before anything of ours runs, and after the rounds
+    os.environ["KEYVAULT_INSTANCE_PATH"] = str(workdir / "instance")
+    secret_key, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    db = database.create_database(args.database_url, workdir)
+    started_servers: list[servers.Server] = []
+    try:
+        print(f"Seeding {args.keys:,} keys into a fresh {db.backend} database ...", flush=True)
+        app = database.make_app(db.url, secret_key, pepper)
+        database.migrate(app)
+        seeded = database.seed(app, args.keys)
+        print(f"  {seeded.keys:,} keys for {seeded.users:,} users in {seeded.seconds:.1f} s",
+              flush=True)
+
+        env = servers.server_env(db.url, secret_key, pepper, workdir / "instance")
+        keyvault = servers.start_keyvault(env, workdir / "keyvault.log", workers)
+        started_servers.append(keyvault)
+        ceiling = servers.start_ceiling(env, workdir / "ceiling.log", workers)
+        started_servers.append(ceiling)
+        check_answers(keyvault, ceiling, seeded)
+
+        valid = load.write_post_script(workdir / "valid.lua", seeded.caller, seeded.valid)
+        mixed = load.write_post_script(workdir / "mixed.lua", seeded.caller, mixed_keys(seeded))
+        get = load.write_get_script(workdir / "get.lua")
+        scenarios = [
+            Scenario("ceiling_get", "ceiling app: do-nothing GET", ceiling, "/healthz", get),
+            Scenario("ceiling_post", "(a) ceiling app: verify-shaped POST", ceiling,
+                     "/api/verify/", valid),
+            Scenario("healthz", "(b) KeyVault GET /healthz", keyvault, "/healthz", get),
+            Scenario("verify_valid", "(c) KeyVault verify, valid keys", keyvault,
+                     "/api/verify/", valid),
+            Scenario("verify_mixed", "(d) KeyVault verify, 10% revoked/unknown", keyvault,
+                     "/api/verify/", mixed),
+        ]
+        print(f"Warming up ({args.warmup:g} s per scenario) ...", flush=True)
+        for scenario in scenarios:
+            measure(scenario, args, args.warmup)
+        rss_before = {s.name: s.worker_rss_mib() for s in started_servers}
+
+        runs: dict[str, list[load.Run]] = {s.name: [] for s in scenarios}
+        for round_number in range(args.rounds):
+            shift = round_number % len(scenarios)  # each scenario takes each slot in turn
+            for scenario in scenarios[shift:] + scenarios[:shift]:
+                result = measure(scenario, args, args.duration)
+                runs[scenario.name].append(result)
+                print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<42} "
+                      f"{result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                      f"p99 {result.p99_ms:6.2f} ms", flush=True)
+        rss_after = {s.name: s.worker_rss_mib() for s in started_servers}
+        others_busy.append(report.cpu_busy())
+        for server in started_servers:
+            server.stop()
+
+        print("In-process micro-benchmarks ...", flush=True)
+        micro = {
+            **inprocess.hot_path(app, seeded.caller, seeded.valid[0]),
+            **inprocess.api_create_and_list(app, seeded.creator, seeded.lister),
+        }
+        size = db.size_bytes()
+    finally:
+        for server in started_servers:
+            server.stop()
+        db.drop()
+
+    return report.build(
+        args=args, backend=db.backend, workers=workers, wrk_version=wrk_version,
+        seeded=seeded, scenarios=[(s.name, s.title) for s in scenarios], runs=runs,
+        rss_before=rss_before, rss_after=rss_after, micro=micro, database_bytes=size,
+        load_before=load_before, others_busy=others_busy, started=started,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="keyvault-bench-"))
+    workdir.chmod(0o755)
+    try:
+        results = run(args, workdir)
+    except load.LoadError as error:
+        raise SystemExit(f"FAILED: {error}") from None
+    finally:
+        if args.keep:
+            print(f"Kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(report.table(results))
+    path = report.write(results)
+    print(f"\nWrote {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,195 @@
+"""The benchmark's results: medians, ratios, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Issue 5's goals, printed next to the figures (the benchmark reports; it never fails on them).
+RATIO_GOAL = {"sqlite": 0.80, "postgresql": 0.65}
+P99_GOAL = 1.5
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """The share of all cores busy over the next `seconds`: while the benchmark itself is idle,
+    this is what other processes take from it."""
+    try:
+        busy_0, total_0 = _cpu_ticks()
+        time.sleep(seconds)
+        busy_1, total_1 = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round((busy_1 - busy_0) / max(1, total_1 - total_0), 2)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=False, cwd=Path(__file__).resolve().parent)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def _versions() -> dict:
+    names = ("flask", "gunicorn", "sqlalchemy", "psycopg", "werkzeug")
+    found = {}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _median(runs, attribute: str) -> float:
+    return statistics.median(getattr(run, attribute) for run in runs)
+
+
+def build(*, args, backend, workers, wrk_version, seeded, scenarios, runs, rss_before,
+          rss_after, micro, database_bytes, load_before, others_busy, started) -> dict:
+    summary = {}
+    for name, title in scenarios:
+        summary[name] = {
+            "title": title,
+            "rps": round(_median(runs[name], "rps"), 1),
+            "p50_ms": round(_median(runs[name], "p50_ms"), 3),
+            "p99_ms": round(_median(runs[name], "p99_ms"), 3),
+            "runs": [run.as_dict() for run in runs[name]],
+        }
+
+    def ratio(top: str, bottom: str, field: str) -> dict:
+        per_round = [getattr(a, field) / getattr(b, field)
+                     for a, b in zip(runs[top], runs[bottom], strict=True)]
+        return {"of_medians": round(summary[top][field] / summary[bottom][field], 3),
+                "per_round": [round(r, 3) for r in per_round]}
+
+    command = "python -m bench" + "".join(f" {a}" for a in sys.argv[1:])
+    return {
+        "meta": {
+            "date": dt.datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds"),
+            "command": command,
+            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
+                        "system": platform.platform(),
+                        "load_average_before": [round(x, 2) for x in load_before],
+                        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                        "cpu_busy_while_idle": others_busy},
+            "python": platform.python_version(),
+            "versions": _versions(),
+            "wrk": wrk_version,
+            "git_commit": _git_commit(),
+            "seconds": round(time.time() - started, 1),
+        },
+        "settings": {
+            "database": backend, "keys": args.keys, "rows": seeded.keys, "users": seeded.users,
+            "seed_seconds": round(seeded.seconds, 1), "database_mib":
+                round(database_bytes / 2**20, 1) if database_bytes is not None else None,
+            "rotating_valid_keys": len(seeded.valid), "workers": workers,
+            "connections": args.connections, "threads": args.threads,
+            "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
+        },
+        "scenarios": summary,
+        "ratios": {
+            "verify_vs_ceiling_rps": ratio("verify_valid", "ceiling_post", "rps"),
+            "verify_vs_ceiling_p99": ratio("verify_valid", "ceiling_post", "p99_ms"),
+            "mixed_vs_ceiling_rps": ratio("verify_mixed", "ceiling_post", "rps"),
+            "mixed_vs_ceiling_p99": ratio("verify_mixed", "ceiling_post", "p99_ms"),
+            "healthz_vs_ceiling_get_rps": ratio("healthz", "ceiling_get", "rps"),
+            "goal_rps": RATIO_GOAL.get(backend), "goal_p99": P99_GOAL,
+        },
+        "memory_rss_mib": {
+            "keyvault_workers_after_warmup": [round(r, 1) for r in rss_before["keyvault"]],
+            "keyvault_workers_after_run": [round(r, 1) for r in rss_after["keyvault"]],
+            "ceiling_workers_after_run": [round(r, 1) for r in rss_after["ceiling"]],
+        },
+        "in_process": micro,
+    }
+
+
+def table(results: dict) -> str:
+    settings, ratios, micro = results["settings"], results["ratios"], results["in_process"]
+    title = (f"KeyVault benchmark: {settings['database']}, {settings['keys']:,} keys, "
+             f"{settings['workers']} gunicorn workers, wrk {settings['threads']} threads x "
+             f"{settings['connections']} connections, median of {settings['rounds']} x "
+             f"{settings['duration_s']:g} s")
+    lines = [title]
+    machine = results["meta"]["machine"]
+    samples = [b for b in machine["cpu_busy_while_idle"] if b is not None]
+    if samples and max(samples) > 0.25:
+        lines.append(f"NOTE: other processes kept {max(samples):.0%} of the CPU busy while the "
+                     "benchmark was idle: absolute figures are low and noisy; the ratios, "
+                     "measured in alternation, suffer less.")
+    size = f", {settings['database_mib']:,.0f} MiB" if settings["database_mib"] else ""
+    lines.append(f"database: {settings['rows']:,} keys for {settings['users']:,} users, seeded in "
+                 f"{settings['seed_seconds']:g} s{size}; wrk rotates over "
+                 f"{settings['rotating_valid_keys']:,} valid keys")
+    lines += ["", f"{'scenario':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    for row in results["scenarios"].values():
+        lines.append(f"{row['title']:<44}{row['rps']:>10,.0f}{row['p50_ms']:>10.2f}"
+                     f"{row['p99_ms']:>10.2f}")
+
+    def show(name: str, label: str, goal: str = "") -> str:
+        entry = ratios[name]
+        rounds = ", ".join(f"{r:.2f}" for r in entry["per_round"])
+        return f"{label:<44}{entry['of_medians']:>10.2f}   (rounds: {rounds}){goal}"
+
+    def mib(values: list[float]) -> str:
+        return ", ".join(f"{v:.1f}" for v in values)
+
+    goal_rps = f"  goal >= {ratios['goal_rps']:.2f}" if ratios["goal_rps"] else ""
+    goal_p99 = f"  goal <= {ratios['goal_p99']:.2f}"
+    memory = results["memory_rss_mib"]
+    create, listed = micro["create_key"], micro["list_10_keys"]
+    lines += [
+        "",
+        show("verify_vs_ceiling_rps", "verify / ceiling, throughput", goal_rps),
+        show("verify_vs_ceiling_p99", "verify p99 / ceiling p99", goal_p99),
+        show("mixed_vs_ceiling_rps", "verify 10% bad / ceiling, throughput"),
+        show("mixed_vs_ceiling_p99", "verify 10% bad p99 / ceiling p99"),
+        show("healthz_vs_ceiling_get_rps", "/healthz / do-nothing GET, throughput"),
+        "",
+        (f"KeyVault worker RSS (MiB): after warm-up {mib(memory['keyvault_workers_after_warmup'])}"
+         f"; after the run {mib(memory['keyvault_workers_after_run'])}"
+         f" (ceiling app: {mib(memory['ceiling_workers_after_run'])})"),
+        "",
+        "In process (app context, no HTTP):",
+        (f"  service.verify_key        {micro['verify_key']['median_us']:>9.1f} us"
+         f"   (median of {micro['verify_key']['calls']:,} calls)"),
+        (f"  service.check_keys x2     {micro['check_keys']['median_us']:>9.1f} us"
+         "   (caller + subject, as /api/verify/ calls it)"),
+        f"  API create key            {create['median_ms']:>9.2f} ms  (p90 {create['p90_ms']:.2f})",
+        f"  API list 10 keys          {listed['median_ms']:>9.2f} ms  (p90 {listed['p90_ms']:.2f})",
+    ]
+    return "\n".join(lines)
+
+
+def write(results: dict) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"{stamp}-{results['settings']['database']}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
