@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from . import clock, passwords, tokens
 from .extensions import db
+from .keystore import keystore
 from .models import ApiKey, SecurityEvent, User
 
 LABEL_MAX = 40
@@ -140,19 +141,20 @@ def _hasher():
 
 
 def _record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None = None,
-            **details: Any) -> None:
+            *, key_id: int | None = None, **details: Any) -> None:
     """Add a security-log event to the current transaction; the caller commits."""
-    db.session.add(
-        SecurityEvent(
-            user_id=user_id,
-            key=key,
-            event=event,
-            created_at=clock.now(),
-            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
-            user_agent=(origin.user_agent or None) and origin.user_agent[:255],
-            details=details,
-        )
+    event = SecurityEvent(
+        user_id=user_id,
+        key_id=key_id,
+        event=event,
+        created_at=clock.now(),
+        ip_address=(origin.ip_address or None) and origin.ip_address[:45],
+        user_agent=(origin.user_agent or None) and origin.user_agent[:255],
+        details=details,
     )
+    if key is not None:
+        event.key = key
+    db.session.add(event)
 
 
 def normalise_email(email: str) -> str:
@@ -658,23 +660,10 @@ def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> lis
 
 # ---------------------------------------------------------------- verification (the hot path)
 
-_k = ApiKey.__table__.c
-_u = User.__table__.c
-_LOOKUP_COLUMNS = (
-    _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
-    _k.last_used_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
-    _k.digest, _k.previous_digest,
-)
-
-
 def _lookup(digests: list[str]) -> dict[str, tuple[Any, bool]]:
     """One round trip: digest -> (row, matched the grace-period value) for each known digest."""
-    table = ApiKey.__table__.join(User.__table__, _k.user_id == _u.id)
-    stmt = select(*_LOOKUP_COLUMNS).select_from(table).where(
-        or_(_k.digest.in_(digests), _k.previous_digest.in_(digests))
-    )
     found: dict[str, tuple[Any, bool]] = {}
-    for row in db.session.execute(stmt).all():
+    for row in keystore().lookup(digests):
         found[row[-2]] = (row, False)
         if row[-1] is not None:
             found.setdefault(row[-1], (row, True))
@@ -724,12 +713,10 @@ def check_keys(values: list[str], required: list[list[str]],
                for v in values]
     wanted = [d for d in digests if d is not None]
     found = _lookup(wanted) if wanted else {}
-    verdicts = [
+    return [
         Verdict("malformed") if d is None else _judge(v, d, found, now, req, origin or Origin())
         for v, d, req in zip(values, digests, required, strict=True)
     ]
-    db.session.commit()
-    return verdicts
 
 
 def verify_key(value: str, required_scopes: list[str] | None = None,
@@ -741,13 +728,7 @@ def _touch(key_id: int, last_used_at: datetime | None, now: datetime) -> None:
     """Record use at most once a minute per key: no write at all on most requests."""
     if last_used_at is not None and now - last_used_at < LAST_USED_RESOLUTION:
         return
-    threshold = now - LAST_USED_RESOLUTION
-    db.session.execute(
-        update(ApiKey)
-        .where(_k.id == key_id, or_(_k.last_used_at.is_(None), _k.last_used_at <= threshold))
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    keystore().touch(key_id, now, now - LAST_USED_RESOLUTION)
 
 
 def _note_expired_use(key_id: int, user_id: int, origin: Origin) -> None:
@@ -761,10 +742,8 @@ def _note_expired_use(key_id: int, user_id: int, origin: Origin) -> None:
         ).limit(1)
     )
     if recent is None:
-        db.session.add(SecurityEvent(
-            user_id=user_id, key_id=key_id, event="key.expired_use", created_at=clock.now(),
-            ip_address=(origin.ip_address or None) and origin.ip_address[:45],
-            user_agent=(origin.user_agent or None) and origin.user_agent[:255], details={}))
+        _record("key.expired_use", user_id, origin, key_id=key_id)
+        db.session.commit()
 
 
 def admin_list_users() -> list[User]:

@@ -91,7 +91,7 @@ def _clear(db) -> None:
 @pytest.fixture
 def make_app(database_url):
     """Build an app on the session's database with extra overrides (config per test)."""
-    from keyvault import create_app
+    from keyvault import create_app, keystore
     from keyvault.extensions import db
 
     built = []
@@ -106,6 +106,7 @@ def make_app(database_url):
         with app.app_context():
             db.session.remove()
             _clear(db)
+            keystore.dispose(app)
             db.engine.dispose()
 
 

@@ -1,0 +1,111 @@
+"""The verify hot path's database access: fixed SQL on a pooled, autocommit DB-API connection.
+
+Building an ORM or Core statement costs more than running it here (bench/README.md has the
+figures), so the one lookup and the once-a-minute `last_used_at` write are written out once per
+process. SQLAlchemy still does the type work: each column's own result and bind processors turn
+database values into the same Python values the models give (aware UTC datetimes, lists).
+An autocommit connection means a read opens no transaction and needs no round trip to end one.
+Nothing is cached: every call reads the database, so revocation is seen on the very next call.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from .extensions import db
+from .models import ApiKey, User
+
+_k, _u = ApiKey.__table__.c, User.__table__.c
+# Order matters: service._judge unpacks rows in this order; the two digests come last.
+COLUMNS = (
+    _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
+    _k.last_used_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
+    _k.digest, _k.previous_digest,
+)
+_SELECT = (
+    "SELECT " + ", ".join(f"{'k' if c.table is ApiKey.__table__ else 'u'}.{c.name}" for c in COLUMNS)
+    + " FROM api_keys k JOIN users u ON u.id = k.user_id"
+    " WHERE k.digest IN ({marks}) OR k.previous_digest IN ({marks})"
+)
+
+
+class KeyStore:
+    """Reads key rows by digest and records use, for one app's database, in one process."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        dialect = engine.dialect
+        mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
+        self._select = {n: _SELECT.format(marks=", ".join([mark] * n)) for n in (1, 2)}
+        self._touch = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
+                       f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for c in COLUMNS]
+        self._readers = [(i, p) for i, p in enumerate(processors) if p is not None]
+        self._bind_time = _k.last_used_at.type.dialect_impl(dialect).bind_processor(dialect)
+
+    def _run(self, sql: str, params: tuple, fetch: bool):
+        """Run one statement; on a connection the server dropped, reconnect once and retry.
+
+        Driver errors come out as SQLAlchemy's (OperationalError, …), as from the ORM.
+        """
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        for attempt in (1, 2):
+            try:
+                connection = self.engine.raw_connection()
+            except dbapi_error as error:
+                raise DBAPIError.instance(sql, params, error, dbapi_error) from error
+            try:
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    return cursor.fetchall() if fetch else None
+                finally:
+                    cursor.close()
+            except dbapi_error as error:
+                if attempt == 2 or not self.engine.dialect.is_disconnect(error, connection, None):
+                    raise DBAPIError.instance(sql, params, error, dbapi_error) from error
+                connection.invalidate()
+            finally:
+                connection.close()
+        raise AssertionError("unreachable")
+
+    def lookup(self, digests: list[str]) -> list[list]:
+        """The rows whose current or grace-period digest is one of `digests`: one round trip."""
+        rows = self._run(self._select[len(digests)], (*digests, *digests), fetch=True)
+        converted = []
+        for row in rows:
+            row = list(row)
+            for index, process in self._readers:
+                row[index] = process(row[index])
+            converted.append(row)
+        return converted
+
+    def touch(self, key_id: int, now: datetime, threshold: datetime) -> None:
+        """Set last_used_at unless another worker already did within the resolution."""
+        bind = self._bind_time
+        self._run(self._touch, (bind(now), key_id, bind(threshold)), fetch=False)
+
+
+def keystore() -> KeyStore:
+    """This app's KeyStore, made on first use in each process (after gunicorn forks)."""
+    store = current_app.extensions.get("keyvault.keystore")
+    if store is None:
+        options = {k: v for k, v in current_app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+                   if k != "pool_pre_ping"}  # a dropped connection is retried instead
+        engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT",
+                               pool_reset_on_return=None, **options)
+        store = current_app.extensions["keyvault.keystore"] = KeyStore(engine)
+    return store
+
+
+def dispose(app) -> None:
+    """Close this app's hot-path connections (tests, shutdown)."""
+    store = app.extensions.pop("keyvault.keystore", None)
+    if store is not None:
+        store.engine.dispose()
