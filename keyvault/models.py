@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -50,7 +50,14 @@ class User(UserMixin, db.Model):
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"
-    __table_args__ = (Index("ix_api_keys_user_created", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_api_keys_user_created", "user_id", "created_at", "id"),
+        # Partial: almost every row has no previous digest, and a full index of NULLs makes
+        # SQLite's planner (after ANALYZE) think a lookup by it matches every row.
+        Index("uq_api_keys_previous_digest", "previous_digest", unique=True,
+              sqlite_where=text("previous_digest IS NOT NULL"),
+              postgresql_where=text("previous_digest IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -66,7 +73,7 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_rolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # After a roll with a grace period the old value keeps working until previous_expires_at.
-    previous_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_digest: Mapped[str | None] = mapped_column(String(64))
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="keys")

@@ -1,8 +1,8 @@
 """initial schema: users, api keys, security events
 
-Revision ID: 828a7ac250b4
+Revision ID: 6d61edbc09c8
 Revises: 
-Create Date: 2026-11-26 16:36:42.340655
+Create Date: 2026-11-26 17:20:09.436665
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '828a7ac250b4'
+revision = '6d61edbc09c8'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -26,8 +26,8 @@ def upgrade():
     sa.Column('is_admin', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('last_login_at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('email')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
+    sa.UniqueConstraint('email', name=op.f('uq_users_email'))
     )
     op.create_table('api_keys',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -45,14 +45,14 @@ def upgrade():
     sa.Column('last_rolled_at', sa.DateTime(), nullable=True),
     sa.Column('previous_digest', sa.String(length=64), nullable=True),
     sa.Column('previous_expires_at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('digest'),
-    sa.UniqueConstraint('previous_digest'),
-    sa.UniqueConstraint('public_id')
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_keys_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
+    sa.UniqueConstraint('digest', name=op.f('uq_api_keys_digest')),
+    sa.UniqueConstraint('public_id', name=op.f('uq_api_keys_public_id'))
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index('ix_api_keys_user_created', ['user_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('uq_api_keys_previous_digest', ['previous_digest'], unique=True, sqlite_where=sa.text('previous_digest IS NOT NULL'), postgresql_where=sa.text('previous_digest IS NOT NULL'))
 
     op.create_table('security_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -63,9 +63,9 @@ def upgrade():
     sa.Column('ip_address', sa.String(length=45), nullable=True),
     sa.Column('user_agent', sa.String(length=255), nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['key_id'], ['api_keys.id'], ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['key_id'], ['api_keys.id'], name=op.f('fk_security_events_key_id_api_keys'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_security_events_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_security_events'))
     )
     with op.batch_alter_table('security_events', schema=None) as batch_op:
         batch_op.create_index('ix_security_events_user_created', ['user_id', 'created_at', 'id'], unique=False)
@@ -80,6 +80,7 @@ def downgrade():
 
     op.drop_table('security_events')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
+        batch_op.drop_index('uq_api_keys_previous_digest', sqlite_where=sa.text('previous_digest IS NOT NULL'), postgresql_where=sa.text('previous_digest IS NOT NULL'))
         batch_op.drop_index('ix_api_keys_user_created')
 
     op.drop_table('api_keys')
