@@ -49,9 +49,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
 
-    proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
-    if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True,
@@ -89,6 +86,13 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     errors.register(app)
 
+    from .api.fastlane import VerifyFastLane
+
+    app.wsgi_app = VerifyFastLane(app.wsgi_app, app)
+    proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
+    if proxies:  # outermost, so every layer sees the client's address
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+
     from . import cli
 
     cli.register(app)
@@ -97,17 +101,19 @@ def create_app(overrides: dict | None = None) -> Flask:
     def security_headers(response):
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        if not request.path.startswith("/api/") or request.path.startswith("/api/docs"):
+        path = request.path
+        if not path.startswith("/api/") or path.startswith("/api/docs"):  # pages, not JSON
             headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             headers.setdefault("X-Frame-Options", "DENY")
             headers.setdefault("Referrer-Policy", "same-origin")
-        if g.get("no_store"):
-            headers["Cache-Control"] = "no-store"
-            headers["Pragma"] = "no-cache"
+            if g.get("no_store"):
+                headers["Cache-Control"] = "no-store"
+                headers["Pragma"] = "no-cache"
         return response
 
-    from .web import register_filters
+    from .web import CookieSessionInterface, register_filters
 
+    app.session_interface = CookieSessionInterface()
     register_filters(app)
     return app
 

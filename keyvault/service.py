@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import unicodedata
@@ -124,7 +125,12 @@ class Verdict:
 
 
 def _pepper() -> bytes:
-    return current_app.config["KEYVAULT_KEY_PEPPER"].encode("utf-8")
+    return _encoded(current_app.config["KEYVAULT_KEY_PEPPER"])
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8")
 
 
 def _prefix() -> str:

@@ -43,24 +43,42 @@ def recorded_sql():
         event.remove(db.engine, "before_cursor_execute", record)
 
 
+class _RecordingCursor:
+    def __init__(self, cursor, trips: list):
+        self._cursor, self._trips = cursor, trips
+
+    def execute(self, sql, params=()):
+        self._trips.append(sql)
+        return self._cursor.execute(sql, params)
+
+    def __getattr__(self, name):
+        return getattr(self._cursor, name)
+
+
+class _RecordingConnection:
+    """The hot path's real connection, noting each statement it sends to the database."""
+
+    def __init__(self, connection, trips: list):
+        self._connection, self._trips = connection, trips
+
+    def cursor(self):
+        return _RecordingCursor(self._connection.cursor(), self._trips)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
 @contextmanager
 def hot_path_round_trips():
-    """How many statements the verify hot path (keyvault.keystore) sends while the block runs.
-
-    The hot path runs one statement per connection checkout, so counting checkouts of its
-    engine's pool counts its round trips to the database.
-    """
-    engine = keystore.keystore().engine
-    trips: list[int] = []
-
-    def record(dbapi_connection, connection_record, connection_proxy):
-        trips.append(1)
-
-    event.listen(engine, "checkout", record)
+    """Every statement the verify hot path (keyvault.keystore) sends while the block runs."""
+    store = keystore.keystore()
+    real = store._connection()
+    trips: list[str] = []
+    store._local.connection = _RecordingConnection(real, trips)
     try:
         yield trips
     finally:
-        event.remove(engine, "checkout", record)
+        store._local.connection = real
 
 
 def bad_checksum(value: str) -> str:
@@ -275,6 +293,7 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, user, make_key, s
     with hot_path_round_trips() as first:
         client.post("/api/verify/", json={"key": value}, headers=service_key)
     assert len(first) == 3  # the lookup, then one UPDATE each for the caller's and the user's key
+    assert [sql.split()[0] for sql in first] == ["SELECT", "UPDATE", "UPDATE"]
     assert last_used() == start
 
     monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=59))
@@ -314,8 +333,6 @@ def test_hot_path_reconnects_after_the_database_drops_its_connections(
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
         assert killed >= 1
     else:
-        pooled = store.engine.raw_connection()
-        pooled.dbapi_connection.close()  # the pooled sqlite3 connection dies behind the pool
-        pooled.close()
+        store._connection().dbapi_connection.close()  # the connection dies behind our back
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert answer["active"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from flask import Request
 
 FIELD = "personal_api_key"
@@ -20,13 +21,33 @@ class Credential:
 
 
 def json_body(request: Request):
-    """The parsed JSON body (None when the body is not JSON); raises MalformedBody on bad JSON."""
+    """The parsed JSON body (None when the body is not JSON); raises MalformedBody on bad JSON.
+
+    Parsed once per request with orjson (several times faster than the standard library).
+    """
     if not request.is_json:
         return None
-    cached = request.get_json(silent=True, cache=True)
-    if cached is None and request.get_data(cache=True):
-        raise MalformedBody("The request body is not valid JSON.")
-    return cached
+    try:
+        return request.keyvault_json
+    except AttributeError:
+        pass
+    data = request.get_data(cache=True)
+    body = None
+    if data:
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            body = None
+        if body is None:
+            raise MalformedBody("The request body is not valid JSON.")
+    request.keyvault_json = body
+    return body
+
+
+def bearer_value(header: str) -> str:
+    """The key in an Authorization header; "" (never valid) for any other scheme."""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 def read_credential(request: Request) -> Credential | None:
@@ -37,8 +58,7 @@ def read_credential(request: Request) -> Credential | None:
     """
     header = request.headers.get("Authorization")
     if header is not None:
-        scheme, _, value = header.partition(" ")
-        return Credential(value.strip() if scheme.lower() == "bearer" else "", "header")
+        return Credential(bearer_value(header), "header")
     body = json_body(request)
     if isinstance(body, dict) and FIELD in body:
         value = body[FIELD]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, json
+import orjson
+from flask import Response, current_app
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_TYPE = "about:blank"
@@ -12,7 +13,7 @@ def problem(status: int, title: str, detail: str, headers: dict | None = None,
             **extra) -> Response:
     body = {"type": PROBLEM_TYPE, "title": title, "status": status, "detail": detail, **extra}
     response = current_app.response_class(
-        json.dumps(body), status=status, mimetype="application/problem+json"
+        orjson.dumps(body), status=status, mimetype="application/problem+json"
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value

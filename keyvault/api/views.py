@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, json, render_template, request, url_for
+import orjson
+from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from .. import service
@@ -39,7 +40,7 @@ def _iso(value):
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return current_app.response_class(json.dumps(body), status=status,
+    return current_app.response_class(orjson.dumps(body), status=status,
                                       mimetype="application/json")
 
 
@@ -298,30 +299,35 @@ def roll_key(public_id: str):
 def _verify_request() -> tuple[str, list[str]]:
     """The key and required scopes from a JSON body, or an RFC 7662 form body (`token=`)."""
     body = json_body(request)
-    if body is None:
-        if request.get_data(cache=True) and not request.form:
-            raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
-        if not request.form:
-            raise service.InvalidInput(
-                'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.', "key")
-        key = request.form.get("token", request.form.get("key"))
-        scopes = request.form.get("scopes", request.form.get("scope", "")).replace(",", " ").split()
-    else:
-        if not isinstance(body, dict):
-            raise service.InvalidInput("The request body must be a JSON object.")
-        for name in ("key", "token"):
-            if name in body and not isinstance(body[name], str):
-                raise service.InvalidInput(f"{name} must be a string.", name)
-        key = body.get("key", body.get("token"))
-        scopes = body.get("scopes", [])
-        if scopes is None:
-            scopes = []
-        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise service.InvalidInput("scopes must be a list of strings.", "scopes")
+    if body is not None:
+        return verify_arguments(body)
+    if request.get_data(cache=True) and not request.form:
+        raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
+    if not request.form:
+        raise service.InvalidInput(
+            'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.', "key")
+    key = request.form.get("token", request.form.get("key"))
+    scopes = request.form.get("scopes", request.form.get("scope", "")).replace(",", " ").split()
     if key is None:
         raise service.InvalidInput("key is required: the key your service was handed.", "key")
-    if not isinstance(key, str):
-        raise service.InvalidInput("key must be a string.", "key")
+    return key, scopes
+
+
+def verify_arguments(body: Any) -> tuple[str, list[str]]:
+    """The key and required scopes from verify's parsed JSON body; InvalidInput when malformed."""
+    if not isinstance(body, dict):
+        raise service.InvalidInput("The request body must be a JSON object.")
+    for name in ("key", "token"):
+        if name in body and not isinstance(body[name], str):
+            raise service.InvalidInput(f"{name} must be a string.", name)
+    key = body.get("key", body.get("token"))
+    scopes = body.get("scopes", [])
+    if scopes is None:
+        scopes = []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise service.InvalidInput("scopes must be a list of strings.", "scopes")
+    if key is None:
+        raise service.InvalidInput("key is required: the key your service was handed.", "key")
     return key, scopes
 
 
@@ -351,12 +357,16 @@ def verify():
         return forbidden_scope(VERIFY)
     if not caller.active:
         return unauthorized(INVALID_KEY_DETAIL[caller.code], key_presented=True)
-    response = json_response(verdict_json(subject))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return current_app.response_class(verify_answer(subject), headers=VERIFY_HEADERS)
 
 
 verify.required_scope = VERIFY
+VERIFY_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def verify_answer(subject: service.Verdict) -> bytes:
+    """The body of a 200 from verify (also sent by keyvault.api.fastlane)."""
+    return orjson.dumps(verdict_json(subject))
 
 
 @bp.get("/forward_auth/")
