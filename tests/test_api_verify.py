@@ -113,14 +113,25 @@ def situation(code: str, user, make_key, admin, monkeypatch) -> tuple[str, list[
     raise AssertionError(code)
 
 
-@pytest.mark.parametrize("code", ["valid", "malformed", "not_found", "revoked", "expired",
-                                  "user_inactive", "insufficient_scope"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "valid",
+        "malformed",
+        "not_found",
+        "revoked",
+        "expired",
+        "user_inactive",
+        "insufficient_scope",
+    ],
+)
 def test_each_code(client, user, make_user, make_key, service_key, monkeypatch, code):
     """Every situation answers 200 with its own code; only `valid` is active."""
     admin = make_user("admin@example.com", is_admin=True)
     value, scopes = situation(code, user, make_key, admin, monkeypatch)
-    response = client.post("/api/verify/", json={"key": value, "scopes": scopes},
-                           headers=service_key)
+    response = client.post(
+        "/api/verify/", json={"key": value, "scopes": scopes}, headers=service_key
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.json["code"] == code
     assert response.json["active"] is (code == "valid")
@@ -129,8 +140,9 @@ def test_each_code(client, user, make_user, make_key, service_key, monkeypatch, 
         assert response.json == {"active": False, "code": code}
 
 
-@pytest.mark.parametrize("value", ["", "kv_", "hello", "kv_" + "a" * 46, "xx_" + "a" * 46,
-                                   "kv_" + "!" * 46])
+@pytest.mark.parametrize(
+    "value", ["", "kv_", "hello", "kv_" + "a" * 46, "xx_" + "a" * 46, "kv_" + "!" * 46]
+)
 def test_garbage_is_malformed(client, service_key, value):
     """Wrong length, prefix, alphabet or checksum: `malformed`."""
     response = client.post("/api/verify/", json={"key": value}, headers=service_key)
@@ -140,8 +152,9 @@ def test_garbage_is_malformed(client, service_key, value):
 def test_active_answer_carries_the_keys_facts(client, user, make_key, service_key):
     """An active answer has key_id, label, scopes, expires_at, created_at and user {id, email}."""
     expires = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
-    key, value = make_key(user, label="billing", scopes=["user:read", "key:verify"],
-                          expires_at=expires)
+    key, value = make_key(
+        user, label="billing", scopes=["user:read", "key:verify"], expires_at=expires
+    )
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert set(answer) == ACTIVE_FIELDS
     assert answer["key_id"] == key.public_id
@@ -173,8 +186,12 @@ def test_malformed_key_is_answered_with_the_database_down(database_url):
     from keyvault import create_app
     from tests.conftest import base_overrides
 
-    broken = create_app({**base_overrides(database_url),
-                         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x:pw@127.0.0.1:1/none"})
+    broken = create_app(
+        {
+            **base_overrides(database_url),
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x:pw@127.0.0.1:1/none",
+        }
+    )
     with broken.app_context():
         value = tokens.generate()
         assert service.verify_key(bad_checksum(value)).code == "malformed"
@@ -188,8 +205,7 @@ def test_caller_and_subject_take_one_round_trip(client, user, make_key, service_
     _, value = make_key(user)
     client.post("/api/verify/", json={"key": value}, headers=service_key)  # last_used written
     with recorded_sql() as statements, hot_path_round_trips() as trips:
-        assert client.post("/api/verify/", json={"key": value},
-                           headers=service_key).json["active"]
+        assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
     assert statements == []
     assert len(trips) == 1
 
@@ -217,13 +233,16 @@ def test_caller_must_present_a_valid_key(client, user, make_key, caller, challen
     assert subject not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("form", "code"), [
-    ({"token": "{value}"}, "valid"),
-    ({"token": "{value}", "scopes": "user:read"}, "valid"),
-    ({"token": "{value}", "scope": "user:read key:verify"}, "insufficient_scope"),
-    ({"key": "{value}"}, "valid"),
-    ({"token": "nonsense"}, "malformed"),
-])
+@pytest.mark.parametrize(
+    ("form", "code"),
+    [
+        ({"token": "{value}"}, "valid"),
+        ({"token": "{value}", "scopes": "user:read"}, "valid"),
+        ({"token": "{value}", "scope": "user:read key:verify"}, "insufficient_scope"),
+        ({"key": "{value}"}, "valid"),
+        ({"token": "nonsense"}, "malformed"),
+    ],
+)
 def test_rfc7662_form_body(client, user, make_key, service_key, form, code):
     """A form body with token= (RFC 7662 introspection style) is accepted too."""
     _, value = make_key(user, scopes=["user:read"])
@@ -234,9 +253,18 @@ def test_rfc7662_form_body(client, user, make_key, service_key, form, code):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("body", [{}, {"scopes": []}, {"key": None}, {"key": 5},
-                                  {"key": "kv_x", "scopes": "user:read"},
-                                  {"key": "kv_x", "scopes": [5]}, {"key": "kv_x", "token": 5}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"scopes": []},
+        {"key": None},
+        {"key": 5},
+        {"key": "kv_x", "scopes": "user:read"},
+        {"key": "kv_x", "scopes": [5]},
+        {"key": "kv_x", "token": 5},
+    ],
+)
 def test_bad_requests_are_400(client, service_key, body):
     """A request that is not well-formed is a 400, not a verdict."""
     response = client.post("/api/verify/", json=body, headers=service_key)
@@ -248,8 +276,10 @@ def test_revoke_takes_effect_on_the_next_call(client, user, make_key, service_ke
     """Revoking through the API: the very next verify answers revoked."""
     key, value = make_key(user, scopes=["*"])
     assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
-    assert client.delete(f"/api/personal_api_keys/{key.public_id}/",
-                         headers=bearer(value)).status_code == 204
+    assert (
+        client.delete(f"/api/personal_api_keys/{key.public_id}/", headers=bearer(value)).status_code
+        == 204
+    )
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert answer == {"active": False, "code": "revoked"}
 
@@ -258,10 +288,13 @@ def test_roll_takes_effect_on_the_next_call(client, user, make_key, service_key)
     """After a roll without grace the old value is dead and the new one valid, at once."""
     key, old = make_key(user, scopes=["*"])
     assert client.post("/api/verify/", json={"key": old}, headers=service_key).json["active"]
-    new = client.post(f"/api/personal_api_keys/{key.public_id}/roll/",
-                      headers=bearer(old)).json["value"]
+    new = client.post(f"/api/personal_api_keys/{key.public_id}/roll/", headers=bearer(old)).json[
+        "value"
+    ]
     assert client.post("/api/verify/", json={"key": old}, headers=service_key).json == {
-        "active": False, "code": "not_found"}
+        "active": False,
+        "code": "not_found",
+    }
     answer = client.post("/api/verify/", json={"key": new}, headers=service_key).json
     assert answer["active"] is True and answer["key_id"] == key.public_id
 
@@ -278,8 +311,9 @@ def test_expiry_takes_effect_at_the_instant(client, user, make_key, service_key,
     assert answer == {"active": False, "code": "expired"}
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(client, user, make_key, service_key,
-                                                       monkeypatch):
+def test_last_used_at_is_written_at_most_once_a_minute(
+    client, user, make_key, service_key, monkeypatch
+):
     """Verify records last_used_at; within the minute no UPDATE at all; after it, again."""
     key, value = make_key(user)
     start = clock.now()
@@ -298,8 +332,7 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, user, make_key, s
 
     monkeypatch.setattr(clock, "now", lambda: start + timedelta(seconds=59))
     with hot_path_round_trips() as second, recorded_sql() as statements:
-        assert client.post("/api/verify/", json={"key": value},
-                           headers=service_key).json["active"]
+        assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
     assert len(second) == 1 and statements == []  # the lookup only: no write
     assert last_used() == start
 
@@ -321,18 +354,50 @@ def test_api_use_updates_last_used_at(client, user, make_key, monkeypatch):
 
 
 def test_hot_path_reconnects_after_the_database_drops_its_connections(
-        client, user, make_key, service_key, database_url):
+    client, user, make_key, service_key, database_url
+):
     """A server restart (or a killed backend) costs no failed verify: the connection is renewed."""
     _, value = make_key(user)
     assert client.post("/api/verify/", json={"key": value}, headers=service_key).json["active"]
     store = keystore.keystore()
     if database_url.startswith("postgresql"):
         with db.engine.connect() as conn:  # what a restart does to every pooled connection
-            killed = conn.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
         assert killed >= 1
     else:
         store._connection().dbapi_connection.close()  # the connection dies behind our back
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert answer["active"] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        dict(json={}),
+        dict(json=[1]),
+        dict(data="{x", content_type="application/json"),
+        dict(data="plain", content_type="text/plain"),
+    ],
+)
+def test_a_wrong_caller_hears_401_before_any_complaint_about_the_body(client, body):
+    """Authentication is judged first: a bad caller learns nothing about body validation."""
+    response = client.post("/api/verify/", headers=bearer(tokens.generate()), **body)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_a_caller_without_key_verify_hears_403_before_body_errors(client, user, make_key):
+    _, value = make_key(user, scopes=["user:read"])
+    response = client.post("/api/verify/", headers=bearer(value), json={})
+    assert response.status_code == 403
+
+
+def test_a_good_caller_with_a_bad_body_gets_400(client, service_key):
+    response = client.post("/api/verify/", headers=service_key, json={"scopes": []})
+    assert response.status_code == 400
+    assert response.json["field"] == "key"

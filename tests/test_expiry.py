@@ -243,6 +243,7 @@ def test_capped_form_offers_no_never_and_nothing_beyond_the_cap(capped, user, fr
     ({"expiry": "7"}, True),
     ({"expiry": "30"}, True),
     ({"expiry": "custom", "expires_on": "2030-04-08"}, True),   # 29 days away
+    ({"expiry": "custom", "expires_on": "2030-04-09"}, True),   # the cap's own day: until the cap
     ({"expiry": "none"}, False),
     ({"expiry": "60"}, False),
     ({"expiry": "90"}, False),

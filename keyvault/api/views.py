@@ -351,16 +351,32 @@ def verify():
     if credential is None:
         return unauthorized("Authenticate with your service's own key carrying 'key:verify'.",
                             key_presented=False)
-    key, scopes = _verify_request()
+    try:
+        key, scopes = _verify_request()
+    except (service.InvalidInput, UnsupportedMediaType, MalformedBody):
+        # Who is asking comes first: a bad caller hears 401/403, not what is wrong with the body.
+        refusal = _refuse_caller(service.verify_key(credential.value, [VERIFY], _origin()))
+        if refusal is not None:
+            return refusal
+        raise
     caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes], _origin())
-    if caller.code == "insufficient_scope":
-        return forbidden_scope(VERIFY)
-    if not caller.active:
-        return unauthorized(INVALID_KEY_DETAIL[caller.code], key_presented=True)
+    refusal = _refuse_caller(caller)
+    if refusal is not None:
+        return refusal
     return current_app.response_class(verify_answer(subject), headers=VERIFY_HEADERS)
 
 
 verify.required_scope = VERIFY
+
+
+def _refuse_caller(caller: service.Verdict) -> Response | None:
+    if caller.code == "insufficient_scope":
+        return forbidden_scope(VERIFY)
+    if not caller.active:
+        return unauthorized(INVALID_KEY_DETAIL[caller.code], key_presented=True)
+    return None
+
+
 VERIFY_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 

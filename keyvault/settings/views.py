@@ -51,8 +51,15 @@ def _expiry_from(form: CreateKeyForm) -> datetime | None:
     if choice == "custom":
         if form.expires_on.data is None:
             raise service.InvalidInput("Pick a date for the custom expiry.", "expires_on")
-        # A custom date means "valid through that whole day" (UTC), as GitHub shows it.
-        return datetime.combine(form.expires_on.data, time.max, tzinfo=UTC).replace(microsecond=0)
+        # A custom date means "valid through that whole day" (UTC), as GitHub shows it; on the
+        # last day a lifetime cap allows, that is "until the cap".
+        end = datetime.combine(form.expires_on.data, time.max, tzinfo=UTC).replace(microsecond=0)
+        max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
+        if max_days is not None:
+            cap = clock.now() + timedelta(days=max_days)
+            if end.date() == cap.date():
+                end = min(end, cap)
+        return end
     return clock.now() + timedelta(days=int(choice))
 
 
