@@ -59,7 +59,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "basic"
 
-    from . import models, service
+    from . import models
 
     @login_manager.user_loader
     def load_user(user_id: str):

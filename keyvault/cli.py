@@ -90,7 +90,7 @@ def keys_list(email):
                      _when(key.created_at), _when(key.last_used_at), _when(key.expires_at)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @keys_group.command("revoke")

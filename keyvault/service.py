@@ -692,10 +692,9 @@ def _judge(value: str, digest: str, found: dict, now: datetime, required: list[s
         verdict.code = "revoked"
     elif not is_active:
         verdict.code = "user_inactive"
-    elif expires_at is not None and expires_at <= now:
-        verdict.code = "expired"
-    elif via_previous and (previous_expires_at is None or previous_expires_at <= now):
-        verdict.code = "expired"
+    elif (expires_at is not None and expires_at <= now) or (
+            via_previous and (previous_expires_at is None or previous_expires_at <= now)):
+        verdict.code = "expired"  # the key, or the old value after its roll's grace period
     elif not all(has_scope(verdict.scopes, s) for s in required):
         verdict.code = "insufficient_scope"
     if via_previous:

@@ -12,7 +12,6 @@ from sqlalchemy.exc import OperationalError
 from keyvault import clock, keystore, service, tokens
 from keyvault.extensions import db
 from keyvault.models import ApiKey
-from tests.conftest import TEST_PEPPER
 
 ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user"}
 

@@ -63,9 +63,9 @@ def read_credential(request: Request) -> Credential | None:
     if isinstance(body, dict) and FIELD in body:
         value = body[FIELD]
         return Credential(value if isinstance(value, str) else "", "body")
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        if FIELD in request.form:
-            return Credential(request.form[FIELD], "body")
+    form_body = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    if form_body and FIELD in request.form:
+        return Credential(request.form[FIELD], "body")
     if FIELD in request.args:
         return Credential(request.args[FIELD], "query")
     return None

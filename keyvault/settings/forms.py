@@ -2,7 +2,12 @@
 
 from flask_wtf import FlaskForm
 from wtforms import (
-    DateField, RadioField, SelectField, SelectMultipleField, StringField, SubmitField,
+    DateField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
@@ -10,7 +15,6 @@ from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..service import DESCRIPTION_MAX, LABEL_MAX
-
 
 
 def choices(pairs) -> list[SelectChoice]:
