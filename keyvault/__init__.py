@@ -62,12 +62,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     from . import models
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
+        """The session's user, unless deactivated or their sessions were ended since login."""
+        user_id, _, epoch = session_id.partition(":")
         try:
             user = db.session.get(models.User, int(user_id))
         except ValueError:
             return None
-        return user if user is not None and user.is_active else None
+        if user is None or not user.is_active or epoch != str(user.session_epoch):
+            return None
+        return user
 
     from .admin.views import bp as admin_bp
     from .api.views import bp as api_bp

@@ -44,8 +44,14 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Part of the session's user id: raising it ends every browser session the user has.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
+
+    def get_id(self) -> str:
+        """Flask-Login's session id: the user id and the session epoch."""
+        return f"{self.id}:{self.session_epoch}"
 
 
 class ApiKey(db.Model):

@@ -633,6 +633,8 @@ def set_user_active(admin: User, user_id: int, active: bool, origin: Origin) -> 
         raise InvalidInput("You cannot deactivate your own account.")
     if user.is_active != active:
         user.is_active = active
+        if not active:
+            user.session_epoch += 1  # reactivation must not bring old browser sessions back
         _record("user.activated" if active else "user.deactivated", user.id, origin,
                 by_admin=admin.email)
         db.session.commit()

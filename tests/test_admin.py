@@ -224,6 +224,8 @@ def test_deactivated_user_cannot_log_in_and_is_logged_out(admin_client, app, peo
     assert events_of(people.alice)[-1].event == "login.failed"
 
     admin_post(admin_client, f"/admin/users/{people.alice.id}/activate")
+    stale = alice.get("/settings/api-keys")  # the session from before deactivation stays dead
+    assert stale.status_code == 302 and "/login" in stale.headers["Location"]
     again = app.test_client()
     assert AuthActions(again).login().status_code == 302
     assert again.get("/settings/api-keys").status_code == 200
