@@ -593,13 +593,18 @@ def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | 
     """Revoke at once; the row stays so the log and verify can still say `revoked`."""
     key = get_key(owner, public_id)
     if key.revoked_at is None:
-        key.revoked_at = clock.now()
-        key.previous_digest = None
-        key.previous_expires_at = None
         details = {"by_admin": by_admin.email} if by_admin is not None else {}
-        _record("key.revoked", owner.id, origin, key, **details)
+        _revoke(key, clock.now(), origin, **details)
         db.session.commit()
     return key
+
+
+def _revoke(key: ApiKey, now: datetime, origin: Origin, **details: Any) -> None:
+    """Mark a key revoked (its grace-period value too) and log it; the caller commits."""
+    key.revoked_at = now
+    key.previous_digest = None
+    key.previous_expires_at = None
+    _record("key.revoked", key.user_id, origin, key, **details)
 
 
 # ---------------------------------------------------------------- admin
@@ -658,10 +663,7 @@ def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> lis
         return stale
     now = clock.now()
     for key in stale:
-        key.revoked_at = now
-        key.previous_digest = None
-        key.previous_expires_at = None
-        _record("key.revoked", key.user_id, origin, key, reason="unused", unused_days=unused_days)
+        _revoke(key, now, origin, reason="unused", unused_days=unused_days)
     db.session.commit()
     return stale
 

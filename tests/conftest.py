@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,31 @@ def shown_key(html: str) -> str | None:
         return None
     value = re.search(r'id="new-key-value"[^>]*value="([^"]+)"', html)
     return value.group(1) if value else None
+
+
+# ---------------------------------------------------------------- a controlled clock
+
+T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)
+
+
+class FrozenClock:
+    """Stands in for keyvault.clock.now: time moves only when the test says so."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """The app's clock held at T0; set `frozen.at` to move it."""
+    from keyvault import clock
+
+    frozen = FrozenClock(T0)
+    monkeypatch.setattr(clock, "now", frozen)
+    return frozen
 
 
 # ---------------------------------------------------------------- a live gunicorn server

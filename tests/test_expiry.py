@@ -8,29 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from keyvault import clock
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
-from tests.conftest import AuthActions, FreshContextClient, shown_key
-
-T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class FrozenClock:
-    """Stands in for keyvault.clock.now: time moves only when the test says so."""
-
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    frozen = FrozenClock(T0)
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
+from tests.conftest import T0, AuthActions, FreshContextClient, shown_key
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -13,27 +13,9 @@ from sqlalchemy import select, update
 from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
-from tests.conftest import PROJECT_ROOT, TEST_PEPPER, TEST_SECRET_KEY
+from tests.conftest import PROJECT_ROOT, T0, TEST_PEPPER, TEST_SECRET_KEY
 
-T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)
 ORIGIN = service.Origin("127.0.0.1", "pytest")
-
-
-class FrozenClock:
-    """Stands in for keyvault.clock.now: time moves only when the test says so."""
-
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    frozen = FrozenClock(T0)
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
 
 
 # name: (created this long before T0, last used this long before T0 or None, pruned at 90 days?)

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
 
-from keyvault import clock, service
+from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey
-from tests.conftest import csrf_from, shown_key
+from tests.conftest import T0, csrf_from, shown_key
 
-T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)
 ORIGIN = service.Origin("127.0.0.1", "pytest")
-
-
-class FrozenClock:
-    """Stands in for keyvault.clock.now: time moves only when the test says so."""
-
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    frozen = FrozenClock(T0)
-    monkeypatch.setattr(clock, "now", frozen)
-    return frozen
 
 
 @pytest.fixture

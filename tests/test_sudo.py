@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -160,14 +160,6 @@ def test_viewing_the_page_when_stale_needs_no_password(client, auth, app, user):
     assert response.status_code == 200 and not is_prompt(response)
 
 
-class FrozenClock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
 @pytest.mark.parametrize(("sudo_minutes", "minutes_after_login", "prompted"), [
     (None, 0, False),
     (None, 119, False),
@@ -176,11 +168,9 @@ class FrozenClock:
     ("5", 4, False),
     ("5", 6, True),
 ])
-def test_sudo_window_follows_the_setting(make_app, user, monkeypatch, sudo_minutes,
+def test_sudo_window_follows_the_setting(make_app, user, frozen, sudo_minutes,
                                          minutes_after_login, prompted):
     """A login counts as recent for KEYVAULT_SUDO_MINUTES (default 120), measured on the clock."""
-    frozen = FrozenClock(datetime(2030, 3, 10, 12, 0, tzinfo=UTC))
-    monkeypatch.setattr(clock, "now", frozen)
     app = make_app(**({"KEYVAULT_SUDO_MINUTES": sudo_minutes} if sudo_minutes else {}))
     app.test_client_class = FreshContextClient
     client = app.test_client()
