@@ -1,0 +1,70 @@
+"""GET /api/forward_auth/: the verify check for gateways, answered in headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyvault import service
+
+
+def bearer(value: str) -> dict:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_a_valid_key_is_let_through_with_its_identity(client, user, make_key):
+    """200 and the X-KeyVault-* headers a gateway passes on to the upstream."""
+    key, value = make_key(user, scopes=["user:read", "key:verify"])
+    response = client.get("/api/forward_auth/", headers=bearer(value))
+    assert response.status_code == 200
+    assert response.headers["X-KeyVault-User-Id"] == str(user.id)
+    assert response.headers["X-KeyVault-User-Email"] == "alice@example.com"
+    assert response.headers["X-KeyVault-Key-Id"] == key.public_id
+    assert response.headers["X-KeyVault-Scopes"] == "user:read key:verify"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(("required", "where", "status"), [
+    ("user:read", "query", 200),
+    ("user:read,key:verify", "query", 200),
+    ("user:read", "header", 200),
+    ("personal_api_key:write", "query", 403),
+    ("personal_api_key:write user:read", "header", 403),
+])
+def test_required_scopes_come_from_the_query_or_a_header(client, user, make_key, required,
+                                                         where, status):
+    """The gateway names the scopes a location needs; a key without them is 403."""
+    _, value = make_key(user, scopes=["user:read", "key:verify"])
+    if where == "query":
+        response = client.get("/api/forward_auth/", query_string={"scopes": required},
+                              headers=bearer(value))
+    else:
+        response = client.get("/api/forward_auth/",
+                              headers={**bearer(value), "X-KeyVault-Required-Scopes": required})
+    assert response.status_code == status
+    if status == 403:
+        assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+        assert "X-KeyVault-User-Id" not in response.headers
+
+
+@pytest.mark.parametrize("state", ["missing", "malformed", "unknown", "revoked", "user_inactive"])
+def test_anything_but_a_live_key_is_401(client, user, make_key, make_user, state):
+    """No identity headers ever leave with a refusal."""
+    key, value = make_key(user)
+    headers = bearer(value)
+    if state == "missing":
+        headers = {}
+    elif state == "malformed":
+        headers = bearer(value[:-1] + ("A" if value[-1] != "A" else "B"))
+    elif state == "unknown":
+        from keyvault import tokens
+
+        headers = bearer(tokens.generate())
+    elif state == "revoked":
+        service.revoke_key(user, key.public_id, service.Origin())
+    else:
+        admin = make_user("root@example.com", is_admin=True)
+        service.set_user_active(admin, user.id, False, service.Origin())
+    response = client.get("/api/forward_auth/", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "X-KeyVault-User-Id" not in response.headers
