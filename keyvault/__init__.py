@@ -79,6 +79,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .health import bp as health_bp
     from .settings.views import bp as settings_bp
 
+    # "/api/users/@me" answers like "/api/users/@me/" instead of redirecting, so a key in the
+    # query string is never echoed into a Location header.
+    app.url_map.strict_slashes = False
     csrf.exempt(api_bp)  # the API authenticates with keys only, never the session cookie
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)

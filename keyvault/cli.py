@@ -49,7 +49,7 @@ def keys_group():
 @click.option("--label", required=True, help="What the key is for (1-40 characters).")
 @click.option("--scope", "scopes", multiple=True, help="A scope to grant; repeat for more. "
               "Default: * (full access).")
-@click.option("--expires-in-days", type=click.IntRange(min=1), default=None,
+@click.option("--expires-in-days", type=click.IntRange(1, 36500), default=None,
               help="Expire the key after this many days (default: never).")
 @click.option("--description", default=None)
 @with_appcontext

@@ -85,10 +85,12 @@ class ApiKey(db.Model):
     user: Mapped[User] = relationship(back_populates="keys")
 
     def status(self, now: datetime | None = None) -> str:
-        """`active`, `revoked` or `expired`, as the settings page and API show it."""
+        """`active`, `revoked`, `user_inactive` or `expired`, in verify's order of precedence."""
         now = now or clock.now()
         if self.revoked_at is not None:
             return "revoked"
+        if not self.user.is_active:
+            return "user_inactive"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"

@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from urllib.parse import unquote_plus
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-SECRET_PARAMS = re.compile(r"((?<![\w-])(?:personal_api_key|token|key)=)[^&\s\"]*", re.IGNORECASE)
+SECRET_NAMES = frozenset({"personal_api_key", "token", "key"})
+# A query parameter: what precedes it, its (possibly percent-encoded) name, and its value.
+_PARAM = re.compile(r"(^|[?&;])([^&;=\s\"?]*)=([^&;\s\"]*)")
+# Anything shaped like a key (prefix, underscore, 46 base62 characters), wherever it appears.
+_KEY_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]+_[0-9A-Za-z]{46}(?![0-9A-Za-z])")
 
 
 def scrub(text: str) -> str:
-    """Hide key values that a client put in a query string."""
-    return SECRET_PARAMS.sub(r"\1[redacted]", text)
+    """Hide keys a client put in a URL: values of key-carrying parameters, whatever way their
+    names are encoded (the app decodes `personal%5Fapi%5Fkey` too), and anything key-shaped."""
+
+    def redact(match: re.Match) -> str:
+        if unquote_plus(match.group(2)).lower() in SECRET_NAMES:
+            return f"{match.group(1)}{match.group(2)}=[redacted]"
+        return match.group(0)
+
+    return _KEY_SHAPED.sub("[redacted]", _PARAM.sub(redact, text))
+
+
+class ScrubbingFilter(logging.Filter):
+    """For gunicorn's error log, which names the request URI when a request fails."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class ScrubbingLogger(Logger):
-    """gunicorn's logger, with keys in query strings redacted from the access log."""
+    """gunicorn's logger, with keys in URLs redacted from the access and the error log."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        self.error_log.addFilter(ScrubbingFilter())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "q", "f", "{raw_uri}e"):
+        for name in ("r", "q", "f", "U", "{raw_uri}e"):
             if isinstance(atoms.get(name), str):
                 atoms[name] = scrub(atoms[name])
         return atoms

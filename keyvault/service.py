@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hmac
 import json
 import re
 import unicodedata
@@ -167,11 +168,22 @@ def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+def _has_control_characters(text: str, allowed: str = "") -> bool:
+    """Control characters and lone surrogates mean nothing here (PostgreSQL refuses NUL)."""
+    return any(char not in allowed and unicodedata.category(char) in ("Cc", "Cs") for char in text)
+
+
+def _user_by_email(email: str) -> User | None:
+    """The account for an email; None for one no account can have (PostgreSQL refuses NUL)."""
+    email = normalise_email(email)
+    if _has_control_characters(email):
+        return None
+    return db.session.scalar(select(User).where(User.email == email))
+
+
 def _refuse_control_characters(text: str, name: str, allowed: str = "") -> None:
-    """Control characters and lone surrogates mean nothing in a label (PostgreSQL refuses NUL)."""
-    for char in text:
-        if char not in allowed and unicodedata.category(char) in ("Cc", "Cs"):
-            raise InvalidInput(f"{name} must not contain control characters.", name)
+    if _has_control_characters(text, allowed):
+        raise InvalidInput(f"{name} must not contain control characters.", name)
 
 
 def clean_label(label: Any) -> str:
@@ -269,7 +281,10 @@ def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
         raise InvalidInput("expires_at must be an ISO 8601 date-time string.", "expires_at")
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    expires_at = expires_at.astimezone(UTC)
+    try:
+        expires_at = expires_at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("expires_at is out of range.", "expires_at") from None
     if expires_at <= now:
         raise InvalidInput("expires_at must be in the future.", "expires_at")
     if max_days is not None and expires_at > now + timedelta(days=max_days, minutes=1):
@@ -284,13 +299,13 @@ def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
 
 def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False) -> User:
     email = normalise_email(email)
-    if not email or "@" not in email or len(email) > 254:
+    if not email or "@" not in email or len(email) > 254 or _has_control_characters(email):
         raise InvalidInput("Enter a valid email address.", "email")
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise InvalidInput(
             f"Passwords must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.", "password"
         )
-    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+    if _user_by_email(email) is not None:
         raise EmailTaken("An account with this email already exists.", "email")
     user = User(
         email=email,
@@ -315,7 +330,7 @@ def log_in(email: str, password: str, origin: Origin) -> User | None:
     An unknown email costs one argon2 verification too, so timing does not reveal accounts.
     """
     hasher = _hasher()
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = _user_by_email(email)
     if user is None:
         passwords.verify_password(hasher, current_app.extensions["keyvault.dummy_hash"], password)
         _record("login.failed", None, origin, reason="unknown_email")
@@ -337,6 +352,13 @@ def log_in(email: str, password: str, origin: Origin) -> User | None:
     return user
 
 
+def end_sessions(user: User, origin: Origin) -> None:
+    """Log the user out of every browser session (their session cookies stop working)."""
+    user.session_epoch += 1
+    _record("logout", user.id, origin)
+    db.session.commit()
+
+
 def check_password(user: User, password: str) -> bool:
     """Re-authentication for sensitive actions."""
     return passwords.verify_password(_hasher(), user.password_hash, password)
@@ -347,7 +369,7 @@ def get_user(user_id: int) -> User | None:
 
 
 def find_user(email: str) -> User:
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = _user_by_email(email)
     if user is None:
         raise UserNotFound(f"No user with the email {email!r}.")
     return user
@@ -416,11 +438,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, row_id, direction = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or not isinstance(row_id, int) or direction not in ("n", "p"):
+        when = datetime.fromisoformat(created).astimezone(UTC)
+        if (created[-6:] not in ("+00:00",) or not isinstance(row_id, int)
+                or isinstance(row_id, bool) or not 0 < row_id < 2**63
+                or direction not in ("n", "p") or not 1 < when.year < 9999):
             raise ValueError
         return when, row_id, direction
-    except (ValueError, TypeError, binascii.Error, UnicodeError, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError):
         raise InvalidInput("cursor is not a cursor this API issued.", "cursor") from None
 
 
@@ -614,15 +638,20 @@ def admin_list_keys(email: str | None = None, status: str | None = None) -> list
     now = clock.now()
     stmt = select(ApiKey).join(User)
     if email:
-        stmt = stmt.where(User.email == normalise_email(email))
+        user = _user_by_email(email)
+        stmt = stmt.where(User.id == (user.id if user is not None else None))
     if status == "revoked":
         stmt = stmt.where(ApiKey.revoked_at.is_not(None))
     elif status == "expired":
-        stmt = stmt.where(ApiKey.revoked_at.is_(None), ApiKey.expires_at <= now)
+        stmt = stmt.where(ApiKey.revoked_at.is_(None), User.is_active.is_(True),
+                          ApiKey.expires_at <= now)
     elif status == "active":
         stmt = stmt.where(
-            ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
+            ApiKey.revoked_at.is_(None), User.is_active.is_(True),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
         )
+    elif status == "user_inactive":
+        stmt = stmt.where(ApiKey.revoked_at.is_(None), User.is_active.is_(False))
     return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
@@ -686,6 +715,9 @@ def _judge(value: str, digest: str, found: dict, now: datetime, required: list[s
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
+    # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
+    if not hmac.compare_digest(row[-1] if via_previous else row[-2], digest):
+        return Verdict("not_found")
     (key_id, public_id, label, scopes, created_at, expires_at, revoked_at, last_used_at,
      previous_expires_at, user_id, email, is_active) = row[:12]
     verdict = Verdict(

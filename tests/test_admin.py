@@ -276,3 +276,16 @@ def test_deactivation_applies_in_every_gunicorn_worker(live_server, admin_client
     admin_post(admin_client, f"/admin/users/{people.alice.id}/activate")
     for _ in range(10):
         assert [live(v) for v in live_values] == ["valid", "valid"]
+
+
+def test_a_deactivated_users_keys_are_not_listed_as_active(admin_client, app, people):
+    """The admin list, its filter and the CLI agree with verify: user_inactive, not active."""
+    admin_post(admin_client, f"/admin/users/{people.alice.id}/deactivate")
+    row = f'data-key-id="{people.alice_live.public_id}"'
+    active = admin_client.get("/admin/keys?status=active").get_data(as_text=True)
+    assert row not in active and f'data-key-id="{people.bob_key.public_id}"' in active
+    inactive = admin_client.get("/admin/keys?status=user_inactive").get_data(as_text=True)
+    assert row in inactive and "badge-user_inactive" in inactive
+    db.session.expire_all()  # the admin acted in its own request; forget this test's copies
+    listing = app.test_cli_runner().invoke(args=["keys", "list", people.alice.email])
+    assert "user_inactive" in listing.output and " active " not in listing.output

@@ -9,7 +9,7 @@ from ..web import origin
 
 bp = Blueprint("admin", __name__)
 
-STATUSES = ("active", "expired", "revoked")
+STATUSES = ("active", "expired", "revoked", "user_inactive")
 
 
 @bp.before_request

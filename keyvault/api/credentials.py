@@ -59,7 +59,10 @@ def read_credential(request: Request) -> Credential | None:
     header = request.headers.get("Authorization")
     if header is not None:
         return Credential(bearer_value(header), "header")
-    body = json_body(request)
+    try:
+        body = json_body(request)
+    except MalformedBody:
+        body = None  # no credential in it: the caller hears 401 first; the view then says 400
     if isinstance(body, dict) and FIELD in body:
         value = body[FIELD]
         return Credential(value if isinstance(value, str) else "", "body")

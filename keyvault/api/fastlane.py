@@ -23,6 +23,13 @@ PATH = "/api/verify/"
 HEADERS = [*VERIFY_HEADERS.items(), ("X-Content-Type-Options", "nosniff")]
 
 
+def _is_json(content_type: str) -> bool:
+    """The same rule as Flask's request.is_json."""
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
 class VerifyFastLane:
     def __init__(self, wsgi_app, app):
         self.wsgi_app = wsgi_app
@@ -40,7 +47,7 @@ class VerifyFastLane:
     def _answer(self, environ) -> bytes | None:
         """The 200 body, or None to let the Flask view handle (and word) the request."""
         header = environ.get("HTTP_AUTHORIZATION")
-        if header is None or not environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        if header is None or not _is_json(environ.get("CONTENT_TYPE", "")):
             return None
         caller = bearer_value(header)
         try:

@@ -38,6 +38,10 @@ def _trimmed_text(most: int, blank: str, refused: str, required: bool) -> str:
     return f"^[{blank}]*{core}{'' if required else '?'}[{blank}]*$"
 
 
+# Scope names (RFC 6750 scope-token characters), separated by spaces or commas.
+SCOPE_LIST = "^[\\x21\\x23-\\x5b\\x5d-\\x7e ,]*$"
+
+
 def _ref(kind: str, name: str) -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
 
@@ -79,7 +83,7 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
         "description": {"type": "string"},
         "mask_value": {"type": "string", "description": f"Display form, e.g. `{prefix}_…x9Qa`."},
         "scopes": {"type": "array", "items": {"type": "string"}},
-        "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
+        "status": {"type": "string", "enum": ["active", "revoked", "user_inactive", "expired"]},
         "created_at": {"type": "string", "format": "date-time"},
         "last_used_at": _nullable_time("Last authenticated use, to the minute."),
         "expires_at": _nullable_time("When the key stops working; null for never."),
@@ -538,11 +542,11 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             parameters=[
                 {"name": "scopes", "in": "query", "required": False,
                  "description": "Scopes the key must hold, space- or comma-separated.",
-                 "schema": {"type": "string"}},
+                 "schema": {"type": "string", "pattern": SCOPE_LIST}},
                 {"name": "X-KeyVault-Required-Scopes", "in": "header", "required": False,
                  "description": "Same as `scopes`, for gateways that can set headers but not "
                                 "rewrite URLs; used when `scopes` is empty.",
-                 "schema": {"type": "string"}},
+                 "schema": {"type": "string", "pattern": SCOPE_LIST}},
             ],
         )},
         "/api/schema/": {"get": {

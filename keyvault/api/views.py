@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
@@ -306,7 +308,7 @@ def _verify_request() -> tuple[str, list[str]]:
     if not request.form:
         raise service.InvalidInput(
             'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.', "key")
-    key = request.form.get("token", request.form.get("key"))
+    key = request.form.get("key", request.form.get("token"))  # as for JSON: `key` first
     scopes = request.form.get("scopes", request.form.get("scope", "")).replace(",", " ").split()
     if key is None:
         raise service.InvalidInput("key is required: the key your service was handed.", "key")
@@ -385,6 +387,10 @@ def verify_answer(subject: service.Verdict) -> bytes:
     return orjson.dumps(verdict_json(subject))
 
 
+# RFC 6750 scope-token characters: printable ASCII but space, '"' and '\\'.
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
 @bp.get("/forward_auth/")
 def forward_auth():
     """The same check for gateways (nginx auth_request, Traefik, Caddy): answers in headers."""
@@ -393,6 +399,9 @@ def forward_auth():
         return unauthorized("This endpoint needs an API key.", key_presented=False)
     raw = request.args.get("scopes") or request.headers.get("X-KeyVault-Required-Scopes", "")
     required = raw.replace(",", " ").split()
+    bad = [scope for scope in required if not SCOPE_TOKEN.fullmatch(scope)]
+    if bad:
+        raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
     verdict = service.verify_key(credential.value, required, _origin())
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(required))
@@ -401,7 +410,8 @@ def forward_auth():
     response = Response(status=200)
     response.headers.update({
         "X-KeyVault-User-Id": str(verdict.user_id),
-        "X-KeyVault-User-Email": verdict.user_email,
+        # Header values are Latin-1: an internationalised address travels percent-encoded.
+        "X-KeyVault-User-Email": quote(verdict.user_email, safe="@+!#$&'*=?^`{|}~"),
         "X-KeyVault-Key-Id": verdict.public_id,
         "X-KeyVault-Scopes": " ".join(verdict.scopes),
         "Cache-Control": "no-store",

@@ -61,6 +61,9 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        # A copy of the cookie must not outlive the logout (signed cookies can't be recalled).
+        service.end_sessions(current_user._get_current_object(), origin())
     logout_user()
     session.clear()
     flash("You have been logged out.", "info")
