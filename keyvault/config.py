@@ -11,6 +11,9 @@ from . import tokens
 DEFAULT_SCOPES = ("personal_api_key:read", "personal_api_key:write", "user:read", "key:verify")
 
 
+ENVIRONMENTS = ("development", "production")
+
+
 class ConfigError(RuntimeError):
     """The configuration cannot run KeyVault; the message names the variable to fix."""
 
@@ -32,16 +35,22 @@ def _instance_secret(instance_path: Path, name: str) -> str:
     """Read instance/<name>, creating it once with owner-only permissions; safe under races."""
     path = instance_path / name
     instance_path.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text().strip()
-        if value:
-            return value
-        raise ConfigError(f"{path} is empty; delete it or set the variable") from None
+    # Write a complete file under a private name, then link it into place: another process
+    # starting at the same moment sees either no file or the whole secret, never an empty one.
+    draft = instance_path / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_urlsafe(48) + "\n")
-    return path.read_text().strip()
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # someone else's secret won; use theirs
+    finally:
+        draft.unlink()
+    value = path.read_text().strip()
+    if not value:
+        raise ConfigError(f"{path} is empty; delete it or set the variable")
+    return value
 
 
 def parse_scopes(raw: str | None) -> tuple[str, ...]:
@@ -58,6 +67,10 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
     environment = env.get("KEYVAULT_ENV", "development").strip() or "development"
+    if environment not in ENVIRONMENTS:
+        # A typo such as "prod" must not quietly run with generated secrets and plain cookies.
+        raise ConfigError(f"KEYVAULT_ENV must be one of {', '.join(ENVIRONMENTS)}, "
+                          f"got {environment!r}")
     production = environment == "production"
 
     secret_key = env.get("KEYVAULT_SECRET_KEY") or None

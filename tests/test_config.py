@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +146,22 @@ def test_added_scopes_can_be_granted(make_app, make_user):
         assert key.scopes == ["feature_flag:read"]
         with pytest.raises(service.InvalidInput, match="insight:read"):
             service.create_key(owner, label="x", scopes=["insight:read"], origin=service.Origin())
+
+
+@pytest.mark.parametrize("environment", ["prod", "Production", "staging"])
+def test_an_unknown_environment_is_refused_by_name(tmp_path, environment):
+    """A typo must not quietly run production with generated secrets and non-Secure cookies."""
+    with pytest.raises(ConfigError, match="KEYVAULT_ENV"):
+        config.load(tmp_path, {"KEYVAULT_ENV": environment})
+
+
+def test_racing_first_starts_share_one_complete_secret(tmp_path):
+    """Processes starting together all read the same, whole secret (no empty file)."""
+    with ProcessPoolExecutor(4) as pool:
+        secrets_seen = set(pool.map(_first_run_secret, [str(tmp_path)] * 8))
+    assert len(secrets_seen) == 1 and all(len(s) > 40 for s in secrets_seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key_pepper", "secret_key"]
+
+
+def _first_run_secret(folder: str) -> str:
+    return config.load(Path(folder), {})["SECRET_KEY"]
