@@ -581,9 +581,17 @@ def update_key(
 
 
 def roll_key(
-    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0
+    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
+    granting_scopes: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Give the key a new value; the old one works for the grace period, then never again."""
+    """Give the key a new value; the old one works for the grace period, then never again.
+
+    Rolling re-issues the key with its scopes, so a presenting key (`granting_scopes`, None for
+    a person) must hold them all, as for create and update.
+    """
+    key = get_key(owner, public_id)
+    if granting_scopes is not None:
+        clean_scopes(key.scopes, granting_scopes)
     if isinstance(grace_period_seconds, float) and grace_period_seconds.is_integer():
         grace_period_seconds = int(grace_period_seconds)  # JSON's 60.0 is the number 60
     if isinstance(grace_period_seconds, bool) or not isinstance(grace_period_seconds, int):
@@ -594,7 +602,6 @@ def roll_key(
             "grace_period_seconds",
         )
     now = clock.now()
-    key = get_key(owner, public_id)
     status = key.status(now)
     if status != "active":
         raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")

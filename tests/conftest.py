@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,17 +49,25 @@ def database_url(instance_dir, tmp_path_factory):
         _migrate(url)
         yield url
         return
-    name = f"kv_test_{uuid.uuid4().hex[:12]}"
+    with fresh_postgresql_database(server_url, "kv_test") as url:
+        _migrate(url)
+        yield url
+
+
+@contextmanager
+def fresh_postgresql_database(server_url: str, prefix: str):
+    """A new, empty database on the server of `server_url`, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     owner = make_url(server_url).username
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}" TEMPLATE template0'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    _migrate(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _migrate(url: str) -> None:
@@ -213,6 +222,20 @@ def shown_key(html: str) -> str | None:
         return None
     value = re.search(r'id="new-key-value"[^>]*value="([^"]+)"', html)
     return value.group(1) if value else None
+
+
+@pytest.fixture
+def verifier(make_user, make_key):
+    """A service's own key, allowed to call /api/verify/."""
+    return make_key(make_user("service@example.com"), label="verifier", scopes=["key:verify"])[1]
+
+
+def verify(client, verifier_value: str, value: str) -> dict:
+    """POST /api/verify/ as that service; the JSON answer (a 200 is required)."""
+    response = client.post("/api/verify/", json={"key": value},
+                           headers={"Authorization": f"Bearer {verifier_value}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json
 
 
 # ---------------------------------------------------------------- a controlled clock

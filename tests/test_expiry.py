@@ -10,20 +10,7 @@ from sqlalchemy import func, select
 
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
-from tests.conftest import T0, AuthActions, FreshContextClient, shown_key
-
-
-@pytest.fixture
-def verifier(make_user, make_key, frozen):
-    """A service's own key, allowed to call /api/verify/."""
-    return make_key(make_user("service@example.com"), label="verifier", scopes=["key:verify"])[1]
-
-
-def verify(client, verifier_value: str, value: str) -> dict:
-    response = client.post("/api/verify/", json={"key": value},
-                           headers={"Authorization": f"Bearer {verifier_value}"})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.json
+from tests.conftest import T0, AuthActions, FreshContextClient, shown_key, verify
 
 
 def key_row(html: str, key: ApiKey) -> tuple[str, str]:

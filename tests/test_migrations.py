@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,11 +11,16 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from keyvault import create_app
 from keyvault.extensions import db
-from tests.conftest import PROJECT_ROOT, TEST_PEPPER, TEST_SECRET_KEY, base_overrides
+from tests.conftest import (
+    PROJECT_ROOT,
+    TEST_PEPPER,
+    TEST_SECRET_KEY,
+    base_overrides,
+    fresh_postgresql_database,
+)
 
 HEAD = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
 TABLES = {"users", "api_keys", "security_events"}
@@ -29,15 +33,8 @@ def empty_database(tmp_path):
     if not server_url:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    name = f"kv_migrate_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    owner = make_url(server_url).username
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}" TEMPLATE template0'))
-    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgresql_database(server_url, "kv_migrate") as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,22 +12,9 @@ import requests
 from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey
-from tests.conftest import T0, csrf_from, shown_key
+from tests.conftest import T0, csrf_from, shown_key, verify
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
-
-
-@pytest.fixture
-def verifier(make_user, make_key):
-    """A service's own key, allowed to call /api/verify/."""
-    return make_key(make_user("service@example.com"), label="verifier", scopes=["key:verify"])[1]
-
-
-def verify(client, verifier_value: str, value: str) -> dict:
-    response = client.post("/api/verify/", json={"key": value},
-                           headers={"Authorization": f"Bearer {verifier_value}"})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.json
 
 
 def bearer(value: str) -> dict:

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, g, render_template, request,
 from werkzeug.exceptions import HTTPException, UnsupportedMediaType
 
 from .. import service
-from ..service import Origin
+from ..web import origin
 from .credentials import MalformedBody, json_body, read_credential
 from .errors import from_http_exception, problem
 
@@ -123,10 +123,6 @@ def http_error(error: HTTPException):
     return from_http_exception(error)
 
 
-def _origin() -> Origin:
-    return Origin(request.remote_addr, request.headers.get("User-Agent"))
-
-
 def requires(scope: str):
     """Authenticate the request's key and demand `scope`; the key's facts land in g.api_key."""
 
@@ -137,7 +133,7 @@ def requires(scope: str):
             if credential is None:
                 return unauthorized("This endpoint needs an API key: send it as "
                                     "'Authorization: Bearer <key>'.", key_presented=False)
-            verdict = service.verify_key(credential.value, origin=_origin())
+            verdict = service.verify_key(credential.value, origin=origin())
             if not verdict.active:
                 return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
             if not service.has_scope(verdict.scopes, scope):
@@ -242,7 +238,7 @@ def create_key():
         scopes=body.get("scopes"),
         expires_at=body.get("expires_at"),
         granting_scopes=g.api_key.scopes,
-        origin=_origin(),
+        origin=origin(),
     )
     response = json_response(key_json(key, value), 201)
     response.headers["Location"] = url_for(".key_detail", public_id=key.public_id)
@@ -269,7 +265,7 @@ def update_key(public_id: str):
     key = service.update_key(
         g.api_user, public_id,
         label=body.get("label"), description=body.get("description"), scopes=body.get("scopes"),
-        granting_scopes=g.api_key.scopes, may_widen=False, origin=_origin(),
+        granting_scopes=g.api_key.scopes, may_widen=False, origin=origin(),
     )
     return json_response(key_json(key))
 
@@ -277,7 +273,7 @@ def update_key(public_id: str):
 @bp.delete("/personal_api_keys/<public_id>/")
 @requires(WRITE_KEYS)
 def revoke_key(public_id: str):
-    service.revoke_key(g.api_user, public_id, _origin())
+    service.revoke_key(g.api_user, public_id, origin())
     return Response(status=204)
 
 
@@ -285,11 +281,9 @@ def revoke_key(public_id: str):
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
     body = body_object({"grace_period_seconds"})
-    key = service.get_key(g.api_user, public_id)
-    # Rolling re-issues the key with its scopes: the presenting key must hold them all.
-    service.clean_scopes(key.scopes, g.api_key.scopes)
-    key, value = service.roll_key(g.api_user, public_id, origin=_origin(),
-                                  grace_period_seconds=body.get("grace_period_seconds", 0))
+    key, value = service.roll_key(g.api_user, public_id, origin=origin(),
+                                  grace_period_seconds=body.get("grace_period_seconds", 0),
+                                  granting_scopes=g.api_key.scopes)
     response = json_response(key_json(key, value))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -357,11 +351,11 @@ def verify():
         key, scopes = _verify_request()
     except (service.InvalidInput, UnsupportedMediaType, MalformedBody):
         # Who is asking comes first: a bad caller hears 401/403, not what is wrong with the body.
-        refusal = _refuse_caller(service.verify_key(credential.value, [VERIFY], _origin()))
+        refusal = _refuse_caller(service.verify_key(credential.value, [VERIFY], origin()))
         if refusal is not None:
             return refusal
         raise
-    caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes], _origin())
+    caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes], origin())
     refusal = _refuse_caller(caller)
     if refusal is not None:
         return refusal
@@ -402,7 +396,7 @@ def forward_auth():
     bad = [scope for scope in required if not SCOPE_TOKEN.fullmatch(scope)]
     if bad:
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
-    verdict = service.verify_key(credential.value, required, _origin())
+    verdict = service.verify_key(credential.value, required, origin())
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(required))
     if not verdict.active:
