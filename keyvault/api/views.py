@@ -391,11 +391,12 @@ def forward_auth():
     credential = read_credential(request)
     if credential is None:
         return unauthorized("This endpoint needs an API key.", key_presented=False)
-    raw = request.args.get("scopes") or request.headers.get("X-KeyVault-Required-Scopes", "")
-    required = raw.replace(",", " ").split()
-    bad = [scope for scope in required if not SCOPE_TOKEN.fullmatch(scope)]
-    if bad:
+    from_query = request.args.get("scopes", "").replace(",", " ").split()
+    from_header = request.headers.get("X-KeyVault-Required-Scopes", "").replace(",", " ").split()
+    bad = [scope for scope in (*from_query, *from_header) if not SCOPE_TOKEN.fullmatch(scope)]
+    if bad:  # checked in both places, though the header counts only when the query is empty
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
+    required = from_query or from_header
     verdict = service.verify_key(credential.value, required, origin())
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(required))
