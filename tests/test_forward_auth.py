@@ -68,3 +68,22 @@ def test_anything_but_a_live_key_is_401(client, user, make_key, make_user, state
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert "X-KeyVault-User-Id" not in response.headers
+
+
+@pytest.mark.parametrize(("where", "required"), [
+    ("header", "\x1f"), ("header", "user:read\x0cuser:read"), ("query", "user:read\tkey:verify"),
+    ("query", "\x1c"),
+])
+def test_control_characters_are_not_scope_separators(client, user, make_key, where, required):
+    """Only spaces and commas separate scopes: a string that is all control characters is not an
+    empty (anything goes) list, it is a malformed one, refused with 400."""
+    _, value = make_key(user, scopes=["user:read", "key:verify"])
+    if where == "query":
+        response = client.get("/api/forward_auth/", query_string={"scopes": required},
+                              headers=bearer(value))
+    else:
+        response = client.get("/api/forward_auth/",
+                              headers={**bearer(value), "X-KeyVault-Required-Scopes": required})
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert "X-KeyVault-User-Id" not in response.headers

@@ -383,6 +383,13 @@ def verify_answer(subject: service.Verdict) -> bytes:
 
 # RFC 6750 scope-token characters: printable ASCII but space, '"' and '\\'.
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_SCOPE_SEPARATORS = re.compile(r"[ ,]+")
+
+
+def _scope_list(text: str) -> list[str]:
+    """Scopes separated by spaces or commas, nothing else: a tab or another control character
+    is not a separator (str.split would make it one), so it is refused as part of a name."""
+    return [scope for scope in _SCOPE_SEPARATORS.split(text) if scope]
 
 
 @bp.get("/forward_auth/")
@@ -391,8 +398,8 @@ def forward_auth():
     credential = read_credential(request)
     if credential is None:
         return unauthorized("This endpoint needs an API key.", key_presented=False)
-    from_query = request.args.get("scopes", "").replace(",", " ").split()
-    from_header = request.headers.get("X-KeyVault-Required-Scopes", "").replace(",", " ").split()
+    from_query = _scope_list(request.args.get("scopes", ""))
+    from_header = _scope_list(request.headers.get("X-KeyVault-Required-Scopes", ""))
     bad = [scope for scope in (*from_query, *from_header) if not SCOPE_TOKEN.fullmatch(scope)]
     if bad:  # checked in both places, though the header counts only when the query is empty
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
