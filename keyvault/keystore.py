@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from functools import partial
 
 import orjson
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import JSON, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
-from .models import ApiKey, User, UTCDateTime
+from .models import ApiKey, User, UTCDateTime, as_utc
 
 _k, _u = ApiKey.__table__.c, User.__table__.c
 # Order matters: service._judge unpacks rows in this order; the two digests come last.
@@ -44,7 +43,7 @@ def _reader(column, dialect):
     strings), JSON through orjson; anything else through SQLAlchemy's processor for the dialect.
     """
     if isinstance(column.type, UTCDateTime):
-        return partial(column.type.process_result_value, dialect=dialect)
+        return as_utc
     if isinstance(column.type, JSON):
         return lambda value: orjson.loads(value) if isinstance(value, (str, bytes)) else value
     return column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -133,15 +132,20 @@ class KeyStore:
         self._run(self._touch, (bind(now), key_id, bind(threshold)), fetch=False)
 
 
-def keystore() -> KeyStore:
-    """This app's KeyStore, made on first use in each process (after gunicorn forks)."""
-    store = current_app.extensions.get("keyvault.keystore")
+def keystore(app: Flask | None = None) -> KeyStore:
+    """The app's KeyStore (default: the current app's), made on first use in each process, after
+    gunicorn forks."""
+    if app is None:
+        app = current_app._get_current_object()
+    store = app.extensions.get("keyvault.keystore")
     if store is None:
-        options = {k: v for k, v in current_app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+        options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
                    if k != "pool_pre_ping"}  # a dropped connection is retried instead
-        engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT",
-                               pool_reset_on_return=None, **options)
-        store = current_app.extensions["keyvault.keystore"] = KeyStore(engine)
+        with app.app_context():
+            url = db.engine.url
+        engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                               **options)
+        store = app.extensions["keyvault.keystore"] = KeyStore(engine)
     return store
 
 

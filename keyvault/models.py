@@ -13,6 +13,15 @@ from . import clock
 from .extensions import db
 
 
+def as_utc(value: datetime | str | None) -> datetime | None:
+    """A stored naive UTC value (a datetime, or SQLite's text) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # raw SQLite rows read without the type
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator):
     """Stores naive UTC in the database and hands back aware UTC datetimes on both SQLite and PG."""
 
@@ -27,11 +36,7 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQLite rows read without the type
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC)
+        return as_utc(value)
 
 
 class User(UserMixin, db.Model):

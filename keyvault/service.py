@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -706,17 +706,17 @@ def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> lis
 
 # ---------------------------------------------------------------- verification (the hot path)
 
-def _lookup(digests: list[str]) -> dict[str, tuple[Any, bool]]:
+def _lookup(store, digests: list[str]) -> dict[str, tuple[Any, bool]]:
     """One round trip: digest -> (row, matched the grace-period value) for each known digest."""
     found: dict[str, tuple[Any, bool]] = {}
-    for row in keystore().lookup(digests):
+    for row in store.lookup(digests):
         found[row[-2]] = (row, False)
         if row[-1] is not None:
             found.setdefault(row[-1], (row, True))
     return found
 
 
-def _judge(value: str, digest: str, found: dict, now: datetime, required: list[str],
+def _judge(app, value: str, digest: str, found: dict, now: datetime, required: list[str],
            origin: Origin) -> Verdict:
     entry = found.get(digest)
     if entry is None:
@@ -744,25 +744,31 @@ def _judge(value: str, digest: str, found: dict, now: datetime, required: list[s
         verdict.rolled = True
         verdict.old_value_expires_at = previous_expires_at
     if verdict.active:
-        _touch(key_id, last_used_at, now)
+        _touch(app, key_id, last_used_at, now)
     elif verdict.code == "expired":
-        _note_expired_use(key_id, user_id, origin)
+        _note_expired_use(app, key_id, user_id, origin)
     return verdict
 
 
-def check_keys(values: list[str], required: list[list[str]],
-               origin: Origin | None = None) -> list[Verdict]:
+def check_keys(values: list[str], required: list[list[str]], origin: Origin | None = None,
+               app: Flask | None = None) -> list[Verdict]:
     """Judge several presented keys in one database round trip (verify: caller and subject).
 
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
+    `app` is for callers outside an app context (keyvault.api.fastlane): the common verdicts then
+    need none, and the rare one that writes to the security log pushes its own.
     """
-    prefix, pepper, now = _prefix(), _pepper(), clock.now()
+    if app is None:
+        app = current_app._get_current_object()
+    prefix, now = app.config["KEYVAULT_KEY_PREFIX"], clock.now()
+    pepper = _encoded(app.config["KEYVAULT_KEY_PEPPER"])
     digests = [tokens.digest_of(v, pepper) if tokens.is_well_formed(v, prefix) else None
                for v in values]
     wanted = [d for d in digests if d is not None]
-    found = _lookup(wanted) if wanted else {}
+    found = _lookup(keystore(app), wanted) if wanted else {}
     return [
-        Verdict("malformed") if d is None else _judge(v, d, found, now, req, origin or Origin())
+        Verdict("malformed") if d is None
+        else _judge(app, v, d, found, now, req, origin or Origin())
         for v, d, req in zip(values, digests, required, strict=True)
     ]
 
@@ -772,15 +778,18 @@ def verify_key(value: str, required_scopes: list[str] | None = None,
     return check_keys([value], [required_scopes or []], origin)[0]
 
 
-def _touch(key_id: int, last_used_at: datetime | None, now: datetime) -> None:
+def _touch(app, key_id: int, last_used_at: datetime | None, now: datetime) -> None:
     """Record use at most once a minute per key: no write at all on most requests."""
     if last_used_at is not None and now - last_used_at < LAST_USED_RESOLUTION:
         return
-    keystore().touch(key_id, now, now - LAST_USED_RESOLUTION)
+    keystore(app).touch(key_id, now, now - LAST_USED_RESOLUTION)
 
 
-def _note_expired_use(key_id: int, user_id: int, origin: Origin) -> None:
+def _note_expired_use(app, key_id: int, user_id: int, origin: Origin) -> None:
     """Log a use of an expired key, at most once an hour per key so it cannot flood the log."""
+    if not has_app_context():
+        with app.app_context():
+            return _note_expired_use(app, key_id, user_id, origin)
     since = clock.now() - timedelta(hours=1)
     recent = db.session.scalar(
         select(SecurityEvent.id).where(
@@ -792,6 +801,7 @@ def _note_expired_use(key_id: int, user_id: int, origin: Origin) -> None:
     if recent is None:
         _record("key.expired_use", user_id, origin, key_id=key_id)
         db.session.commit()
+    return None
 
 
 def admin_list_users() -> list[User]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from flask import request
+from sqlalchemy import select
 
-from tests.conftest import base_overrides
+from keyvault.extensions import db
+from keyvault.models import SecurityEvent
+from tests.conftest import T0, base_overrides, verify
 
 
 @pytest.fixture
@@ -94,3 +99,19 @@ def test_the_body_limit_holds_on_the_fast_lane(make_app, user, make_key, make_us
         "/api/verify/", json={"key": "x" * 4000}, headers={"Authorization": f"Bearer {caller}"})
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
+
+
+def test_an_expired_key_is_answered_and_logged_on_the_fast_lane(client, user, make_key,
+                                                                 service_key, views_seen, frozen):
+    """The fast lane runs without Flask's app context, yet a use of an expired key still lands
+    in the owner's security log, once, with the caller's address."""
+    key, value = make_key(user, scopes=["user:read"], expires_at=T0 + timedelta(hours=1))
+    frozen.at = T0 + timedelta(hours=2)
+    client.environ_base.update(REMOTE_ADDR="203.0.113.7")
+    for _ in range(2):
+        answer = verify(client, service_key, value)
+        assert (answer["active"], answer["code"]) == (False, "expired")
+    assert views_seen == []
+    events = db.session.scalars(select(SecurityEvent).where(
+        SecurityEvent.key_id == key.id, SecurityEvent.event == "key.expired_use")).all()
+    assert [(e.user_id, e.ip_address) for e in events] == [(user.id, "203.0.113.7")]
