@@ -66,18 +66,25 @@ class KeyStore:
                          if p is not None]
         self._bind_time = _k.last_used_at.type.dialect_impl(dialect).bind_processor(dialect)
 
-    def _connection(self):
-        """This thread's connection, kept checked out: a pool round trip per call costs ~15 µs."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self.engine.raw_connection()
+    def _cursor(self):
+        """This thread's connection and one cursor on it, both kept: a pool checkout per call
+        costs ~15 µs, a new cursor ~9 µs (PostgreSQL)."""
+        held = getattr(self._local, "held", None)
+        if held is None:
+            connection = self.engine.raw_connection()
+            driver = connection.driver_connection
+            if self.engine.dialect.driver == "psycopg":  # JSON columns through orjson, as ours
+                from psycopg.types.json import set_json_loads
+
+                set_json_loads(orjson.loads, driver)
+            held = self._local.held = (connection, driver.cursor())
             with self._lock:
                 self._held.append(connection)
-        return connection
+        return held
 
     def _drop(self, connection) -> None:
         connection.invalidate()
-        self._local.connection = None
+        self._local.held = None
         with self._lock:
             self._held.remove(connection)
 
@@ -89,18 +96,14 @@ class KeyStore:
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         for attempt in (1, 2):
             try:
-                connection = self._connection()
+                connection, cursor = self._cursor()
             except dbapi_error as error:
                 raise DBAPIError.instance(sql, params, error, dbapi_error) from error
             try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(sql, params)
-                    return cursor.fetchall() if fetch else None
-                finally:
-                    cursor.close()
+                cursor.execute(sql, params)
+                return cursor.fetchall() if fetch else None
             except dbapi_error as error:
-                disconnected = self.engine.dialect.is_disconnect(error, connection, None)
+                disconnected = self.engine.dialect.is_disconnect(error, connection, cursor)
                 if disconnected:
                     self._drop(connection)
                 if attempt == 2 or not disconnected:

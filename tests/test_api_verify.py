@@ -54,30 +54,17 @@ class _RecordingCursor:
         return getattr(self._cursor, name)
 
 
-class _RecordingConnection:
-    """The hot path's real connection, noting each statement it sends to the database."""
-
-    def __init__(self, connection, trips: list):
-        self._connection, self._trips = connection, trips
-
-    def cursor(self):
-        return _RecordingCursor(self._connection.cursor(), self._trips)
-
-    def __getattr__(self, name):
-        return getattr(self._connection, name)
-
-
 @contextmanager
 def hot_path_round_trips():
     """Every statement the verify hot path (keyvault.keystore) sends while the block runs."""
     store = keystore.keystore()
-    real = store._connection()
+    connection, cursor = real = store._cursor()
     trips: list[str] = []
-    store._local.connection = _RecordingConnection(real, trips)
+    store._local.held = (connection, _RecordingCursor(cursor, trips))
     try:
         yield trips
     finally:
-        store._local.connection = real
+        store._local.held = real
 
 
 def bad_checksum(value: str) -> str:
@@ -369,7 +356,7 @@ def test_hot_path_reconnects_after_the_database_drops_its_connections(
             ).scalar()
         assert killed >= 1
     else:
-        store._connection().dbapi_connection.close()  # the connection dies behind our back
+        store._cursor()[0].dbapi_connection.close()  # the connection dies behind our back
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert answer["active"] is True
 
