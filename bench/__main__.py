@@ -1,8 +1,9 @@
 """`python -m bench`: KeyVault's verify against the stack's ceiling, measured in the same run.
 
-Seeds a fresh database, starts KeyVault exactly as `keyvault serve` does and a minimal Flask app
-under the same gunicorn settings, alternates the wrk scenarios over several rounds, and reports
-the medians, the ratios, the workers' memory and the in-process cost of the hot path.
+Seeds a fresh database, starts KeyVault exactly as `keyvault serve` does, a minimal Flask app and
+djangorestframework-api-key's guarded view under the same gunicorn settings, alternates the wrk
+scenarios over several rounds, and reports the medians, the ratios, the workers' memory and the
+in-process cost of the hot path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,21 +46,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rounds over all scenarios; medians are reported")
     parser.add_argument("--workers", type=int, default=None,
                         help="gunicorn workers (default: what `keyvault serve` uses, one per core)")
-    parser.add_argument("--warmup", type=float, default=1, help="untimed seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=1,
+                        help="untimed seconds per scenario (wrk counts whole seconds: rounded "
+                             "up; 0 skips the warm-up)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary folder (database, server logs, Lua scripts)")
+    parser.add_argument("--no-django", dest="django", action="store_false",
+                        help="skip scenario (e), djangorestframework-api-key's guarded view "
+                             "(which needs the `bench` extra: Django, DRF and the library)")
     args = parser.parse_args(argv)
     if args.keys < 1 or args.rounds < 1 or args.duration <= 0:
         parser.error("--keys, --rounds and --duration must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
     return args
 
 
-def post_verify(url: str, caller: str, key: str) -> tuple[int, dict]:
+def post_verify(url: str, caller: str, key: str, scheme: str = "Bearer") -> tuple[int, dict]:
     request = urllib.request.Request(
         url + "/api/verify/", data=json.dumps({"key": key}).encode(), method="POST",
-        headers={"Authorization": f"Bearer {caller}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
+        headers={"Authorization": f"{scheme} {caller}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:  # a 4xx is an answer to check, not a crash
+        with error:
+            body = error.read()
+        try:
+            return error.code, json.loads(body)
+        except ValueError:
+            return error.code, {"body": body[:200].decode(errors="replace")}
 
 
 def check_answers(keyvault: servers.Server, ceiling: servers.Server,
@@ -77,6 +94,23 @@ def check_answers(keyvault: servers.Server, ceiling: servers.Server,
     status, body = post_verify(ceiling.url, seeded.caller, seeded.valid[0])
     if status != 200 or sorted(body) != shape:
         raise SystemExit(f"the ceiling app's answer {sorted(body)} is not shaped like {shape}")
+
+
+def check_django_answers(django: servers.Server, ceiling: servers.Server,
+                         seeded: database.DjangoSeeded) -> None:
+    """The guarded view lets a valid key through (200, the ceiling's body shape) and refuses an
+    unknown, a revoked and a wrong-secret key with 403. Each request presents its own key in the
+    library's default header, `Authorization: Api-Key <key>`, as the scenario's Lua script does."""
+    _, ceiling_body = post_verify(ceiling.url, "any", "any")
+    expected = [(seeded.valid[0], 200), (seeded.valid[-1], 200), (seeded.unknown[0], 403),
+                (seeded.revoked[0], 403), (seeded.wrong_secret, 403)]
+    for key, code in expected:
+        status, body = post_verify(django.url, key, key, scheme="Api-Key")
+        if status != code:
+            raise SystemExit(f"the Django guarded view answered {status} {body}, expected {code}")
+        if code == 200 and sorted(body) != sorted(ceiling_body):
+            raise SystemExit(f"the Django view's answer {sorted(body)} is not shaped like "
+                             f"{sorted(ceiling_body)}")
 
 
 def mixed_keys(seeded: database.Seeded) -> list[str]:
@@ -127,6 +161,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         ceiling = servers.start_ceiling(env, workdir / "ceiling.log", workers)
         started_servers.append(ceiling)
         check_answers(keyvault, ceiling, seeded)
+        django_seeded = None
+        if args.django:
+            django_env = servers.django_env(env, workdir / "django.db", secrets.token_urlsafe(48))
+            print(f"Seeding {args.keys:,} djangorestframework-api-key keys into a fresh SQLite "
+                  "file ...", flush=True)
+            django_seeded = database.seed_django(django_env, args.keys)
+            print(f"  {django_seeded.rows:,} keys ({', '.join(django_seeded.hashers)} hashes) in "
+                  f"{django_seeded.seconds:.1f} s", flush=True)
+            django = servers.start_django(django_env, workdir / "django.log", workers)
+            started_servers.append(django)
+            check_django_answers(django, ceiling, django_seeded)
 
         valid = load.write_post_script(workdir / "valid.lua", seeded.caller, seeded.valid)
         mixed = load.write_post_script(workdir / "mixed.lua", seeded.caller, mixed_keys(seeded))
@@ -141,9 +186,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             Scenario("verify_mixed", "(d) KeyVault verify, 10% revoked/unknown", keyvault,
                      "/api/verify/", mixed),
         ]
-        print(f"Warming up ({args.warmup:g} s per scenario) ...", flush=True)
-        for scenario in scenarios:
-            measure(scenario, args, args.warmup)
+        if django_seeded is not None:
+            # No caller key: each request presents its own key, the one HasAPIKey checks.
+            django_script = load.write_post_script(workdir / "django.lua", None,
+                                                   django_seeded.valid, scheme="Api-Key")
+            scenarios.append(Scenario("django_guarded",
+                                      "(e) djangorestframework-api-key guarded view", django,
+                                      "/api/verify/", django_script))
+        if args.warmup > 0:
+            print(f"Warming up ({load.wrk_seconds(args.warmup)} s per scenario) ...", flush=True)
+            for scenario in scenarios:
+                measure(scenario, args, args.warmup)
         rss_before = {s.name: s.worker_rss_mib() for s in started_servers}
 
         runs: dict[str, list[load.Run]] = {s.name: [] for s in scenarios}
@@ -152,7 +205,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             for scenario in scenarios[shift:] + scenarios[:shift]:
                 result = measure(scenario, args, args.duration)
                 runs[scenario.name].append(result)
-                print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<42} "
+                print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<44} "
                       f"{result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                       f"p99 {result.p99_ms:6.2f} ms", flush=True)
         rss_after = {s.name: s.worker_rss_mib() for s in started_servers}
@@ -173,7 +226,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
 
     return report.build(
         args=args, backend=db.backend, workers=workers, wrk_version=wrk_version,
-        seeded=seeded, scenarios=[(s.name, s.title) for s in scenarios], runs=runs,
+        seeded=seeded, django_seeded=django_seeded,
+        scenarios=[(s.name, s.title) for s in scenarios], runs=runs,
         rss_before=rss_before, rss_after=rss_after, micro=micro, database_bytes=size,
         load_before=load_before, others_busy=others_busy, started=started,
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import random
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -224,3 +228,35 @@ def seed(app: Flask, n_keys: int, progress: Callable[[str], None] = print) -> Se
     seeded.users = len(user_ids)
     seeded.seconds = time.perf_counter() - started
     return seeded
+
+
+@dataclass
+class DjangoSeeded:
+    """The Django baseline's keys (bench/django_baseline/seed.py): `prefix.secret` values."""
+
+    valid: list[str]
+    revoked: list[str]
+    unknown: list[str]
+    wrong_secret: str  # a stored prefix with another secret
+    rows: int
+    hashers: list[str]  # the algorithms of the stored hashes, as the library wrote them
+    seconds: float
+
+
+DJANGO_PACKAGES = ("django", "rest_framework", "rest_framework_api_key")
+
+
+def seed_django(env: dict, n_keys: int) -> DjangoSeeded:
+    """Migrate and seed the Django baseline's SQLite file in a subprocess (Django never loads in
+    the benchmark's own process), with the same number of keys and mix as KeyVault's."""
+    missing = [name for name in DJANGO_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"the Django baseline needs {', '.join(missing)}: "
+                         "pip install -e '.[bench]' (what `make bench` does), or --no-django")
+    done = subprocess.run([sys.executable, "-m", "bench.django_baseline.seed", "--keys",
+                           str(n_keys)], env=env, capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"seeding the Django baseline failed ({done.returncode}):\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return DjangoSeeded(**json.loads(done.stdout.strip().splitlines()[-1]))

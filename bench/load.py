@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -22,9 +24,11 @@ function done(summary, latency, requests)
 end
 """.replace("RESULT_MARK", RESULT_MARK)
 
-# Each thread pre-formats every request once, then rotates over them from its own offset.
+# Each thread pre-formats every request once, then rotates over them from its own offset. The
+# Authorization header presents the caller's key, or (caller nil) the request's own key.
 POST_ROTATING = """
-local caller = "{caller}"
+local caller = {caller}
+local scheme = "{scheme}"
 local keys = {{
 {keys}
 }}
@@ -38,9 +42,9 @@ function setup(thread)
 end
 
 function init(args)
-  local headers = {{["Authorization"] = "Bearer " .. caller,
-                   ["Content-Type"] = "application/json"}}
   for i, key in ipairs(keys) do
+    local headers = {{["Authorization"] = scheme .. " " .. (caller or key),
+                     ["Content-Type"] = "application/json"}}
     prepared[i] = wrk.format("POST", "{path}", headers, '{{"key": "' .. key .. '"}}')
   end
   position = (id * 997) % #prepared
@@ -66,12 +70,26 @@ def ensure_wrk() -> str:
     return (version.stdout or version.stderr).splitlines()[0].strip()
 
 
-def write_post_script(path: Path, caller: str, keys: list[str],
-                      url_path: str = "/api/verify/") -> Path:
-    for value in [caller, *keys]:
-        if not value.replace("_", "").isalnum():
-            raise ValueError("keys are embedded in Lua strings unescaped: alphanumerics only")
-    body = POST_ROTATING.format(caller=caller, path=url_path,
+# What may be embedded in the Lua source unescaped: no quote, backslash, space or newline.
+_LUA_SAFE_KEY = re.compile(r"[0-9A-Za-z_.]+")  # KeyVault's `prefix_body`, the library's `prefix.secret`
+_LUA_SAFE_SCHEME = re.compile(r"[A-Za-z][0-9A-Za-z-]*")  # Bearer, Api-Key
+_LUA_SAFE_PATH = re.compile(r"/[0-9A-Za-z_./-]*")
+
+
+def write_post_script(path: Path, caller: str | None, keys: list[str],
+                      url_path: str = "/api/verify/", scheme: str = "Bearer") -> Path:
+    """POST {"key": <key>} rotating over keys, with `Authorization: <scheme> <caller>`; with
+    caller None each request presents its own key in that header (the Django baseline)."""
+    if not keys:
+        raise ValueError("no keys to rotate over")
+    for value in [*([caller] if caller is not None else []), *keys]:
+        if not _LUA_SAFE_KEY.fullmatch(value):
+            raise ValueError("keys are embedded in Lua strings unescaped: ASCII letters, digits, "
+                             "'_' and '.' only")
+    if not _LUA_SAFE_SCHEME.fullmatch(scheme) or not _LUA_SAFE_PATH.fullmatch(url_path):
+        raise ValueError(f"unsafe scheme or path for the Lua script: {scheme!r} {url_path!r}")
+    body = POST_ROTATING.format(caller="nil" if caller is None else f'"{caller}"',
+                                scheme=scheme, path=url_path,
                                 keys=",\n".join(f'  "{key}"' for key in keys))
     path.write_text(body + DONE)
     return path
@@ -104,9 +122,15 @@ class LoadError(RuntimeError):
     """wrk did not run, or the server answered something other than 2xx."""
 
 
+def wrk_seconds(duration: float) -> int:
+    """wrk takes whole seconds only (`-d 0.5s` is a usage error): round up, at least 1. The
+    figures stay right: wrk reports the time it really ran, which the rates are divided by."""
+    return max(1, math.ceil(duration))
+
+
 def run_wrk(url: str, script: Path, duration: float, connections: int, threads: int) -> Run:
     argv = ["wrk", "--latency", "-t", str(threads), "-c", str(connections),
-            "-d", f"{duration:g}s", "-s", str(script), url]
+            "-d", f"{wrk_seconds(duration)}s", "-s", str(script), url]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
     if done.returncode != 0 or not lines:

@@ -18,6 +18,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Issue 5's goals, printed next to the figures (the benchmark reports; it never fails on them).
 RATIO_GOAL = {"sqlite": 0.80, "postgresql": 0.65}
 P99_GOAL = 1.5
+# KeyVault's verify against djangorestframework-api-key's guarded view, throughput.
+DJANGO_GOAL = 2.5
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -58,7 +60,8 @@ def _git_commit() -> str | None:
 
 
 def _versions() -> dict:
-    names = ("flask", "gunicorn", "sqlalchemy", "psycopg", "werkzeug")
+    names = ("flask", "gunicorn", "sqlalchemy", "psycopg", "werkzeug", "django",
+             "djangorestframework", "djangorestframework-api-key")
     found = {}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -70,8 +73,9 @@ def _median(runs, attribute: str) -> float:
     return statistics.median(getattr(run, attribute) for run in runs)
 
 
-def build(*, args, backend, workers, wrk_version, seeded, scenarios, runs, rss_before,
-          rss_after, micro, database_bytes, load_before, others_busy, started) -> dict:
+def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenarios, runs,
+          rss_before, rss_after, micro, database_bytes, load_before, others_busy,
+          started) -> dict:
     summary = {}
     for name, title in scenarios:
         summary[name] = {
@@ -87,6 +91,32 @@ def build(*, args, backend, workers, wrk_version, seeded, scenarios, runs, rss_b
                      for a, b in zip(runs[top], runs[bottom], strict=True)]
         return {"of_medians": round(summary[top][field] / summary[bottom][field], 3),
                 "per_round": [round(r, 3) for r in per_round]}
+
+    ratios = {
+        "verify_vs_ceiling_rps": ratio("verify_valid", "ceiling_post", "rps"),
+        "verify_vs_ceiling_p99": ratio("verify_valid", "ceiling_post", "p99_ms"),
+        "mixed_vs_ceiling_rps": ratio("verify_mixed", "ceiling_post", "rps"),
+        "mixed_vs_ceiling_p99": ratio("verify_mixed", "ceiling_post", "p99_ms"),
+        "healthz_vs_ceiling_get_rps": ratio("healthz", "ceiling_get", "rps"),
+        "goal_rps": RATIO_GOAL.get(backend), "goal_p99": P99_GOAL,
+    }
+    memory = {
+        "keyvault_workers_after_warmup": [round(r, 1) for r in rss_before["keyvault"]],
+        "keyvault_workers_after_run": [round(r, 1) for r in rss_after["keyvault"]],
+        "ceiling_workers_after_run": [round(r, 1) for r in rss_after["ceiling"]],
+    }
+    django = None
+    if django_seeded is not None:
+        ratios |= {
+            "verify_vs_django_rps": ratio("verify_valid", "django_guarded", "rps"),
+            "django_vs_ceiling_rps": ratio("django_guarded", "ceiling_post", "rps"),
+            "goal_verify_vs_django_rps": DJANGO_GOAL,
+        }
+        memory["django_workers_after_run"] = [round(r, 1) for r in rss_after["django"]]
+        django = {"database": "sqlite", "rows": django_seeded.rows,
+                  "rotating_valid_keys": len(django_seeded.valid),
+                  "hashers": django_seeded.hashers, "seed_seconds": django_seeded.seconds,
+                  "header": "Authorization: Api-Key <key>"}
 
     command = "python -m bench" + "".join(f" {a}" for a in sys.argv[1:])
     return {
@@ -111,21 +141,11 @@ def build(*, args, backend, workers, wrk_version, seeded, scenarios, runs, rss_b
             "rotating_valid_keys": len(seeded.valid), "workers": workers,
             "connections": args.connections, "threads": args.threads,
             "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
+            "django_baseline": django,
         },
         "scenarios": summary,
-        "ratios": {
-            "verify_vs_ceiling_rps": ratio("verify_valid", "ceiling_post", "rps"),
-            "verify_vs_ceiling_p99": ratio("verify_valid", "ceiling_post", "p99_ms"),
-            "mixed_vs_ceiling_rps": ratio("verify_mixed", "ceiling_post", "rps"),
-            "mixed_vs_ceiling_p99": ratio("verify_mixed", "ceiling_post", "p99_ms"),
-            "healthz_vs_ceiling_get_rps": ratio("healthz", "ceiling_get", "rps"),
-            "goal_rps": RATIO_GOAL.get(backend), "goal_p99": P99_GOAL,
-        },
-        "memory_rss_mib": {
-            "keyvault_workers_after_warmup": [round(r, 1) for r in rss_before["keyvault"]],
-            "keyvault_workers_after_run": [round(r, 1) for r in rss_after["keyvault"]],
-            "ceiling_workers_after_run": [round(r, 1) for r in rss_after["ceiling"]],
-        },
+        "ratios": ratios,
+        "memory_rss_mib": memory,
         "in_process": micro,
     }
 
@@ -147,6 +167,11 @@ def table(results: dict) -> str:
     lines.append(f"database: {settings['rows']:,} keys for {settings['users']:,} users, seeded in "
                  f"{settings['seed_seconds']:g} s{size}; wrk rotates over "
                  f"{settings['rotating_valid_keys']:,} valid keys")
+    django = settings.get("django_baseline")
+    if django:
+        lines.append(f"Django baseline: {django['rows']:,} keys in its own SQLite file "
+                     f"({', '.join(django['hashers'])} hashes), wrk presents "
+                     f"{django['rotating_valid_keys']:,} of them in `{django['header']}`")
     lines += ["", f"{'scenario':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
     for row in results["scenarios"].values():
         lines.append(f"{row['title']:<44}{row['rps']:>10,.0f}{row['p50_ms']:>10.2f}"
@@ -171,10 +196,20 @@ def table(results: dict) -> str:
         show("mixed_vs_ceiling_rps", "verify 10% bad / ceiling, throughput"),
         show("mixed_vs_ceiling_p99", "verify 10% bad p99 / ceiling p99"),
         show("healthz_vs_ceiling_get_rps", "/healthz / do-nothing GET, throughput"),
+    ]
+    if "verify_vs_django_rps" in ratios:
+        lines += [
+            show("verify_vs_django_rps", "verify / Django guarded view, throughput",
+                 f"  goal >= {ratios['goal_verify_vs_django_rps']:.2f}"),
+            show("django_vs_ceiling_rps", "Django guarded view / ceiling, throughput"),
+        ]
+    django_rss = (f"; Django baseline: {mib(memory['django_workers_after_run'])}"
+                  if "django_workers_after_run" in memory else "")
+    lines += [
         "",
         (f"KeyVault worker RSS (MiB): after warm-up {mib(memory['keyvault_workers_after_warmup'])}"
          f"; after the run {mib(memory['keyvault_workers_after_run'])}"
-         f" (ceiling app: {mib(memory['ceiling_workers_after_run'])})"),
+         f" (ceiling app: {mib(memory['ceiling_workers_after_run'])}{django_rss})"),
         "",
         "In process (app context, no HTTP):",
         (f"  service.verify_key        {micro['verify_key']['median_us']:>9.1f} us"

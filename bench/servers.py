@@ -1,4 +1,4 @@
-"""The two servers under test, started as operators start them, and their workers' memory."""
+"""The servers under test, started as operators start them, and their workers' memory."""
 
 from __future__ import annotations
 
@@ -104,6 +104,20 @@ def start_keyvault(env: dict, log_path: Path, workers: int) -> Server:
 def start_ceiling(env: dict, log_path: Path, workers: int) -> Server:
     """bench/ceiling_app.py under the same gunicorn options and application class."""
     return _start("ceiling", [sys.executable, "-m", "bench.ceiling_app"], env, log_path, workers)
+
+
+def start_django(env: dict, log_path: Path, workers: int) -> Server:
+    """bench/django_baseline under the same gunicorn options and application class; env from
+    django_env (its settings module, its SQLite file)."""
+    return _start("django", [sys.executable, "-m", "bench.django_baseline"], env, log_path,
+                  workers)
+
+
+def django_env(base: dict, database_path: Path, secret_key: str) -> dict:
+    from .django_baseline import DATABASE_ENV, SECRET_KEY_ENV, SETTINGS_MODULE
+
+    return {**base, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
+            DATABASE_ENV: str(database_path), SECRET_KEY_ENV: secret_key}
 
 
 def server_env(database_url: str, secret_key: str, pepper: str, instance_dir: Path) -> dict:
