@@ -174,3 +174,45 @@ def test_a_missing_trailing_slash_is_served_not_redirected(client, user, make_ke
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert value not in response.get_data(as_text=True)
+
+
+def _access_line(logger_class, access_log_format: str | None = None) -> str:
+    """One access-log line for a request, as the given gunicorn logger class writes it."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    config = Config()
+    config.set("accesslog", "-")
+    if access_log_format:
+        config.set("access_log_format", access_log_format)
+    logger = logger_class(config)
+    environ = {"REMOTE_ADDR": "203.0.113.4", "REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1",
+               "RAW_URI": "/api/users/@me/?scopes=user:read", "PATH_INFO": "/api/users/@me/",
+               "QUERY_STRING": "scopes=user:read", "HTTP_REFERER": "https://example.com/",
+               "HTTP_USER_AGENT": 'curl/8 "quoted"', "HTTP_X_REQUEST_ID": "r-42",
+               "wsgi.url_scheme": "http"}
+    response = SimpleNamespace(status="200 OK", sent=123, headers=[("X-Answer", "yes")])
+    request = SimpleNamespace(headers=[("X-REQUEST-ID", "r-42")])
+    atoms = logger.atoms_wrapper_class(logger.atoms(response, request, environ,
+                                                    timedelta(microseconds=1500)))
+    atoms["t"] = "[now]"
+    return logger.cfg.access_log_format % atoms
+
+
+@pytest.mark.parametrize("access_log_format", [
+    None,  # gunicorn's default, what `keyvault serve` writes
+    '%(h)s "%(r)s" %(s)s %({x-request-id}i)s %({x-answer}o)s %({path_info}e)s %(L)s',
+])
+def test_access_log_lines_are_gunicorns_own(access_log_format):
+    """The scrubbing logger skips building atoms the format does not name, and writes exactly
+    the line gunicorn's own logger writes, whatever the format asks for."""
+    from gunicorn.glogging import Logger
+
+    from keyvault.server import ScrubbingLogger
+
+    ours = _access_line(ScrubbingLogger, access_log_format)
+    assert ours == _access_line(Logger, access_log_format)
+    if access_log_format:
+        assert ours.endswith('r-42 yes /api/users/@me/ 0.001500')
