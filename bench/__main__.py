@@ -145,7 +145,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     others_busy = [report.cpu_busy()]  # before anything of ours runs, and after the rounds
     os.environ["KEYVAULT_INSTANCE_PATH"] = str(workdir / "instance")
     secret_key, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    if args.django:
+        database.require_django()  # before any database is created
     db = database.create_database(args.database_url, workdir)
+    # The Django baseline's own database on the same backend: a second SQLite file, or a second
+    # database on the same PostgreSQL server.
+    django_db: database.BenchDatabase | None = None
     started_servers: list[servers.Server] = []
     try:
         print(f"Seeding {args.keys:,} keys into a fresh {db.backend} database ...", flush=True)
@@ -163,10 +168,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         check_answers(keyvault, ceiling, seeded)
         django_seeded = None
         if args.django:
-            django_env = servers.django_env(env, workdir / "django.db", secrets.token_urlsafe(48))
-            print(f"Seeding {args.keys:,} djangorestframework-api-key keys into a fresh SQLite "
-                  "file ...", flush=True)
+            django_db = database.create_database(args.database_url, workdir,
+                                                 name_prefix="django_bench", sqlite_file="django.db")
+            django_env = servers.django_env(env, django_db.url, secrets.token_urlsafe(48))
+            print(f"Seeding {args.keys:,} djangorestframework-api-key keys into a fresh "
+                  f"{django_db.backend} database ...", flush=True)
             django_seeded = database.seed_django(django_env, args.keys)
+            if django_seeded.database != django_db.backend:
+                raise RuntimeError(f"the Django baseline seeded a {django_seeded.database} "
+                                   f"database, not the {django_db.backend} one it was given")
             print(f"  {django_seeded.rows:,} keys ({', '.join(django_seeded.hashers)} hashes) in "
                   f"{django_seeded.seconds:.1f} s", flush=True)
             django = servers.start_django(django_env, workdir / "django.log", workers)
@@ -222,7 +232,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     finally:
         for server in started_servers:
             server.stop()
-        db.drop()
+        try:
+            if django_db is not None:
+                django_db.drop()
+        finally:
+            db.drop()
 
     return report.build(
         args=args, backend=db.backend, workers=workers, wrk_version=wrk_version,

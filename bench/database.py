@@ -57,23 +57,31 @@ class BenchDatabase:
             engine.dispose()
 
 
-def create_database(server_url: str | None, workdir: Path) -> BenchDatabase:
-    """A fresh SQLite file in workdir, or a new database on the PostgreSQL server at server_url."""
+def create_database(server_url: str | None, workdir: Path, *, name_prefix: str = "kv_bench",
+                    sqlite_file: str = "keyvault.db") -> BenchDatabase:
+    """A fresh SQLite file in workdir, or a new database on the PostgreSQL server at server_url
+    (named name_prefix_<random>; drop() removes it, connected or not)."""
     if not server_url:
-        return BenchDatabase(f"sqlite:///{workdir / 'keyvault.db'}", "sqlite", lambda: None)
+        return BenchDatabase(f"sqlite:///{workdir / sqlite_file}", "sqlite", lambda: None)
     server = make_url(server_url)
     if not server.drivername.startswith("postgresql"):
         raise SystemExit(f"--database-url must be a PostgreSQL URL, got {server.drivername}")
-    name = f"kv_bench_{uuid.uuid4().hex[:12]}"
+    name = f"{name_prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{server.username}" '
-                          "TEMPLATE template0"))
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{server.username}" '
+                              "TEMPLATE template0"))
+    except BaseException:
+        admin.dispose()
+        raise
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
 
     url = server.set(database=name).render_as_string(hide_password=False)
     return BenchDatabase(url, "postgresql", drop)
@@ -240,19 +248,26 @@ class DjangoSeeded:
     wrong_secret: str  # a stored prefix with another secret
     rows: int
     hashers: list[str]  # the algorithms of the stored hashes, as the library wrote them
+    database: str  # Django's connection.vendor in the seeder: "sqlite" or "postgresql"
     seconds: float
 
 
 DJANGO_PACKAGES = ("django", "rest_framework", "rest_framework_api_key")
 
 
-def seed_django(env: dict, n_keys: int) -> DjangoSeeded:
-    """Migrate and seed the Django baseline's SQLite file in a subprocess (Django never loads in
-    the benchmark's own process), with the same number of keys and mix as KeyVault's."""
+def require_django() -> None:
+    """Fail early, before any database is created, when the `bench` extra is missing."""
     missing = [name for name in DJANGO_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise SystemExit(f"the Django baseline needs {', '.join(missing)}: "
                          "pip install -e '.[bench]' (what `make bench` does), or --no-django")
+
+
+def seed_django(env: dict, n_keys: int) -> DjangoSeeded:
+    """Migrate and seed the Django baseline's database (env from servers.django_env: a SQLite
+    file or a PostgreSQL database) in a subprocess (Django never loads in the benchmark's own
+    process), with the same number of keys and mix as KeyVault's."""
+    require_django()
     done = subprocess.run([sys.executable, "-m", "bench.django_baseline.seed", "--keys",
                            str(n_keys)], env=env, capture_output=True, text=True, check=False,
                           cwd=Path(__file__).resolve().parent.parent)

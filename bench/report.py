@@ -113,7 +113,7 @@ def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenari
             "goal_verify_vs_django_rps": DJANGO_GOAL,
         }
         memory["django_workers_after_run"] = [round(r, 1) for r in rss_after["django"]]
-        django = {"database": "sqlite", "rows": django_seeded.rows,
+        django = {"database": django_seeded.database, "rows": django_seeded.rows,
                   "rotating_valid_keys": len(django_seeded.valid),
                   "hashers": django_seeded.hashers, "seed_seconds": django_seeded.seconds,
                   "header": "Authorization: Api-Key <key>"}
@@ -169,7 +169,10 @@ def table(results: dict) -> str:
                  f"{settings['rotating_valid_keys']:,} valid keys")
     django = settings.get("django_baseline")
     if django:
-        lines.append(f"Django baseline: {django['rows']:,} keys in its own SQLite file "
+        where = {"sqlite": "its own SQLite file",
+                 "postgresql": "its own PostgreSQL database on KeyVault's server"}
+        lines.append(f"Django baseline: {django['rows']:,} keys in "
+                     f"{where.get(django['database'], django['database'])} "
                      f"({', '.join(django['hashers'])} hashes), wrk presents "
                      f"{django['rotating_valid_keys']:,} of them in `{django['header']}`")
     lines += ["", f"{'scenario':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,16 +111,43 @@ def start_ceiling(env: dict, log_path: Path, workers: int) -> Server:
 
 def start_django(env: dict, log_path: Path, workers: int) -> Server:
     """bench/django_baseline under the same gunicorn options and application class; env from
-    django_env (its settings module, its SQLite file)."""
+    django_env (its settings module, its database)."""
     return _start("django", [sys.executable, "-m", "bench.django_baseline"], env, log_path,
                   workers)
 
 
-def django_env(base: dict, database_path: Path, secret_key: str) -> dict:
-    from .django_baseline import DATABASE_ENV, SECRET_KEY_ENV, SETTINGS_MODULE
+def django_env(base: dict, database_url: str, secret_key: str) -> dict:
+    """The Django baseline's environment: its settings module and its database, from the SQLAlchemy
+    URL of a database.create_database (a SQLite file, or a PostgreSQL database)."""
+    from .django_baseline import (
+        CONNECTION_ENV,
+        DATABASE_ENV,
+        ENGINE_ENV,
+        OPTIONS_ENV,
+        SECRET_KEY_ENV,
+        SETTINGS_MODULE,
+    )
 
-    return {**base, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
-            DATABASE_ENV: str(database_path), SECRET_KEY_ENV: secret_key}
+    url = make_url(database_url)
+    env = {**base, "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE, SECRET_KEY_ENV: secret_key,
+           DATABASE_ENV: url.database or ""}
+    for name in (*CONNECTION_ENV.values(), OPTIONS_ENV):
+        env.pop(name, None)  # nothing inherited from the caller's environment
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return env | {ENGINE_ENV: "sqlite"}
+    if backend != "postgresql":
+        raise ValueError(f"the Django baseline runs on SQLite or PostgreSQL, not {backend}")
+    options = {}
+    for key, value in url.query.items():
+        if not isinstance(value, str):  # ?a=1&a=2: libpq takes one value per parameter
+            raise SystemExit(f"--database-url: {key} is given more than once")
+        options[key] = value
+    settings = {"HOST": url.host, "PORT": url.port, "USER": url.username,
+                "PASSWORD": url.password}
+    return env | {ENGINE_ENV: "postgresql", OPTIONS_ENV: json.dumps(options)} | {
+        CONNECTION_ENV[setting]: "" if value is None else str(value)
+        for setting, value in settings.items()}
 
 
 def server_env(database_url: str, secret_key: str, pepper: str, instance_dir: Path) -> dict:

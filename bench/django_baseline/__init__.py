@@ -1,8 +1,9 @@
 """The comparison issue 5 names: djangorestframework-api-key's guarded view, served like KeyVault.
 
 A minimal Django project (settings.py, urls.py, views.py) with one DRF APIView at
-`POST /api/verify/` guarded by the library's `HasAPIKey`, seeded by `seed.py` into its own SQLite
-file, and served by `python -m bench.django_baseline --port P --workers W` through KeyVault's
+`POST /api/verify/` guarded by the library's `HasAPIKey`, seeded by `seed.py` into its own database
+(a SQLite file; with `--database-url`, a second fresh database on KeyVault's PostgreSQL server),
+and served by `python -m bench.django_baseline --port P --workers W` through KeyVault's
 gunicorn application class and options, exactly as bench/ceiling_app.py is.
 
 Nothing here is imported by the benchmark's own process: Django runs only in the subprocesses
@@ -10,6 +11,11 @@ Nothing here is imported by the benchmark's own process: Django runs only in the
 """
 
 SETTINGS_MODULE = "bench.django_baseline.settings"
-# The environment variables settings.py reads.
-DATABASE_ENV = "BENCH_DJANGO_DATABASE"
+# The environment variables settings.py reads (bench/servers.py `django_env` sets them).
+ENGINE_ENV = "BENCH_DJANGO_ENGINE"  # "sqlite" (the default) or "postgresql"
+DATABASE_ENV = "BENCH_DJANGO_DATABASE"  # SQLite: the file's path; PostgreSQL: the database name
+# PostgreSQL only: Django's DATABASES settings of the same names ("" for libpq's defaults).
+CONNECTION_ENV = {"HOST": "BENCH_DJANGO_DB_HOST", "PORT": "BENCH_DJANGO_DB_PORT",
+                  "USER": "BENCH_DJANGO_DB_USER", "PASSWORD": "BENCH_DJANGO_DB_PASSWORD"}
+OPTIONS_ENV = "BENCH_DJANGO_DB_OPTIONS"  # PostgreSQL only: JSON, the URL's query (e.g. sslmode)
 SECRET_KEY_ENV = "BENCH_DJANGO_SECRET_KEY"

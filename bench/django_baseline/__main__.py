@@ -1,6 +1,7 @@
 """Serve the Django baseline under KeyVault's gunicorn settings.
 
-Run: python -m bench.django_baseline --port P --workers W  (with BENCH_DJANGO_DATABASE set)
+Run: python -m bench.django_baseline --port P --workers W  (with the BENCH_DJANGO_* variables of
+bench/servers.py `django_env` set)
 """
 
 from __future__ import annotations

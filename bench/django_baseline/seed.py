@@ -1,6 +1,7 @@
-"""Seed the Django baseline's SQLite file: migrate, then N API keys; print the keys to present.
+"""Seed the Django baseline's database: migrate, then N API keys; print the keys to present.
 
-Run: BENCH_DJANGO_DATABASE=path python -m bench.django_baseline.seed --keys N
+Run: BENCH_DJANGO_DATABASE=path python -m bench.django_baseline.seed --keys N  (a SQLite file; for
+PostgreSQL, the other BENCH_DJANGO_* variables of bench/servers.py `django_env` as well)
 The last line of stdout is JSON: the plaintexts of the valid keys wrk rotates over (made by the
 library's own `APIKey.objects.create_key`), a few revoked and unknown ones for the answer check,
 and counts. The filler rows are bulk-inserted with real values: a prefix and a secret of the
@@ -82,6 +83,11 @@ def seed(n_keys: int) -> dict:
         if pending:
             APIKey.objects.bulk_create(pending)
 
+    if connection.vendor == "postgresql":
+        # Planner statistics now, as bench/database.py does for KeyVault's PostgreSQL database.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
     unknown = []
     while len(unknown) < UNKNOWN:  # well-formed, never stored
         key, prefix, _ = generator.generate()
@@ -94,7 +100,8 @@ def seed(n_keys: int) -> dict:
                                                                                flat=True)[:100]})
     connection.close()
     return {"valid": valid, "revoked": revoked, "unknown": unknown, "wrong_secret": wrong_secret,
-            "rows": rows, "hashers": hashers, "seconds": round(time.perf_counter() - started, 2)}
+            "rows": rows, "hashers": hashers, "database": connection.vendor,
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:

@@ -9,10 +9,13 @@ library itself runs with its defaults: its own hasher (one SHA-512 of the key), 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 
-from . import DATABASE_ENV, SECRET_KEY_ENV
+from django.core.exceptions import ImproperlyConfigured
+
+from . import CONNECTION_ENV, DATABASE_ENV, ENGINE_ENV, OPTIONS_ENV, SECRET_KEY_ENV
 
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]
@@ -29,15 +32,30 @@ MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "bench.django_baseline.urls"
 TEMPLATES: list = []
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get(DATABASE_ENV, "django-baseline.db"),
-        # Persistent connections, one per worker (as KeyVault holds one per thread): Django's
-        # default (0) opens and closes a SQLite connection for every request.
-        "CONN_MAX_AGE": None,
+# Persistent connections, one per worker (as KeyVault holds one per thread): Django's default (0)
+# opens and closes a connection for every request.
+ENGINE = os.environ.get(ENGINE_ENV) or "sqlite"
+if ENGINE == "sqlite":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get(DATABASE_ENV, "django-baseline.db"),
+            "CONN_MAX_AGE": None,
+        }
     }
-}
+elif ENGINE == "postgresql":
+    # The benchmark's `--database-url` server, a database of the baseline's own (psycopg 3).
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ[DATABASE_ENV],
+            **{setting: os.environ.get(name, "") for setting, name in CONNECTION_ENV.items()},
+            "OPTIONS": json.loads(os.environ.get(OPTIONS_ENV) or "{}"),
+            "CONN_MAX_AGE": None,
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"{ENGINE_ENV} must be sqlite or postgresql, got {ENGINE!r}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
