@@ -359,9 +359,14 @@ def end_sessions(user: User, origin: Origin) -> None:
     db.session.commit()
 
 
-def check_password(user: User, password: str) -> bool:
-    """Re-authentication for sensitive actions."""
-    return passwords.verify_password(_hasher(), user.password_hash, password)
+def check_password(user: User, password: str, origin: Origin) -> bool:
+    """Re-authentication for sensitive actions (sudo mode); a wrong password is logged, as a
+    failed login is: someone holding the session may be guessing."""
+    if passwords.verify_password(_hasher(), user.password_hash, password):
+        return True
+    _record("sudo.failed", user.id, origin)
+    db.session.commit()
+    return False
 
 
 def get_user(user_id: int) -> User | None:

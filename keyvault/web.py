@@ -55,7 +55,7 @@ def reauthenticate():
     from . import service
 
     password = request.form.get("sudo_password")
-    if password and service.check_password(current_user, password):
+    if password and service.check_password(current_user, password, origin()):
         mark_authenticated()
         return None
     fields = [(k, v) for k, v in request.form.items(multi=True)

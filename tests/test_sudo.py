@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from keyvault import clock, service
 from keyvault.extensions import db
-from keyvault.models import ApiKey, User
+from keyvault.models import ApiKey, SecurityEvent, User
 from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from, shown_key
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
@@ -135,10 +135,29 @@ def test_wrong_password_creates_nothing_and_asks_again(client, auth, app, user):
     assert is_prompt(wrong)
     assert "That password is not right." in wrong.get_data(as_text=True)
     assert keys_of(user) == []
+    assert sudo_failures(user) == 1  # guessing with a borrowed session leaves a trace
 
     right = replay(client, wrong, "/settings/api-keys", PASSWORD)
     assert right.status_code == 200
     assert [key.label for key in keys_of(user)] == [LABEL]
+    assert sudo_failures(user) == 1
+
+
+def sudo_failures(user) -> int:
+    return db.session.scalar(select(func.count()).select_from(SecurityEvent).where(
+        SecurityEvent.user_id == user.id, SecurityEvent.event == "sudo.failed"))
+
+
+def test_a_wrong_password_on_the_confirm_page_is_logged(client, auth, app, user):
+    """The stand-alone prompt (GET /confirm) records a wrong password too, and not a right one."""
+    auth.login()
+    make_stale(client, app)
+    page = client.get("/confirm?next=/settings/api-keys")
+    form = {"csrf_token": csrf_from(page.get_data(as_text=True)), "next": "/settings/api-keys"}
+    assert client.post("/confirm", data={**form, "password": "guess"}).status_code == 400
+    assert sudo_failures(user) == 1
+    assert client.post("/confirm", data={**form, "password": PASSWORD}).status_code == 302
+    assert sudo_failures(user) == 1
 
 
 def test_fresh_login_needs_no_prompt(client, auth, user, make_key):

@@ -158,7 +158,8 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
                 "id": {"type": "integer"},
                 "event": {"type": "string",
                           "description": "e.g. `key.created`, `key.rolled`, `key.updated`, "
-                                         "`key.revoked`, `login.succeeded`, `login.failed`."},
+                                         "`key.revoked`, `login.succeeded`, `login.failed`, "
+                                         "`sudo.failed`."},
                 "key_id": {"type": ["string", "null"]},
                 "created_at": {"type": "string", "format": "date-time"},
                 "ip_address": {"type": ["string", "null"]},

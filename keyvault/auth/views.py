@@ -78,7 +78,7 @@ def confirm():
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
-        if service.check_password(current_user, form.password.data):
+        if service.check_password(current_user, form.password.data, origin()):
             mark_authenticated()
             return redirect(safe_next(form.next.data, url_for(HOME)))
         form.password.errors.append("That password is not right.")
