@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import clock, passwords, tokens
@@ -413,6 +413,18 @@ def list_keys(owner: User, include_revoked: bool = True) -> list[ApiKey]:
     return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
+def _lock_owner(owner: User) -> None:
+    """Serialise this transaction with any other one that locks the same owner, so two
+    concurrent creates cannot both pass the key limit.
+
+    A write that changes nothing: on PostgreSQL it locks the owner's row (as SELECT … FOR UPDATE
+    would), on SQLite it takes the database's write lock before the count is read — SQLite has
+    no row locks and ignores FOR UPDATE, and a transaction that read first and wrote second
+    would fail with "database is locked" when another writer got in between.
+    """
+    db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
+
+
 def live_key_count(owner: User) -> int:
     now = clock.now()
     return db.session.scalar(
@@ -522,8 +534,7 @@ def create_key(
     scopes = clean_scopes(scopes, granting_scopes)
     expires_at = clean_expiry(expires_at, now)
     limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
-    # Lock the owner's row on PostgreSQL so two concurrent creates cannot both pass the limit.
-    db.session.execute(select(User.id).where(User.id == owner.id).with_for_update())
+    _lock_owner(owner)
     if live_key_count(owner) >= limit:
         db.session.rollback()
         raise KeyLimitReached(
