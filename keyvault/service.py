@@ -121,6 +121,14 @@ class Verdict:
     def active(self) -> bool:
         return self.code == "valid"
 
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the presented value stops working: the key's expiry, or sooner for an old value
+        inside a roll's grace period."""
+        ends = [t for t in (self.expires_at, self.old_value_expires_at if self.rolled else None)
+                if t is not None]
+        return min(ends, default=None)
+
 
 # ---------------------------------------------------------------- small helpers
 
@@ -425,6 +433,10 @@ def _lock_owner(owner: User) -> None:
     db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
 
 
+def _iso_z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def live_key_count(owner: User) -> int:
     now = clock.now()
     return db.session.scalar(
@@ -520,11 +532,14 @@ def create_key(
     scopes: Any = None,
     expires_at: Any = None,
     granting_scopes: list[str] | None = None,
+    granting_ends_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
     `granting_scopes` is the presenting key's scopes for API calls (None for a person); without a
     scopes list a person's key gets `*` and an API-made key the presenting key's scopes.
+    `granting_ends_at` is when the presenting key stops working: a key it makes cannot outlive
+    it (without an expires_at it gets that one), or an expiring key could mint a lasting one.
     """
     now = clock.now()
     label = clean_label(label)
@@ -532,7 +547,13 @@ def create_key(
     if scopes is None:
         scopes = [FULL_ACCESS] if granting_scopes is None else list(granting_scopes)
     scopes = clean_scopes(scopes, granting_scopes)
+    if expires_at is None and granting_ends_at is not None:
+        expires_at = granting_ends_at
     expires_at = clean_expiry(expires_at, now)
+    if granting_ends_at is not None and (expires_at is None or expires_at > granting_ends_at):
+        raise InvalidInput(
+            f"The key making this request stops working at {_iso_z(granting_ends_at)}: the key "
+            "it creates cannot outlive it.", "expires_at")
     limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
     _lock_owner(owner)
     if live_key_count(owner) >= limit:

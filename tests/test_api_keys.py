@@ -388,3 +388,55 @@ def test_failed_create_writes_no_row_and_no_event(client, caller):
     keys, events = rows()
     assert keys == before[0] + 1
     assert events == before[1] + 1  # exactly one key.created
+
+
+# ---------------------------------------------------------------- keys that make keys
+
+
+@pytest.mark.parametrize(("asked", "status"), [
+    (None, 201),                   # no expiry asked for: the new key ends with the creator
+    (timedelta(days=3), 201),      # ending sooner is fine
+    (timedelta(days=7), 201),      # the same instant is fine
+    (timedelta(days=8), 400),      # later is refused
+    ("null", 201),                 # null, like no expires_at, ends with the creator
+])
+def test_a_key_that_expires_cannot_create_one_that_outlives_it(client, user, make_key, asked,
+                                                               status):
+    """Otherwise a short-lived key with personal_api_key:write could mint a lasting one."""
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    _, value = make_key(user, label="short-lived", scopes=["*"], expires_at=ends)
+    body = {"label": "minted"}
+    if isinstance(asked, timedelta):
+        body["expires_at"] = (ends - timedelta(days=7) + asked).isoformat()
+    elif asked == "null":
+        body["expires_at"] = None
+    before = rows()
+    response = client.post("/api/personal_api_keys/", json=body, headers=bearer(value))
+    if status == 400:
+        problem = assert_problem(response, 400)
+        assert problem.get("field") == "expires_at" and "outlive" in problem["detail"]
+        assert rows() == before
+        return
+    assert response.status_code == 201, response.get_data(as_text=True)
+    made = datetime.fromisoformat(response.json["expires_at"].replace("Z", "+00:00"))
+    assert made == (ends - timedelta(days=7) + asked if isinstance(asked, timedelta) else ends)
+
+
+def test_a_key_without_expiry_may_still_create_one_without_expiry(client, caller):
+    response = client.post("/api/personal_api_keys/", json={"label": "lasting"},
+                           headers=caller[1])
+    assert response.status_code == 201
+    assert response.json["expires_at"] is None
+
+
+def test_an_old_value_in_its_grace_period_creates_keys_that_end_with_it(client, user, make_key):
+    """After a roll, the old value works until its grace period ends; what it creates ends then."""
+    key, old = make_key(user, label="rolled", scopes=["*"])
+    service.roll_key(user, key.public_id, grace_period_seconds=3600, origin=service.Origin())
+    response = client.post("/api/personal_api_keys/", json={"label": "from the old value"},
+                           headers=bearer(old))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    db.session.expire_all()
+    grace_end = db.session.get(ApiKey, key.id).previous_expires_at
+    made = datetime.fromisoformat(response.json["expires_at"].replace("Z", "+00:00"))
+    assert made == grace_end

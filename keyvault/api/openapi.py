@@ -193,7 +193,9 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
                 "expires_at": {
                     "type": ["string", "null"], "format": "date-time",
                     "description": "ISO 8601, in the future; omitted or null for no expiry "
-                                   "(refused when the instance caps key lifetimes).",
+                                   "(refused when the instance caps key lifetimes). A presenting "
+                                   "key that expires cannot create one that outlives it (400); "
+                                   "omitted or null, the new key ends when it does.",
                 },
                 "personal_api_key": credential_field,
             },

@@ -238,6 +238,7 @@ def create_key():
         scopes=body.get("scopes"),
         expires_at=body.get("expires_at"),
         granting_scopes=g.api_key.scopes,
+        granting_ends_at=g.api_key.ends_at,
         origin=origin(),
     )
     response = json_response(key_json(key, value), 201)
