@@ -668,9 +668,12 @@ def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | 
 
 
 def _revoke(key: ApiKey, now: datetime, origin: Origin, **details: Any) -> None:
-    """Mark a key revoked (its grace-period value too) and log it; the caller commits."""
+    """Mark a key revoked (its grace-period value too) and log it; the caller commits.
+
+    The old value's digest stays, so a service that presents it hears `revoked`, as for the
+    current value, rather than `not_found`; its grace period ends now.
+    """
     key.revoked_at = now
-    key.previous_digest = None
     key.previous_expires_at = None
     _record("key.revoked", key.user_id, origin, key, **details)
 

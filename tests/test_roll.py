@@ -99,12 +99,15 @@ def test_old_value_authenticates_the_api_during_grace_only(client, user, make_ke
 
 
 def test_revoking_during_grace_stops_both_values(client, user, make_key, verifier, frozen):
-    """Revoking a freshly rolled key revokes its old value too, grace or not."""
+    """Revoking a freshly rolled key revokes its old value too, grace or not, and a service
+    presenting the old value hears `revoked` (not `not_found`): it is the same key."""
     key, old = make_key(user, label="rolled")
     _, new = service.roll_key(user, key.public_id, origin=ORIGIN, grace_period_seconds=3600)
     service.revoke_key(user, key.public_id, ORIGIN)
     assert verify(client, verifier, new) == {"active": False, "code": "revoked"}
-    assert verify(client, verifier, old)["active"] is False
+    assert verify(client, verifier, old) == {"active": False, "code": "revoked"}
+    assert client.get("/api/users/@me/", headers=bearer(old)).status_code == 401
+    assert service.get_key(user, key.public_id).previous_expires_at is None
 
 
 @pytest.mark.parametrize("state", ["revoked", "expired"])
