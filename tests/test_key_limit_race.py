@@ -31,11 +31,12 @@ def test_two_concurrent_creates_cannot_both_pass_the_limit(app, make_user, make_
         return count
 
     monkeypatch.setattr(service, "live_key_count", slow_count)
+    owner_id = owner.id  # read here: the threads must not touch this thread's session
     outcomes: list[str] = []
 
     def create(label: str) -> None:
         with app.app_context():
-            racer = db.session.get(User, owner.id)
+            racer = db.session.get(User, owner_id)
             try:
                 service.create_key(racer, label=label, origin=service.Origin())
                 outcomes.append("created")
@@ -52,4 +53,4 @@ def test_two_concurrent_creates_cannot_both_pass_the_limit(app, make_user, make_
     assert sorted(outcomes) == ["created", "limit"]
     db.session.expire_all()
     assert db.session.scalar(select(func.count(ApiKey.id)).where(
-        ApiKey.user_id == owner.id)) == limit
+        ApiKey.user_id == owner_id)) == limit
