@@ -11,6 +11,15 @@ def bearer(value: str) -> dict:
     return {"Authorization": f"Bearer {value}"}
 
 
+def ask_gate(client, value: str, where: str, required: str):
+    """GET /api/forward_auth/ with the required scopes in the query or in the header."""
+    if where == "query":
+        return client.get("/api/forward_auth/", query_string={"scopes": required},
+                          headers=bearer(value))
+    return client.get("/api/forward_auth/",
+                      headers={**bearer(value), "X-KeyVault-Required-Scopes": required})
+
+
 def test_a_valid_key_is_let_through_with_its_identity(client, user, make_key):
     """200 and the X-KeyVault-* headers a gateway passes on to the upstream."""
     key, value = make_key(user, scopes=["user:read", "key:verify"])
@@ -34,12 +43,7 @@ def test_required_scopes_come_from_the_query_or_a_header(client, user, make_key,
                                                          where, status):
     """The gateway names the scopes a location needs; a key without them is 403."""
     _, value = make_key(user, scopes=["user:read", "key:verify"])
-    if where == "query":
-        response = client.get("/api/forward_auth/", query_string={"scopes": required},
-                              headers=bearer(value))
-    else:
-        response = client.get("/api/forward_auth/",
-                              headers={**bearer(value), "X-KeyVault-Required-Scopes": required})
+    response = ask_gate(client, value, where, required)
     assert response.status_code == status
     if status == 403:
         assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
@@ -78,12 +82,7 @@ def test_control_characters_are_not_scope_separators(client, user, make_key, whe
     """Only spaces and commas separate scopes: a string that is all control characters is not an
     empty (anything goes) list, it is a malformed one, refused with 400."""
     _, value = make_key(user, scopes=["user:read", "key:verify"])
-    if where == "query":
-        response = client.get("/api/forward_auth/", query_string={"scopes": required},
-                              headers=bearer(value))
-    else:
-        response = client.get("/api/forward_auth/",
-                              headers={**bearer(value), "X-KeyVault-Required-Scopes": required})
+    response = ask_gate(client, value, where, required)
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert "X-KeyVault-User-Id" not in response.headers
