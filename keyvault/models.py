@@ -103,7 +103,11 @@ class ApiKey(db.Model):
 
 class SecurityEvent(db.Model):
     __tablename__ = "security_events"
-    __table_args__ = (Index("ix_security_events_user_created", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_security_events_user_created", "user_id", "created_at", "id"),
+        # Counting an address's recent failed logins (service.log_in's throttle).
+        Index("ix_security_events_address_event_created", "ip_address", "event", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

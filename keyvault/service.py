@@ -67,6 +67,11 @@ class UserNotFound(KeyNotFound):
         super().__init__(detail)
 
 
+class TooManyFailures(ServiceError):
+    status = 429
+    title = "Too many failed attempts"
+
+
 class KeyLimitReached(ServiceError):
     status = 409
     title = "Key limit reached"
@@ -332,11 +337,44 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
     return user
 
 
+FAILURE_WINDOW = timedelta(minutes=15)
+_FAILURES = ("login.failed", "sudo.failed")
+
+
+def _refuse_if_guessing(origin: Origin, user_id: int | None) -> None:
+    """TooManyFailures when this address has failed KEYVAULT_LOGIN_MAX_FAILURES password checks
+    (logins and sudo prompts) in the last 15 minutes; the refusal is logged too.
+
+    Counted per address from the security log, so every instance behind a load balancer sees
+    the same count, and an address is refused whichever account it tries next — the answer
+    does not tell whether an account exists.
+    """
+    allowed = current_app.config["KEYVAULT_LOGIN_MAX_FAILURES"]
+    if not allowed or not origin.ip_address:
+        return
+    failures = db.session.scalar(
+        select(func.count(SecurityEvent.id)).where(
+            SecurityEvent.ip_address == origin.ip_address[:45],
+            SecurityEvent.event.in_(_FAILURES),
+            SecurityEvent.created_at > clock.now() - FAILURE_WINDOW,
+        )
+    )
+    if failures >= allowed:
+        _record("login.throttled", user_id, origin)
+        db.session.commit()
+        minutes = int(FAILURE_WINDOW.total_seconds() // 60)
+        raise TooManyFailures(
+            f"Too many failed password attempts from your address: try again in {minutes} "
+            "minutes.")
+
+
 def log_in(email: str, password: str, origin: Origin) -> User | None:
     """The user when email and password match an active account, else None; logs either way.
 
     An unknown email costs one argon2 verification too, so timing does not reveal accounts.
+    TooManyFailures when this address has been guessing (see _refuse_if_guessing).
     """
+    _refuse_if_guessing(origin, None)
     hasher = _hasher()
     user = _user_by_email(email)
     if user is None:
@@ -369,7 +407,8 @@ def end_sessions(user: User, origin: Origin) -> None:
 
 def check_password(user: User, password: str, origin: Origin) -> bool:
     """Re-authentication for sensitive actions (sudo mode); a wrong password is logged, as a
-    failed login is: someone holding the session may be guessing."""
+    failed login is: someone holding the session may be guessing, and is stopped like one."""
+    _refuse_if_guessing(origin, user.id)
     if passwords.verify_password(_hasher(), user.password_hash, password):
         return True
     _record("sudo.failed", user.id, origin)

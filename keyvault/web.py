@@ -55,15 +55,27 @@ def reauthenticate():
     from . import service
 
     password = request.form.get("sudo_password")
-    if password and service.check_password(current_user, password, origin()):
-        mark_authenticated()
-        return None
+    status, error = 200, None
+    if password is not None:
+        status, error = 400, "That password is not right."
+        try:
+            if password and service.check_password(current_user, password, origin()):
+                mark_authenticated()
+                return None
+        except service.TooManyFailures as refusal:
+            status, error = refusal.status, refusal.detail
     fields = [(k, v) for k, v in request.form.items(multi=True)
               if k not in ("csrf_token", "sudo_password")]
-    error = "That password is not right." if password is not None else None
     page = render_template("auth/confirm.html", replay_action=request.path,
                            replay_fields=fields, error=error)
-    return page, 200 if error is None else 400
+    return page, status, retry_after() if status == 429 else {}
+
+
+def retry_after() -> dict:
+    """The header of a 429 for an address that has been guessing passwords."""
+    from . import service
+
+    return {"Retry-After": str(int(service.FAILURE_WINDOW.total_seconds()))}
 
 
 def sudo_required(view):

@@ -73,6 +73,7 @@ def test_first_run_defaults_to_sqlite_under_instance(tmp_path):
     assert loaded["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert loaded["KEYVAULT_KEY_PREFIX"] == "kv"
     assert loaded["KEYVAULT_MAX_KEYS_PER_USER"] == 10
+    assert loaded["KEYVAULT_LOGIN_MAX_FAILURES"] == 10
 
 
 def test_create_app_first_run_writes_instance_secrets(tmp_path, monkeypatch):
@@ -100,6 +101,8 @@ def test_an_empty_instance_secret_file_is_an_error(tmp_path):
     ("KEYVAULT_MAX_KEYS_PER_USER", "2.5"),
     ("KEYVAULT_MAX_KEYS_PER_USER", "0"),
     ("KEYVAULT_MAX_BODY_BYTES", "1MB"),
+    ("KEYVAULT_LOGIN_MAX_FAILURES", "-1"),
+    ("KEYVAULT_LOGIN_MAX_FAILURES", "ten"),
     ("KEYVAULT_SCOPES", "feature_flag"),
     ("KEYVAULT_SCOPES", "a:b:c"),
 ])

@@ -159,7 +159,7 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
                 "event": {"type": "string",
                           "description": "e.g. `key.created`, `key.rolled`, `key.updated`, "
                                          "`key.revoked`, `login.succeeded`, `login.failed`, "
-                                         "`sudo.failed`."},
+                                         "`sudo.failed`, `login.throttled`."},
                 "key_id": {"type": ["string", "null"]},
                 "created_at": {"type": "string", "format": "date-time"},
                 "ip_address": {"type": ["string", "null"]},

@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import service
-from ..web import mark_authenticated, origin, safe_next
+from ..web import mark_authenticated, origin, retry_after, safe_next
 from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
 
 bp = Blueprint("auth", __name__)
@@ -50,13 +50,22 @@ def login():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(safe_next(form.next.data, url_for(HOME)))
     if form.validate_on_submit():
-        user = service.log_in(form.email.data, form.password.data, origin())
+        try:
+            user = service.log_in(form.email.data, form.password.data, origin())
+        except service.TooManyFailures as refusal:
+            form.password.errors.append(refusal.detail)
+            return _too_many(render_template("auth/login.html", form=form))
         if user is not None:
             target = safe_next(form.next.data, url_for(HOME))
             _start_session(user)
             return redirect(target)
         form.password.errors.append("Wrong email or password.")
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+def _too_many(page: str):
+    """429 with Retry-After: the address has been guessing passwords."""
+    return page, 429, retry_after()
 
 
 @bp.post("/logout")
@@ -78,7 +87,12 @@ def confirm():
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
-        if service.check_password(current_user, form.password.data, origin()):
+        try:
+            right = service.check_password(current_user, form.password.data, origin())
+        except service.TooManyFailures as refusal:
+            form.password.errors.append(refusal.detail)
+            return _too_many(render_template("auth/confirm.html", form=form))
+        if right:
             mark_authenticated()
             return redirect(safe_next(form.next.data, url_for(HOME)))
         form.password.errors.append("That password is not right.")

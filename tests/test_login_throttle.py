@@ -1,0 +1,86 @@
+"""An address that keeps failing password checks is refused for a while (429), on every
+instance alike: the count comes from the security log in the shared database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from keyvault.extensions import db
+from keyvault.models import SecurityEvent
+from tests.conftest import PASSWORD, AuthActions
+
+GUESSER = "198.51.100.23"
+
+
+def events() -> list[str]:
+    db.session.expire_all()
+    return [e.event for e in db.session.scalars(select(SecurityEvent).order_by(SecurityEvent.id))]
+
+
+def from_address(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client, AuthActions(client)
+
+
+def fail_logins(auth: AuthActions, times: int, email: str = "alice@example.com") -> None:
+    for _ in range(times):
+        assert auth.login(email=email, password="wrong guess").status_code == 400
+
+
+def test_the_eleventh_try_is_refused_even_with_the_right_password(app, user, frozen):
+    client, auth = from_address(app, GUESSER)
+    fail_logins(auth, 5)
+    fail_logins(auth, 5, email="nobody@example.com")  # unknown accounts count alike
+    refused = auth.login()
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "900"
+    assert "Too many failed password attempts" in refused.get_data(as_text=True)
+    assert client.get("/settings/api-keys").status_code == 302  # not logged in
+    assert events()[-11:] == ["login.failed"] * 10 + ["login.throttled"]
+
+    other_client, other = from_address(app, "203.0.113.50")
+    assert other.login().status_code == 302  # another address is not affected
+
+    frozen.at += timedelta(minutes=15, seconds=1)
+    assert auth.login().status_code == 302  # the window has passed
+
+
+def test_refusal_does_not_tell_whether_an_account_exists(app, user):
+    _, auth = from_address(app, GUESSER)
+    fail_logins(auth, 10)
+    known = auth.login(password="wrong again")
+    unknown = auth.login(email="nobody@example.com", password="wrong again")
+    assert known.status_code == unknown.status_code == 429
+    assert known.get_data(as_text=True).replace("alice@example.com", "X") == (
+        unknown.get_data(as_text=True).replace("nobody@example.com", "X"))
+
+
+def test_failed_sudo_prompts_count_and_the_prompt_is_refused_too(app, user):
+    client, auth = from_address(app, GUESSER)
+    assert auth.login().status_code == 302
+    with client.session_transaction() as session:
+        session["auth_at"] = 0  # long ago: create asks for the password
+    token = auth.csrf("/settings/api-keys")
+    form = {"label": "k", "expiry": "30", "preset": "full", "csrf_token": token}
+    for _ in range(10):
+        assert client.post("/settings/api-keys",
+                           data={**form, "sudo_password": "guess"}).status_code == 400
+    refused = client.post("/settings/api-keys", data={**form, "sudo_password": PASSWORD})
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "900"
+    assert "Too many failed password attempts" in refused.get_data(as_text=True)
+    assert events().count("sudo.failed") == 10 and events()[-1] == "login.throttled"
+
+
+@pytest.mark.parametrize("allowed", ["0", "3"])
+def test_the_limit_follows_the_setting(make_app, make_user, allowed):
+    app = make_app(KEYVAULT_LOGIN_MAX_FAILURES=allowed)
+    with app.app_context():
+        make_user("alice@example.com")
+    _, auth = from_address(app, GUESSER)
+    fail_logins(auth, 3)
+    assert auth.login().status_code == (302 if allowed == "0" else 429)
