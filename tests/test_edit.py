@@ -104,8 +104,20 @@ def test_page_refuses_to_edit_a_revoked_key(client, auth, user, make_key):
     service.revoke_key(user, key.public_id, ORIGIN)
     auth.login()
     response = edit_on_page(client, key, "renamed", "", ["*"])
-    assert response.status_code in (400, 404, 409)
+    assert response.status_code == 303
     assert facts(key)[0] == "gone"
+
+
+def test_edit_page_of_a_revoked_key_sends_you_back_to_the_list(client, auth, user, make_key):
+    """No form for a key that cannot change: back to the list, with the reason shown."""
+    key, _ = make_key(user, label="gone")
+    service.revoke_key(user, key.public_id, ORIGIN)
+    auth.login()
+    response = client.get(f"/settings/api-keys/{key.public_id}/edit")
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/settings/api-keys")
+    page = client.get("/settings/api-keys").get_data(as_text=True)
+    assert "is revoked: it can no longer be edited" in page
 
 
 @pytest.mark.parametrize("method", ["get", "post"])

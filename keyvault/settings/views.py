@@ -125,6 +125,9 @@ def create_key():
 @bp.route("/api-keys/<public_id>/edit", methods=["GET", "POST"])
 def edit_key(public_id: str):
     key = _key_or_404(public_id)
+    if key.revoked_at is not None:  # nothing to edit: say so on the list instead of a dead form
+        flash(f"“{key.label}” is revoked: it can no longer be edited.", "error")
+        return redirect(url_for(".api_keys"), 303)
     form = EditKeyForm(obj=None if request.method == "POST" else key)
     form.scopes.choices = _scope_choices()
     if request.method == "GET":
