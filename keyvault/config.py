@@ -31,10 +31,17 @@ def _int(env: dict, name: str, default: int | None, minimum: int = 0) -> int | N
     return value
 
 
+def _make_instance_folder(instance_path: Path) -> None:
+    """Create the instance folder for its owner only (0700): it holds the generated secrets and
+    the embedded database, whose files SQLite creates with the process's umask (often 0644).
+    An existing folder is left as the operator made it."""
+    instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _instance_secret(instance_path: Path, name: str) -> str:
     """Read instance/<name>, creating it once with owner-only permissions; safe under races."""
     path = instance_path / name
-    instance_path.mkdir(parents=True, exist_ok=True)
+    _make_instance_folder(instance_path)
     # Write a complete file under a private name, then link it into place: another process
     # starting at the same moment sees either no file or the whole secret, never an empty one.
     draft = instance_path / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -86,7 +93,10 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
     if not tokens.is_valid_prefix(prefix):
         raise ConfigError(f"KEYVAULT_KEY_PREFIX must be letters and digits only, got {prefix!r}")
 
-    database_url = env.get("KEYVAULT_DATABASE_URL") or f"sqlite:///{instance_path / 'keyvault.db'}"
+    database_url = env.get("KEYVAULT_DATABASE_URL")
+    if not database_url:
+        _make_instance_folder(instance_path)
+        database_url = f"sqlite:///{instance_path / 'keyvault.db'}"
     max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
     return {

@@ -168,3 +168,20 @@ def test_racing_first_starts_share_one_complete_secret(tmp_path):
 
 def _first_run_secret(folder: str) -> str:
     return config.load(Path(folder), {})["SECRET_KEY"]
+
+
+@pytest.mark.parametrize("secrets_from", ["instance", "environment"])
+def test_a_new_instance_folder_is_private(tmp_path, secrets_from):
+    """The folder KeyVault makes for its secrets and embedded database is the owner's alone
+    (SQLite creates the database file with the umask's 0644); an existing one is left as is."""
+    env = {} if secrets_from == "instance" else {
+        "KEYVAULT_SECRET_KEY": "s" * 40, "KEYVAULT_KEY_PEPPER": "p" * 40}
+    fresh = tmp_path / "deep" / "instance"
+    config.load(fresh, env)
+    assert fresh.stat().st_mode & 0o777 == 0o700
+
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    config.load(existing, env)
+    assert existing.stat().st_mode & 0o777 == 0o755
