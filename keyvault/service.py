@@ -658,12 +658,14 @@ def update_key(
 
 def roll_key(
     owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
-    granting_scopes: list[str] | None = None,
+    granting_scopes: list[str] | None = None, granting_ends_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Give the key a new value; the old one works for the grace period, then never again.
 
     Rolling re-issues the key with its scopes, so a presenting key (`granting_scopes`, None for
-    a person) must hold them all, as for create and update.
+    a person) must hold them all, as for create and update; and, as for create, it cannot
+    re-issue a key that outlives it (`granting_ends_at`), or an expiring key could obtain a
+    lasting value by rolling another key.
     """
     key = get_key(owner, public_id)
     if granting_scopes is not None:
@@ -681,6 +683,11 @@ def roll_key(
     status = key.status(now)
     if status != "active":
         raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
+    if granting_ends_at is not None and (key.expires_at is None
+                                         or key.expires_at > granting_ends_at):
+        raise InvalidInput(
+            f"The key making this request stops working at {_iso_z(granting_ends_at)}: it "
+            "cannot roll a key that outlives it.")
     value = tokens.generate(_prefix())
     if grace_period_seconds:
         key.previous_digest = key.digest

@@ -440,3 +440,29 @@ def test_an_old_value_in_its_grace_period_creates_keys_that_end_with_it(client, 
     grace_end = db.session.get(ApiKey, key.id).previous_expires_at
     made = datetime.fromisoformat(response.json["expires_at"].replace("Z", "+00:00"))
     assert made == grace_end
+
+
+@pytest.mark.parametrize(("target_ends", "status"), [
+    (None, 400),                  # rolling a lasting key would hand out a lasting value
+    (timedelta(days=8), 400),     # so would one that outlives the presenting key
+    (timedelta(days=3), 200),     # one that ends sooner may be rolled
+    ("itself", 200),              # and a key may roll itself
+])
+def test_a_key_that_expires_cannot_roll_one_that_outlives_it(client, user, make_key,
+                                                             target_ends, status):
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    short, value = make_key(user, label="short-lived", scopes=["*"], expires_at=ends)
+    if target_ends == "itself":
+        target = short
+    else:
+        target, _ = make_key(user, label="target", scopes=["user:read"], expires_at=(
+            None if target_ends is None else ends - timedelta(days=7) + target_ends))
+    before = rows()
+    response = client.post(f"/api/personal_api_keys/{target.public_id}/roll/", json={},
+                           headers=bearer(value))
+    if status == 400:
+        assert "outlives" in assert_problem(response, 400)["detail"]
+        assert rows() == before
+    else:
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.json["value"]

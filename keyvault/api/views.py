@@ -284,7 +284,8 @@ def roll_key(public_id: str):
     body = body_object({"grace_period_seconds"})
     key, value = service.roll_key(g.api_user, public_id, origin=origin(),
                                   grace_period_seconds=body.get("grace_period_seconds", 0),
-                                  granting_scopes=g.api_key.scopes)
+                                  granting_scopes=g.api_key.scopes,
+                                  granting_ends_at=g.api_key.ends_at)
     response = json_response(key_json(key, value))
     response.headers["Cache-Control"] = "no-store"
     return response
