@@ -62,7 +62,7 @@ class ScrubbingLogger(Logger):
             environ = {name: environ[name] for name in _LOGGED_ENVIRON if name in environ}
             req = ()
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "q", "f", "U", "{raw_uri}e"):
+        for name in ("u", "r", "q", "f", "U", "{raw_uri}e"):  # u: a Basic-auth user name
             if isinstance(atoms.get(name), str):
                 atoms[name] = scrub(atoms[name])
         return atoms

@@ -352,16 +352,19 @@ def _refuse_if_guessing(origin: Origin, user_id: int | None) -> None:
     allowed = current_app.config["KEYVAULT_LOGIN_MAX_FAILURES"]
     if not allowed or not origin.ip_address:
         return
-    failures = db.session.scalar(
-        select(func.count(SecurityEvent.id)).where(
+    def recent(*events: str):
+        return select(func.count(SecurityEvent.id)).where(
             SecurityEvent.ip_address == origin.ip_address[:45],
-            SecurityEvent.event.in_(_FAILURES),
+            SecurityEvent.event.in_(events),
             SecurityEvent.created_at > clock.now() - FAILURE_WINDOW,
         )
-    )
-    if failures >= allowed:
-        _record("login.throttled", user_id, origin)
-        db.session.commit()
+
+    if db.session.scalar(recent(*_FAILURES)) >= allowed:
+        # Logged once per window: refusals cost no argon2, so one row each would let an
+        # address fill the security log as fast as it can send requests.
+        if not db.session.scalar(recent("login.throttled")):
+            _record("login.throttled", user_id, origin)
+            db.session.commit()
         minutes = int(FAILURE_WINDOW.total_seconds() // 60)
         raise TooManyFailures(
             f"Too many failed password attempts from your address: try again in {minutes} "

@@ -58,8 +58,8 @@ def reauthenticate():
     status, error = 200, None
     if password is not None:
         status, error = 400, "That password is not right."
-        try:
-            if password and service.check_password(current_user, password, origin()):
+        try:  # an empty password is checked too: a throttled address hears 429 either way
+            if service.check_password(current_user, password, origin()) and password:
                 mark_authenticated()
                 return None
         except service.TooManyFailures as refusal:

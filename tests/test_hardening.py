@@ -216,3 +216,25 @@ def test_access_log_lines_are_gunicorns_own(access_log_format):
     assert ours == _access_line(Logger, access_log_format)
     if access_log_format:
         assert ours.endswith('r-42 yes /api/users/@me/ 0.001500')
+
+
+def test_a_key_sent_as_a_basic_auth_user_name_stays_out_of_the_access_log():
+    """gunicorn logs the Basic-auth user name (%(u)s); a key sent there is redacted."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from keyvault.server import ScrubbingLogger
+
+    key = tokens.generate()
+    config = Config()
+    config.set("accesslog", "-")
+    logger = ScrubbingLogger(config)
+    credentials = base64.b64encode(f"{key}:x".encode()).decode()
+    environ = {"REMOTE_ADDR": "203.0.113.4", "REQUEST_METHOD": "GET", "RAW_URI": "/api/users/@me/",
+               "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_AUTHORIZATION": f"Basic {credentials}"}
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
+    atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, timedelta(0))
+    line = config.access_log_format % logger.atoms_wrapper_class(atoms)
+    assert key not in line and "[redacted]" in line

@@ -41,6 +41,9 @@ def test_the_eleventh_try_is_refused_even_with_the_right_password(app, user, fro
     assert "Too many failed password attempts" in refused.get_data(as_text=True)
     assert client.get("/settings/api-keys").status_code == 302  # not logged in
     assert events()[-11:] == ["login.failed"] * 10 + ["login.throttled"]
+    for _ in range(5):  # refusals cost no argon2: they must not fill the log either
+        assert auth.login().status_code == 429
+    assert events().count("login.throttled") == 1
 
     other_client, other = from_address(app, "203.0.113.50")
     assert other.login().status_code == 302  # another address is not affected
@@ -74,6 +77,8 @@ def test_failed_sudo_prompts_count_and_the_prompt_is_refused_too(app, user):
     assert refused.headers["Retry-After"] == "900"
     assert "Too many failed password attempts" in refused.get_data(as_text=True)
     assert events().count("sudo.failed") == 10 and events()[-1] == "login.throttled"
+    empty = client.post("/settings/api-keys", data={**form, "sudo_password": ""})
+    assert empty.status_code == 429  # an empty password gets the same answer
 
 
 @pytest.mark.parametrize("allowed", ["0", "3"])
