@@ -74,5 +74,10 @@ def digest_of(key: str, pepper: bytes) -> str:
 
 
 def new_public_id() -> str:
-    """A random, URL-safe key id that reveals nothing about the secret."""
-    return secrets.token_urlsafe(12)
+    """A random, URL-safe key id that reveals nothing about the secret.
+
+    Never one starting with '-': `keyvault keys revoke -Cx…` would read it as an option."""
+    while True:
+        public_id = secrets.token_urlsafe(12)
+        if not public_id.startswith("-"):
+            return public_id

@@ -195,3 +195,11 @@ def test_any_non_base62_character_is_rejected(body, position, replacement):
     if key[position] == replacement:
         return  # the separator stays a separator
     assert not tokens.is_well_formed(key[:position] + replacement + key[position + 1:])
+
+
+def test_key_ids_never_look_like_command_line_options():
+    """An id starting with '-' (1 in 64 from token_urlsafe) breaks `keyvault keys revoke ID`."""
+    ids = [tokens.new_public_id() for _ in range(3000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
