@@ -475,8 +475,15 @@ def _lock_owner(owner: User) -> None:
     db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
 
 
-def _iso_z(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | None,
+                      refusal: str, field: str | None = None) -> None:
+    """A presenting key that stops working at `granting_ends_at` cannot hand out a value that
+    works longer (create and roll): InvalidInput when `expires_at` is later, or never."""
+    if granting_ends_at is None or (expires_at is not None and expires_at <= granting_ends_at):
+        return
+    moment = granting_ends_at.isoformat().replace("+00:00", "Z")
+    raise InvalidInput(f"The key making this request stops working at {moment}: {refusal}.",
+                       field)
 
 
 def live_key_count(owner: User) -> int:
@@ -592,10 +599,8 @@ def create_key(
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at
     expires_at = clean_expiry(expires_at, now)
-    if granting_ends_at is not None and (expires_at is None or expires_at > granting_ends_at):
-        raise InvalidInput(
-            f"The key making this request stops working at {_iso_z(granting_ends_at)}: the key "
-            "it creates cannot outlive it.", "expires_at")
+    _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
+                      "expires_at")
     limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
     _lock_owner(owner)
     if live_key_count(owner) >= limit:
@@ -686,11 +691,7 @@ def roll_key(
     status = key.status(now)
     if status != "active":
         raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
-    if granting_ends_at is not None and (key.expires_at is None
-                                         or key.expires_at > granting_ends_at):
-        raise InvalidInput(
-            f"The key making this request stops working at {_iso_z(granting_ends_at)}: it "
-            "cannot roll a key that outlives it.")
+    _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
     value = tokens.generate(_prefix())
     if grace_period_seconds:
         key.previous_digest = key.digest

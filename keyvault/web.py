@@ -59,7 +59,7 @@ def reauthenticate():
     if password is not None:
         status, error = 400, "That password is not right."
         try:  # an empty password is checked too: a throttled address hears 429 either way
-            if service.check_password(current_user, password, origin()) and password:
+            if service.check_password(current_user, password, origin()):
                 mark_authenticated()
                 return None
         except service.TooManyFailures as refusal:
