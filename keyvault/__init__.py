@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from .extensions import csrf, db, login_manager, migrate
+from .jsonio import OrjsonProvider
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +39,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         instance_path=instance_path,
         instance_relative_config=True,
     )
+    app.json = OrjsonProvider(app)
     env = dict(os.environ)
     for name, value in (overrides or {}).items():
         if name.startswith("KEYVAULT_") and isinstance(value, str):
@@ -94,8 +96,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     errors.register(app)
 
     from .api.fastlane import VerifyFastLane
+    from .request_context import AroundRequest
 
-    app.wsgi_app = VerifyFastLane(app.wsgi_app, app)
+    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app))
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
@@ -106,8 +109,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     @app.after_request
     def security_headers(response):
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers = response.headers  # nosniff, request id and timing: request_context.AroundRequest
         path = request.path
         if not path.startswith("/api/") or path.startswith("/api/docs"):  # pages, not JSON
             headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

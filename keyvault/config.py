@@ -7,8 +7,9 @@ import secrets
 from pathlib import Path
 
 from . import tokens
+from .service.scopes import BUILT_IN
 
-DEFAULT_SCOPES = ("personal_api_key:read", "personal_api_key:write", "user:read", "key:verify")
+DEFAULT_SCOPES = BUILT_IN
 
 
 ENVIRONMENTS = ("development", "production")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from flask import Flask, current_app
@@ -23,12 +24,34 @@ from .extensions import db
 from .models import ApiKey, User, UTCDateTime, as_utc
 
 _k, _u = ApiKey.__table__.c, User.__table__.c
-# Order matters: service._judge unpacks rows in this order; the two digests come last.
+
+
+class KeyRow(NamedTuple):
+    """What the hot path reads about a key and its owner, by name."""
+
+    id: int
+    public_id: str
+    label: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    previous_expires_at: datetime | None
+    user_id: int
+    email: str
+    user_is_active: bool
+    digest: str
+    previous_digest: str | None
+
+
+# The column behind each KeyRow field, in the same order.
 COLUMNS = (
     _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
     _k.last_used_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
     _k.digest, _k.previous_digest,
 )
+assert len(COLUMNS) == len(KeyRow._fields)
 _SELECT = (
     "SELECT " + ", ".join(f"{'k' if c.table is ApiKey.__table__ else 'u'}.{c.name}" for c in COLUMNS)
     + " FROM api_keys k JOIN users u ON u.id = k.user_id"
@@ -118,7 +141,7 @@ class KeyStore:
             connection.close()
         self.engine.dispose()
 
-    def lookup(self, digests: list[str]) -> list[list]:
+    def lookup(self, digests: list[str]) -> list[KeyRow]:
         """The rows whose current or grace-period digest is one of `digests`: one round trip."""
         rows = self._run(self._select[len(digests)], (*digests, *digests), fetch=True)
         converted = []
@@ -126,7 +149,7 @@ class KeyStore:
             row = list(row)
             for index, process in self._readers:
                 row[index] = process(row[index])
-            converted.append(row)
+            converted.append(KeyRow._make(row))
         return converted
 
     def touch(self, key_id: int, now: datetime, threshold: datetime) -> None:

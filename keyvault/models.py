@@ -39,6 +39,22 @@ class UTCDateTime(TypeDecorator):
         return as_utc(value)
 
 
+KEY_STATUSES = ("active", "expired", "revoked", "user_inactive")
+
+
+def key_status(revoked_at: datetime | None, user_is_active: bool, expires_at: datetime | None,
+               now: datetime) -> str:
+    """`revoked`, `user_inactive`, `expired` or `active`: the one order of precedence, used by
+    the model, by verify (service.verify) and by the admin page's filter."""
+    if revoked_at is not None:
+        return "revoked"
+    if not user_is_active:
+        return "user_inactive"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    return "active"
+
+
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
@@ -90,15 +106,9 @@ class ApiKey(db.Model):
     user: Mapped[User] = relationship(back_populates="keys")
 
     def status(self, now: datetime | None = None) -> str:
-        """`active`, `revoked`, `user_inactive` or `expired`, in verify's order of precedence."""
-        now = now or clock.now()
-        if self.revoked_at is not None:
-            return "revoked"
-        if not self.user.is_active:
-            return "user_inactive"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
+        """`active`, `revoked`, `user_inactive` or `expired` (see key_status)."""
+        return key_status(self.revoked_at, self.user.is_active, self.expires_at,
+                          now or clock.now())
 
 
 class SecurityEvent(db.Model):

@@ -1,4 +1,4 @@
-"""Helpers shared by the browser blueprints: origin of a request, safe redirects, sudo mode."""
+"""Helpers shared by the browser blueprints: safe redirects, sudo mode, template filters."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
 from . import clock
-from .service import Origin
+from .request_context import origin
 
 AUTH_AT = "auth_at"
-
-
-def origin() -> Origin:
-    return Origin(request.remote_addr, request.headers.get("User-Agent"))
-
 
 def safe_next(target: str | None, default: str) -> str:
     """Follow `next` only to a local path: no scheme, no host, no `//` or backslash tricks."""
@@ -119,19 +114,23 @@ def register_filters(app) -> None:
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, minus the work for requests that carry no session.
+    """Flask's signed-cookie sessions, for the pages only.
 
-    API calls (and first visits) have no session cookie and never write one; Flask would still
-    build a signing serializer and read the cookie settings for each. Same behaviour, less work.
+    The API (everything under /api/) authenticates with keys and never reads or writes a session:
+    it gets an empty one, and its answers carry no cookie and no `Vary: Cookie` (Flask-Login's
+    after-request hook looks into every session). Requests without a session cookie skip the
+    signing serializer too.
     """
 
     def open_session(self, app, request):
-        if "HTTP_COOKIE" not in request.environ or (
+        if request.path.startswith("/api/") or "HTTP_COOKIE" not in request.environ or (
                 app.config["SESSION_COOKIE_NAME"] not in request.cookies):
             return self.session_class()
         return super().open_session(app, request)
 
     def save_session(self, app, session, response):
+        if request.path.startswith("/api/"):
+            return
         if not session and not session.modified:
             if session.accessed:
                 response.vary.add("Cookie")

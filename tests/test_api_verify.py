@@ -13,7 +13,8 @@ from keyvault import clock, keystore, service, tokens
 from keyvault.extensions import db
 from keyvault.models import ApiKey
 
-ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user"}
+ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user",
+                 "rolled", "old_value_expires_at"}
 
 
 def bearer(value: str) -> dict:
@@ -148,6 +149,7 @@ def test_active_answer_carries_the_keys_facts(client, user, make_key, service_ke
     assert answer["scopes"] == ["user:read", "key:verify"]
     assert answer["expires_at"] == expires.isoformat().replace("+00:00", "Z")
     assert datetime.fromisoformat(answer["created_at"]) == key.created_at
+    assert (answer["rolled"], answer["old_value_expires_at"]) == (False, None)
     assert answer["user"] == {"id": user.id, "email": "alice@example.com"}
 
 

@@ -86,7 +86,7 @@ def test_old_value_works_only_during_the_grace_period(client, user, make_key, ve
         assert answer == {"active": False, "code": "expired"}
     fresh = verify(client, verifier, new)
     assert fresh["code"] == "valid" and fresh["key_id"] == key.public_id
-    assert "rolled" not in fresh
+    assert (fresh["rolled"], fresh["old_value_expires_at"]) == (False, None)
 
 
 def test_old_value_authenticates_the_api_during_grace_only(client, user, make_key, frozen):

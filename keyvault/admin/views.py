@@ -4,13 +4,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from .. import service
+from ..models import KEY_STATUSES
+from ..request_context import origin
 from ..settings.forms import ActionForm
-from ..web import origin
 
 bp = Blueprint("admin", __name__)
-
-STATUSES = ("active", "expired", "revoked", "user_inactive")
-
 
 @bp.before_request
 def require_admin():
@@ -23,11 +21,11 @@ def require_admin():
 def keys():
     email = request.args.get("user", "").strip() or None
     status = request.args.get("status") or None
-    if status is not None and status not in STATUSES:
+    if status is not None and status not in KEY_STATUSES:
         abort(400)
     return render_template(
         "admin/keys.html", keys=service.admin_list_keys(email, status), email=email or "",
-        status=status or "", statuses=STATUSES, form=ActionForm(),
+        status=status or "", statuses=KEY_STATUSES, form=ActionForm(),
         users=service.admin_list_users(),
     )
 

@@ -1,33 +1,97 @@
-"""RFC 9457 problem+json: the one way the API answers an error."""
+"""RFC 9457 problem+json: the one way the API answers an error, in Flask and on the fast path.
+
+Every error answer is an `Answer` (status, headers, body bytes) built here; `respond` turns one
+into a Flask response and the verify fast path writes it to the socket itself, so both send the
+same bytes.
+"""
 
 from __future__ import annotations
 
-import orjson
-from flask import Response, current_app
+import logging
+from typing import NamedTuple
+
+from flask import current_app
 from werkzeug.exceptions import HTTPException
 
+from ..jsonio import encode
+from ..service import ServiceError
+
+log = logging.getLogger("keyvault")
+
 PROBLEM_TYPE = "about:blank"
+PROBLEM_JSON = "application/problem+json"
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class MalformedBody(ValueError):
+    """The JSON body could not be parsed; the API answers 400."""
 
 
 def problem(status: int, title: str, detail: str, headers: dict | None = None,
-            **extra) -> Response:
+            **extra) -> Answer:
     body = {"type": PROBLEM_TYPE, "title": title, "status": status, "detail": detail, **extra}
-    response = current_app.response_class(
-        orjson.dumps(body), status=status, mimetype="application/problem+json"
+    return Answer(status, (("Content-Type", PROBLEM_JSON), *(headers or {}).items()),
+                  encode(body))
+
+
+def respond(answer: Answer):
+    """The Flask response for an Answer."""
+    return current_app.response_class(answer.body, status=answer.status,
+                                      headers=list(answer.headers))
+
+
+def unauthorized(detail: str, key_presented: bool) -> Answer:
+    challenge = 'Bearer realm="keyvault"'
+    if key_presented:
+        challenge += f', error="invalid_token", error_description="{detail}"'
+    return problem(401, "Unauthorized", detail, {"WWW-Authenticate": challenge})
+
+
+def forbidden_scope(scope: str) -> Answer:
+    return problem(
+        403, "Insufficient scope", f"This key lacks the scope {scope!r} that this request needs.",
+        {"WWW-Authenticate": f'Bearer realm="keyvault", error="insufficient_scope", scope="{scope}"'},
+        code="insufficient_scope", required_scope=scope,
     )
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
 
 
-def from_http_exception(error: HTTPException) -> Response:
-    """Turn a werkzeug error (404, 405, 413, …) into problem+json, keeping headers like Allow."""
-    headers = {}
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            headers[name] = value
+def from_service_error(error: ServiceError) -> Answer:
+    extra = {"field": error.field} if error.field else {}
+    if error.code:
+        extra["code"] = error.code
+    return problem(error.status, error.title, error.detail, **extra)
+
+
+def from_http_exception(error: HTTPException, max_body: int | None = None) -> Answer:
+    """A werkzeug error (404, 405, 413, …) as problem+json, keeping headers like Allow."""
+    headers = {name: value for name, value in error.get_headers()
+               if name.lower() != "content-type"}
     detail = error.description or error.name
     if error.code == 413:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        limit = max_body if max_body is not None else current_app.config["MAX_CONTENT_LENGTH"]
         detail = f"The request body is larger than the limit of {limit} bytes."
     return problem(error.code or 500, error.name, detail, headers)
+
+
+def from_malformed_body(error: MalformedBody) -> Answer:
+    return problem(400, "Malformed JSON", str(error))
+
+
+def from_error(error: Exception, max_body: int | None = None) -> Answer:
+    """Any error an API request can end in, as its problem answer; unexpected ones are logged."""
+    if isinstance(error, ServiceError):
+        return from_service_error(error)
+    if isinstance(error, MalformedBody):
+        return from_malformed_body(error)
+    if isinstance(error, HTTPException):
+        return from_http_exception(error, max_body)
+    return INTERNAL_ERROR
+
+
+INTERNAL_ERROR = problem(500, "Internal Server Error",
+                         "Something went wrong on our side; it has been logged.")

@@ -1,26 +1,30 @@
-"""POST /api/verify/ without Flask's per-request machinery, for the common, well-formed call.
+"""POST /api/verify/ without Flask's per-request machinery, for the common call.
 
 Verify is on the hot path of every request the calling services serve. Flask's request
 context, routing, session, CSRF and after-request hooks cost more than the verification itself
-(bench/README.md has the figures), and none of them matters for a JSON call authenticated by a
-Bearer key. This WSGI middleware answers exactly that case — Bearer caller, JSON body, an active
-caller holding key:verify — with the same service.check_keys, the same body parsing and the same
-answer as the Flask view. Every other request, and every refusal or error, falls through to the
-Flask app unchanged, so there is still one place that decides what an error looks like.
+(bench/README.md has the figures), and none of them matters for a JSON call authenticated by an
+Authorization header. This WSGI middleware answers exactly those calls, refusals and errors
+included, through the same pipeline as the Flask view (gate.verify: one lookup for caller and
+subject, the same body model, the same answers), so it writes the very bytes the view would.
+Anything else (a key in the body or the query, a form body, a body of unknown length) goes to
+Flask. Work for every request (request id, timing) wraps both: keyvault.request_context.
 """
 
 from __future__ import annotations
 
-import io
+import logging
 
-import orjson
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 
-from .. import service
-from .credentials import bearer_value
-from .views import VERIFY, VERIFY_HEADERS, verify_answer, verify_arguments
+from ..request_context import origin_of, request_id
+from . import gate
+from .credentials import bearer_value, parse_json
+from .errors import INTERNAL_ERROR, Answer, from_http_exception
+from .schemas import VerifyRequest
 
 PATH = "/api/verify/"
-HEADERS = [*VERIFY_HEADERS.items(), ("X-Content-Type-Options", "nosniff")]
+log = logging.getLogger("keyvault")
 
 
 def _is_json(content_type: str) -> bool:
@@ -30,50 +34,42 @@ def _is_json(content_type: str) -> bool:
         mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
+def _status_line(status: int) -> str:
+    return f"{status} {HTTP_STATUS_CODES[status]}"
+
+
 class VerifyFastLane:
     def __init__(self, wsgi_app, app):
         self.wsgi_app = wsgi_app
         self.app = app
         self.max_body = app.config["MAX_CONTENT_LENGTH"]
+        self.too_large = from_http_exception(RequestEntityTooLarge(), self.max_body)
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST":
-            answer = self._answer(environ)
-            if answer is not None:
-                start_response("200 OK", [*HEADERS, ("Content-Length", str(len(answer)))])
-                return [answer]
+        if (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
+                and "HTTP_AUTHORIZATION" in environ
+                and _is_json(environ.get("CONTENT_TYPE", ""))):
+            # No Content-Length and no Transfer-Encoding: an empty body (RFC 9112 §6.3). A
+            # chunked body, of unknown length, is Flask's to read.
+            length = environ.get("CONTENT_LENGTH") or (
+                "0" if "HTTP_TRANSFER_ENCODING" not in environ else "")
+            if length.isdigit():
+                answer = self._answer(environ, int(length))
+                start_response(_status_line(answer.status),
+                               [*answer.headers, ("Content-Length", str(len(answer.body)))])
+                return [answer.body]
         return self.wsgi_app(environ, start_response)
 
-    def _answer(self, environ) -> bytes | None:
-        """The 200 body, or None to let the Flask view handle (and word) the request."""
-        header = environ.get("HTTP_AUTHORIZATION")
-        if header is None or not _is_json(environ.get("CONTENT_TYPE", "")):
-            return None
-        caller = bearer_value(header)
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not caller or not 0 < length <= self.max_body:
-            return None
-        data = environ["wsgi.input"].read(length)
-        answer = self._verify(environ, caller, data)
-        if answer is None:
-            environ["wsgi.input"] = io.BytesIO(data)  # the Flask view reads it again
-        return answer
+    def _answer(self, environ, length: int) -> Answer:
+        if length > self.max_body:
+            return self.too_large
 
-    def _verify(self, environ, caller: str, data: bytes) -> bytes | None:
+        def read_body() -> VerifyRequest:
+            return gate.verify_request(parse_json(environ["wsgi.input"].read(length)))
+
+        caller = bearer_value(environ["HTTP_AUTHORIZATION"])
         try:
-            key, scopes = verify_arguments(orjson.loads(data))
-        except (orjson.JSONDecodeError, service.InvalidInput):
-            return None
-        origin = service.Origin(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
-        try:
-            # No app context: check_keys needs none for the common verdicts (see its docstring).
-            caller_verdict, subject = service.check_keys([caller, key], [[VERIFY], scopes],
-                                                         origin, app=self.app)
-        except Exception:  # noqa: BLE001 - the view meets the same error, logs it, answers 500
-            return None
-        if not caller_verdict.active:
-            return None  # 401/403 with their headers and problem details: the view's job
-        return verify_answer(subject)
+            return gate.verify(caller, read_body, origin_of(environ), app=self.app)
+        except Exception:  # noqa: BLE001 - answered as Flask's handler answers it (errors.py)
+            log.exception("unhandled error on POST %s (request %s)", PATH, request_id(environ))
+            return INTERNAL_ERROR

@@ -8,290 +8,68 @@ security requirement (OpenAPI 3.1 allows role names for non-OAuth schemes) and a
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 from flask import current_app
+from pydantic.json_schema import models_json_schema
 
-from ..service import DESCRIPTION_MAX, FULL_ACCESS, GRACE_MAX_SECONDS, LABEL_MAX
+from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from .views import DEFAULT_LIMIT, MAX_LIMIT, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from .schemas import REQUEST_MODELS, RESPONSE_MODELS
+from .views import DEFAULT_LIMIT, MAX_LIMIT
 
-VERIFY_CODES = ("valid", "malformed", "not_found", "revoked", "expired", "user_inactive",
-                "insufficient_scope")
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
-# What the service accepts as text, as JSON Schema (ECMA 262) regular expressions. `\s` is
-# avoided because Python, ECMA 262 and Rust disagree on it: BLANK is exactly what str.strip()
-# trims besides control characters, and CONTROL is Unicode category Cc, refused in labels (in
-# descriptions all but tab and line breaks, which strip() trims too).
-CONTROL = "\\u0000-\\u001F\\u007F-\\u009F"
-CONTROL_BUT_LINE_BREAKS = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F"
-LINE_BREAKS = "\\t\\n\\r"
-BLANK = "\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000"
-
-
-def _trimmed_text(most: int, blank: str, refused: str, required: bool) -> str:
-    """Text whose part between surrounding blanks is 1 (or 0) to `most` characters long."""
-    edge, inner = f"[^{refused}{blank}]", f"[^{refused}]"
-    core = f"(?:{edge}|{edge}{inner}{{0,{most - 2}}}{edge})"
-    return f"^[{blank}]*{core}{'' if required else '?'}[{blank}]*$"
-
-
 # Scope names (RFC 6750 scope-token characters), separated by spaces or commas.
 SCOPE_LIST = "^[\\x21\\x23-\\x5b\\x5d-\\x7e ,]*$"
+_REF = "#/components/schemas/{model}"
 
 
 def _ref(kind: str, name: str) -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _nullable_time(description: str) -> dict:
-    return {"type": ["string", "null"], "format": "date-time", "description": description}
-
-
 # ---------------------------------------------------------------- schemas
 
 
+def _model_schemas() -> dict:
+    """The request and response models' JSON Schemas (requests as they parse, responses as they
+    serialize), named by class."""
+    pairs = [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization")
+                                                           for m in RESPONSE_MODELS]
+    _, top = models_json_schema(pairs, ref_template=_REF)
+    return top["$defs"]
+
+
 def _schemas(scopes: list[str], prefix: str) -> dict:
+    """The models' schemas, refined by this instance's configuration: the scopes a key may be
+    given (the catalogue) and the shape of a key value (the prefix)."""
+    schemas = copy.deepcopy(_model_schemas_cached())
     grantable = {"type": "string", "enum": [FULL_ACCESS, *scopes]}
-    key_value = {
-        "type": "string",
-        "pattern": f"^{prefix}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}$",
-        "description": f"The key itself: `{prefix}_`, {BODY_LENGTH} random base62 characters and "
-                       f"a {CHECKSUM_LENGTH}-character CRC32 checksum. Shown in this response "
-                       "only; KeyVault keeps just a keyed digest of it.",
-    }
-    label = {"type": "string",
-             "pattern": _trimmed_text(LABEL_MAX, BLANK, CONTROL, required=True),
-             "description": f"1 to {LABEL_MAX} characters once surrounding spaces are "
-                            "trimmed; no control characters."}
-    description = {"type": ["string", "null"],
-                   "pattern": _trimmed_text(DESCRIPTION_MAX, BLANK + LINE_BREAKS,
-                                            CONTROL_BUT_LINE_BREAKS, required=False),
-                   "description": f"Free text, at most {DESCRIPTION_MAX} characters once "
-                                  "trimmed; tabs and line breaks are the only control "
-                                  "characters allowed."}
-    credential_field = {
-        "description": "Alternative place for the caller's key (a string). Read only when "
-                       "there is no Authorization header, and then anything but the right key "
-                       "is a 401; never a fall-back when the header's key is wrong.",
-    }
-    api_key_properties = {
-        "id": {"type": "string", "description": "Public id, random; not derived from the key."},
-        "label": {"type": "string"},
-        "description": {"type": "string"},
-        "mask_value": {"type": "string", "description": f"Display form, e.g. `{prefix}_…x9Qa`."},
-        "scopes": {"type": "array", "items": {"type": "string"}},
-        "status": {"type": "string", "enum": ["active", "revoked", "user_inactive", "expired"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "last_used_at": _nullable_time("Last authenticated use, to the minute."),
-        "expires_at": _nullable_time("When the key stops working; null for never."),
-        "revoked_at": _nullable_time("When the key was revoked; null while it is not."),
-        "last_rolled_at": _nullable_time("When the key last got a new value."),
-        "old_value_expires_at": _nullable_time(
-            "After a roll with a grace period: when the previous value stops working."),
-    }
-    return {
-        "Problem": {
-            "type": "object",
-            "description": "An error, as RFC 9457 problem details.",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": {"type": "string", "description": "Always `about:blank`."},
-                "title": {"type": "string"},
-                "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                "detail": {"type": "string", "description": "What went wrong, for people."},
-                "code": {"type": "string", "description": "`insufficient_scope` on scope "
-                                                          "refusals."},
-                "required_scope": {"type": "string",
-                                   "description": "The scope the request needed."},
-                "field": {"type": "string", "description": "The input field at fault."},
-            },
-        },
-        "User": {
-            "type": "object",
-            "required": ["id", "email", "is_admin", "created_at", "last_login_at"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "integer"},
-                "email": {"type": "string"},
-                "is_admin": {"type": "boolean"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "last_login_at": _nullable_time("Last login in the browser."),
-            },
-        },
-        "ApiKey": {
-            "type": "object",
-            "description": "A personal API key, without its value.",
-            "required": list(api_key_properties),
-            "additionalProperties": False,
-            "properties": api_key_properties,
-        },
-        "ApiKeyWithValue": {
-            "type": "object",
-            "description": "A key as returned by create and roll: the only responses that carry "
-                           "its value.",
-            "required": [*api_key_properties, "value"],
-            "additionalProperties": False,
-            "properties": {**api_key_properties, "value": key_value},
-        },
-        "ApiKeyPage": {
-            "type": "object",
-            "required": ["next", "previous", "results"],
-            "additionalProperties": False,
-            "properties": {
-                "next": {"type": ["string", "null"], "format": "uri",
-                         "description": "The next (older) page, or null at the end."},
-                "previous": {"type": ["string", "null"], "format": "uri",
-                             "description": "The previous (newer) page, or null at the start."},
-                "results": {"type": "array", "items": _ref("schemas", "ApiKey"),
-                            "description": "Newest first."},
-            },
-        },
-        "SecurityEvent": {
-            "type": "object",
-            "required": ["id", "event", "key_id", "created_at", "ip_address", "user_agent",
-                         "details"],
-            "additionalProperties": False,
-            "properties": {
-                "id": {"type": "integer"},
-                "event": {"type": "string",
-                          "description": "e.g. `key.created`, `key.rolled`, `key.updated`, "
-                                         "`key.revoked`, `login.succeeded`, `login.failed`, "
-                                         "`sudo.failed`, `login.throttled`."},
-                "key_id": {"type": ["string", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "ip_address": {"type": ["string", "null"]},
-                "user_agent": {"type": ["string", "null"]},
-                "details": {"type": "object"},
-            },
-        },
-        "SecurityEventPage": {
-            "type": "object",
-            "required": ["next", "previous", "results"],
-            "additionalProperties": False,
-            "properties": {
-                "next": {"type": ["string", "null"], "format": "uri"},
-                "previous": {"type": ["string", "null"], "format": "uri"},
-                "results": {"type": "array", "items": _ref("schemas", "SecurityEvent"),
-                            "description": "Newest first."},
-            },
-        },
-        "CreateKey": {
-            "type": "object",
-            "required": ["label"],
-            "additionalProperties": False,
-            "properties": {
-                "label": label,
-                "description": description,
-                "scopes": {
-                    "type": ["array", "null"], "items": grantable, "minItems": 1,
-                    "description": "Scopes from the catalogue. Omitted: the presenting key's own "
-                                   "scopes. A key can never grant a scope it lacks (403).",
-                },
-                "expires_at": {
-                    "type": ["string", "null"], "format": "date-time",
-                    "description": "ISO 8601, in the future; omitted or null for no expiry "
-                                   "(refused when the instance caps key lifetimes). A presenting "
-                                   "key that expires cannot create one that outlives it (400); "
-                                   "omitted or null, the new key ends when it does.",
-                },
-                "personal_api_key": credential_field,
-            },
-        },
-        "UpdateKey": {
-            "type": "object",
-            "description": "Only the fields given change; null leaves a field as it is.",
-            "additionalProperties": False,
-            "properties": {
-                "label": {**label, "type": ["string", "null"]},
-                "description": description,
-                "scopes": {
-                    "type": ["array", "null"], "items": grantable, "minItems": 1,
-                    "description": "Narrowing only: the API cannot add scopes to a key (403).",
-                },
-                "personal_api_key": credential_field,
-            },
-        },
-        "RollKey": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "grace_period_seconds": {
-                    "type": "integer", "minimum": 0, "maximum": GRACE_MAX_SECONDS, "default": 0,
-                    "description": "How long the old value keeps working; 0 stops it at once.",
-                },
-                "personal_api_key": credential_field,
-            },
-        },
-        "FormCredential": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"personal_api_key": credential_field},
-        },
-        "VerifyRequest": {
-            "type": "object",
-            "description": "`key` (or `token`, as in RFC 7662): the key your service was "
-                           "handed. Other fields are ignored.",
-            "anyOf": [{"required": ["key"]}, {"required": ["token"]}],
-            "properties": {
-                "key": {"type": "string"},
-                "token": {"type": "string", "description": "Used when `key` is absent."},
-                "scopes": {"type": ["array", "null"], "items": {"type": "string"},
-                           "description": "Scopes the key must hold, else `insufficient_scope`."},
-                "personal_api_key": credential_field,
-            },
-        },
-        "VerifyForm": {
-            "type": "object",
-            "description": "RFC 7662 style: `token=` (or `key=`), scopes space- or "
-                           "comma-separated.",
-            "anyOf": [{"required": ["token"]}, {"required": ["key"]}],
-            "properties": {
-                "token": {"type": "string"},
-                "key": {"type": "string", "description": "Used when `token` is absent."},
-                "scopes": {"type": "string"},
-                "scope": {"type": "string", "description": "Used when `scopes` is absent."},
-                "personal_api_key": credential_field,
-            },
-        },
-        "VerifyResult": {
-            "oneOf": [_ref("schemas", "ActiveKey"), _ref("schemas", "InactiveKey")],
-        },
-        "ActiveKey": {
-            "type": "object",
-            "required": ["active", "code", "key_id", "label", "scopes", "expires_at",
-                         "created_at", "user"],
-            "additionalProperties": False,
-            "properties": {
-                "active": {"const": True},
-                "code": {"const": "valid"},
-                "key_id": {"type": "string"},
-                "label": {"type": "string"},
-                "scopes": {"type": "array", "items": {"type": "string"}},
-                "expires_at": _nullable_time("When the key stops working; null for never."),
-                "created_at": {"type": "string", "format": "date-time"},
-                "user": {
-                    "type": "object", "required": ["id", "email"], "additionalProperties": False,
-                    "properties": {"id": {"type": "integer"}, "email": {"type": "string"}},
-                },
-                "rolled": {"const": True,
-                           "description": "Present when this is a rolled key's old value, still "
-                                          "inside its grace period."},
-                "old_value_expires_at": _nullable_time("When that old value stops working."),
-            },
-        },
-        "InactiveKey": {
-            "type": "object",
-            "required": ["active", "code"],
-            "additionalProperties": False,
-            "properties": {
-                "active": {"const": False},
-                "code": {"type": "string", "enum": list(VERIFY_CODES[1:])},
-            },
-        },
-    }
+    for name in ("CreateKey", "UpdateKey"):
+        field = schemas[name]["properties"]["scopes"]
+        for branch in field.get("anyOf", [field]):
+            if branch.get("type") == "array":
+                branch["items"] = grantable
+    value = schemas["ApiKeyWithValue"]["properties"]["value"]
+    value["pattern"] = f"^{prefix}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}$"
+    value["description"] = (
+        f"The key itself: `{prefix}_`, {BODY_LENGTH} random base62 characters and a "
+        f"{CHECKSUM_LENGTH}-character CRC32 checksum. Shown in this response only; KeyVault "
+        "keeps just a keyed digest of it.")
+    mask = schemas["ApiKey"]["properties"]["mask_value"]
+    mask["description"] = f"Display form, e.g. `{prefix}_…x9Qa`."
+    schemas["ApiKeyWithValue"]["properties"]["mask_value"]["description"] = mask["description"]
+    schemas["VerifyResult"] = {"oneOf": [_ref("schemas", "ActiveKey"),
+                                         _ref("schemas", "InactiveKey")]}
+    return schemas
+
+
+_model_schemas_cached = functools.cache(_model_schemas)
 
 
 # ---------------------------------------------------------------- parameters and responses
@@ -303,7 +81,7 @@ def _parameters() -> dict:
             "name": "public_id", "in": "path", "required": True,
             "description": "The key's public id. Another user's key answers 404, like a "
                            "missing one.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+            "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
         },
         "Limit": {
             "name": "limit", "in": "query", "required": False,

@@ -1,126 +1,52 @@
-"""The JSON API for programs, and the verify endpoint for services. Keys only, never cookies."""
+"""The JSON API for programs, and the verify endpoint for services. Keys only, never cookies.
+
+Views are thin: read the request → parse it with a model from .schemas → call the service →
+answer with a model. Every presented key goes through .gate; every error leaves through
+keyvault.errors' one handler as problem+json.
+"""
 
 from __future__ import annotations
 
 import re
 from functools import wraps
-from typing import Any
 from urllib.parse import quote
 
-import orjson
-from flask import Blueprint, Response, current_app, g, render_template, request, url_for
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
+from werkzeug.exceptions import UnsupportedMediaType
 
 from .. import service
-from ..web import origin
-from .credentials import MalformedBody, json_body, read_credential
-from .errors import from_http_exception, problem
+from ..request_context import origin
+from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from . import gate
+from .credentials import json_body, read_credential
+from .errors import respond
+from .schemas import (
+    ApiKey,
+    ApiKeyPage,
+    ApiKeyWithValue,
+    CreateKey,
+    RollKey,
+    SecurityEvent,
+    SecurityEventPage,
+    UpdateKey,
+    User,
+    VerifyForm,
+    VerifyRequest,
+    parse,
+)
 
 bp = Blueprint("api", __name__)
 
-READ_KEYS = "personal_api_key:read"
-WRITE_KEYS = "personal_api_key:write"
-READ_USER = "user:read"
-VERIFY = "key:verify"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-INVALID_KEY_DETAIL = {
-    "malformed": "The API key is malformed (wrong prefix, length or checksum).",
-    "not_found": "The API key is not recognised.",
-    "revoked": "The API key has been revoked.",
-    "expired": "The API key has expired.",
-    "user_inactive": "The API key's owner is deactivated.",
-}
-
-
-# ---------------------------------------------------------------- responses
-
-
-def _iso(value):
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return current_app.response_class(orjson.dumps(body), status=status,
-                                      mimetype="application/json")
-
-
-def unauthorized(detail: str, key_presented: bool) -> Response:
-    challenge = 'Bearer realm="keyvault"'
-    if key_presented:
-        challenge += f', error="invalid_token", error_description="{detail}"'
-    return problem(401, "Unauthorized", detail, {"WWW-Authenticate": challenge})
-
-
-def forbidden_scope(scope: str) -> Response:
-    return problem(
-        403, "Insufficient scope", f"This key lacks the scope {scope!r} that this request needs.",
-        {"WWW-Authenticate": f'Bearer realm="keyvault", error="insufficient_scope", scope="{scope}"'},
-        code="insufficient_scope", required_scope=scope,
-    )
-
-
-def service_error(error: service.ServiceError) -> Response:
-    extra = {"field": error.field} if error.field else {}
-    if isinstance(error, service.ScopeNotAllowed):
-        extra["code"] = "insufficient_scope"
-    return problem(error.status, error.title, error.detail, **extra)
-
-
-def key_json(key, value: str | None = None) -> dict:
-    body = {
-        "id": key.public_id,
-        "label": key.label,
-        "description": key.description or "",
-        "mask_value": key.mask,
-        "scopes": list(key.scopes),
-        "status": key.status(),
-        "created_at": _iso(key.created_at),
-        "last_used_at": _iso(key.last_used_at),
-        "expires_at": _iso(key.expires_at),
-        "revoked_at": _iso(key.revoked_at),
-        "last_rolled_at": _iso(key.last_rolled_at),
-        "old_value_expires_at": _iso(key.previous_expires_at) if key.previous_digest else None,
-    }
-    if value is not None:
-        body["value"] = value
-    return body
-
-
-def event_json(event) -> dict:
-    return {
-        "id": event.id,
-        "event": event.event,
-        "key_id": event.key.public_id if event.key is not None else None,
-        "created_at": _iso(event.created_at),
-        "ip_address": event.ip_address,
-        "user_agent": event.user_agent,
-        "details": event.details or {},
-    }
-
-
-def user_json(user) -> dict:
-    return {"id": user.id, "email": user.email, "is_admin": user.is_admin,
-            "created_at": _iso(user.created_at), "last_login_at": _iso(user.last_login_at)}
 
 
 # ---------------------------------------------------------------- request plumbing
 
 
-@bp.errorhandler(MalformedBody)
-def malformed_body(error: MalformedBody):
-    return problem(400, "Malformed JSON", str(error))
-
-
-@bp.errorhandler(service.ServiceError)
-def refused(error: service.ServiceError):
-    return service_error(error)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(error: HTTPException):
-    return from_http_exception(error)
+def _credential() -> str | None:
+    credential = read_credential(request)
+    return credential.value if credential is not None else None
 
 
 def requires(scope: str):
@@ -129,17 +55,11 @@ def requires(scope: str):
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            credential = read_credential(request)
-            if credential is None:
-                return unauthorized("This endpoint needs an API key: send it as "
-                                    "'Authorization: Bearer <key>'.", key_presented=False)
-            verdict = service.verify_key(credential.value, origin=origin())
-            if not verdict.active:
-                return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
-            if not service.has_scope(verdict.scopes, scope):
-                return forbidden_scope(scope)
-            g.api_key = verdict
-            g.api_user = service.get_user(verdict.user_id)
+            admission = gate.admit(_credential(), [scope], origin())
+            if admission.refusal is not None:
+                return respond(admission.refusal)
+            g.api_key = admission.caller
+            g.api_user = service.get_user(admission.caller.user_id)
             return view(*args, **kwargs)
 
         wrapper.required_scope = scope
@@ -148,19 +68,13 @@ def requires(scope: str):
     return decorate
 
 
-def body_object(allowed: set[str]) -> dict:
-    """The JSON object body, checked for unknown fields; {} when there is no body."""
+def body_fields() -> dict:
+    """The request's JSON body, or its form fields; {} when there is none."""
     body = json_body(request)
     if body is None:
         if request.get_data(cache=True) and not request.form:
             raise UnsupportedMediaType("Send a JSON object with Content-Type: application/json.")
-        body = {k: v for k, v in request.form.items()} if request.form else {}
-    if not isinstance(body, dict):
-        raise service.InvalidInput("The request body must be a JSON object.")
-    body = {k: v for k, v in body.items() if k != "personal_api_key"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise service.InvalidInput(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+        body = request.form.to_dict() if request.form else {}
     return body
 
 
@@ -184,14 +98,18 @@ def _flag(name: str) -> bool:
     return raw in ("true", "1")
 
 
-def paginated(page: service.Page, render, **params) -> Response:
+def _links(page: service.Page, **params) -> dict:
     def link(cursor):
         if cursor is None:
             return None
         return url_for(request.endpoint, _external=True, cursor=cursor, **params)
 
-    return json_response({"next": link(page.next_cursor), "previous": link(page.previous_cursor),
-                          "results": [render(item) for item in page.results]})
+    return {"next": link(page.next_cursor), "previous": link(page.previous_cursor)}
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # ---------------------------------------------------------------- users
@@ -200,7 +118,7 @@ def paginated(page: service.Page, render, **params) -> Response:
 @bp.get("/users/@me/")
 @requires(READ_USER)
 def me():
-    return json_response(user_json(g.api_user))
+    return jsonify(User.of(g.api_user))
 
 
 @bp.get("/users/@me/security_log/")
@@ -208,7 +126,8 @@ def me():
 def security_log():
     limit = _limit()
     page = service.page_events(g.api_user, limit, request.args.get("cursor"))
-    return paginated(page, event_json, limit=limit)
+    return jsonify(SecurityEventPage(**_links(page, limit=limit),
+                                     results=[SecurityEvent.of(e) for e in page.results]))
 
 
 # ---------------------------------------------------------------- keys
@@ -222,53 +141,52 @@ def list_keys():
     params = {"limit": limit}
     if include_revoked:
         params["include_revoked"] = "true"
-    return paginated(page, key_json, **params)
+    return jsonify(ApiKeyPage(**_links(page, **params),
+                              results=[ApiKey.of(key) for key in page.results]))
 
 
 @bp.post("/personal_api_keys/")
 @requires(WRITE_KEYS)
 def create_key():
-    body = body_object({"label", "description", "scopes", "expires_at"})
-    if "label" not in body:
-        raise service.InvalidInput("label is required.", "label")
+    body = parse(CreateKey, body_fields())
     key, value = service.create_key(
         g.api_user,
-        label=body["label"],
-        description=body.get("description"),
-        scopes=body.get("scopes"),
-        expires_at=body.get("expires_at"),
+        label=body.label,
+        description=body.description,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
         origin=origin(),
     )
-    response = json_response(key_json(key, value), 201)
+    response = jsonify(ApiKeyWithValue.of(key, value))
+    response.status_code = 201
     response.headers["Location"] = url_for(".key_detail", public_id=key.public_id)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _no_store(response)
 
 
 @bp.get("/personal_api_keys/@current/")
 @requires(READ_KEYS)
 def current_key():
-    return json_response(key_json(service.get_key(g.api_user, g.api_key.public_id)))
+    return jsonify(ApiKey.of(service.get_key(g.api_user, g.api_key.public_id)))
 
 
 @bp.get("/personal_api_keys/<public_id>/")
 @requires(READ_KEYS)
 def key_detail(public_id: str):
-    return json_response(key_json(service.get_key(g.api_user, public_id)))
+    return jsonify(ApiKey.of(service.get_key(g.api_user, public_id)))
 
 
 @bp.patch("/personal_api_keys/<public_id>/")
 @requires(WRITE_KEYS)
 def update_key(public_id: str):
-    body = body_object({"label", "description", "scopes"})
+    body = parse(UpdateKey, body_fields())
     key = service.update_key(
         g.api_user, public_id,
-        label=body.get("label"), description=body.get("description"), scopes=body.get("scopes"),
+        label=body.label, description=body.description, scopes=body.scopes,
         granting_scopes=g.api_key.scopes, may_widen=False, origin=origin(),
     )
-    return json_response(key_json(key))
+    return jsonify(ApiKey.of(key))
 
 
 @bp.delete("/personal_api_keys/<public_id>/")
@@ -281,106 +199,35 @@ def revoke_key(public_id: str):
 @bp.post("/personal_api_keys/<public_id>/roll/")
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
-    body = body_object({"grace_period_seconds"})
+    body = parse(RollKey, body_fields())
     key, value = service.roll_key(g.api_user, public_id, origin=origin(),
-                                  grace_period_seconds=body.get("grace_period_seconds", 0),
+                                  grace_period_seconds=body.grace_period_seconds,
                                   granting_scopes=g.api_key.scopes,
                                   granting_ends_at=g.api_key.ends_at)
-    response = json_response(key_json(key, value))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _no_store(jsonify(ApiKeyWithValue.of(key, value)))
 
 
 # ---------------------------------------------------------------- verification for services
 
 
-def _verify_request() -> tuple[str, list[str]]:
-    """The key and required scopes from a JSON body, or an RFC 7662 form body (`token=`)."""
+def _verify_body() -> VerifyRequest:
+    """The verify request from a JSON body, or an RFC 7662 form body (`token=`)."""
     body = json_body(request)
-    if body is not None:
-        return verify_arguments(body)
-    if request.get_data(cache=True) and not request.form:
+    if body is None and request.get_data(cache=True) and not request.form:
         raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
-    if not request.form:
-        raise service.InvalidInput(
-            'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.', "key")
-    key = request.form.get("key", request.form.get("token"))  # as for JSON: `key` first
-    scopes = request.form.get("scopes", request.form.get("scope", "")).replace(",", " ").split()
-    if key is None:
-        raise service.InvalidInput("key is required: the key your service was handed.", "key")
-    return key, scopes
-
-
-def verify_arguments(body: Any) -> tuple[str, list[str]]:
-    """The key and required scopes from verify's parsed JSON body; InvalidInput when malformed."""
-    if not isinstance(body, dict):
-        raise service.InvalidInput("The request body must be a JSON object.")
-    for name in ("key", "token"):
-        if name in body and not isinstance(body[name], str):
-            raise service.InvalidInput(f"{name} must be a string.", name)
-    key = body.get("key", body.get("token"))
-    scopes = body.get("scopes", [])
-    if scopes is None:
-        scopes = []
-    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise service.InvalidInput("scopes must be a list of strings.", "scopes")
-    if key is None:
-        raise service.InvalidInput("key is required: the key your service was handed.", "key")
-    return key, scopes
-
-
-def verdict_json(verdict: service.Verdict) -> dict:
-    body: dict[str, Any] = {"active": verdict.active, "code": verdict.code}
-    if verdict.active:
-        body.update(
-            key_id=verdict.public_id, label=verdict.label, scopes=verdict.scopes,
-            expires_at=_iso(verdict.expires_at), created_at=_iso(verdict.created_at),
-            user={"id": verdict.user_id, "email": verdict.user_email},
-        )
-        if verdict.rolled:
-            body.update(rolled=True, old_value_expires_at=_iso(verdict.old_value_expires_at))
-    return body
+    if body is not None or not request.form:
+        return gate.verify_request(body)
+    form = parse(VerifyForm, request.form.to_dict())
+    return VerifyRequest(key=form.token, scopes=form.required_scopes)
 
 
 @bp.post("/verify/")
 def verify():
     """Is this key valid, whose is it and what may it do? One database round trip for both keys."""
-    credential = read_credential(request)
-    if credential is None:
-        return unauthorized("Authenticate with your service's own key carrying 'key:verify'.",
-                            key_presented=False)
-    try:
-        key, scopes = _verify_request()
-    except (service.InvalidInput, UnsupportedMediaType, MalformedBody):
-        # Who is asking comes first: a bad caller hears 401/403, not what is wrong with the body.
-        refusal = _refuse_caller(service.verify_key(credential.value, [VERIFY], origin()))
-        if refusal is not None:
-            return refusal
-        raise
-    caller, subject = service.check_keys([credential.value, key], [[VERIFY], scopes], origin())
-    refusal = _refuse_caller(caller)
-    if refusal is not None:
-        return refusal
-    return current_app.response_class(verify_answer(subject), headers=VERIFY_HEADERS)
+    return respond(gate.verify(_credential(), _verify_body, origin()))
 
 
 verify.required_scope = VERIFY
-
-
-def _refuse_caller(caller: service.Verdict) -> Response | None:
-    if caller.code == "insufficient_scope":
-        return forbidden_scope(VERIFY)
-    if not caller.active:
-        return unauthorized(INVALID_KEY_DETAIL[caller.code], key_presented=True)
-    return None
-
-
-VERIFY_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-
-
-def verify_answer(subject: service.Verdict) -> bytes:
-    """The body of a 200 from verify (also sent by keyvault.api.fastlane)."""
-    return orjson.dumps(verdict_json(subject))
 
 
 # RFC 6750 scope-token characters: printable ASCII but space, '"' and '\\'.
@@ -397,20 +244,18 @@ def _scope_list(text: str) -> list[str]:
 @bp.get("/forward_auth/")
 def forward_auth():
     """The same check for gateways (nginx auth_request, Traefik, Caddy): answers in headers."""
-    credential = read_credential(request)
-    if credential is None:
-        return unauthorized("This endpoint needs an API key.", key_presented=False)
     from_query = _scope_list(request.args.get("scopes", ""))
     from_header = _scope_list(request.headers.get("X-KeyVault-Required-Scopes", ""))
     bad = [scope for scope in (*from_query, *from_header) if not SCOPE_TOKEN.fullmatch(scope)]
-    if bad:  # checked in both places, though the header counts only when the query is empty
+    credential = _credential()
+    if bad and credential is not None:  # both places are checked, though only one counts
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
     required = from_query or from_header
-    verdict = service.verify_key(credential.value, required, origin())
-    if verdict.code == "insufficient_scope":
-        return forbidden_scope(" ".join(required))
-    if not verdict.active:
-        return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
+    admission = gate.admit(credential, required, origin(),
+                           missing="This endpoint needs an API key.")
+    if admission.refusal is not None:
+        return respond(admission.refusal)
+    verdict = admission.caller
     response = Response(status=200)
     response.headers.update({
         "X-KeyVault-User-Id": str(verdict.user_id),
@@ -418,9 +263,8 @@ def forward_auth():
         "X-KeyVault-User-Email": quote(verdict.user_email, safe="@+!#$&'*=?^`{|}~"),
         "X-KeyVault-Key-Id": verdict.public_id,
         "X-KeyVault-Scopes": " ".join(verdict.scopes),
-        "Cache-Control": "no-store",
     })
-    return response
+    return _no_store(response)
 
 
 forward_auth.required_scope = None
@@ -433,7 +277,7 @@ forward_auth.required_scope = None
 def schema():
     from .openapi import document
 
-    return json_response(document())
+    return jsonify(document())
 
 
 @bp.get("/docs/")

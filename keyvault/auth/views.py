@@ -4,7 +4,8 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import service
-from ..web import mark_authenticated, origin, retry_after, safe_next
+from ..request_context import origin
+from ..web import mark_authenticated, retry_after, safe_next
 from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
 
 bp = Blueprint("auth", __name__)

@@ -11,10 +11,11 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..service import DESCRIPTION_MAX, LABEL_MAX
+from ..service import InvalidInput
+from ..service.validation import DESCRIPTION_MAX, LABEL_MAX, clean_description, clean_label
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -39,11 +40,30 @@ def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+class ServiceRule:
+    """A field checked by the service's own rule (service.validation), as the API and the
+    command line check it; `maxlength` lets the browser stop typing at the limit."""
+
+    def __init__(self, clean, most: int):
+        self.clean = clean
+        self.field_flags = {"maxlength": most}
+
+    def __call__(self, form, field):
+        try:
+            field.data = self.clean(field.data)
+        except InvalidInput as refusal:
+            raise ValidationError(refusal.detail[:1].upper() + refusal.detail[1:]) from None
+
+
+LABEL_RULE = ServiceRule(clean_label, LABEL_MAX)
+DESCRIPTION_RULE = ServiceRule(clean_description, DESCRIPTION_MAX)
+
+
 class CreateKeyForm(FlaskForm):
     label = StringField("Label", filters=[strip],
-                        validators=[DataRequired("Give the key a label."), Length(max=LABEL_MAX)])
+                        validators=[DataRequired("Give the key a label."), LABEL_RULE])
     description = TextAreaField("Description (optional)", filters=[strip],
-                                validators=[Optional(), Length(max=DESCRIPTION_MAX)])
+                                validators=[Optional(), DESCRIPTION_RULE])
     expiry = SelectField("Expiration", choices=choices(EXPIRY_CHOICES), default="30")
     expires_on = DateField("Custom expiry date", validators=[Optional()])
     preset = RadioField("Access", choices=choices(PRESETS), default="full")
@@ -53,9 +73,9 @@ class CreateKeyForm(FlaskForm):
 
 class EditKeyForm(FlaskForm):
     label = StringField("Label", filters=[strip],
-                        validators=[DataRequired("Give the key a label."), Length(max=LABEL_MAX)])
+                        validators=[DataRequired("Give the key a label."), LABEL_RULE])
     description = TextAreaField("Description", filters=[strip],
-                                validators=[Optional(), Length(max=DESCRIPTION_MAX)])
+                                validators=[Optional(), DESCRIPTION_RULE])
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
     submit = SubmitField("Save")
 

@@ -8,7 +8,9 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required, logout_user
 
 from .. import clock, service
-from ..web import no_store, origin, reauthenticate, sudo_required
+from ..request_context import origin
+from ..service import scopes
+from ..web import no_store, reauthenticate, sudo_required
 from .forms import EXPIRY_CHOICES, ActionForm, CreateKeyForm, EditKeyForm, RollKeyForm, choices
 
 bp = Blueprint("settings", __name__)
@@ -21,18 +23,18 @@ def require_login():
 
 
 def _scope_choices():
-    pairs = [(service.FULL_ACCESS, "* (full access)")] + [(s, s) for s in service.scope_catalogue()]
+    pairs = [(scopes.FULL_ACCESS, "* (full access)")] + [(s, s) for s in scopes.catalogue()]
     return choices(pairs)
 
 
 def _preset_scopes(preset: str, chosen: list[str]) -> list[str]:
-    catalogue = service.scope_catalogue()
+    catalogue = scopes.catalogue()
     if preset == "full":
-        return [service.FULL_ACCESS]
+        return [scopes.FULL_ACCESS]
     if preset == "read_only":
         return [s for s in catalogue if s.endswith(":read")]
     if preset == "verify":
-        return ["key:verify"]
+        return [scopes.VERIFY]
     return chosen
 
 

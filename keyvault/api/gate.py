@@ -1,0 +1,110 @@
+"""The one pipeline for a presented key, in HTTP terms: judge it, then answer or let it in.
+
+API routes (`requires`), verify and forward_auth all come here, from Flask or from the verify
+fast path: the credential and the required scopes go in, service.check_keys judges every key of
+the request in one lookup, `refusal` maps a caller's verdict to its 401 or 403, and only a
+request that is let in records its keys' use (last used, expired-use events). A subject key
+(verify's) is never touched when its caller is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from .. import service
+from ..jsonio import encode
+from ..service import Origin, Verdict
+from ..service.scopes import VERIFY
+from .errors import Answer, MalformedBody, forbidden_scope, from_error, unauthorized
+from .schemas import VerifyRequest, parse, verdict_out
+
+INVALID_KEY_DETAIL = {
+    "malformed": "The API key is malformed (wrong prefix, length or checksum).",
+    "not_found": "The API key is not recognised.",
+    "revoked": "The API key has been revoked.",
+    "expired": "The API key has expired.",
+    "user_inactive": "The API key's owner is deactivated.",
+}
+NO_KEY = ("This endpoint needs an API key: send it as 'Authorization: Bearer <key>'.")
+NO_VERIFY_KEY = "Authenticate with your service's own key carrying 'key:verify'."
+VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The caller's verdict, the subject's (verify only, when the caller is let in), and the
+    answer that ends the request when the caller is refused."""
+
+    caller: Verdict | None
+    subject: Verdict | None = None
+    refusal: Answer | None = None
+
+
+def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
+    """The one mapping from a caller's verdict to HTTP: None to go on, else its 401 or 403."""
+    if verdict.code == "insufficient_scope":
+        return forbidden_scope(" ".join(needed))
+    if not verdict.active:
+        return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
+    return None
+
+
+def admit(credential: str | None, needed: list[str], origin: Origin, *,
+          subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
+          app: Flask | None = None) -> Admission:
+    """Judge the caller's key (and a subject key, in the same lookup) and record what a judged
+    key leaves behind: the caller's always, the subject's only when the caller is let in."""
+    if credential is None:
+        return Admission(None, refusal=unauthorized(missing, key_presented=False))
+    values, required = [credential], [needed]
+    if subject is not None:
+        values.append(subject[0])
+        required.append(subject[1])
+    verdicts = service.check_keys(values, required, app=app)
+    caller = verdicts[0]
+    refused = refusal(caller, needed)
+    if refused is not None:
+        service.record_use([caller], origin, app=app)
+        return Admission(caller, refusal=refused)
+    service.record_use(verdicts, origin, app=app)
+    return Admission(caller, verdicts[1] if subject is not None else None)
+
+
+BODY_ERRORS = (service.InvalidInput, MalformedBody, HTTPException)
+NO_BODY = 'Send {"key": "...", "scopes": [...]} as JSON, or token=... as a form.'
+
+
+def verify_request(body: Any) -> VerifyRequest:
+    """Verify's parsed JSON body as its model; None means there was no body."""
+    if body is None:
+        raise service.InvalidInput(NO_BODY, "key")
+    return parse(VerifyRequest, body)
+
+
+def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any], origin: Origin,
+           *, app: Flask | None = None) -> Answer:
+    """POST /api/verify/, whoever serves it (the fast path or the Flask view).
+
+    Who is asking comes first: a caller that is refused hears 401/403, never what is wrong with
+    the body. `read_body` returns the parsed request or raises one of BODY_ERRORS (a request
+    too large to read raises 413 before anything else, in both servers).
+    """
+    if credential is None:
+        return unauthorized(NO_VERIFY_KEY, key_presented=False)
+    try:
+        body = read_body()
+        subject = (body.key, body.scopes or [])
+    except BODY_ERRORS as error:
+        if getattr(error, "code", None) == 413:
+            raise
+        admission = admit(credential, [VERIFY], origin, app=app)
+        return admission.refusal or from_error(error)
+    admission = admit(credential, [VERIFY], origin, subject=subject, app=app)
+    if admission.refusal is not None:
+        return admission.refusal
+    return Answer(200, VERIFY_HEADERS, encode(verdict_out(admission.subject)))

@@ -1,0 +1,330 @@
+"""The API's request and response models: they parse what comes in, shape what goes out, and
+generate the OpenAPI document's components (keyvault.api.openapi), so the contract has one source.
+
+Request models check types, unknown fields and limits; the domain rules (what a label may hold,
+which scopes a key may grant, when a key may expire) stay in keyvault.service, which forms and
+the command line call too. Field constraints that the schema states are taken from there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from .. import service
+from ..models import KEY_STATUSES
+from ..service.validation import (
+    DESCRIPTION_MAX,
+    DESCRIPTION_PATTERN,
+    GRACE_MAX_SECONDS,
+    LABEL_MAX,
+    LABEL_PATTERN,
+    clean_grace_period,
+)
+from ..service.verify import CODES
+
+CREDENTIAL_FIELD = "personal_api_key"
+CREDENTIAL_DESCRIPTION = (
+    "Alternative place for the caller's key (a string). Read only when there is no "
+    "Authorization header, and then anything but the right key is a 401; never a fall-back "
+    "when the header's key is wrong.")
+
+
+# ---------------------------------------------------------------- requests
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# The patterns describe service.validation's rules for the schema; the service enforces them,
+# with messages that say which rule a value broke.
+Label = Annotated[str, Field(json_schema_extra={"pattern": LABEL_PATTERN}, description=(
+    f"1 to {LABEL_MAX} characters once surrounding spaces are trimmed; no control characters."))]
+Description = Annotated[str | None, Field(json_schema_extra={"pattern": DESCRIPTION_PATTERN}, description=(
+    f"Free text, at most {DESCRIPTION_MAX} characters once trimmed; tabs and line breaks are "
+    "the only control characters allowed."))]
+Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
+# Scope items are refined per instance (the catalogue) when the document is built.
+GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
+
+
+class CreateKey(_Request):
+    label: Label
+    description: Description = None
+    scopes: GrantedScopes = Field(None, description=(
+        "Scopes from the catalogue. Omitted: the presenting key's own scopes. A key can never "
+        "grant a scope it lacks (403)."))
+    expires_at: str | None = Field(None, json_schema_extra={"format": "date-time"}, description=(
+        "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
+        "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
+        "omitted or null, the new key ends when it does."))
+    personal_api_key: Credential = None
+
+
+class UpdateKey(_Request):
+    """Only the fields given change; null leaves a field as it is."""
+
+    label: Label | None = None
+    description: Description = None
+    scopes: GrantedScopes = Field(None, description=(
+        "Narrowing only: the API cannot add scopes to a key (403)."))
+    personal_api_key: Credential = None
+
+
+class RollKey(_Request):
+    grace_period_seconds: Annotated[int, BeforeValidator(clean_grace_period)] = Field(
+        0, ge=0, le=GRACE_MAX_SECONDS,
+        description="How long the old value keeps working; 0 stops it at once.")
+    personal_api_key: Credential = None
+
+
+class FormCredential(_Request):
+    personal_api_key: Credential = None
+
+
+class VerifyRequest(_Request):
+    """The key your service was handed, and the scopes it must hold. `token`, RFC 7662's name,
+    is accepted in place of `key` when there is no `key`. Other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(description="The key your service was handed.")
+    scopes: list[str] | None = Field(
+        None, description="Scopes the key must hold, else `insufficient_scope`.")
+    personal_api_key: Credential = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_stands_for_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            if not isinstance(data["token"], str):
+                raise service.InvalidInput("token must be a string.", "token")
+            if "key" not in data:
+                return {**data, "key": data["token"]}
+        return data
+
+
+class VerifyForm(_Request):
+    """RFC 7662 style: `token=`, scopes space- or comma-separated. `key=` is accepted in place
+    of `token` (and wins when both are sent); `scope=` in place of `scopes`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(description="The key your service was handed.")
+    scopes: str | None = None
+    scope: str | None = Field(None, description="Used when `scopes` is absent.")
+    personal_api_key: Credential = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_stands_for_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "key" in data:
+            return {**data, "token": data["key"]}
+        return data
+
+    @property
+    def required_scopes(self) -> list[str]:
+        scopes = self.scopes if self.scopes is not None else (self.scope or "")
+        return scopes.replace(",", " ").split()
+
+
+def parse(model: type[_Request], body: Any) -> Any:
+    """`body` (a parsed JSON object, or a form's fields) as `model`; InvalidInput naming the
+    field when it does not fit."""
+    if not isinstance(body, dict):
+        raise service.InvalidInput("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise _invalid_input(error) from None
+
+
+_EXPECTED = {"string_type": "a string", "list_type": "a list", "int_type": "a whole number",
+             "bool_type": "true or false"}
+
+
+def _invalid_input(error: ValidationError) -> service.InvalidInput:
+    """The first problem pydantic found, in the API's words."""
+    problems = error.errors(include_url=False)
+    unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden")
+    if unknown:
+        return service.InvalidInput(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+    first = problems[0]
+    name = str(first["loc"][0]) if first["loc"] else None
+    kind = first["type"]
+    if kind == "missing":
+        return service.InvalidInput(f"{name} is required.", name)
+    if len(first["loc"]) > 1 and kind in _EXPECTED:
+        return service.InvalidInput(f"{name} must be a list of strings.", name)
+    if kind in _EXPECTED:
+        return service.InvalidInput(f"{name} must be {_EXPECTED[kind]}.", name)
+    if kind == "too_short":
+        return service.InvalidInput(f"{name} must name at least one scope.", name)
+    return service.InvalidInput(f"{name}: {first['msg']}.", name)
+
+
+# ---------------------------------------------------------------- responses
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class User(_Response):
+    id: int
+    email: str
+    is_admin: bool
+    created_at: datetime
+    last_login_at: datetime | None = Field(description="Last login in the browser.")
+
+    @classmethod
+    def of(cls, user) -> User:
+        return cls(id=user.id, email=user.email, is_admin=user.is_admin,
+                   created_at=user.created_at, last_login_at=user.last_login_at)
+
+
+class ApiKey(_Response):
+    """A personal API key, without its value."""
+
+    id: str = Field(description="Public id, random; not derived from the key.")
+    label: str
+    description: str
+    mask_value: str = Field(description="Display form, e.g. `kv_…x9Qa`.")
+    scopes: list[str]
+    status: Literal[KEY_STATUSES]
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Last authenticated use, to the minute.")
+    expires_at: datetime | None = Field(description="When the key stops working; null for never.")
+    revoked_at: datetime | None = Field(description="When the key was revoked; null while it is not.")
+    last_rolled_at: datetime | None = Field(description="When the key last got a new value.")
+    old_value_expires_at: datetime | None = Field(description=(
+        "After a roll with a grace period: when the previous value stops working."))
+
+    @classmethod
+    def fields_of(cls, key) -> dict:
+        return dict(
+            id=key.public_id, label=key.label, description=key.description or "",
+            mask_value=key.mask, scopes=list(key.scopes), status=key.status(),
+            created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
+            revoked_at=key.revoked_at, last_rolled_at=key.last_rolled_at,
+            old_value_expires_at=key.previous_expires_at if key.previous_digest else None,
+        )
+
+    @classmethod
+    def of(cls, key) -> ApiKey:
+        return cls(**cls.fields_of(key))
+
+
+class ApiKeyWithValue(ApiKey):
+    """A key as returned by create and roll: the only responses that carry its value."""
+
+    value: str = Field(description=(
+        "The key itself: the prefix, `_`, random base62 characters and a CRC32 checksum. Shown "
+        "in this response only; KeyVault keeps just a keyed digest of it."))
+
+    @classmethod
+    def of(cls, key, value: str) -> ApiKeyWithValue:  # type: ignore[override]
+        return cls(**cls.fields_of(key), value=value)
+
+
+class SecurityEvent(_Response):
+    id: int
+    event: str = Field(description=(
+        "e.g. `key.created`, `key.rolled`, `key.updated`, `key.revoked`, `login.succeeded`, "
+        "`login.failed`, `sudo.failed`, `login.throttled`."))
+    key_id: str | None
+    created_at: datetime
+    ip_address: str | None
+    user_agent: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, event) -> SecurityEvent:
+        return cls(id=event.id, event=event.event,
+                   key_id=event.key.public_id if event.key is not None else None,
+                   created_at=event.created_at, ip_address=event.ip_address,
+                   user_agent=event.user_agent, details=event.details or {})
+
+
+_NEXT = "The next (older) page, or null at the end."
+_PREVIOUS = "The previous (newer) page, or null at the start."
+
+
+class ApiKeyPage(_Response):
+    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri"})
+    previous: str | None = Field(description=_PREVIOUS, json_schema_extra={"format": "uri"})
+    results: list[ApiKey] = Field(description="Newest first.")
+
+
+class SecurityEventPage(_Response):
+    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri"})
+    previous: str | None = Field(description=_PREVIOUS, json_schema_extra={"format": "uri"})
+    results: list[SecurityEvent] = Field(description="Newest first.")
+
+
+class KeyOwner(_Response):
+    id: int
+    email: str
+
+
+class ActiveKey(_Response):
+    """A valid key: what it is, whose it is and what it may do."""
+
+    active: Literal[True]
+    code: Literal["valid"]
+    key_id: str
+    label: str
+    scopes: list[str]
+    expires_at: datetime | None = Field(description="When the key stops working; null for never.")
+    created_at: datetime
+    user: KeyOwner
+    rolled: bool = Field(description=(
+        "True when this is a rolled key's old value, still inside its grace period."))
+    old_value_expires_at: datetime | None = Field(description=(
+        "When that old value stops working; null unless `rolled`."))
+
+
+class InactiveKey(_Response):
+    """Any other answer: the key must not be accepted."""
+
+    active: Literal[False]
+    code: Literal[CODES[1:]]
+
+
+def verdict_out(verdict: service.Verdict) -> ActiveKey | InactiveKey:
+    """Verify's answer about the subject key."""
+    if not verdict.active:
+        return InactiveKey(active=False, code=verdict.code)
+    return ActiveKey(
+        active=True, code="valid", key_id=verdict.public_id, label=verdict.label,
+        scopes=verdict.scopes, expires_at=verdict.expires_at, created_at=verdict.created_at,
+        user=KeyOwner(id=verdict.user_id, email=verdict.user_email), rolled=verdict.rolled,
+        old_value_expires_at=verdict.old_value_expires_at,
+    )
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field(description="Always `about:blank`.")
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What went wrong, for people.")
+    code: str | None = Field(None, description="`insufficient_scope` on scope refusals.")
+    required_scope: str | None = Field(None, description="The scope the request needed.")
+    field: str | None = Field(None, description="The input field at fault.")
+
+
+REQUEST_MODELS = (CreateKey, UpdateKey, RollKey, FormCredential, VerifyRequest, VerifyForm)
+RESPONSE_MODELS = (User, ApiKey, ApiKeyWithValue, ApiKeyPage, SecurityEvent,
+                   SecurityEventPage, ActiveKey, InactiveKey, Problem)

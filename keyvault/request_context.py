@@ -1,0 +1,56 @@
+"""What every request carries, whichever way it is served (the verify fast path or Flask).
+
+`AroundRequest` wraps the whole WSGI app, so whatever it does reaches every route, the fast path
+included: it gives each request an id (`X-Request-Id`, kept from the client when it is a sane
+token), times it (`Server-Timing`) and sets the headers every answer carries. `origin()` is
+where a request came from, for the security log, in the browser blueprints and the API alike.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from time import perf_counter
+
+from flask import request
+
+from .service import Origin
+
+REQUEST_ID = "keyvault.request_id"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def origin_of(environ: dict) -> Origin:
+    return Origin(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+
+
+def origin() -> Origin:
+    """The current Flask request's origin."""
+    return origin_of(request.environ)
+
+
+def request_id(environ: dict | None = None) -> str:
+    """This request's id ("-" outside AroundRequest, as in tests that call a view directly)."""
+    return (environ if environ is not None else request.environ).get(REQUEST_ID, "-")
+
+
+class AroundRequest:
+    """WSGI middleware for work that belongs to every request: id, timing, common headers."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        started = perf_counter()
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else secrets.token_hex(8)
+        environ[REQUEST_ID] = ident
+
+        def start(status, headers, exc_info=None):
+            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
+                headers.append(("X-Content-Type-Options", "nosniff"))
+            headers.append(("X-Request-Id", ident))
+            headers.append(("Server-Timing", f"app;dur={(perf_counter() - started) * 1000:.2f}"))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start)

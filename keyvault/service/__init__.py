@@ -1,0 +1,82 @@
+"""What KeyVault does: accounts, keys and verification. Owns transactions and the ownership check.
+
+Nothing here knows about HTTP: callers pass plain values and an Origin (address, user agent) and
+get models, verdicts or a ServiceError back. One module per concern:
+
+- errors      the refusals (ServiceError and its kinds), each with the HTTP status it maps to
+- validation  what people type: labels, descriptions, emails, passwords, expiries
+- scopes      the catalogue, the built-in scope names, holding and granting scopes
+- events      the security log, and Origin (where a change came from)
+- pagination  keyset pages and their cursors
+- accounts    sign-up, login and its guessing limit, sudo checks, sessions
+- keys        the ownership check; create, edit, roll, revoke
+- verify      judging presented keys (the hot path), then recording their use
+- admin       across accounts: list, revoke, (de)activate users, prune unused keys
+
+Views and the command line use the names below (`service.create_key`, …).
+"""
+
+from .accounts import (
+    FAILURE_WINDOW,
+    check_password,
+    delete_account,
+    end_sessions,
+    find_user,
+    get_user,
+    log_in,
+    sign_up,
+)
+from .admin import (
+    admin_list_keys,
+    admin_list_users,
+    admin_revoke_key,
+    prune_unused_keys,
+    revoke_key_by_id,
+    set_user_active,
+)
+from .errors import (
+    EmailTaken,
+    InvalidInput,
+    KeyLimitReached,
+    KeyNotFound,
+    KeyNotLive,
+    ScopeNotAllowed,
+    ServiceError,
+    TooManyFailures,
+    UserNotFound,
+)
+from .events import Origin, page_events
+from .keys import (
+    create_key,
+    get_key,
+    list_keys,
+    live_key_count,
+    page_keys,
+    revoke_key,
+    roll_key,
+    update_key,
+)
+from .pagination import Page
+from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing
+from .scopes import catalogue as scope_catalogue
+from .validation import (
+    DESCRIPTION_MAX,
+    GRACE_MAX_SECONDS,
+    LABEL_MAX,
+    clean_description,
+    clean_label,
+    normalise_email,
+)
+from .verify import Verdict, check_keys, record_use, verify_key
+
+__all__ = [
+    "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
+    "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
+    "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
+    "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",
+    "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
+    "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
+    "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
+    "scope_catalogue", "set_user_active", "sign_up", "update_key", "verify_key",
+]

@@ -1,0 +1,94 @@
+"""What administrators and the command line do across accounts: list, revoke, (de)activate, prune."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import contains_eager
+
+from .. import clock
+from ..extensions import db
+from ..models import ApiKey, User
+from .accounts import user_by_email
+from .errors import InvalidInput, KeyNotFound, UserNotFound
+from .events import Origin, record
+from .keys import revoke, revoke_key
+from .validation import is_public_id
+
+
+def admin_list_keys(email: str | None = None, status: str | None = None) -> list[ApiKey]:
+    """Every key, newest first; only one user's, or only those in one status, when asked.
+
+    The status filter asks each key its status (models.key_status), so the admin page can never
+    disagree with verify or the settings page about what a key is.
+    """
+    stmt = select(ApiKey).join(ApiKey.user).options(contains_eager(ApiKey.user))
+    if email:
+        user = user_by_email(email)
+        stmt = stmt.where(User.id == (user.id if user is not None else None))
+    if status == "revoked":  # narrows the rows read; the status check below still decides
+        stmt = stmt.where(ApiKey.revoked_at.is_not(None))
+    elif status is not None:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    keys = db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()))
+    if status is None:
+        return list(keys)
+    now = clock.now()
+    return [key for key in keys if key.status(now) == status]
+
+
+def admin_list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.email)))
+
+
+def admin_revoke_key(admin: User, public_id: str, origin: Origin) -> ApiKey:
+    return revoke_key_by_id(public_id, origin, by_admin=admin)
+
+
+def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+    """Revoke any user's key by its id (command line and admin); lands in the owner's log."""
+    if not is_public_id(public_id):
+        raise KeyNotFound()
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == str(public_id)))
+    if key is None:
+        raise KeyNotFound()
+    return revoke_key(key.user, public_id, origin, by_admin=by_admin)
+
+
+def set_user_active(admin: User, user_id: int, active: bool, origin: Origin) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    if user.id == admin.id and not active:
+        raise InvalidInput("You cannot deactivate your own account.")
+    if user.is_active != active:
+        user.is_active = active
+        if not active:
+            user.session_epoch += 1  # reactivation must not bring old browser sessions back
+        record("user.activated" if active else "user.deactivated", user.id, origin,
+               by_admin=admin.email)
+        db.session.commit()
+    return user
+
+
+def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> list[ApiKey]:
+    """Revoke live keys not used (or, never used, not created) in the last `unused_days` days."""
+    cutoff = clock.now() - timedelta(days=unused_days)
+    stale = list(
+        db.session.scalars(
+            select(ApiKey)
+            .where(
+                ApiKey.revoked_at.is_(None),
+                func.coalesce(ApiKey.last_used_at, ApiKey.created_at) < cutoff,
+            )
+            .order_by(ApiKey.id)
+        )
+    )
+    if dry_run:
+        return stale
+    now = clock.now()
+    for key in stale:
+        revoke(key, now, origin, reason="unused", unused_days=unused_days)
+    db.session.commit()
+    return stale

@@ -1,0 +1,61 @@
+"""Refusals the service raises; each carries the HTTP status it maps to and a message for people."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A refusal the caller can show as is: `status` is the HTTP status it maps to."""
+
+    status = 400
+    title = "Bad request"
+    code: str | None = None  # a machine-readable reason, when the API states one
+
+    def __init__(self, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(ServiceError):
+    title = "Invalid input"
+
+
+class KeyNotFound(ServiceError):
+    status = 404
+    title = "Not found"
+
+    def __init__(self, detail: str = "No such API key."):
+        super().__init__(detail)
+
+
+class UserNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such user."):
+        super().__init__(detail)
+
+
+class TooManyFailures(ServiceError):
+    status = 429
+    title = "Too many failed attempts"
+
+
+class KeyLimitReached(ServiceError):
+    status = 409
+    title = "Key limit reached"
+
+
+class KeyNotLive(ServiceError):
+    status = 409
+    title = "Key is not active"
+
+
+class ScopeNotAllowed(ServiceError):
+    """A key tried to give a key scopes it does not hold itself."""
+
+    status = 403
+    title = "Insufficient scope"
+    code = "insufficient_scope"
+
+
+class EmailTaken(ServiceError):
+    status = 409
+    title = "Email already registered"

@@ -1,0 +1,256 @@
+"""A person's keys: the one ownership check, listing, and create, edit, roll and revoke."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import func, or_, select, update
+
+from .. import clock, tokens
+from ..extensions import db
+from ..models import ApiKey, User
+from .errors import InvalidInput, KeyLimitReached, KeyNotFound, KeyNotLive, ScopeNotAllowed
+from .events import Origin, record
+from .pagination import Page, paginate
+from .scopes import FULL_ACCESS, clean_scopes, is_narrowing
+from .validation import (
+    clean_description,
+    clean_expiry,
+    clean_grace_period,
+    clean_label,
+    is_public_id,
+)
+
+
+def pepper(app: Flask) -> bytes:
+    """The key pepper as bytes (HMAC's key): from configuration, never from the database."""
+    return _encoded(app.config["KEYVAULT_KEY_PEPPER"])
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _new_value() -> tuple[str, str]:
+    """A fresh key value and its digest."""
+    app = current_app._get_current_object()
+    value = tokens.generate(app.config["KEYVAULT_KEY_PREFIX"])
+    return value, tokens.digest_of(value, pepper(app))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_key(owner: User, public_id: str) -> ApiKey:
+    """The one ownership check: another user's key is indistinguishable from a missing one."""
+    if not is_public_id(public_id):
+        raise KeyNotFound()
+    key = db.session.scalar(
+        select(ApiKey).where(ApiKey.public_id == str(public_id), ApiKey.user_id == owner.id)
+    )
+    if key is None:
+        raise KeyNotFound()
+    return key
+
+
+def list_keys(owner: User, include_revoked: bool = True) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+def page_keys(owner: User, include_revoked: bool, limit: int, cursor: str | None) -> Page:
+    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return paginate(stmt, ApiKey, limit, cursor)
+
+
+def live_key_count(owner: User) -> int:
+    now = clock.now()
+    return db.session.scalar(
+        select(func.count(ApiKey.id)).where(
+            ApiKey.user_id == owner.id,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+    )
+
+
+def _lock_owner(owner: User) -> None:
+    """Serialise this transaction with any other one that locks the same owner, so two
+    concurrent creates cannot both pass the key limit.
+
+    A write that changes nothing: on PostgreSQL it locks the owner's row (as SELECT … FOR UPDATE
+    would), on SQLite it takes the database's write lock before the count is read — SQLite has
+    no row locks and ignores FOR UPDATE, and a transaction that read first and wrote second
+    would fail with "database is locked" when another writer got in between.
+    """
+    db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
+
+
+def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | None,
+                      refusal: str, field: str | None = None) -> None:
+    """A presenting key that stops working at `granting_ends_at` cannot hand out a value that
+    works longer (create and roll): InvalidInput when `expires_at` is later, or never."""
+    if granting_ends_at is None or (expires_at is not None and expires_at <= granting_ends_at):
+        return
+    moment = granting_ends_at.isoformat().replace("+00:00", "Z")
+    raise InvalidInput(f"The key making this request stops working at {moment}: {refusal}.",
+                       field)
+
+
+# ---------------------------------------------------------------- changing
+
+
+def create_key(
+    owner: User,
+    *,
+    label: Any,
+    origin: Origin,
+    description: Any = None,
+    scopes: Any = None,
+    expires_at: Any = None,
+    granting_scopes: list[str] | None = None,
+    granting_ends_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key and its plaintext value, which is returned here and nowhere else, ever.
+
+    `granting_scopes` is the presenting key's scopes for API calls (None for a person); without a
+    scopes list a person's key gets `*` and an API-made key the presenting key's scopes.
+    `granting_ends_at` is when the presenting key stops working: a key it makes cannot outlive
+    it (without an expires_at it gets that one), or an expiring key could mint a lasting one.
+    """
+    now = clock.now()
+    label = clean_label(label)
+    description = clean_description(description)
+    if scopes is None:
+        scopes = [FULL_ACCESS] if granting_scopes is None else list(granting_scopes)
+    scopes = clean_scopes(scopes, granting_scopes)
+    if expires_at is None and granting_ends_at is not None:
+        expires_at = granting_ends_at
+    expires_at = clean_expiry(expires_at, now)
+    _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
+                      "expires_at")
+    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
+    _lock_owner(owner)
+    if live_key_count(owner) >= limit:
+        db.session.rollback()
+        raise KeyLimitReached(
+            f"You already have {limit} active keys, the most allowed. Revoke one to create another."
+        )
+    value, digest = _new_value()
+    key = ApiKey(
+        public_id=tokens.new_public_id(),
+        user_id=owner.id,
+        label=label,
+        description=description,
+        mask=tokens.mask(value),
+        digest=digest,
+        scopes=scopes,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    db.session.add(key)
+    db.session.flush()
+    record("key.created", owner.id, origin, key, label=label, scopes=scopes)
+    db.session.commit()
+    return key, value
+
+
+def update_key(
+    owner: User,
+    public_id: str,
+    *,
+    origin: Origin,
+    label: Any = None,
+    description: Any = None,
+    scopes: Any = None,
+    granting_scopes: list[str] | None = None,
+    may_widen: bool = False,
+) -> ApiKey:
+    """Change label, description or scopes; widening scopes needs `may_widen` (re-authentication)."""
+    key = get_key(owner, public_id)
+    if key.revoked_at is not None:
+        raise KeyNotLive("A revoked key cannot be edited.")
+    changes: dict[str, Any] = {}
+    if label is not None:
+        changes["label"] = clean_label(label)
+    if description is not None:
+        changes["description"] = clean_description(description)
+    if scopes is not None:
+        new_scopes = clean_scopes(scopes, granting_scopes)
+        if not may_widen and not is_narrowing(key.scopes, new_scopes):
+            raise ScopeNotAllowed(
+                "Adding scopes to an existing key needs you to confirm your password."
+            )
+        changes["scopes"] = new_scopes
+    changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
+    if not changed:
+        return key
+    for name, value in changed.items():
+        setattr(key, name, value)
+    record("key.updated", owner.id, origin, key, fields=sorted(changed))
+    db.session.commit()
+    return key
+
+
+def roll_key(
+    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
+    granting_scopes: list[str] | None = None, granting_ends_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Give the key a new value; the old one works for the grace period, then never again.
+
+    Rolling re-issues the key with its scopes, so a presenting key (`granting_scopes`, None for
+    a person) must hold them all, as for create and update; and, as for create, it cannot
+    re-issue a key that outlives it (`granting_ends_at`), or an expiring key could obtain a
+    lasting value by rolling another key.
+    """
+    key = get_key(owner, public_id)
+    if granting_scopes is not None:
+        clean_scopes(key.scopes, granting_scopes)
+    grace_period_seconds = clean_grace_period(grace_period_seconds)
+    now = clock.now()
+    status = key.status(now)
+    if status != "active":
+        raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
+    _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
+    value, digest = _new_value()
+    if grace_period_seconds:
+        key.previous_digest = key.digest
+        key.previous_expires_at = now + timedelta(seconds=grace_period_seconds)
+    else:
+        key.previous_digest = None
+        key.previous_expires_at = None
+    key.digest = digest
+    key.mask = tokens.mask(value)
+    key.last_rolled_at = now
+    record("key.rolled", owner.id, origin, key, grace_period_seconds=grace_period_seconds)
+    db.session.commit()
+    return key, value
+
+
+def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+    """Revoke at once; the row stays so the log and verify can still say `revoked`."""
+    key = get_key(owner, public_id)
+    if key.revoked_at is None:
+        details = {"by_admin": by_admin.email} if by_admin is not None else {}
+        revoke(key, clock.now(), origin, **details)
+        db.session.commit()
+    return key
+
+
+def revoke(key: ApiKey, now: datetime, origin: Origin, **details: Any) -> None:
+    """Mark a key revoked (its grace-period value too) and log it; the caller commits.
+
+    The old value's digest stays, so a service that presents it hears `revoked`, as for the
+    current value, rather than `not_found`; its grace period ends now.
+    """
+    key.revoked_at = now
+    key.previous_expires_at = None
+    record("key.revoked", key.user_id, origin, key, **details)

@@ -1,0 +1,69 @@
+"""The scope catalogue and the rules for holding and granting scopes.
+
+A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
+`object:read`. KeyVault's own API needs the four scopes below; services add theirs through
+KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from .errors import InvalidInput, ScopeNotAllowed
+
+FULL_ACCESS = "*"
+READ_KEYS = "personal_api_key:read"
+WRITE_KEYS = "personal_api_key:write"
+READ_USER = "user:read"
+VERIFY = "key:verify"
+BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY)
+
+
+def catalogue() -> tuple[str, ...]:
+    """The scopes a key of this instance may carry (besides `*`)."""
+    return current_app.config["KEYVAULT_SCOPES"]
+
+
+def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:
+    """`*` grants everything; `object:write` implies `object:read`."""
+    if FULL_ACCESS in granted or needed in granted:
+        return True
+    obj, _, action = needed.partition(":")
+    return action == "read" and f"{obj}:write" in granted
+
+
+def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
+    """Validate a requested scope list against the catalogue and the granting key's scopes.
+
+    `granting` is None when a person (page, CLI) asks: people may grant anything in the catalogue.
+    """
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise InvalidInput("scopes must be a list of strings.", "scopes")
+    cleaned = list(dict.fromkeys(s.strip() for s in scopes))
+    if not cleaned:
+        raise InvalidInput("scopes must name at least one scope.", "scopes")
+    known = catalogue()
+    for scope in cleaned:
+        if scope != FULL_ACCESS and scope not in known:
+            raise InvalidInput(f"Unknown scope: {scope!r}.", "scopes")
+    if FULL_ACCESS in cleaned:
+        cleaned = [FULL_ACCESS]
+    if granting is not None:
+        for scope in cleaned:
+            if not _may_grant(granting, scope):
+                raise ScopeNotAllowed(
+                    f"This key cannot grant the scope {scope!r}, which it does not hold."
+                )
+    return cleaned
+
+
+def is_narrowing(old: list[str], new: list[str]) -> bool:
+    """True when every scope in `new` is already granted by `old`."""
+    return all(_may_grant(old, scope) for scope in new)
+
+
+def _may_grant(granted: list[str], scope: str) -> bool:
+    """Only `*` grants `*`; anything else is granted as `has_scope` says."""
+    return FULL_ACCESS in granted if scope == FULL_ACCESS else has_scope(granted, scope)

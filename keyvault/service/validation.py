@@ -1,0 +1,156 @@
+"""The domain rules for what people type: labels, descriptions, emails, passwords, expiries.
+
+Forms, the API's request models and the command line all call these, so a rule is written once.
+Where the API's schema states a rule (the label's pattern), the pattern is built here, beside
+the function it describes, and a test holds the two together.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+
+from .errors import InvalidInput
+
+LABEL_MAX = 40
+DESCRIPTION_MAX = 1000
+EMAIL_MAX = 254
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+GRACE_MAX_SECONDS = 7 * 24 * 3600
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+LINE_BREAKS = "\t\n\r"
+
+
+def has_control_characters(text: str, allowed: str = "") -> bool:
+    """Control characters and lone surrogates mean nothing here (PostgreSQL refuses NUL)."""
+    return any(char not in allowed and unicodedata.category(char) in ("Cc", "Cs") for char in text)
+
+
+def _refuse_control_characters(text: str, name: str, allowed: str = "") -> None:
+    if has_control_characters(text, allowed):
+        raise InvalidInput(f"{name} must not contain control characters.", name)
+
+
+def clean_label(label: Any) -> str:
+    if not isinstance(label, str):
+        raise InvalidInput("label must be a string.", "label")
+    _refuse_control_characters(label, "label")
+    label = label.strip()
+    if not label:
+        raise InvalidInput("label must not be empty.", "label")
+    if len(label) > LABEL_MAX:
+        raise InvalidInput(f"label must be at most {LABEL_MAX} characters.", "label")
+    return label
+
+
+def clean_description(description: Any) -> str:
+    if description is None:
+        return ""
+    if not isinstance(description, str):
+        raise InvalidInput("description must be a string.", "description")
+    _refuse_control_characters(description, "description", allowed=LINE_BREAKS)
+    description = description.strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidInput(
+            f"description must be at most {DESCRIPTION_MAX} characters.", "description"
+        )
+    return description
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def clean_email(email: Any) -> str:
+    email = normalise_email(email if isinstance(email, str) else "")
+    if not email or "@" not in email or len(email) > EMAIL_MAX or has_control_characters(email):
+        raise InvalidInput("Enter a valid email address.", "email")
+    return email
+
+
+def clean_password(password: Any) -> str:
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidInput(
+            f"Passwords must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.", "password"
+        )
+    return password
+
+
+def clean_grace_period(seconds: Any) -> int:
+    """0 to GRACE_MAX_SECONDS, a whole number (JSON's 60.0 is the number 60; true is not)."""
+    if isinstance(seconds, float) and seconds.is_integer():
+        seconds = int(seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise InvalidInput("grace_period_seconds must be a whole number.", "grace_period_seconds")
+    if not 0 <= seconds <= GRACE_MAX_SECONDS:
+        raise InvalidInput(
+            f"grace_period_seconds must be between 0 and {GRACE_MAX_SECONDS}.",
+            "grace_period_seconds",
+        )
+    return seconds
+
+
+def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
+    """Validate an expiry against now and KEYVAULT_MAX_KEY_LIFETIME_DAYS."""
+    max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
+    if expires_at is None:
+        if max_days is not None:
+            raise InvalidInput(
+                f"An expiry is required: keys may live at most {max_days} days.", "expires_at"
+            )
+        return None
+    if isinstance(expires_at, str):
+        try:
+            expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                "expires_at must be an ISO 8601 date-time, e.g. 2030-01-31T00:00:00Z.", "expires_at"
+            ) from None
+    if not isinstance(expires_at, datetime):
+        raise InvalidInput("expires_at must be an ISO 8601 date-time string.", "expires_at")
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    try:
+        expires_at = expires_at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput("expires_at is out of range.", "expires_at") from None
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future.", "expires_at")
+    if max_days is not None and expires_at > now + timedelta(days=max_days, minutes=1):
+        raise InvalidInput(f"Keys may live at most {max_days} days.", "expires_at")
+    if expires_at.year > 9998:
+        raise InvalidInput("expires_at is too far in the future.", "expires_at")
+    return expires_at
+
+
+def is_public_id(public_id: Any) -> bool:
+    """Could this be a key id we issued? (PostgreSQL would refuse some strings, NUL, outright.)"""
+    return bool(PUBLIC_ID.fullmatch(str(public_id)))
+
+
+# ---------------------------------------------------------------- the same rules as patterns
+
+# What the functions above accept, as JSON Schema (ECMA 262) regular expressions, for the API's
+# schema. `\s` is avoided because Python, ECMA 262 and Rust disagree on it: BLANK is exactly
+# what str.strip() trims besides control characters, and CONTROL is Unicode category Cc.
+_CONTROL = "\\u0000-\\u001F\\u007F-\\u009F"
+_CONTROL_BUT_LINE_BREAKS = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F"
+_LINE_BREAKS = "\\t\\n\\r"
+_BLANK = "\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000"
+
+
+def _trimmed_text(most: int, blank: str, refused: str, required: bool) -> str:
+    """Text whose part between surrounding blanks is 1 (or 0) to `most` characters long."""
+    edge, inner = f"[^{refused}{blank}]", f"[^{refused}]"
+    core = f"(?:{edge}|{edge}{inner}{{0,{most - 2}}}{edge})"
+    return f"^[{blank}]*{core}{'' if required else '?'}[{blank}]*$"
+
+
+LABEL_PATTERN = _trimmed_text(LABEL_MAX, _BLANK, _CONTROL, required=True)
+DESCRIPTION_PATTERN = _trimmed_text(DESCRIPTION_MAX, _BLANK + _LINE_BREAKS,
+                                    _CONTROL_BUT_LINE_BREAKS, required=False)

@@ -1,0 +1,136 @@
+"""Judging presented keys: the one decision behind verify, forward_auth and the API's auth.
+
+Two steps, so that nothing happens to a key before the request that presented it is accepted:
+`check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
+side effect; `record_use` then stamps `last_used_at` and logs uses of expired keys, for the
+verdicts the caller decides to act on. The HTTP side (keyvault.api.gate) calls both.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import Flask, current_app
+
+from .. import clock, tokens
+from ..keystore import KeyRow, keystore
+from ..models import key_status
+from .events import Origin, note_expired_use
+from .keys import pepper
+from .scopes import has_scope
+
+CODES = ("valid", "malformed", "not_found", "revoked", "expired", "user_inactive",
+         "insufficient_scope")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass
+class Verdict:
+    """The answer about one presented key: verify's body, and the API's authentication."""
+
+    code: str
+    key_id: int | None = None
+    public_id: str | None = None
+    label: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    user_id: int | None = None
+    user_email: str | None = None
+    rolled: bool = False
+    old_value_expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.code == "valid"
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the presented value stops working: the key's expiry, or sooner for an old value
+        inside a roll's grace period."""
+        ends = [t for t in (self.expires_at, self.old_value_expires_at if self.rolled else None)
+                if t is not None]
+        return min(ends, default=None)
+
+
+def check_keys(values: list[str], required: list[list[str]], *,
+               app: Flask | None = None) -> list[Verdict]:
+    """Judge the keys a request presents (verify: caller and subject) in one database round trip.
+
+    Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
+    `app` is for callers outside an app context (the verify fast path), which need none here.
+    """
+    if app is None:
+        app = current_app._get_current_object()
+    prefix, now, secret = app.config["KEYVAULT_KEY_PREFIX"], clock.now(), pepper(app)
+    digests = [tokens.digest_of(v, secret) if tokens.is_well_formed(v, prefix) else None
+               for v in values]
+    wanted = [d for d in digests if d is not None]
+    found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
+    return [Verdict("malformed") if digest is None else _judge(found.get(digest), digest, now, needed)
+            for digest, needed in zip(digests, required, strict=True)]
+
+
+def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
+               app: Flask | None = None) -> None:
+    """What presenting these keys leaves behind: `last_used_at` for valid ones (at most once a
+    minute per key), a security-log event for expired ones (at most once an hour per key).
+
+    Call it only with the verdicts of keys whose request is going ahead, never for a subject
+    key when the caller asking about it was refused.
+    """
+    if app is None:
+        app = current_app._get_current_object()
+    now = clock.now()
+    for verdict in verdicts:
+        if verdict.active:
+            last = verdict.last_used_at
+            if last is None or now - last >= LAST_USED_RESOLUTION:
+                keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
+        elif verdict.code == "expired":
+            note_expired_use(app, verdict.key_id, verdict.user_id, origin or Origin())
+
+
+def verify_key(value: str, required_scopes: list[str] | None = None,
+               origin: Origin | None = None) -> Verdict:
+    """One key, judged and its use recorded (the command line, tests, simple callers)."""
+    verdict = check_keys([value], [required_scopes or []])[0]
+    record_use([verdict], origin)
+    return verdict
+
+
+def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
+    """digest -> (row, matched the grace-period value) for each known digest."""
+    found: dict[str, tuple[KeyRow, bool]] = {}
+    for row in rows:
+        found[row.digest] = (row, False)
+        if row.previous_digest is not None:
+            found.setdefault(row.previous_digest, (row, True))
+    return found
+
+
+def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
+           required: list[str]) -> Verdict:
+    if entry is None:
+        return Verdict("not_found")
+    row, via_previous = entry
+    # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
+    if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
+        return Verdict("not_found")
+    code = key_status(row.revoked_at, row.user_is_active, row.expires_at, now)
+    if code == "active" and via_previous and (row.previous_expires_at is None
+                                              or row.previous_expires_at <= now):
+        code = "expired"  # the old value after its roll's grace period
+    scopes = list(row.scopes or [])
+    if code == "active":
+        code = "valid" if all(has_scope(scopes, s) for s in required) else "insufficient_scope"
+    return Verdict(
+        code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
+        created_at=row.created_at, expires_at=row.expires_at, user_id=row.user_id,
+        user_email=row.email, rolled=via_previous,
+        old_value_expires_at=row.previous_expires_at if via_previous else None,
+        last_used_at=row.last_used_at,
+    )
