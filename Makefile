@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,7 +23,7 @@ test: $(STAMP)
 # The bench extra (Django, DRF, djangorestframework-api-key) for the benchmark's Django baseline
 # only: `make test` and CI never install it.
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from pathlib import Path
@@ -98,6 +99,9 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
     if not database_url:
         _make_instance_folder(instance_path)
         database_url = f"sqlite:///{instance_path / 'keyvault.db'}"
+    elif database_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
+        raise ConfigError("KEYVAULT_DATABASE_URL names PostgreSQL, whose driver is not installed: "
+                          "pip install 'keyvault[postgres]'")
     max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
     return {

@@ -185,3 +185,16 @@ def test_a_new_instance_folder_is_private(tmp_path, secrets_from):
     existing.chmod(0o755)
     config.load(existing, env)
     assert existing.stat().st_mode & 0o777 == 0o755
+
+
+def test_postgresql_without_its_driver_names_the_extra(tmp_path, monkeypatch):
+    """SQLite needs no driver; a PostgreSQL URL without psycopg installed is a start-up error
+    that says which extra to install."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "psycopg" else real_find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r"keyvault\[postgres\]"):
+        config.load(tmp_path, {"KEYVAULT_DATABASE_URL": "postgresql+psycopg://u@h/d"})
+    assert config.load(tmp_path, {})["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")

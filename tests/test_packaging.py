@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -104,14 +105,19 @@ def test_installed_wheel_migrates_and_serves(wheel, tmp_path):
                     "--disable-pip-version-check", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True, timeout=120)
     database = tmp_path / "fresh.db"
-    env = {**os.environ, "PYTHONPATH": str(target), "PYTHONNOUSERSITE": "1",
+    # `-S` and the environment's packages on PYTHONPATH: the checkout's editable install hooks
+    # in through a .pth file, and would quietly supply any module the wheel left out.
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), site_packages]),
+           "PYTHONNOUSERSITE": "1",
            "KEYVAULT_DATABASE_URL": f"sqlite:///{database}",
            "KEYVAULT_INSTANCE_PATH": str(tmp_path / "instance")}
     env.pop("KEYVAULT_TEST_DATABASE_URL", None)
     run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60}
 
-    upgrade = subprocess.run([str(target / "bin" / "keyvault"), "db", "upgrade"], check=False,
-                             **run)
+    assert (target / "bin" / "keyvault").is_file()  # the console script ships too
+    upgrade = subprocess.run([sys.executable, "-S", "-m", "keyvault.cli", "db", "upgrade"],
+                             check=False, **run)
     assert upgrade.returncode == 0, upgrade.stderr
     head = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
     with sqlite3.connect(database) as conn:
@@ -119,7 +125,8 @@ def test_installed_wheel_migrates_and_serves(wheel, tmp_path):
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"users", "api_keys", "security_events"} <= tables
 
-    served = subprocess.run([sys.executable, "-c", CHECK_INSTALLED_APP], check=False, **run)
+    served = subprocess.run([sys.executable, "-S", "-c", CHECK_INSTALLED_APP], check=False,
+                            **run)
     assert served.returncode == 0, served.stderr
     result = json.loads(served.stdout.strip().splitlines()[-1])
     for where in ("package", "templates", "static"):

@@ -49,12 +49,13 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
     """The models' schemas, refined by this instance's configuration: the scopes a key may be
     given (the catalogue) and the shape of a key value (the prefix)."""
     schemas = copy.deepcopy(_model_schemas_cached())
-    grantable = {"type": "string", "enum": [FULL_ACCESS, *scopes]}
+    schemas["Scope"] = {"type": "string", "enum": [FULL_ACCESS, *scopes],
+                        "description": "A scope of this instance's catalogue, or `*` (all)."}
     for name in ("CreateKey", "UpdateKey"):
         field = schemas[name]["properties"]["scopes"]
         for branch in field.get("anyOf", [field]):
             if branch.get("type") == "array":
-                branch["items"] = grantable
+                branch["items"] = _ref("schemas", "Scope")
     value = schemas["ApiKeyWithValue"]["properties"]["value"]
     value["pattern"] = f"^{prefix}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}$"
     value["description"] = (
@@ -300,10 +301,13 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "answers 200 with `active` and a `code`: `valid`, `malformed` (checked without "
             "touching the database), `not_found`, `revoked`, `expired`, `user_inactive` or "
             "`insufficient_scope`; an active answer adds the key's facts. Revocation and expiry "
-            "take effect on the very next call.", verify,
+            "take effect on the very next call.\n\nRFC 7662 introspection clients may send a "
+            "form body instead (`application/x-www-form-urlencoded`, the `VerifyForm` schema): "
+            "`token=<key>`, optionally `scope=` with space- or comma-separated scopes. (It is "
+            "not listed as a second body type because client generators mishandle a required "
+            "body with two types.)", verify,
             {"200": _json("VerifyResult", "The verdict.", no_store)},
-            body=_json_body("VerifyRequest", "The key to check.", form="VerifyForm",
-                            required=True),
+            body=_json_body("VerifyRequest", "The key to check.", required=True),
             errors=("UnsupportedMediaType",),
         )},
         "/api/forward_auth/": {"get": _operation(
