@@ -17,11 +17,10 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from .. import service
-from ..jsonio import encode
 from ..service import Origin, Verdict
 from ..service.scopes import VERIFY
 from .errors import Answer, MalformedBody, forbidden_scope, from_error, unauthorized
-from .schemas import VerifyRequest, parse, verdict_out
+from .schemas import VerifyRequest, parse, verify_answer
 
 INVALID_KEY_DETAIL = {
     "malformed": "The API key is malformed (wrong prefix, length or checksum).",
@@ -31,7 +30,7 @@ INVALID_KEY_DETAIL = {
     "user_inactive": "The API key's owner is deactivated.",
 }
 NO_KEY = ("This endpoint needs an API key: send it as 'Authorization: Bearer <key>'.")
-NO_VERIFY_KEY = "Authenticate with your service's own key carrying 'key:verify'."
+NO_VERIFY_KEY = f"Authenticate with your service's own key carrying '{VERIFY}'."
 VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
 
 
@@ -107,4 +106,4 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     admission = admit(credential, [VERIFY], origin, subject=subject, app=app)
     if admission.refusal is not None:
         return admission.refusal
-    return Answer(200, VERIFY_HEADERS, encode(verdict_out(admission.subject)))
+    return Answer(200, VERIFY_HEADERS, verify_answer(admission.subject))

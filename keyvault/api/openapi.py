@@ -15,11 +15,11 @@ from typing import Any
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
+from ..service.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from .schemas import REQUEST_MODELS, RESPONSE_MODELS
-from .views import DEFAULT_LIMIT, MAX_LIMIT
+from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -42,7 +42,8 @@ def _model_schemas() -> dict:
     pairs = [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization")
                                                            for m in RESPONSE_MODELS]
     _, top = models_json_schema(pairs, ref_template=_REF)
-    return top["$defs"]
+    verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
+    return {**top["$defs"], **verify["$defs"], "VerifyResult": {"oneOf": verify["anyOf"]}}
 
 
 def _schemas(scopes: list[str], prefix: str) -> dict:
@@ -65,8 +66,6 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
     mask = schemas["ApiKey"]["properties"]["mask_value"]
     mask["description"] = f"Display form, e.g. `{prefix}_…x9Qa`."
     schemas["ApiKeyWithValue"]["properties"]["mask_value"]["description"] = mask["description"]
-    schemas["VerifyResult"] = {"oneOf": [_ref("schemas", "ActiveKey"),
-                                         _ref("schemas", "InactiveKey")]}
     return schemas
 
 

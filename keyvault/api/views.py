@@ -16,8 +16,9 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from .. import service
 from ..request_context import origin
+from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
-from . import gate
+from . import gate, openapi
 from .credentials import json_body, read_credential
 from .errors import respond
 from .schemas import (
@@ -36,10 +37,6 @@ from .schemas import (
 )
 
 bp = Blueprint("api", __name__)
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-
 
 # ---------------------------------------------------------------- request plumbing
 
@@ -79,16 +76,7 @@ def body_fields() -> dict:
 
 
 def _limit() -> int:
-    raw = request.args.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise service.InvalidInput("limit must be a whole number.", "limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise service.InvalidInput(f"limit must be between 1 and {MAX_LIMIT}.", "limit")
-    return limit
+    return clean_limit(request.args.get("limit"))
 
 
 def _flag(name: str) -> bool:
@@ -275,13 +263,9 @@ forward_auth.required_scope = None
 
 @bp.get("/schema/")
 def schema():
-    from .openapi import document
-
-    return jsonify(document())
+    return jsonify(openapi.document())
 
 
 @bp.get("/docs/")
 def docs():
-    from .openapi import document
-
-    return render_template("api/docs.html", spec=document())
+    return render_template("api/docs.html", spec=openapi.document())

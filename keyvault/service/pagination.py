@@ -13,6 +13,22 @@ from sqlalchemy import and_, or_
 from ..extensions import db
 from .errors import InvalidInput
 
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def clean_limit(raw: str | None) -> int:
+    """A page size as a query parameter gives it: 1 to MAX_LIMIT, DEFAULT_LIMIT when absent."""
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidInput("limit must be a whole number.", "limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}.", "limit")
+    return limit
+
 
 @dataclass
 class Page:

@@ -1,0 +1,89 @@
+"""Work for every request (request_context.AroundRequest) reaches every route, the verify fast
+path included: a request id, a timing, nosniff."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from tests.conftest import base_overrides, verify
+
+
+@pytest.fixture
+def service_key(make_user, make_key):
+    _, value = make_key(make_user("service@example.com"), label="service", scopes=["key:verify"])
+    return value
+
+
+def _requests(client, service_key, value):
+    bearer = {"Authorization": f"Bearer {service_key}"}
+    return {
+        "verify, fast path": lambda **kw: client.post("/api/verify/", json={"key": value},
+                                                      headers=bearer, **kw),
+        "verify, refused on the fast path": lambda **kw: client.post(
+            "/api/verify/", json={"key": value}, headers={"Authorization": "Bearer kv_no"}, **kw),
+        "verify, Flask view": lambda **kw: client.post("/api/verify/", data={"token": value},
+                                                       headers=bearer, **kw),
+        "API route": lambda **kw: client.get("/api/users/@me/", headers=bearer, **kw),
+        "API 404": lambda **kw: client.get("/api/nothing/", **kw),
+        "page": lambda **kw: client.get("/login", **kw),
+        "health": lambda **kw: client.get("/healthz", **kw),
+    }
+
+
+def test_every_answer_carries_an_id_a_timing_and_nosniff(client, user, make_key, service_key):
+    _, value = make_key(user)
+    seen = set()
+    for name, send in _requests(client, service_key, value).items():
+        response = send()
+        ident = response.headers.get("X-Request-Id", "")
+        assert re.fullmatch(r"[0-9a-f]{16}", ident), name
+        assert re.fullmatch(r"app;dur=\d+\.\d\d", response.headers["Server-Timing"]), name
+        assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"], name
+        seen.add(ident)
+    assert len(seen) == len(_requests(client, service_key, value))  # a new id each time
+
+
+@pytest.mark.parametrize(("incoming", "kept"), [
+    ("req-2030.03.10:abc_DEF", True),
+    ("x" * 64, True),
+    ("x" * 65, False),
+    ("has space", False),
+    ("new\nline", False),
+    ("<script>", False),
+])
+def test_a_sane_incoming_request_id_is_kept(client, user, make_key, service_key, incoming, kept):
+    """A proxy's X-Request-Id carries through (fast path and Flask alike); anything that is not
+    a plain token is replaced, so it cannot forge log lines or headers."""
+    _, value = make_key(user)
+    for name, send in _requests(client, service_key, value).items():
+        # Set in the WSGI environ: werkzeug's test client refuses a header with a line break.
+        response = send(environ_overrides={"HTTP_X_REQUEST_ID": incoming})
+        assert (response.headers["X-Request-Id"] == incoming) is kept, name
+
+
+def test_an_unexpected_error_is_logged_with_the_request_id(database_url, caplog):
+    """With the database unreachable, verify on the fast path and an API route in Flask both
+    answer problem+json 500, and each log line names its request, so an operator can find it
+    from the client's X-Request-Id."""
+    from keyvault import create_app, tokens
+
+    broken = create_app({**base_overrides(database_url),
+                         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x:pw@127.0.0.1:1/none"})
+    client = broken.test_client()
+    value = tokens.generate()
+    with caplog.at_level(logging.ERROR, logger="keyvault"):
+        answers = [client.post("/api/verify/", json={"key": value},
+                               headers={"Authorization": f"Bearer {value}"}),
+                   client.get("/api/users/@me/", headers={"Authorization": f"Bearer {value}"})]
+    for response in answers:
+        assert response.status_code == 500 and response.mimetype == "application/problem+json"
+        assert "Traceback" not in response.get_data(as_text=True)
+        assert f"(request {response.headers['X-Request-Id']})" in caplog.text
+
+
+def test_verify_still_works_through_the_middleware(client, user, make_key, service_key):
+    _, value = make_key(user)
+    assert verify(client, service_key, value)["active"] is True
