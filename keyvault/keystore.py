@@ -37,6 +37,7 @@ class KeyRow(NamedTuple):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    last_rolled_at: datetime | None
     previous_expires_at: datetime | None
     user_id: int
     email: str
@@ -48,7 +49,7 @@ class KeyRow(NamedTuple):
 # The column behind each KeyRow field, in the same order.
 COLUMNS = (
     _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
-    _k.last_used_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
+    _k.last_used_at, _k.last_rolled_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
     _k.digest, _k.previous_digest,
 )
 assert len(COLUMNS) == len(KeyRow._fields)

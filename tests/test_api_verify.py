@@ -14,7 +14,8 @@ from keyvault.extensions import db
 from keyvault.models import ApiKey
 
 ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user",
-                 "rolled", "old_value_expires_at"}
+                 "rolled", "old_value_expires_at",
+                 "sub", "username", "scope", "token_type", "exp", "iat"}  # RFC 7662's
 
 
 def bearer(value: str) -> dict:

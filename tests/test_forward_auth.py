@@ -86,3 +86,37 @@ def test_control_characters_are_not_scope_separators(client, user, make_key, whe
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert "X-KeyVault-User-Id" not in response.headers
+
+
+@pytest.mark.parametrize(("query", "header", "status"), [
+    ("user:read", "personal_api_key:write", 403),   # a client's ?scopes= cannot replace it
+    ("personal_api_key:write", "user:read", 403),   # nor the other way round
+    ("", "personal_api_key:write", 403),
+    ("user:read", "key:verify", 200),               # both held: both demanded
+    ("user:read,key:verify", "user:read", 200),
+])
+def test_required_scopes_are_the_union_of_query_and_header(client, user, make_key, query, header,
+                                                           status):
+    """A gateway forwards the client's own query string: the scopes it demands in a header must
+    hold whatever `?scopes=` the client adds."""
+    _, value = make_key(user, scopes=["user:read", "key:verify"])
+    response = client.get("/api/forward_auth/", query_string={"scopes": query},
+                          headers={**bearer(value), "X-KeyVault-Required-Scopes": header})
+    assert response.status_code == status
+    if status == 403:
+        assert "personal_api_key:write" in response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("where", ["query", "form body", "json body"])
+def test_the_key_is_read_from_the_authorization_header_only(client, user, make_key, where):
+    """A key elsewhere in the forwarded request (where it would sit in the upstream's URL and
+    logs) is not a credential here: 401, as for no key at all, and nothing is stamped."""
+    key, value = make_key(user, scopes=["user:read"])
+    request = {"query": dict(query_string={"personal_api_key": value}),
+               "form body": dict(data={"personal_api_key": value}),
+               "json body": dict(json={"personal_api_key": value})}[where]
+    response = client.get("/api/forward_auth/", **request)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' not in response.headers["WWW-Authenticate"]
+    assert "X-KeyVault-User-Id" not in response.headers
+    assert client.get("/api/forward_auth/", headers=bearer(value)).status_code == 200

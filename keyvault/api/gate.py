@@ -29,7 +29,7 @@ INVALID_KEY_DETAIL = {
     "expired": "The API key has expired.",
     "user_inactive": "The API key's owner is deactivated.",
 }
-NO_KEY = ("This endpoint needs an API key: send it as 'Authorization: Bearer <key>'.")
+NO_KEY = "This endpoint needs an API key: send it as 'Authorization: Bearer <key>'."
 NO_VERIFY_KEY = f"Authenticate with your service's own key carrying '{VERIFY}'."
 VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
 

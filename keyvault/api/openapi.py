@@ -162,14 +162,14 @@ def _headers() -> dict:
 # ---------------------------------------------------------------- operations
 
 
-def _security(scope: str | None) -> list[dict]:
+def _security(scope: str | None, header_only: bool = False) -> list[dict]:
     roles = [scope] if scope else []
-    return [{"bearer": roles}, {"personal_api_key": roles}]
+    return [{"bearer": roles}] if header_only else [{"bearer": roles}, {"personal_api_key": roles}]
 
 
 def _operation(operation_id: str, tag: str, summary: str, description: str, scope: str | None,
                responses: dict, *, parameters: list | None = None, body: dict | None = None,
-               errors: tuple[str, ...] = ()) -> dict:
+               errors: tuple[str, ...] = (), header_only: bool = False) -> dict:
     if scope:
         description += f"\n\nRequires scope `{scope}` (`*` grants every scope; " \
                        "`object:write` implies `object:read`)."
@@ -181,7 +181,7 @@ def _operation(operation_id: str, tag: str, summary: str, description: str, scop
         "summary": summary,
         "description": description,
         "x-required-scope": scope,
-        "security": _security(scope),
+        "security": _security(scope, header_only),
         "responses": dict(responses),
     }
     if parameters:
@@ -312,9 +312,11 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
         "/api/forward_auth/": {"get": _operation(
             "forwardAuth", "Verification", "Gateway check (auth_request)",
             "For nginx `auth_request`, Traefik ForwardAuth or Caddy `forward_auth`: the key in "
-            "the request is checked, and a 200 carries who it is in headers. Scopes to demand "
-            "come from the `scopes` parameter or the `X-KeyVault-Required-Scopes` header; a "
-            "missing one is 403.", None,
+            "the request's `Authorization` header (only there: gateways forward the client's "
+            "query string, which must not carry keys) is checked, and a 200 carries who it is "
+            "in headers. The scopes demanded are the union of the `scopes` parameter and the "
+            "`X-KeyVault-Required-Scopes` header, so a client's own `?scopes=` can never "
+            "replace what the gateway demands; a missing one is 403.", None,
             {"200": {"description": "The key is valid; its facts are in the headers.", "headers": {
                 "X-KeyVault-User-Id": {"required": True, "schema": {"type": "string"}},
                 "X-KeyVault-User-Email": {"required": True, "schema": {"type": "string"}},
@@ -328,10 +330,11 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
                  "description": "Scopes the key must hold, space- or comma-separated.",
                  "schema": {"type": "string", "pattern": SCOPE_LIST}},
                 {"name": "X-KeyVault-Required-Scopes", "in": "header", "required": False,
-                 "description": "Same as `scopes`, for gateways that can set headers but not "
-                                "rewrite URLs; used when `scopes` is empty.",
+                 "description": "More scopes the key must hold, for gateways that can set "
+                                "headers but not rewrite URLs; added to `scopes`.",
                  "schema": {"type": "string", "pattern": SCOPE_LIST}},
             ],
+            header_only=True,
         )},
         "/api/schema/": {"get": {
             "operationId": "getSchema", "tags": ["Documentation"],

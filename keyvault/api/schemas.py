@@ -9,7 +9,7 @@ the command line call too. Field constraints that the schema states are taken fr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     BaseModel,
@@ -305,6 +305,21 @@ class ActiveKey(TypedDict):
         "True when this is a rolled key's old value, still inside its grace period."))]
     old_value_expires_at: Annotated[datetime | None, Field(description=(
         "When that old value stops working; null unless `rolled`."))]
+    # RFC 7662 members, for off-the-shelf introspection clients.
+    sub: Annotated[str, Field(description="RFC 7662: the owner's user id, as a string.")]
+    username: Annotated[str, Field(description="RFC 7662: the owner's email.")]
+    scope: Annotated[str, Field(description=(
+        "RFC 7662: the scopes the key holds, space-separated and spelled out (`*` and "
+        "`object:write` expanded over the catalogue), so that a literal check of one name "
+        "agrees with KeyVault's rules."))]
+    token_type: Annotated[Literal["bearer"], Field(description="RFC 7662: always `bearer`.")]
+    exp: NotRequired[Annotated[int, Field(description=(
+        "RFC 7662: when the presented value stops working (its expiry, or the end of a roll's "
+        "grace period), in seconds since the epoch; absent when it never expires. Do not "
+        "cache an answer until then: a revocation takes effect at once."))]]
+    iat: NotRequired[Annotated[int, Field(description=(
+        "RFC 7662: when the presented value was issued (the key's creation or its last roll), "
+        "in seconds since the epoch; absent for a rolled key's old value."))]]
 
 
 class InactiveKey(TypedDict):
@@ -324,13 +339,21 @@ def verify_answer(verdict: service.Verdict) -> bytes:
     """Verify's answer about the subject key, as JSON."""
     if not verdict.active:
         return _INACTIVE.dump_json({"active": False, "code": verdict.code})
-    return _ACTIVE.dump_json({
+    answer = {
         "active": True, "code": "valid", "key_id": verdict.public_id, "label": verdict.label,
         "scopes": verdict.scopes, "expires_at": verdict.expires_at,
         "created_at": verdict.created_at,
         "user": {"id": verdict.user_id, "email": verdict.user_email}, "rolled": verdict.rolled,
         "old_value_expires_at": verdict.old_value_expires_at,
-    })
+        "sub": str(verdict.user_id), "username": verdict.user_email,
+        "scope": " ".join(verdict.effective_scopes), "token_type": "bearer",
+    }
+    ends = verdict.ends_at
+    if ends is not None:
+        answer["exp"] = int(ends.timestamp())
+    if verdict.issued_at is not None:
+        answer["iat"] = int(verdict.issued_at.timestamp())
+    return _ACTIVE.dump_json(answer)
 
 
 class Problem(BaseModel):

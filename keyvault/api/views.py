@@ -19,7 +19,7 @@ from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import gate, openapi
-from .credentials import json_body, read_credential
+from .credentials import bearer_value, json_body, read_credential
 from .errors import respond
 from .schemas import (
     ApiKey,
@@ -231,16 +231,24 @@ def _scope_list(text: str) -> list[str]:
 
 @bp.get("/forward_auth/")
 def forward_auth():
-    """The same check for gateways (nginx auth_request, Traefik, Caddy): answers in headers."""
+    """The same check for gateways (nginx auth_request, Traefik, Caddy): answers in headers.
+
+    Gateways forward the client's own URL and headers, so nothing the client controls may
+    weaken the check: the key is read from the Authorization header only (never from the
+    forwarded query string), and the scopes required are the union of the `scopes` query
+    parameter and the X-KeyVault-Required-Scopes header, so a client's `?scopes=` can add
+    to what the gateway demands but never replace it.
+    """
     from_query = _scope_list(request.args.get("scopes", ""))
     from_header = _scope_list(request.headers.get("X-KeyVault-Required-Scopes", ""))
+    header = request.headers.get("Authorization")
+    credential = bearer_value(header) if header is not None else None
     bad = [scope for scope in (*from_query, *from_header) if not SCOPE_TOKEN.fullmatch(scope)]
-    credential = _credential()
-    if bad and credential is not None:  # both places are checked, though only one counts
+    if bad and credential is not None:
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
-    required = from_query or from_header
+    required = list(dict.fromkeys([*from_header, *from_query]))
     admission = gate.admit(credential, required, origin(),
-                           missing="This endpoint needs an API key.")
+                           missing="This endpoint needs an API key in the Authorization header.")
     if admission.refusal is not None:
         return respond(admission.refusal)
     verdict = admission.caller

@@ -34,6 +34,17 @@ def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:
     return action == "read" and f"{obj}:write" in granted
 
 
+def effective(granted: list[str], known: tuple[str, ...]) -> list[str]:
+    """Every scope `granted` holds, spelled out: `*` and `object:write` expanded over the
+    catalogue `known` (and `object:read` for a write scope the catalogue lacks), then the
+    scopes as granted. A service that checks scope names literally (RFC 7662's `scope`) then
+    agrees with has_scope."""
+    implied = [scope for scope in known if has_scope(granted, scope)]
+    implied += [f"{scope.partition(':')[0]}:read" for scope in granted
+                if scope.endswith(":write")]
+    return list(dict.fromkeys([*implied, *granted]))
+
+
 def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
     """Validate a requested scope list against the catalogue and the granting key's scopes.
 

@@ -19,7 +19,7 @@ from ..keystore import KeyRow, keystore
 from ..models import key_status
 from .events import Origin, note_expired_use
 from .keys import pepper
-from .scopes import has_scope
+from .scopes import effective, has_scope
 
 CODES = ("valid", "malformed", "not_found", "revoked", "expired", "user_inactive",
          "insufficient_scope")
@@ -42,6 +42,13 @@ class Verdict:
     rolled: bool = False
     old_value_expires_at: datetime | None = None
     last_used_at: datetime | None = None
+    issued_at: datetime | None = None  # when the presented value was made (None: an old value)
+    catalogue: tuple[str, ...] = ()  # the instance's scopes, for effective_scopes
+
+    @property
+    def effective_scopes(self) -> list[str]:
+        """The scopes this key holds, spelled out (scopes.effective)."""
+        return effective(self.scopes, self.catalogue)
 
     @property
     def active(self) -> bool:
@@ -65,12 +72,15 @@ def check_keys(values: list[str], required: list[list[str]], *,
     """
     if app is None:
         app = current_app._get_current_object()
-    prefix, now, secret = app.config["KEYVAULT_KEY_PREFIX"], clock.now(), pepper(app)
+    config = app.config
+    prefix, now, secret = config["KEYVAULT_KEY_PREFIX"], clock.now(), pepper(app)
     digests = [tokens.digest_of(v, secret) if tokens.is_well_formed(v, prefix) else None
                for v in values]
     wanted = [d for d in digests if d is not None]
     found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
-    return [Verdict("malformed") if digest is None else _judge(found.get(digest), digest, now, needed)
+    known = config["KEYVAULT_SCOPES"]
+    return [Verdict("malformed") if digest is None
+            else _judge(found.get(digest), digest, now, needed, known)
             for digest, needed in zip(digests, required, strict=True)]
 
 
@@ -113,7 +123,7 @@ def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
 
 
 def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
-           required: list[str]) -> Verdict:
+           required: list[str], known: tuple[str, ...]) -> Verdict:
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
@@ -133,4 +143,6 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
         user_email=row.email, rolled=via_previous,
         old_value_expires_at=row.previous_expires_at if via_previous else None,
         last_used_at=row.last_used_at,
+        issued_at=None if via_previous else (row.last_rolled_at or row.created_at),
+        catalogue=known,
     )
