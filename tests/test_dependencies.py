@@ -31,7 +31,8 @@ def _top_level_imports(*folders: str) -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"keyvault", "tests", "bench", "__future__"}
+    return found - set(sys.stdlib_module_names) - {"keyvault", "keyvault_client", "tests", "bench",
+                                                   "__future__"}
 
 
 def _distributions(modules: set[str]) -> dict[str, set[str]]:
