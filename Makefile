@@ -31,7 +31,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check keyvault tests bench
+	$(BIN)/ruff check keyvault tests bench clients
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -47,9 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(config_module.load(Path(app.instance_path), env))
     app.config.update({k: v for k, v in (overrides or {}).items() if not isinstance(v, str)
                        or not k.startswith("KEYVAULT_")})
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault("pool_pre_ping", True)
+    _database_timeouts(app)
 
 
     db.init_app(app)
@@ -98,7 +96,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .api.fastlane import VerifyFastLane
     from .request_context import AroundRequest
 
-    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app))
+    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app), app.config["MAX_CONTENT_LENGTH"])
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
@@ -127,15 +125,31 @@ def create_app(overrides: dict | None = None) -> Flask:
     return app
 
 
+def _database_timeouts(app: Flask) -> None:
+    """No request waits on the database for longer than KEYVAULT_DATABASE_TIMEOUT seconds to
+    connect (PostgreSQL) or to get the write lock (SQLite's busy timeout); past that it gets a
+    503 (keyvault.errors)."""
+    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    connect_args = options.setdefault("connect_args", {})
+    timeout = app.config["KEYVAULT_DATABASE_TIMEOUT"]
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        connect_args.setdefault("timeout", timeout)
+    else:  # PostgreSQL: lock_timeout plays SQLite's busy timeout
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("pool_timeout", timeout)
+        connect_args.setdefault("connect_timeout", timeout)
+        connect_args.setdefault("options", f"-c lock_timeout={timeout * 1000}")
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    """SQLite: WAL so readers never wait for the writer, a busy timeout instead of 'locked'."""
+    """SQLite: WAL so readers never wait for the writer (the busy timeout is a connect argument:
+    _database_timeouts)."""
     module = type(dbapi_connection).__module__
     if "sqlite" not in module:
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

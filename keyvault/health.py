@@ -18,4 +18,7 @@ def readyz():
 
     if database_ready():
         return jsonify(status="ok", database="ok")
-    return jsonify(status="unavailable", database="unreachable"), 503
+    from .api.errors import RETRY_AFTER_SECONDS
+
+    return (jsonify(status="unavailable", database="unreachable"), 503,
+            {"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -60,6 +60,12 @@ _SELECT = (
 )
 
 
+# How long the usage stamp waits for a lock that a writer holds (SQLite's busy timeout and
+# PostgreSQL's lock_timeout on the hot path's own connections), before it is deferred.
+TOUCH_WAIT_MS = 100
+PENDING_MAX = 10_000
+
+
 def _reader(column, dialect):
     """How to turn this column's raw driver value into the model's Python value, cheaply.
 
@@ -81,6 +87,7 @@ class KeyStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list = []
+        self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
         self._select = {n: _SELECT.format(marks=", ".join([mark] * n)) for n in (1, 2)}
@@ -97,11 +104,15 @@ class KeyStore:
         if held is None:
             connection = self.engine.raw_connection()
             driver = connection.driver_connection
+            cursor = driver.cursor()
             if self.engine.dialect.driver == "psycopg":  # JSON columns through orjson, as ours
                 from psycopg.types.json import set_json_loads
 
                 set_json_loads(orjson.loads, driver)
-            held = self._local.held = (connection, driver.cursor())
+                cursor.execute(f"SET lock_timeout = {TOUCH_WAIT_MS}")
+            else:  # SQLite: readers never wait in WAL mode; only the usage stamp could
+                cursor.execute(f"PRAGMA busy_timeout = {TOUCH_WAIT_MS}")
+            held = self._local.held = (connection, cursor)
             with self._lock:
                 self._held.append(connection)
         return held
@@ -153,10 +164,38 @@ class KeyStore:
             converted.append(KeyRow._make(row))
         return converted
 
-    def touch(self, key_id: int, now: datetime, threshold: datetime) -> None:
-        """Set last_used_at unless another worker already did within the resolution."""
+    def touch(self, key_id: int, now: datetime, threshold: datetime) -> bool:
+        """Set last_used_at unless another worker already did within the resolution.
+
+        A usage stamp never holds up a verdict: when a writer holds the lock for longer than
+        TOUCH_WAIT_MS the stamp is kept here, and written with the next one that gets through
+        (last_used_at catches up; it never moves backwards). False when it had to wait.
+        """
+        try:
+            self._stamp(key_id, now, threshold)
+        except DBAPIError as error:
+            if not self._lock_busy(error.orig):
+                raise
+            with self._lock:
+                if len(self._pending) < PENDING_MAX:
+                    self._pending.setdefault(key_id, now)
+            return False
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for other, when in pending.items():
+            if other != key_id:
+                self._stamp(other, when, when)
+        return True
+
+    def _stamp(self, key_id: int, when: datetime, threshold: datetime) -> None:
         bind = self._bind_time
-        self._run(self._touch, (bind(now), key_id, bind(threshold)), fetch=False)
+        self._run(self._touch, (bind(when), key_id, bind(threshold)), fetch=False)
+
+    def _lock_busy(self, error: Exception) -> bool:
+        """Did this statement give up waiting for another transaction's lock?"""
+        if self.engine.dialect.name == "sqlite":
+            return "locked" in str(error) or "busy" in str(error)
+        return getattr(error, "sqlstate", None) == "55P03"  # lock_not_available
 
 
 def keystore(app: Flask | None = None) -> KeyStore:

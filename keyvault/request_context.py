@@ -8,6 +8,7 @@ where a request came from, for the security log, in the browser blueprints and t
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 from time import perf_counter
@@ -35,13 +36,27 @@ def request_id(environ: dict | None = None) -> str:
 
 
 class AroundRequest:
-    """WSGI middleware for work that belongs to every request: id, timing, common headers."""
+    """WSGI middleware for work that belongs to every request: id, timing, common headers, and
+    bodies of unknown length.
 
-    def __init__(self, wsgi_app):
+    A chunked body (no Content-Length) is read here, up to `max_body` bytes and one more, and
+    handed on with its length, so every route, the fast path included, sees one kind of body and
+    one limit: over it, the declared length is over the limit and the answer is 413 (werkzeug
+    would otherwise cut the body at the limit and let it fail as malformed JSON).
+    """
+
+    def __init__(self, wsgi_app, max_body: int):
         self.wsgi_app = wsgi_app
+        self.max_body = max_body
 
     def __call__(self, environ, start_response):
         started = perf_counter()
+        if "CONTENT_LENGTH" not in environ and "chunked" in environ.get(
+                "HTTP_TRANSFER_ENCODING", "").lower():
+            data = environ["wsgi.input"].read(self.max_body + 1)
+            environ["wsgi.input"] = io.BytesIO(data)
+            environ["CONTENT_LENGTH"] = str(len(data))
+            del environ["HTTP_TRANSFER_ENCODING"]
         incoming = environ.get("HTTP_X_REQUEST_ID")
         ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else secrets.token_hex(8)
         environ[REQUEST_ID] = ident

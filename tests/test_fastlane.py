@@ -171,18 +171,22 @@ def test_a_refused_caller_leaves_the_subject_untouched(client, user, make_key, m
         "key.expired_use"]
 
 
-def test_a_database_failure_is_the_views_problem_json_500(database_url, make_user, make_key,
-                                                          service_key):
-    """When the database is gone the fast lane steps aside and the view answers problem+json."""
+def test_a_database_failure_is_a_503_with_retry_after(database_url, make_user, make_key,
+                                                      service_key):
+    """When the database is gone the fast path fails closed as the view does: 503
+    problem+json with Retry-After, never a verdict, never a traceback."""
     from keyvault import create_app
 
     broken = create_app({**base_overrides(database_url),
                          "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://x:pw@127.0.0.1:1/none"})
-    response = broken.test_client().post("/api/verify/", json={"key": service_key},
-                                         headers={"Authorization": f"Bearer {service_key}"})
-    assert response.status_code == 500
-    assert response.mimetype == "application/problem+json"
-    assert "Traceback" not in response.get_data(as_text=True)
+    for body in (dict(json={"key": service_key}), dict(data={"token": service_key})):
+        response = broken.test_client().post(
+            "/api/verify/", headers={"Authorization": f"Bearer {service_key}"}, **body)
+        assert response.status_code == 503
+        assert response.mimetype == "application/problem+json"
+        assert int(response.headers["Retry-After"]) > 0
+        assert "active" not in response.get_data(as_text=True)
+        assert "Traceback" not in response.get_data(as_text=True)
 
 
 def test_the_body_limit_holds_on_the_fast_lane(make_app, user, make_key, make_user):

@@ -6,6 +6,7 @@ import logging
 import socket
 
 import pytest
+from sqlalchemy import text
 
 from keyvault import create_app
 from keyvault.extensions import db
@@ -44,6 +45,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(database_url, tmp_path, 
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json == {"status": "unavailable", "database": "unreachable"}
+        assert response.headers["Retry-After"] == "5"
         assert client.get("/healthz").status_code == 200
     finally:
         with app.app_context():
@@ -113,3 +115,23 @@ def test_413_for_a_body_over_the_limit(make_app, make_user, path, login_first):
     assert_app_error_page(response, 413, "Request Entity Too Large")
     small = client.post(path, data={"label": "x" * 100})
     assert small.status_code != 413
+
+
+def test_a_page_that_needs_the_database_while_it_is_down_is_503(database_url, caplog):
+    """The app's own page, 503 with Retry-After: the person may simply try again."""
+    app = create_app(base_overrides(
+        f"postgresql+psycopg://keyvault:pw@127.0.0.1:{_closed_port()}/keyvault"))
+
+    @app.get("/test-only/needs-database")
+    def needs_database():
+        return str(db.session.execute(text("SELECT 1")).scalar())
+
+    try:
+        with caplog.at_level(logging.ERROR):
+            response = app.test_client().get("/test-only/needs-database")
+        assert_app_error_page(response, 503, "Service Unavailable")
+        assert response.headers["Retry-After"] == "5"
+        assert "Traceback" not in caplog.text
+    finally:
+        with app.app_context():
+            db.engine.dispose()

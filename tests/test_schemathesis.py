@@ -12,6 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.parameters import ParameterLocation
 
 from keyvault import create_app, service
 from tests.conftest import TEST_PEPPER, TEST_SECRET_KEY
@@ -66,4 +67,17 @@ def test_api_matches_its_document(case, use_real_id, target):
     if use_real_id and positive and "public_id" in (case.path_parameters or {}):
         case.path_parameters["public_id"] = target.other_key_id
     excluded = [positive_data_acceptance] if schema_cannot_judge(case) else []
-    case.call_and_validate(app=target.app, headers=target.headers, excluded_checks=excluded)
+    headers = target.headers
+    if removes_the_authorization_header(case):
+        headers = {}  # the case is about a missing key: sending ours would defeat it
+    case.call_and_validate(app=target.app, headers=headers, excluded_checks=excluded)
+
+
+def removes_the_authorization_header(case) -> bool:
+    """A negative case whose headers break the document by leaving out Authorization, which
+    an operation that takes the key from that header alone (forward_auth) requires."""
+    if case.meta is None:
+        return False
+    header = case.meta.components.get(ParameterLocation.HEADER)
+    return (header is not None and header.mode.is_negative
+            and "authorization" not in {name.lower() for name in case.headers or {}})

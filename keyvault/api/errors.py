@@ -7,16 +7,15 @@ same bytes.
 
 from __future__ import annotations
 
-import logging
 from typing import NamedTuple
 
 from flask import current_app
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ..jsonio import encode
 from ..service import ServiceError
-
-log = logging.getLogger("keyvault")
 
 PROBLEM_TYPE = "about:blank"
 PROBLEM_JSON = "application/problem+json"
@@ -82,8 +81,16 @@ def from_malformed_body(error: MalformedBody) -> Answer:
     return problem(400, "Malformed JSON", str(error))
 
 
+# A database that is down, unreachable or busy past KEYVAULT_DATABASE_TIMEOUT: the client may
+# try again soon, and nothing was decided (verify never says yes without the database).
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+RETRY_AFTER_SECONDS = 5
+
+
 def from_error(error: Exception, max_body: int | None = None) -> Answer:
-    """Any error an API request can end in, as its problem answer; unexpected ones are logged."""
+    """Any error an API request can end in, as its problem answer (keyvault.errors logs)."""
+    if isinstance(error, DATABASE_ERRORS):
+        return DATABASE_UNAVAILABLE
     if isinstance(error, ServiceError):
         return from_service_error(error)
     if isinstance(error, MalformedBody):
@@ -95,3 +102,7 @@ def from_error(error: Exception, max_body: int | None = None) -> Answer:
 
 INTERNAL_ERROR = problem(500, "Internal Server Error",
                          "Something went wrong on our side; it has been logged.")
+DATABASE_UNAVAILABLE = problem(
+    503, "Service Unavailable",
+    "KeyVault's database is unavailable or busy; nothing was decided. Try again shortly.",
+    {"Retry-After": str(RETRY_AFTER_SECONDS)})

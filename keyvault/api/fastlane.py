@@ -12,19 +12,17 @@ Flask. Work for every request (request id, timing) wraps both: keyvault.request_
 
 from __future__ import annotations
 
-import logging
-
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
+from ..errors import report
 from ..request_context import origin_of, request_id
 from . import gate
 from .credentials import bearer_value, parse_json
-from .errors import INTERNAL_ERROR, Answer, from_http_exception
+from .errors import Answer, from_error, from_http_exception
 from .schemas import VerifyRequest
 
 PATH = "/api/verify/"
-log = logging.getLogger("keyvault")
 
 
 def _is_json(content_type: str) -> bool:
@@ -49,10 +47,9 @@ class VerifyFastLane:
         if (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
                 and "HTTP_AUTHORIZATION" in environ
                 and _is_json(environ.get("CONTENT_TYPE", ""))):
-            # No Content-Length and no Transfer-Encoding: an empty body (RFC 9112 §6.3). A
-            # chunked body, of unknown length, is Flask's to read.
-            length = environ.get("CONTENT_LENGTH") or (
-                "0" if "HTTP_TRANSFER_ENCODING" not in environ else "")
+            # No Content-Length: an empty body (RFC 9112 §6.3); AroundRequest gave a chunked
+            # one its length.
+            length = environ.get("CONTENT_LENGTH") or "0"
             if length.isdigit():
                 answer = self._answer(environ, int(length))
                 start_response(_status_line(answer.status),
@@ -70,6 +67,6 @@ class VerifyFastLane:
         caller = bearer_value(environ["HTTP_AUTHORIZATION"])
         try:
             return gate.verify(caller, read_body, origin_of(environ), app=self.app)
-        except Exception:  # noqa: BLE001 - answered as Flask's handler answers it (errors.py)
-            log.exception("unhandled error on POST %s (request %s)", PATH, request_id(environ))
-            return INTERNAL_ERROR
+        except Exception as error:  # noqa: BLE001 - answered and logged as in Flask (errors.py)
+            report(self.app, error, "POST", PATH, request_id(environ))
+            return from_error(error, self.max_body)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, has_app_context
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from .. import clock
 from ..extensions import db
@@ -15,6 +17,7 @@ from ..models import ApiKey, SecurityEvent, User
 from .pagination import Page, paginate
 
 EXPIRED_USE_EVERY = timedelta(hours=1)
+log = logging.getLogger("keyvault")
 
 
 @dataclass(frozen=True)
@@ -69,5 +72,10 @@ def note_expired_use(app: Flask, key_id: int, user_id: int, origin: Origin) -> N
     )
     if recent is None:
         record("key.expired_use", user_id, origin, key_id=key_id)
-        db.session.commit()
+        try:
+            db.session.commit()
+        except OperationalError:  # a writer holds the lock: the verdict must not wait for it
+            db.session.rollback()
+            log.warning("security log: key.expired_use for key %s not written (database busy)",
+                        key_id)
     return None

@@ -3,9 +3,11 @@ and small real servers standing in for a KeyVault that is down, silent or broken
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
@@ -19,6 +21,13 @@ from keyvault.models import ApiKey
 
 SCOPE = "user:read"  # what the guarded test apps require
 OTHER_SCOPE = "personal_api_key:read"
+
+
+def run_async(coroutine):
+    """asyncio.run in a thread of its own: Playwright's sync API (the browser tests, earlier in
+    the same session) leaves an event loop running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ found, never a fall-back), the 401/403/503 problem answers, and the app still ge
 
 # No `from __future__ import annotations`: FastAPI evaluates the endpoints' annotations, and
 # theirs name a local client.
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Annotated, NamedTuple
@@ -22,7 +21,7 @@ from keyvault_client.flask import G_ATTRIBUTE, require_key
 from keyvault_client.wsgi import ENVIRON_KEY, KeyVaultMiddleware
 from werkzeug.test import Client
 
-from tests.client.conftest import SCOPE, Keys
+from tests.client.conftest import SCOPE, Keys, run_async
 
 FIELD = "personal_api_key"
 BOUNDARY = "kvboundary7MA4YWxkTrZu0gW"
@@ -189,7 +188,7 @@ def send_asgi(url: str, service_key: str, request: Raw) -> Answer:
         async with AsyncKeyVaultClient(url, service_key, timeout=10) as client:
             return await _send_asgi(KeyVaultASGIMiddleware(asgi_app, client, scopes=[SCOPE]), request)
 
-    return asyncio.run(run())
+    return run_async(run())
 
 
 def send_fastapi(url: str, service_key: str, request: Raw) -> Answer:
@@ -197,7 +196,7 @@ def send_fastapi(url: str, service_key: str, request: Raw) -> Answer:
         async with AsyncKeyVaultClient(url, service_key, timeout=10) as client:
             return await _send_asgi(fastapi_app(client), request)
 
-    return asyncio.run(run())
+    return run_async(run())
 
 
 def sync_sender(send):
@@ -291,7 +290,7 @@ def test_fastapi_without_the_problem_handler_still_refuses(live_server, service_
 
             return await _send_asgi(app, raw(header=f"Bearer {keys.revoked}"))
 
-    answer = asyncio.run(run())
+    answer = run_async(run())
     assert answer.status == 401
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
@@ -318,7 +317,7 @@ def test_asgi_middleware_lets_lifespan_through_and_closes_unverified_websockets(
             await guarded({"type": "websocket", "headers": [], "query_string": b""}, receive, send)
             return sent
 
-    assert asyncio.run(run()) == [{"type": "websocket.close", "code": 1008}]
+    assert run_async(run()) == [{"type": "websocket.close", "code": 1008}]
     assert seen == ["lifespan"]
 
 
@@ -337,4 +336,4 @@ def test_a_guard_refuses_the_wrong_kind_of_client(guard, client_class):
         if isinstance(client, KeyVaultClient):
             client.close()
         else:
-            asyncio.run(client.aclose())
+            run_async(client.aclose())

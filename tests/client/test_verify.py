@@ -3,7 +3,6 @@ real servers standing in for a KeyVault that is down, silent or broken: no verdi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from keyvault_client import (
 )
 
 from keyvault import service, tokens
-from tests.client.conftest import OTHER_SCOPE, SCOPE, expire_now, free_port
+from tests.client.conftest import OTHER_SCOPE, SCOPE, expire_now, free_port, run_async
 
 # ---------------------------------------------------------------- verdicts from the live KeyVault
 
@@ -93,7 +92,7 @@ def test_async_client_gives_the_same_verdicts(async_kv_factory, keys):
         async with async_kv_factory() as client:
             return [await client.verify(value, [SCOPE]) for value in keys]
 
-    valid, other, revoked, expired, unknown = asyncio.run(ask())
+    valid, other, revoked, expired, unknown = run_async(ask())
     assert valid.active and valid.scopes == (SCOPE,)
     assert [v.code for v in (other, revoked, expired, unknown)] == [
         "insufficient_scope", "revoked", "expired", "not_found"]
@@ -143,7 +142,7 @@ def test_async_malformed_key_is_answered_without_a_request(canned_keyvault, serv
         async with AsyncKeyVaultClient(server.url, service_key) as client:
             return await client.verify("kv_" + "A" * 46)
 
-    assert asyncio.run(ask()).code == "malformed"
+    assert run_async(ask()).code == "malformed"
     assert server.connections == 0
 
 
@@ -199,7 +198,7 @@ def test_async_keyvault_down_raises(down_url, service_key):
             await client.verify(tokens.generate())
 
     with pytest.raises(KeyVaultUnavailable):
-        asyncio.run(ask())
+        run_async(ask())
 
 
 def test_keyvault_slower_than_the_timeout_raises_and_is_not_retried(silent_server, service_key):
@@ -217,7 +216,7 @@ def test_async_timeout_raises(silent_server, service_key):
             await client.verify(tokens.generate())
 
     with pytest.raises(KeyVaultUnavailable, match="timed out"):
-        asyncio.run(ask())
+        run_async(ask())
     assert len(silent_server.accepted) == 1
 
 
@@ -289,7 +288,7 @@ def test_async_service_key_rejected(live_server, keys):
             await client.verify(keys.valid)
 
     with pytest.raises(ServiceKeyRejected):
-        asyncio.run(ask())
+        run_async(ask())
 
 
 def test_client_needs_a_url_and_a_service_key():
