@@ -26,6 +26,11 @@ VALID_ANSWER = json.dumps({
     "user": {"id": 123, "email": "user0000123@bench.example"},
     "rolled": False,
     "old_value_expires_at": None,
+    "sub": "123",
+    "username": "user0000123@bench.example",
+    "scope": "personal_api_key:read user:read",
+    "token_type": "bearer",
+    "iat": 1738324800,
 })
 HEALTHY = json.dumps({"status": "ok"})
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
