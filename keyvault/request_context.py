@@ -9,12 +9,15 @@ where a request came from, for the security log, in the browser blueprints and t
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import re
 import secrets
 from time import perf_counter
 
 from flask import request
 
+from .redact import scrub
 from .service import Origin
 
 REQUEST_ID = "keyvault.request_id"
@@ -22,7 +25,9 @@ _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def origin_of(environ: dict) -> Origin:
-    return Origin(environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT"))
+    """Who sent the request, for the security log; a key in the User-Agent is not kept."""
+    agent = environ.get("HTTP_USER_AGENT")
+    return Origin(environ.get("REMOTE_ADDR"), scrub(agent) if agent else agent)
 
 
 def origin() -> Origin:
@@ -48,6 +53,17 @@ class AroundRequest:
     def __init__(self, wsgi_app, max_body: int):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
+        self._ids = itertools.count()
+        self._id_prefix = ""
+
+    def _new_id(self) -> str:
+        """16 hex digits: random per process (8, drawn after the fork), then a counter (8).
+        Unique, cheap (it runs for every request) and meant for finding log lines, not as a
+        secret."""
+        if not self._id_prefix or self._pid != os.getpid():
+            self._pid, self._id_prefix = os.getpid(), secrets.token_hex(4)
+            self._ids = itertools.count()
+        return f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
 
     def __call__(self, environ, start_response):
         started = perf_counter()
@@ -58,12 +74,11 @@ class AroundRequest:
             environ["CONTENT_LENGTH"] = str(len(data))
             del environ["HTTP_TRANSFER_ENCODING"]
         incoming = environ.get("HTTP_X_REQUEST_ID")
-        ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else secrets.token_hex(8)
+        ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else self._new_id()
         environ[REQUEST_ID] = ident
 
         def start(status, headers, exc_info=None):
-            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
-                headers.append(("X-Content-Type-Options", "nosniff"))
+            headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
             headers.append(("X-Request-Id", ident))
             headers.append(("Server-Timing", f"app;dur={(perf_counter() - started) * 1000:.2f}"))
             return start_response(status, headers, exc_info)

@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
-from urllib.parse import unquote_plus
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
-SECRET_NAMES = frozenset({"personal_api_key", "token", "key"})
-# A query parameter: what precedes it, its (possibly percent-encoded) name, and its value.
-_PARAM = re.compile(r"(^|[?&;])([^&;=\s\"?]*)=([^&;\s\"]*)")
-# Anything shaped like a key (prefix, underscore, 46 base62 characters), wherever it appears.
-_KEY_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9A-Za-z]+_[0-9A-Za-z]{46}(?![0-9A-Za-z])")
-
-
-def scrub(text: str) -> str:
-    """Hide keys a client put in a URL: values of key-carrying parameters, whatever way their
-    names are encoded (the app decodes `personal%5Fapi%5Fkey` too), and anything key-shaped."""
-
-    if "=" not in text and "_" not in text:
-        return text  # neither a parameter nor anything key-shaped: most request lines
-
-    def redact(match: re.Match) -> str:
-        if unquote_plus(match.group(2)).lower() in SECRET_NAMES:
-            return f"{match.group(1)}{match.group(2)}=[redacted]"
-        return match.group(0)
-
-    return _KEY_SHAPED.sub("[redacted]", _PARAM.sub(redact, text))
+from .redact import scrub
 
 
 class ScrubbingFilter(logging.Filter):
@@ -62,7 +41,8 @@ class ScrubbingLogger(Logger):
             environ = {name: environ[name] for name in _LOGGED_ENVIRON if name in environ}
             req = ()
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("u", "r", "q", "f", "U", "{raw_uri}e"):  # u: a Basic-auth user name
+        # u: a Basic-auth user name; a: the User-Agent, where a careless client may put a key
+        for name in ("u", "r", "q", "f", "U", "a", "{raw_uri}e"):
             if isinstance(atoms.get(name), str):
                 atoms[name] = scrub(atoms[name])
         return atoms
@@ -79,6 +59,10 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
         "logger_class": ScrubbingLogger,
         "forwarded_allow_ips": "127.0.0.1,::1",
         "timeout": 30,
+        # gunicorn's control socket is one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn): a
+        # second instance on the host would take over the first one's. KeyVault is managed
+        # with signals (SIGTERM, SIGHUP), so it opens none.
+        "control_socket_disable": True,
     }
 
 

@@ -238,3 +238,21 @@ def test_a_key_sent_as_a_basic_auth_user_name_stays_out_of_the_access_log():
     atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, timedelta(0))
     line = config.access_log_format % logger.atoms_wrapper_class(atoms)
     assert key not in line and "[redacted]" in line
+
+
+def test_keyvault_serve_opens_no_shared_control_socket(database_url, tmp_path):
+    """gunicorn's control socket is one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+    ~/.gunicorn/gunicorn.ctl), which a second instance on the host would take over:
+    `keyvault serve` opens none."""
+    from tests.conftest import start_server, stop_server
+
+    home = tmp_path / "home"
+    home.mkdir()
+    server = start_server(database_url, tmp_path / "gunicorn.log",
+                          extra_env={"HOME": str(home), "XDG_RUNTIME_DIR": str(home)})
+    try:
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+        assert not (home / "gunicorn.ctl").exists()
+        assert not (home / ".gunicorn").exists()
+    finally:
+        stop_server(server)

@@ -127,3 +127,28 @@ def test_gunicorn_access_log_redacts_a_key_in_the_query_string(live_server, user
     log = live_server.log()
     for form in secret_forms(value):
         assert form.decode() not in log
+
+
+def test_a_key_in_the_user_agent_is_neither_logged_nor_stored(live_server, user, make_key):
+    """A careless client that puts its key in the User-Agent: the request still works, but the
+    access log, the security log and the security-log API never show the key."""
+    key, value = make_key(user, scopes=["*"])
+    probe = uuid.uuid4().hex
+    agent = f"my-script/1.0 (key={value}; {value}) {probe}"
+    headers = {"Authorization": f"Bearer {value}", "User-Agent": agent}
+    assert requests.get(f"{live_server.url}/api/users/@me/", headers=headers,
+                        timeout=10).status_code == 200
+    created = requests.post(f"{live_server.url}/api/personal_api_keys/", headers=headers,
+                            json={"label": "made by a script", "scopes": ["user:read"]}, timeout=10)
+    assert created.status_code == 201
+    line = wait_for_line(live_server, probe)
+    assert "[redacted]" in line
+    stored = db.session.scalars(select(text("user_agent")).select_from(text("security_events"))
+                                .where(text("user_agent IS NOT NULL"))).all()
+    assert any(probe in agent for agent in stored)
+    api_log = requests.get(f"{live_server.url}/api/users/@me/security_log/", headers=headers,
+                           timeout=10).text
+    for form in secret_forms(value):
+        assert form.decode() not in live_server.log()
+        assert all(form.decode() not in agent for agent in stored)
+        assert form.decode() not in api_log

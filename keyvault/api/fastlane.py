@@ -32,8 +32,7 @@ def _is_json(content_type: str) -> bool:
         mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-def _status_line(status: int) -> str:
-    return f"{status} {HTTP_STATUS_CODES[status]}"
+_STATUS_LINES = {status: f"{status} {reason}" for status, reason in HTTP_STATUS_CODES.items()}
 
 
 class VerifyFastLane:
@@ -52,7 +51,7 @@ class VerifyFastLane:
             length = environ.get("CONTENT_LENGTH") or "0"
             if length.isdigit():
                 answer = self._answer(environ, int(length))
-                start_response(_status_line(answer.status),
+                start_response(_STATUS_LINES[answer.status],
                                [*answer.headers, ("Content-Length", str(len(answer.body)))])
                 return [answer.body]
         return self.wsgi_app(environ, start_response)

@@ -10,8 +10,7 @@ request that is let in records its keys' use (last used, expired-use events). A 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
@@ -34,8 +33,7 @@ NO_VERIFY_KEY = f"Authenticate with your service's own key carrying '{VERIFY}'."
 VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """The caller's verdict, the subject's (verify only, when the caller is let in), and the
     answer that ends the request when the caller is refused."""
 

@@ -7,6 +7,7 @@ KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import current_app
@@ -35,6 +36,12 @@ def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:
 
 
 def effective(granted: list[str], known: tuple[str, ...]) -> list[str]:
+    """Every scope `granted` holds, spelled out (see _effective)."""
+    return list(_effective(tuple(granted), known))
+
+
+@functools.lru_cache(maxsize=1024)
+def _effective(granted: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     """Every scope `granted` holds, spelled out: `*` and `object:write` expanded over the
     catalogue `known` (and `object:read` for a write scope the catalogue lacks), then the
     scopes as granted. A service that checks scope names literally (RFC 7662's `scope`) then
@@ -42,7 +49,7 @@ def effective(granted: list[str], known: tuple[str, ...]) -> list[str]:
     implied = [scope for scope in known if has_scope(granted, scope)]
     implied += [f"{scope.partition(':')[0]}:read" for scope in granted
                 if scope.endswith(":write")]
-    return list(dict.fromkeys([*implied, *granted]))
+    return tuple(dict.fromkeys([*implied, *granted]))
 
 
 def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:

@@ -1,0 +1,177 @@
+"""A real PostgreSQL stopped and started again under load, with `keyvault serve` in front: KeyVault
+fails closed with 503 (never `active: true`, never a hang), logs the outage in a few lines
+without tracebacks or SQL, and recovers by itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from keyvault import create_app, service
+from tests.conftest import _free_port, _migrate, base_overrides, start_server, stop_server
+
+PASSWORD = "outage-test-pw"
+
+
+class Cluster:
+    """A throw-away PostgreSQL cluster of this test's own, which the test may stop and start."""
+
+    def __init__(self, root: Path):
+        versions = sorted(Path("/usr/lib/postgresql").iterdir(), key=lambda p: float(p.name))
+        self.bin = versions[-1] / "bin"
+        self.root, self.port = root, _free_port()
+        self.url = f"postgresql+psycopg://keyvault:{PASSWORD}@127.0.0.1:{self.port}/keyvault"
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True,
+                       capture_output=True, timeout=60)
+
+    def create(self) -> None:
+        for folder, mode in (("data", 0o700), ("socket", 0o755)):
+            path = self.root / folder
+            path.mkdir(mode=mode)
+            shutil.chown(path, "postgres", "postgres")
+        (self.root / "server.log").touch()
+        shutil.chown(self.root / "server.log", "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.root / "data"), "-U",
+                          "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
+                          "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+        self.start()
+        self._as_postgres(str(self.bin / "psql"), "-h", str(self.root / "socket"), "-p",
+                          str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q",
+                          "-c", f"CREATE ROLE keyvault LOGIN PASSWORD '{PASSWORD}'",
+                          "-c", "CREATE DATABASE keyvault OWNER keyvault")
+
+    def start(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l",
+                          str(self.root / "server.log"), "-w", "start", "-o",
+                          f"-p {self.port} -k {self.root / 'socket'} "
+                          "-c listen_addresses=127.0.0.1 -c fsync=off")
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m",
+                          "fast", "-w", "stop")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    assert Path("/usr/lib/postgresql").is_dir(), "PostgreSQL is not installed (apt-get install " \
+                                                 "postgresql): this test runs a cluster of its own"
+    # Not under pytest's temporary folder, which is owner-only: the postgres user must enter.
+    root = Path(tempfile.mkdtemp(prefix="keyvault-outage-"))
+    os.chmod(root, 0o755)
+    cluster = Cluster(root)
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # a failed test may leave it down
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def keys(cluster):
+    """A user's key and a service key, made in the cluster's database."""
+    _migrate(cluster.url)
+    app = create_app(base_overrides(cluster.url))
+    with app.app_context():
+        origin = service.Origin("127.0.0.1", "pytest")
+        owner = service.sign_up("owner@example.com", "correct horse battery", origin)
+        _, value = service.create_key(owner, label="used", scopes=["user:read"], origin=origin)
+        _, caller = service.create_key(owner, label="service", scopes=["key:verify"],
+                                       origin=origin)
+        from keyvault.extensions import db
+
+        db.engine.dispose()
+    return value, caller
+
+
+class Load:
+    """Threads calling verify as fast as they can; every answer is kept."""
+
+    def __init__(self, url: str, value: str, caller: str, threads: int = 4):
+        self.url, self.value, self.caller = url, value, caller
+        self.answers: list[tuple[float, float, int, dict | None, dict]] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
+
+    def run(self):
+        with requests.Session() as session:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = session.post(
+                        f"{self.url}/api/verify/", json={"key": self.value},
+                        headers={"Authorization": f"Bearer {self.caller}",
+                                 "Connection": "close"}, timeout=10)
+                    body = response.json() if response.content else None
+                    self.answers.append((started, time.monotonic() - started,
+                                         response.status_code, body, dict(response.headers)))
+                except requests.RequestException as error:
+                    self.answers.append((started, time.monotonic() - started, 0,
+                                         {"error": str(error)}, {}))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+    def since(self, moment: float) -> list:
+        return [answer for answer in self.answers if answer[0] >= moment]
+
+
+def test_an_outage_under_load_fails_closed_and_recovers(cluster, keys, tmp_path):
+    value, caller = keys
+    server = start_server(cluster.url, tmp_path / "gunicorn.log")
+    try:
+        with Load(server.url, value, caller) as load:
+            time.sleep(1.5)
+            assert any(a[2] == 200 and a[3]["active"] for a in load.answers), load.answers[:3]
+            cluster.stop()
+            down = time.monotonic()
+            time.sleep(4)
+            during = load.since(down + 0.5)  # answers to requests sent once the server was gone
+            readyz = requests.get(f"{server.url}/readyz", timeout=10)
+            cluster.start()
+            up = time.monotonic()
+            deadline = up + 20
+            while not any(a[2] == 200 for a in load.since(up)):
+                assert time.monotonic() < deadline, "KeyVault did not recover"
+                time.sleep(0.2)
+        assert len(during) >= 10, during  # the load went on through the outage
+        for _, elapsed, status, body, headers in during:
+            assert status == 503, (status, body)
+            assert headers["Content-Type"] == "application/problem+json"
+            assert int(headers["Retry-After"]) > 0
+            assert elapsed < 5, elapsed  # KEYVAULT_DATABASE_TIMEOUT is 2 s
+        assert (readyz.status_code, readyz.headers["Retry-After"]) == (503, "5")
+        recovered = [a for a in load.since(up) if a[2] == 200]
+        assert all(a[3]["active"] is True for a in recovered)
+        assert not [a for a in load.answers if a[2] not in (200, 503)], "only verdicts or 503"
+        log = server.log()
+        assert "Traceback" not in log and "SELECT" not in log
+        outage_lines = [line for line in log.splitlines() if "database unavailable" in line]
+        assert 1 <= len(outage_lines) <= 8, outage_lines  # per kind, per worker, per 30 s
+    finally:
+        stop_server(server)
+    # Afterwards the same database still holds what it held: nothing was half-written.
+    engine = create_engine(cluster.url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 2
+    engine.dispose()
