@@ -49,7 +49,6 @@ def create_app(overrides: dict | None = None) -> Flask:
                        or not k.startswith("KEYVAULT_")})
     _database_timeouts(app)
 
-
     db.init_app(app)
     migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True,
                      compare_type=True)
