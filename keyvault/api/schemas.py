@@ -56,6 +56,8 @@ Description = Annotated[str | None, Field(json_schema_extra={"pattern": DESCRIPT
     f"Free text, at most {DESCRIPTION_MAX} characters once trimmed; tabs and line breaks are "
     "the only control characters allowed."))]
 Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
+# An ISO 8601 date-time, parsed (and judged) by service.validation.clean_expiry.
+DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 # Scope items are refined per instance (the catalogue) when the document is built.
 GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
 
@@ -66,7 +68,7 @@ class CreateKey(_Request):
     scopes: GrantedScopes = Field(None, description=(
         "Scopes from the catalogue. Omitted: the presenting key's own scopes. A key can never "
         "grant a scope it lacks (403)."))
-    expires_at: str | None = Field(None, json_schema_extra={"format": "date-time"}, description=(
+    expires_at: DateTimeText | None = Field(None, description=(
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
         "omitted or null, the new key ends when it does."))
