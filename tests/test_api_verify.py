@@ -390,3 +390,41 @@ def test_a_good_caller_with_a_bad_body_gets_400(client, service_key):
     response = client.post("/api/verify/", headers=service_key, json={"scopes": []})
     assert response.status_code == 400
     assert response.json["field"] == "key"
+
+
+@pytest.mark.parametrize(("user_name", "status"), [("flags-service", 200), ("", 200)])
+def test_the_caller_may_send_its_key_as_http_basic_password(client, user, make_key, service_key,
+                                                            user_name, status):
+    """RFC 7662 §2.1: an introspection client authenticates with client credentials; the
+    service's key is the password, any user name. On the fast path (JSON) and in Flask (form)."""
+    import base64
+
+    caller = service_key["Authorization"].removeprefix("Bearer ")
+    _, value = make_key(user)
+    basic = {"Authorization": "Basic " + base64.b64encode(
+        f"{user_name}:{caller}".encode()).decode()}
+    for body in (dict(json={"key": value}), dict(data={"token": value})):
+        response = client.post("/api/verify/", headers=basic, **body)
+        assert response.status_code == status and response.json["active"] is True
+
+
+@pytest.mark.parametrize("credentials", ["x:kv_wrong", "no-colon", "%%%"])
+def test_a_wrong_basic_password_is_401(client, user, make_key, credentials):
+    import base64
+
+    _, value = make_key(user)
+    encoded = base64.b64encode(credentials.encode()).decode() if credentials != "%%%" else "%%%"
+    response = client.post("/api/verify/", json={"key": value},
+                           headers={"Authorization": f"Basic {encoded}"})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_basic_is_for_verify_only(client, user, make_key):
+    """Elsewhere a key travels as Bearer: Basic is not a credential for the rest of the API."""
+    import base64
+
+    _, value = make_key(user, scopes=["*"])
+    basic = {"Authorization": "Basic " + base64.b64encode(f"me:{value}".encode()).decode()}
+    assert client.get("/api/users/@me/", headers=basic).status_code == 401
+    assert client.get("/api/forward_auth/", headers=basic).status_code == 401

@@ -76,3 +76,26 @@ def test_authlib_refuses_unknown_and_revoked_keys_at_once(protected, user, make_
     refused = protected.get("/me", headers=bearer(value))
     assert refused.status_code == 401 and refused.json["error"] == "invalid_token"
     assert protected.get("/me", headers=bearer("kv_" + "x" * 46)).status_code == 401
+
+
+def test_an_oauth_client_introspects_with_its_client_secret(live_server, user, make_key,
+                                                             make_user):
+    """Authlib's OAuth 2.0 client, as it is: `introspect_token` posts the token as a form and
+    authenticates with HTTP Basic (client_secret_basic, RFC 7662 §2.1). The service's key is
+    its client secret; any client id will do."""
+    from authlib.integrations.requests_client import OAuth2Session
+
+    _, service_key = make_key(make_user("service@example.com"), label="service",
+                              scopes=["key:verify"])
+    key, value = make_key(user, scopes=["user:read"])
+    url = f"{live_server.url}/api/verify/"
+    with OAuth2Session(client_id="flags-service", client_secret=service_key) as oauth:
+        answer = oauth.introspect_token(url, token=value).json()
+        assert (answer["active"], answer["sub"], answer["scope"]) == (True, str(user.id),
+                                                                     "user:read")
+        service.revoke_key(user, key.public_id, service.Origin())
+        assert oauth.introspect_token(url, token=value).json() == {"active": False,
+                                                                   "code": "revoked"}
+    with OAuth2Session(client_id="flags-service", client_secret="kv_wrong") as oauth:
+        refused = oauth.introspect_token(url, token=value)
+        assert refused.status_code == 401

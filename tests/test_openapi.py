@@ -65,7 +65,11 @@ def test_each_operation_states_the_scope_its_view_demands(app, spec):
         assert operation["x-required-scope"] == scope, (path, method)
         if scope:
             assert f"`{scope}`" in operation["description"]
-            assert operation["security"] == [{"bearer": [scope]}, {"personal_api_key": [scope]}]
+            # verify, the introspection endpoint, also takes the caller's key as HTTP Basic's
+            # password (RFC 7662 §2.1); every other operation a Bearer key or the parameter.
+            basic = [{"basic": [scope]}] if path == "/api/verify/" else []
+            assert operation["security"] == [{"bearer": [scope]}, *basic,
+                                             {"personal_api_key": [scope]}]
 
 
 def resolve(spec, item):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 
 from flask import Request
@@ -46,13 +48,27 @@ def parse_json(data: bytes):
     return body
 
 
-def bearer_value(header: str) -> str:
-    """The key in an Authorization header; "" (never valid) for any other scheme."""
+def bearer_value(header: str, basic: bool = False) -> str:
+    """The key in an Authorization header; "" (never valid) for any other scheme.
+
+    With `basic` (verify, the introspection endpoint), HTTP Basic is read too, the key being the
+    password: RFC 7662 clients authenticate with client credentials that way (§2.1), so an
+    off-the-shelf one works with the service key as its client secret, whatever its client id.
+    """
     scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip()
+    if basic and scheme == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+        return decoded.partition(":")[2]
+    return ""
 
 
-def read_credential(request: Request) -> Credential | None:
+def read_credential(request: Request, basic: bool = False) -> Credential | None:
     """Authorization: Bearer, then a body field, then the query string; only the first found counts.
 
     A key found in one place is never retried from another, so a wrong header can't be rescued
@@ -60,7 +76,7 @@ def read_credential(request: Request) -> Credential | None:
     """
     header = request.headers.get("Authorization")
     if header is not None:
-        return Credential(bearer_value(header), "header")
+        return Credential(bearer_value(header, basic), "header")
     try:
         body = json_body(request)
     except MalformedBody:

@@ -63,7 +63,7 @@ class VerifyFastLane:
         def read_body() -> VerifyRequest:
             return gate.verify_request(parse_json(environ["wsgi.input"].read(length)))
 
-        caller = bearer_value(environ["HTTP_AUTHORIZATION"])
+        caller = bearer_value(environ["HTTP_AUTHORIZATION"], basic=True)
         try:
             return gate.verify(caller, read_body, origin_of(environ), app=self.app)
         except Exception as error:  # noqa: BLE001 - answered and logged as in Flask (errors.py)

@@ -162,14 +162,18 @@ def _headers() -> dict:
 # ---------------------------------------------------------------- operations
 
 
-def _security(scope: str | None, header_only: bool = False) -> list[dict]:
+def _security(scope: str | None, header_only: bool = False, basic: bool = False) -> list[dict]:
     roles = [scope] if scope else []
-    return [{"bearer": roles}] if header_only else [{"bearer": roles}, {"personal_api_key": roles}]
+    if header_only:
+        return [{"bearer": roles}]
+    return [{"bearer": roles}, *([{"basic": roles}] if basic else []),
+            {"personal_api_key": roles}]
 
 
 def _operation(operation_id: str, tag: str, summary: str, description: str, scope: str | None,
                responses: dict, *, parameters: list | None = None, body: dict | None = None,
-               errors: tuple[str, ...] = (), header_only: bool = False) -> dict:
+               errors: tuple[str, ...] = (), header_only: bool = False,
+               basic: bool = False) -> dict:
     if scope:
         description += f"\n\nRequires scope `{scope}` (`*` grants every scope; " \
                        "`object:write` implies `object:read`)."
@@ -181,7 +185,7 @@ def _operation(operation_id: str, tag: str, summary: str, description: str, scop
         "summary": summary,
         "description": description,
         "x-required-scope": scope,
-        "security": _security(scope, header_only),
+        "security": _security(scope, header_only, basic),
         "responses": dict(responses),
     }
     if parameters:
@@ -306,7 +310,7 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "not listed as a second body type because client generators mishandle a required "
             "body with two types.)", verify,
             {"200": _json("VerifyResult", "The verdict.", no_store)},
-            body=_json_body("VerifyRequest", "The key to check.", required=True),
+            body=_json_body("VerifyRequest", "The key to check.", required=True), basic=True,
             errors=("UnsupportedMediaType",),
         )},
         "/api/forward_auth/": {"get": _operation(
@@ -400,6 +404,12 @@ def document() -> dict:
                 "bearer": {
                     "type": "http", "scheme": "bearer", "bearerFormat": f"{prefix}_…",
                     "description": "`Authorization: Bearer <key>`: the preferred place.",
+                },
+                "basic": {
+                    "type": "http", "scheme": "basic",
+                    "description": "Verify only, for RFC 7662 clients that authenticate with "
+                                   "client credentials (§2.1): any user name, the service's "
+                                   "key as the password.",
                 },
                 "personal_api_key": {
                     "type": "apiKey", "in": "query", "name": "personal_api_key",

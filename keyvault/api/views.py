@@ -41,8 +41,8 @@ bp = Blueprint("api", __name__)
 # ---------------------------------------------------------------- request plumbing
 
 
-def _credential() -> str | None:
-    credential = read_credential(request)
+def _credential(basic: bool = False) -> str | None:
+    credential = read_credential(request, basic)
     return credential.value if credential is not None else None
 
 
@@ -212,7 +212,7 @@ def _verify_body() -> VerifyRequest:
 @bp.post("/verify/")
 def verify():
     """Is this key valid, whose is it and what may it do? One database round trip for both keys."""
-    return respond(gate.verify(_credential(), _verify_body, origin()))
+    return respond(gate.verify(_credential(basic=True), _verify_body, origin()))
 
 
 verify.required_scope = VERIFY
