@@ -129,3 +129,15 @@ class SecurityEvent(db.Model):
     details: Mapped[dict] = mapped_column(JSON, default=dict)
 
     key: Mapped[ApiKey | None] = relationship()
+
+
+class FormSubmission(db.Model):
+    """A create or roll form that has acted: its one-time token, so a reload, Back or a double
+    click cannot act again (service.submissions)."""
+
+    __tablename__ = "form_submissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())

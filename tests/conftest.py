@@ -181,6 +181,17 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def once_token(html: str, form: str = "create") -> str:
+    """The one-time token of the page's create form, or of its roll forms (`form="roll"`)."""
+    if form == "create":
+        match = re.search(r'id="create-once" name="once" type="hidden" value="([^"]+)"', html)
+    else:
+        match = re.search(r'class="inline roll-form".*?name="once" type="hidden" value="([^"]+)"',
+                          html, re.DOTALL)
+    assert match, f"page has no {form} form"
+    return match.group(1)
+
+
 class AuthActions:
     """Browser-style actions through the test client, with real CSRF tokens."""
 
@@ -205,8 +216,9 @@ class AuthActions:
         return self.client.post("/logout", data={"csrf_token": token})
 
     def create_key(self, label="my key", **fields):
-        token = self.csrf("/settings/api-keys")
-        data = {"label": label, "expiry": "30", "preset": "full", "csrf_token": token, **fields}
+        page = self.client.get("/settings/api-keys").get_data(as_text=True)
+        data = {"label": label, "expiry": "30", "preset": "full", "csrf_token": csrf_from(page),
+                "once": once_token(page), **fields}
         return self.client.post("/settings/api-keys", data=data)
 
 

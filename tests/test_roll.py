@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from datetime import datetime, timedelta
 
@@ -12,7 +13,7 @@ import requests
 from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey
-from tests.conftest import T0, csrf_from, shown_key, verify
+from tests.conftest import T0, csrf_from, once_token, shown_key, verify
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
 
@@ -163,9 +164,12 @@ def test_api_cannot_roll_another_users_key(client, user, make_user, make_key):
 
 
 def roll_on_page(client, key: ApiKey, grace: str):
-    token = csrf_from(client.get("/settings/api-keys").get_data(as_text=True))
+    """POST the roll form; when the page shows none (every key revoked), with a token as an
+    older page would have carried."""
+    page = client.get("/settings/api-keys").get_data(as_text=True)
+    once = once_token(page, "roll") if "roll-form" in page else secrets.token_urlsafe(24)
     return client.post(f"/settings/api-keys/{key.public_id}/roll",
-                       data={"grace": grace, "csrf_token": token})
+                       data={"grace": grace, "csrf_token": csrf_from(page), "once": once})
 
 
 def grace_note(html: str, key: ApiKey) -> str | None:

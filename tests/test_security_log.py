@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
-from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from
+from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from, once_token
 
 ADDRESS = "198.51.100.23"
 AGENT = "SecLogTest/2.0 (+https://example.com)"
@@ -57,8 +57,10 @@ def create_by_api(client, key, tool):
 
 
 def roll_on_page(client, key, tool):
+    page = client.get("/settings/api-keys").get_data(as_text=True)
     response = client.post(f"/settings/api-keys/{key.public_id}/roll",
-                           data={"grace": "3600", "csrf_token": page_token(client)})
+                           data={"grace": "3600", "csrf_token": csrf_from(page),
+                                 "once": once_token(page, "roll")})
     assert response.status_code == 200
     return key
 

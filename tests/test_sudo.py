@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent, User
-from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from, shown_key
+from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from, once_token, shown_key
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
 
@@ -69,16 +69,18 @@ LABEL = 'CI "deploys" <main> & co'
 
 
 def post_create(client):
-    token = csrf_from(client.get("/settings/api-keys").get_data(as_text=True))
+    page = client.get("/settings/api-keys").get_data(as_text=True)
     return client.post("/settings/api-keys", data=MultiDict([
         ("label", LABEL), ("description", "nightly"), ("expiry", "7"), ("preset", "custom"),
-        ("scopes", "user:read"), ("scopes", "key:verify"), ("csrf_token", token)]))
+        ("scopes", "user:read"), ("scopes", "key:verify"), ("csrf_token", csrf_from(page)),
+        ("once", once_token(page))]))
 
 
 def post_roll(client, key: ApiKey, grace: str = "3600"):
-    token = csrf_from(client.get("/settings/api-keys").get_data(as_text=True))
+    page = client.get("/settings/api-keys").get_data(as_text=True)
     return client.post(f"/settings/api-keys/{key.public_id}/roll",
-                       data={"grace": grace, "csrf_token": token})
+                       data={"grace": grace, "csrf_token": csrf_from(page),
+                             "once": once_token(page, "roll")})
 
 
 def post_delete(client):

@@ -10,6 +10,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - pagination  keyset pages and their cursors
 - accounts    sign-up, login and its guessing limit, sudo checks, sessions
 - keys        the ownership check; create, edit, roll, revoke
+- submissions one-time form tokens: create and roll forms act once
 - verify      judging presented keys (the hot path), then recording their use
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
 

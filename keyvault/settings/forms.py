@@ -3,6 +3,7 @@
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
+    HiddenField,
     RadioField,
     SelectField,
     SelectMultipleField,
@@ -15,6 +16,7 @@ from wtforms.validators import DataRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..service import InvalidInput
+from ..service.submissions import new_token
 from ..service.validation import DESCRIPTION_MAX, LABEL_MAX, clean_description, clean_label
 
 
@@ -68,6 +70,7 @@ class CreateKeyForm(FlaskForm):
     expires_on = DateField("Custom expiry date", validators=[Optional()])
     preset = RadioField("Access", choices=choices(PRESETS), default="full")
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
+    once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Create key")
 
 
@@ -82,6 +85,7 @@ class EditKeyForm(FlaskForm):
 
 class RollKeyForm(FlaskForm):
     grace = SelectField("Keep the old value working for", choices=choices(GRACE_CHOICES), default="0")
+    once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Roll key")
 
 

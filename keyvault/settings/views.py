@@ -9,7 +9,7 @@ from flask_login import current_user, login_required, logout_user
 
 from .. import clock, service
 from ..request_context import origin
-from ..service import scopes
+from ..service import scopes, submissions
 from ..web import no_store, reauthenticate, sudo_required
 from .forms import EXPIRY_CHOICES, ActionForm, CreateKeyForm, EditKeyForm, RollKeyForm, choices
 
@@ -86,7 +86,7 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         now=now,
         form=create_form or _create_form(fresh=True),
         action_form=ActionForm(),
-        roll_form=RollKeyForm(),
+        roll_form=RollKeyForm(formdata=None),  # a fresh one-time token, never the posted one
         new_value=new_value,
         new_key=new_key,
         live_count=service.live_key_count(current_user),
@@ -94,6 +94,16 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         max_days=current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"],
         soon=timedelta(days=7),
     ), status
+
+
+def _already_done(refusal: submissions.AlreadySubmitted, action: str):
+    """A second submission of a form that already acted (reload, Back, double click): say so;
+    the value was shown once, in the answer to the first, and is not shown again."""
+    flash(f"This form was already submitted: the key was {action} then, and its value was "
+          "shown once, in that answer. If you did not copy it, roll the key to get a new one."
+          if refusal.used else refusal.detail, "error")
+    no_store()
+    return redirect(url_for(".api_keys"), 303)
 
 
 @bp.get("/api-keys")
@@ -107,6 +117,7 @@ def create_key():
     form = _create_form()
     if form.validate_on_submit():
         try:
+            submissions.claim(current_user, form.once.data)
             key, value = service.create_key(
                 current_user,
                 label=form.label.data,
@@ -115,6 +126,8 @@ def create_key():
                 expires_at=_expiry_from(form),
                 origin=origin(),
             )
+        except submissions.AlreadySubmitted as refusal:
+            return _already_done(refusal, "created")
         except service.ServiceError as error:
             target = getattr(form, error.field, None) if error.field else None
             (target.errors if target is not None else form.form_errors).append(error.detail)
@@ -160,8 +173,12 @@ def roll_key(public_id: str):
     if not form.validate_on_submit():
         abort(400)
     try:
+        _key_or_404(public_id)
+        submissions.claim(current_user, form.once.data)
         key, value = service.roll_key(current_user, public_id, origin=origin(),
                                       grace_period_seconds=int(form.grace.data))
+    except submissions.AlreadySubmitted as refusal:
+        return _already_done(refusal, "rolled")
     except service.KeyNotFound:
         abort(404)
     except service.ServiceError as error:
