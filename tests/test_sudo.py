@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 
 from keyvault import clock, service
 from keyvault.extensions import db
-from keyvault.models import ApiKey, SecurityEvent, User
+from keyvault.models import ApiKey, FormSubmission, SecurityEvent, User
 from tests.conftest import PASSWORD, AuthActions, FreshContextClient, csrf_from, once_token, shown_key
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
@@ -260,10 +260,12 @@ def test_account_deletion_deletes_every_key(client, auth, user, make_user, make_
     values += [old_value, service.roll_key(user, rolled.public_id, origin=ORIGIN,
                                            grace_period_seconds=3600)[1]]
     auth.login()
+    values.append(shown_key(post_create(client).get_data(as_text=True)))  # a form that acted
     response = post_delete(client)
     assert response.status_code == 302 and not is_prompt(response)
     assert user_count() == 1
     assert db.session.scalar(select(func.count(ApiKey.id)).where(ApiKey.label != "verifier")) == 0
+    assert db.session.scalar(select(func.count(FormSubmission.id))) == 0
     for value in values:
         answer = client.post("/api/verify/", json={"key": value},
                              headers={"Authorization": f"Bearer {verifier}"}).json

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
-from ..models import ApiKey, SecurityEvent, User
+from ..models import ApiKey, FormSubmission, SecurityEvent, User
 from .errors import EmailTaken, TooManyFailures, UserNotFound
 from .events import Origin, record
 from .validation import clean_email, clean_password, has_control_characters, normalise_email
@@ -150,7 +150,7 @@ def find_user(email: str) -> User:
 
 def delete_account(user: User, origin: Origin) -> None:
     """Delete the account, its keys and its log: every key stops verifying at once."""
-    db.session.execute(SecurityEvent.__table__.delete().where(SecurityEvent.user_id == user.id))
-    db.session.execute(ApiKey.__table__.delete().where(ApiKey.user_id == user.id))
+    for table in (SecurityEvent.__table__, FormSubmission.__table__, ApiKey.__table__):
+        db.session.execute(table.delete().where(table.c.user_id == user.id))
     db.session.delete(user)
     db.session.commit()
