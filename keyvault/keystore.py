@@ -171,21 +171,30 @@ class KeyStore:
         TOUCH_WAIT_MS the stamp is kept here, and written with the next one that gets through
         (last_used_at catches up; it never moves backwards). False when it had to wait.
         """
+        if not self._stamp_or_defer(key_id, now, threshold):
+            return False
+        with self._lock:
+            pending, self._pending = list(self._pending.items()), {}
+        for index, (other, when) in enumerate(pending):
+            if other != key_id and not self._stamp_or_defer(other, when, when):
+                with self._lock:  # a writer holds the lock again: the rest wait for the next
+                    for later, at in pending[index + 1:]:
+                        self._pending.setdefault(later, at)
+                break
+        return True
+
+    def _stamp_or_defer(self, key_id: int, when: datetime, threshold: datetime) -> bool:
+        """Write one stamp; when a writer holds the lock, keep it for later (False)."""
         try:
-            self._stamp(key_id, now, threshold)
+            self._stamp(key_id, when, threshold)
+            return True
         except DBAPIError as error:
             if not self._lock_busy(error.orig):
                 raise
             with self._lock:
                 if len(self._pending) < PENDING_MAX:
-                    self._pending.setdefault(key_id, now)
+                    self._pending.setdefault(key_id, when)
             return False
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for other, when in pending.items():
-            if other != key_id:
-                self._stamp(other, when, when)
-        return True
 
     def _stamp(self, key_id: int, when: datetime, threshold: datetime) -> None:
         bind = self._bind_time

@@ -15,16 +15,19 @@ from keyvault.models import ApiKey
 
 
 @contextmanager
-def writer_holding_the_lock(database_url: str, key_id: int, owner_id: int):
+def writer_holding_the_lock(database_url: str, key_id: int, owner_id: int,
+                            also: tuple[int, ...] = ()):
     """Another client's open write transaction: SQLite's write lock (BEGIN IMMEDIATE), or on
-    PostgreSQL the rows a usage stamp and a key creation need (the key's and its owner's)."""
+    PostgreSQL the rows a usage stamp and a key creation need (the keys' and their owner's)."""
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
-            conn.execute(text("SELECT id FROM api_keys WHERE id = :id FOR UPDATE"), {"id": key_id})
+            for locked in (key_id, *also):
+                conn.execute(text("SELECT id FROM api_keys WHERE id = :id FOR UPDATE"),
+                             {"id": locked})
             conn.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": owner_id})
         try:
             yield

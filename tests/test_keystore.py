@@ -59,3 +59,26 @@ def test_previous_digest_index_is_partial_and_unique(app, user, make_key):
                            {"d": "f" * 64})
         db.session.commit()
     db.session.rollback()
+
+
+def test_stamps_met_by_a_held_lock_are_written_later_and_none_is_lost(app, user, make_key,
+                                                                     database_url):
+    """A usage stamp that meets another writer's lock is deferred (touch answers False, at once);
+    the next stamp that gets through writes every deferred one, with its own time."""
+    from datetime import timedelta
+
+    from tests.test_database_locks import writer_holding_the_lock
+
+    store = keystore.keystore()
+    (a, _), (b, _), (c, _) = (make_key(user, label=label) for label in "abc")
+    now = clock.now()
+    with writer_holding_the_lock(database_url, a.id, user.id, also=(b.id,)):
+        assert store.touch(a.id, now, now - timedelta(minutes=1)) is False
+        assert store.touch(b.id, now + timedelta(seconds=1), now) is False
+    db.session.expire_all()
+    assert [db.session.get(ApiKey, k.id).last_used_at for k in (a, b)] == [None, None]
+    later = now + timedelta(seconds=5)
+    assert store.touch(c.id, later, later - timedelta(minutes=1)) is True
+    db.session.expire_all()
+    assert [db.session.get(ApiKey, k.id).last_used_at for k in (a, b, c)] == [
+        now, now + timedelta(seconds=1), later]
