@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import service
 from ..service import Origin, Verdict
@@ -97,7 +97,7 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
         body = read_body()
         subject = (body.key, body.scopes or [])
     except BODY_ERRORS as error:
-        if getattr(error, "code", None) == 413:
+        if isinstance(error, RequestEntityTooLarge):
             raise
         admission = admit(credential, [VERIFY], origin, app=app)
         return admission.refusal or from_error(error)

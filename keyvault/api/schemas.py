@@ -34,7 +34,6 @@ from ..service.validation import (
 )
 from ..service.verify import CODES
 
-CREDENTIAL_FIELD = "personal_api_key"
 CREDENTIAL_DESCRIPTION = (
     "Alternative place for the caller's key (a string). Read only when there is no "
     "Authorization header, and then anything but the right key is a 401; never a fall-back "
