@@ -1,88 +1,245 @@
-"""`keyvault serve`: gunicorn with KeyVault's defaults, and access logs that never show a key."""
+"""`keyvault serve`: granian (a Rust HTTP server) in front of the WSGI app, through a bridge that
+reads each request's body before a Python thread is given to it.
+
+Why a bridge: under any WSGI server the app is called as soon as the head arrives, and a thread
+that reads `wsgi.input` waits for the client — a few connections trickling their bodies hold every
+thread, the way two of them stopped gunicorn's sync workers. Here each request is read on the
+worker's event loop (a slow client costs a coroutine, and gets `BODY_TIMEOUT` seconds), up to the
+body limit; only a complete request goes to one of a fixed number of threads, which run the WSGI
+app. A fixed number of threads also bounds the database connections a worker holds (the verify
+hot path keeps one per thread). bench/README.md has the figures that chose this.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
-
-from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 from .redact import scrub
 
+# How long a client may take to send its body, from the moment its head arrived.
+BODY_TIMEOUT = 30.0
+# Python threads per worker process that run the app.
+DEFAULT_THREADS = 8
+# Requests a worker accepts at once (slow ones included: each costs a coroutine while it reads).
+BACKPRESSURE = 2048
 
-class ScrubbingFilter(logging.Filter):
-    """For gunicorn's error log, which names the request URI when a request fails."""
+access_log = logging.getLogger("keyvault.access")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-# What gunicorn's atoms for the default access-log format read from the WSGI environ.
-_LOGGED_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO",
-                   "QUERY_STRING", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
+_SERVER_ERROR = (500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
 
 
-class ScrubbingLogger(Logger):
-    """gunicorn's logger, with keys in URLs redacted from the access and the error log."""
+def _problem(status: int, title: str, detail: str) -> tuple[int, list, bytes]:
+    import orjson
 
-    def setup(self, cfg):
-        super().setup(cfg)
-        self.error_log.addFilter(ScrubbingFilter())
-        # gunicorn turns every request header and environ entry into an atom for each line;
-        # unless the format names one (`%({name}i)s`, `%({name}e)s`), skip building them.
-        self._lean = "}i)" not in cfg.access_log_format and "}e)" not in cfg.access_log_format
-
-    def atoms(self, resp, req, environ, request_time):
-        if self._lean:
-            environ = {name: environ[name] for name in _LOGGED_ENVIRON if name in environ}
-            req = ()
-        atoms = super().atoms(resp, req, environ, request_time)
-        # u: a Basic-auth user name; a: the User-Agent, where a careless client may put a key
-        for name in ("u", "r", "q", "f", "U", "a", "{raw_uri}e"):
-            if isinstance(atoms.get(name), str):
-                atoms[name] = scrub(atoms[name])
-        return atoms
+    body = orjson.dumps({"type": "about:blank", "title": title, "status": status,
+                         "detail": detail})
+    return status, [("Content-Type", "application/problem+json"), ("Connection", "close")], body
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict:
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "sync",
-        "keepalive": 5,
-        "accesslog": "-",
-        "errorlog": "-",
-        "logger_class": ScrubbingLogger,
-        "forwarded_allow_ips": "127.0.0.1,::1",
-        "timeout": 30,
-        # gunicorn's control socket is one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn): a
-        # second instance on the host would take over the first one's. KeyVault is managed
-        # with signals (SIGTERM, SIGHUP), so it opens none.
-        "control_socket_disable": True,
-    }
+class BufferedWSGI:
+    """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
+
+    def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS):
+        self.wsgi_app = wsgi_app
+        self.max_body = max_body
+        self.threads = threads
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ granian's hooks
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for number in range(self.threads):
+            threading.Thread(target=self._work, name=f"keyvault-{number + 1}", daemon=True).start()
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        for _ in range(self.threads):
+            self._jobs.put(None)
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        if scope.proto != "http":
+            return
+        started = time.perf_counter()
+        environ = self._environ(scope)
+        status, headers, body = await self._answer(environ, protocol)
+        protocol.response_bytes(status, headers, body)
+        if access_log.isEnabledFor(logging.INFO):
+            _log_access(environ, status, len(body), time.perf_counter() - started)
+
+    # ------------------------------------------------------------ one request
+
+    async def _answer(self, environ: dict, protocol) -> tuple[int, list, bytes]:
+        try:
+            declared = int(environ["CONTENT_LENGTH"]) if "CONTENT_LENGTH" in environ else None
+        except ValueError:
+            return _problem(400, "Bad Request", "The Content-Length header is not a number.")
+        if declared is not None and declared > self.max_body:
+            environ["wsgi.input"] = io.BytesIO()  # the app answers 413 from the length alone
+        else:
+            try:
+                body = await asyncio.wait_for(self._read(protocol, declared), BODY_TIMEOUT)
+            except TimeoutError:
+                return _problem(408, "Request Timeout",
+                                f"The request body did not arrive within {BODY_TIMEOUT:.0f} s.")
+            except Exception:  # the client went away mid-body: nobody reads the answer
+                return _problem(400, "Bad Request", "The request body was cut short.")
+            environ["wsgi.input"] = io.BytesIO(body)
+        future = self._loop.create_future()
+        self._jobs.put((environ, future))
+        return await future
+
+    async def _read(self, protocol, declared: int | None) -> bytes:
+        """The body, or (of unknown length) its first max_body + 1 bytes: enough for the app
+        to see that it is over the limit."""
+        if declared == 0:
+            return b""
+        limit = self.max_body + 1 if declared is None else declared
+        chunks, size = [], 0
+        async for chunk in protocol:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        return b"".join(chunks)[:limit]
+
+    def _work(self) -> None:
+        """A thread that runs the WSGI app, one request at a time."""
+        jobs, loop = self._jobs, self._loop
+        while (job := jobs.get()) is not None:
+            environ, future = job
+            try:
+                answer = self._call(environ)
+            except Exception:
+                logging.getLogger("keyvault").exception("the app failed outside Flask")
+                answer = _SERVER_ERROR
+            loop.call_soon_threadsafe(_settle, future, answer)
+
+    def _call(self, environ: dict) -> tuple[int, list, bytes]:
+        started: list = []
+
+        def start_response(status: str, headers: list, exc_info=None):
+            started[:] = [int(status[:3]), headers]
+            return lambda data: None  # the legacy write(): KeyVault never calls it
+
+        result = self.wsgi_app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return started[0], started[1], body
+
+    @staticmethod
+    def _environ(scope) -> dict:
+        """The WSGI environ (PEP 3333) of an RSGI scope."""
+        host, _, port = scope.server.rpartition(":")
+        address, _, client_port = scope.client.rpartition(":")
+        environ = {
+            "REQUEST_METHOD": scope.method,
+            "SCRIPT_NAME": "",
+            # RSGI gives the path percent-decoded as text; WSGI wants its bytes as latin-1
+            "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
+            "QUERY_STRING": scope.query_string,
+            "RAW_URI": quote(scope.path, safe="/:@!$&'()*+,;=~-._")
+            + (f"?{scope.query_string}" if scope.query_string else ""),
+            "SERVER_NAME": host.strip("[]"),
+            "SERVER_PORT": port,
+            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+            "REMOTE_ADDR": address.strip("[]"),
+            "REMOTE_PORT": client_port,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": scope.scheme,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+        }
+        for name, value in scope.headers.items():
+            if name == "content-type":
+                key = "CONTENT_TYPE"
+            elif name == "content-length":
+                key = "CONTENT_LENGTH"
+            else:
+                key = "HTTP_" + name.upper().replace("-", "_")
+            if key in environ:  # a repeated header: one value, as RFC 9110 joins them
+                value = f"{environ[key]}{'; ' if key == 'HTTP_COOKIE' else ', '}{value}"
+            environ[key] = value
+        return environ
 
 
-class KeyVaultServer(BaseApplication):
-    def __init__(self, options: dict):
-        self.options = options
-        super().__init__()
-
-    def load_config(self):
-        for name, value in self.options.items():
-            self.cfg.set(name, value)
-
-    def load(self):
-        from . import create_app
-
-        return create_app()  # each worker builds its own app, engine and connection pool
+def _settle(future: asyncio.Future, answer) -> None:
+    if not future.cancelled():
+        future.set_result(answer)
 
 
-def run(host: str, port: int, workers: int) -> None:
+def _log_access(environ: dict, status: int, size: int, seconds: float) -> None:
+    """One line per request, the combined log format plus the duration; a key that a client put
+    in the URL, the Referer or the User-Agent is redacted (Basic-auth users are never logged)."""
+    access_log.info(
+        '%s - - [%s] "%s %s %s" %d %d "%s" "%s" %.1fms',
+        environ["REMOTE_ADDR"], datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S %z"),
+        environ["REQUEST_METHOD"], scrub(environ["RAW_URI"]), environ["SERVER_PROTOCOL"],
+        status, size, scrub(environ.get("HTTP_REFERER", "-")),
+        scrub(environ.get("HTTP_USER_AGENT", "-")), seconds * 1000)
+
+
+def _configure_logging() -> None:
+    """Access lines on stdout, one per request, in every worker."""
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+
+
+def application() -> BufferedWSGI:
+    """What each granian worker serves: its own app, engine and connection pool."""
+    from . import create_app
+
+    _configure_logging()
+    app = create_app()
+    return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
+                        int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)))
+
+
+def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
+    """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
+
+    SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
+    one by one, starting each new one before the old one stops, so no request is lost.
+    """
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
+    Server(
+        target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
+        workers=workers, http=HTTPModes.http1, websockets=False,
+        backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
+        # granian reads request heads itself and drops a client that takes longer than this
+        http1_settings=HTTP1Settings(header_read_timeout=10_000, keep_alive=True),
+        log_level=LogLevels.info, log_access=False,  # KeyVault writes its own, scrubbed
+        respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=30,
+    ).serve()
+
+
+def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     from . import create_app
 
     create_app()  # generate instance secrets once, before workers race for them
-    KeyVaultServer(gunicorn_options(host, port, workers)).run()
+    serve("keyvault.server:application", host, port, workers, threads)
