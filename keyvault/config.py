@@ -116,6 +116,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_LOGIN_MAX_FAILURES": _int(env, "KEYVAULT_LOGIN_MAX_FAILURES", 10),
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
+        "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),
         "KEYVAULT_ARGON2": {},
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAX_CONTENT_LENGTH": max_body,

@@ -209,7 +209,7 @@ class KeyStore:
 
 def keystore(app: Flask | None = None) -> KeyStore:
     """The app's KeyStore (default: the current app's), made on first use in each process, after
-    gunicorn forks."""
+    the server starts its workers."""
     if app is None:
         app = current_app._get_current_object()
     store = app.extensions.get("keyvault.keystore")

@@ -4,7 +4,7 @@ reads each request's body before a Python thread is given to it.
 Why a bridge: under any WSGI server the app is called as soon as the head arrives, and a thread
 that reads `wsgi.input` waits for the client — a few connections trickling their bodies hold every
 thread, the way two of them stopped gunicorn's sync workers. Here each request is read on the
-worker's event loop (a slow client costs a coroutine, and gets `BODY_TIMEOUT` seconds), up to the
+worker's event loop (a slow client costs a coroutine, and gets KEYVAULT_BODY_TIMEOUT seconds), up to the
 body limit; only a complete request goes to one of a fixed number of threads, which run the WSGI
 app. A fixed number of threads also bounds the database connections a worker holds (the verify
 hot path keeps one per thread). bench/README.md has the figures that chose this.
@@ -26,8 +26,6 @@ from urllib.parse import quote
 
 from .redact import scrub
 
-# How long a client may take to send its body, from the moment its head arrived.
-BODY_TIMEOUT = 30.0
 # Python threads per worker process that run the app.
 DEFAULT_THREADS = 8
 # Requests a worker accepts at once (slow ones included: each costs a coroutine while it reads).
@@ -49,9 +47,11 @@ def _problem(status: int, title: str, detail: str) -> tuple[int, list, bytes]:
 class BufferedWSGI:
     """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
 
-    def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS):
+    def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
+                 body_timeout: float = 30.0):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,10 +88,10 @@ class BufferedWSGI:
             environ["wsgi.input"] = io.BytesIO()  # the app answers 413 from the length alone
         else:
             try:
-                body = await asyncio.wait_for(self._read(protocol, declared), BODY_TIMEOUT)
+                body = await asyncio.wait_for(self._read(protocol, declared), self.body_timeout)
             except TimeoutError:
-                return _problem(408, "Request Timeout",
-                                f"The request body did not arrive within {BODY_TIMEOUT:.0f} s.")
+                return _problem(408, "Request Timeout", "The request body did not arrive within "
+                                f"{self.body_timeout:g} s.")
             except Exception:  # the client went away mid-body: nobody reads the answer
                 return _problem(400, "Bad Request", "The request body was cut short.")
             environ["wsgi.input"] = io.BytesIO(body)
@@ -212,7 +212,8 @@ def application() -> BufferedWSGI:
     _configure_logging()
     app = create_app()
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
-                        int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)))
+                        int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
+                        app.config["KEYVAULT_BODY_TIMEOUT"])
 
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:

@@ -1,4 +1,4 @@
-"""WSGI entry point for other servers: `gunicorn 'keyvault.wsgi:app'`."""
+"""WSGI entry point for other servers (`keyvault serve` is the supported one: README)."""
 
 from . import create_app
 

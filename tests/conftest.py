@@ -1,5 +1,5 @@
 """Shared fixtures: a real database (SQLite file, or PostgreSQL from KEYVAULT_TEST_DATABASE_URL),
-the app, a client, users and keys, and a live gunicorn server for cross-process tests."""
+the app, a client, users and keys, and a live `keyvault serve` for cross-process tests."""
 
 from __future__ import annotations
 
@@ -275,7 +275,7 @@ def frozen(monkeypatch):
     return frozen
 
 
-# ---------------------------------------------------------------- a live gunicorn server
+# ---------------------------------------------------------------- a live `keyvault serve`
 
 
 def _free_port() -> int:
@@ -296,7 +296,7 @@ class LiveServer:
 
 def start_server(database_url: str, log_path: Path, workers: int = 2,
                  extra_env: dict | None = None) -> LiveServer:
-    """`keyvault serve` exactly as operators run it (gunicorn), on a free port."""
+    """`keyvault serve` exactly as operators run it (granian), on a free port."""
     port = _free_port()
     env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
            "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
@@ -332,12 +332,12 @@ def stop_server(server: LiveServer) -> None:
 
 @pytest.fixture(scope="session")
 def live_server_process(database_url, tmp_path_factory):
-    server = start_server(database_url, tmp_path_factory.mktemp("server") / "gunicorn.log")
+    server = start_server(database_url, tmp_path_factory.mktemp("server") / "serve.log")
     yield server
     stop_server(server)
 
 
 @pytest.fixture
 def live_server(live_server_process, app):
-    """The running gunicorn server, sharing this test's (emptied-afterwards) database."""
+    """The running `keyvault serve`, sharing this test's (emptied-afterwards) database."""
     return live_server_process

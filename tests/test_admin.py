@@ -251,8 +251,8 @@ def test_admin_cannot_deactivate_themselves(admin_client, people):
         as_text=True)
 
 
-def test_deactivation_applies_in_every_gunicorn_worker(live_server, admin_client, people):
-    """Against two gunicorn workers: every call answers user_inactive right after deactivation."""
+def test_deactivation_applies_in_every_server_worker(live_server, admin_client, people):
+    """Against two server workers: every call answers user_inactive right after deactivation."""
 
     def live(value):
         response = requests.post(f"{live_server.url}/api/verify/", json={"key": value},

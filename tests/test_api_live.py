@@ -1,4 +1,4 @@
-"""Against the real server (gunicorn, 2 workers): revocation reaches every worker at once."""
+"""Against the real server (`keyvault serve`, 2 workers): revocation reaches every worker at once."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_query_string_keys_never_reach_the_access_log(live_server, http, user, m
     assert response.status_code == 200
     deadline = time.monotonic() + 10
     while marker not in live_server.log() and time.monotonic() < deadline:
-        time.sleep(0.05)  # gunicorn writes the access line just after the response
+        time.sleep(0.05)  # the server writes the access line just after the response
     log = live_server.log()
     assert marker in log
     assert value not in log

@@ -117,7 +117,7 @@ class Load:
                                  "Connection": "close"}, timeout=10)
                     body = response.json() if response.content else None
                     self.answers.append((started, time.monotonic() - started,
-                                         response.status_code, body, dict(response.headers)))
+                                         response.status_code, body, response.headers))
                 except requests.RequestException as error:
                     self.answers.append((started, time.monotonic() - started, 0,
                                          {"error": str(error)}, {}))
@@ -138,7 +138,7 @@ class Load:
 
 def test_an_outage_under_load_fails_closed_and_recovers(cluster, keys, tmp_path):
     value, caller = keys
-    server = start_server(cluster.url, tmp_path / "gunicorn.log")
+    server = start_server(cluster.url, tmp_path / "serve.log")
     try:
         with Load(server.url, value, caller) as load:
             time.sleep(1.5)

@@ -1,5 +1,5 @@
 """Real gateways (nginx auth_request, Caddy forward_auth) in front of a tiny upstream, asking a
-real KeyVault (gunicorn) through /api/forward_auth/, configured as the README shows."""
+real KeyVault (`keyvault serve`) through /api/forward_auth/, configured as the README shows."""
 
 from __future__ import annotations
 
@@ -134,8 +134,8 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def keyvault(database_url, tmp_path_factory):
-    """KeyVault under gunicorn, with the service's scopes in its catalogue."""
-    server = start_server(database_url, tmp_path_factory.mktemp("kv") / "gunicorn.log",
+    """KeyVault under `keyvault serve`, with the service's scopes in its catalogue."""
+    server = start_server(database_url, tmp_path_factory.mktemp("kv") / "serve.log",
                           extra_env={"KEYVAULT_SCOPES": SCOPES})
     yield server
     stop_server(server)

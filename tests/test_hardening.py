@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 
 import pytest
 import requests
 
 from keyvault import service, tokens
-from keyvault.server import ScrubbingFilter, scrub
+from keyvault.redact import scrub
 from tests.conftest import AuthActions
 
 
@@ -40,15 +39,6 @@ def test_scrub_leaves_ordinary_parameters_alone():
         "GET /x?monkey=1&scopes=user:read HTTP/1.1")
 
 
-def test_gunicorn_error_log_lines_are_scrubbed():
-    """gunicorn names the URI when a request fails; the filter redacts the key in it."""
-    key = tokens.generate()
-    record = logging.LogRecord("gunicorn.error", logging.ERROR, __file__, 1,
-                               "Error handling request %s", (f"/x?personal_api_key={key}",), None)
-    assert ScrubbingFilter().filter(record)
-    assert key not in record.getMessage()
-
-
 def test_a_percent_encoded_key_name_stays_out_of_the_access_log(live_server, user, make_key):
     _, value = make_key(user, scopes=["user:read"])
     response = requests.get(f"{live_server.url}/api/users/@me/?personal%5Fapi%5Fkey={value}",
@@ -63,7 +53,7 @@ def test_a_percent_encoded_key_name_stays_out_of_the_access_log(live_server, use
     assert value not in live_server.log()
 
 
-def test_forward_auth_with_an_internationalised_email_under_gunicorn(live_server, make_user,
+def test_forward_auth_with_an_internationalised_email_under_the_real_server(live_server, make_user,
                                                                      make_key):
     """Header values are Latin-1: the email is percent-encoded, never a 500."""
     owner = make_user("łukasz@example.com")
@@ -174,85 +164,3 @@ def test_a_missing_trailing_slash_is_served_not_redirected(client, user, make_ke
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert value not in response.get_data(as_text=True)
-
-
-def _access_line(logger_class, access_log_format: str | None = None) -> str:
-    """One access-log line for a request, as the given gunicorn logger class writes it."""
-    from datetime import timedelta
-    from types import SimpleNamespace
-
-    from gunicorn.config import Config
-
-    config = Config()
-    config.set("accesslog", "-")
-    if access_log_format:
-        config.set("access_log_format", access_log_format)
-    logger = logger_class(config)
-    environ = {"REMOTE_ADDR": "203.0.113.4", "REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1",
-               "RAW_URI": "/api/users/@me/?scopes=user:read", "PATH_INFO": "/api/users/@me/",
-               "QUERY_STRING": "scopes=user:read", "HTTP_REFERER": "https://example.com/",
-               "HTTP_USER_AGENT": 'curl/8 "quoted"', "HTTP_X_REQUEST_ID": "r-42",
-               "wsgi.url_scheme": "http"}
-    response = SimpleNamespace(status="200 OK", sent=123, headers=[("X-Answer", "yes")])
-    request = SimpleNamespace(headers=[("X-REQUEST-ID", "r-42")])
-    atoms = logger.atoms_wrapper_class(logger.atoms(response, request, environ,
-                                                    timedelta(microseconds=1500)))
-    atoms["t"] = "[now]"
-    return logger.cfg.access_log_format % atoms
-
-
-@pytest.mark.parametrize("access_log_format", [
-    None,  # gunicorn's default, what `keyvault serve` writes
-    '%(h)s "%(r)s" %(s)s %({x-request-id}i)s %({x-answer}o)s %({path_info}e)s %(L)s',
-])
-def test_access_log_lines_are_gunicorns_own(access_log_format):
-    """The scrubbing logger skips building atoms the format does not name, and writes exactly
-    the line gunicorn's own logger writes, whatever the format asks for."""
-    from gunicorn.glogging import Logger
-
-    from keyvault.server import ScrubbingLogger
-
-    ours = _access_line(ScrubbingLogger, access_log_format)
-    assert ours == _access_line(Logger, access_log_format)
-    if access_log_format:
-        assert ours.endswith('r-42 yes /api/users/@me/ 0.001500')
-
-
-def test_a_key_sent_as_a_basic_auth_user_name_stays_out_of_the_access_log():
-    """gunicorn logs the Basic-auth user name (%(u)s); a key sent there is redacted."""
-    from datetime import timedelta
-    from types import SimpleNamespace
-
-    from gunicorn.config import Config
-
-    from keyvault.server import ScrubbingLogger
-
-    key = tokens.generate()
-    config = Config()
-    config.set("accesslog", "-")
-    logger = ScrubbingLogger(config)
-    credentials = base64.b64encode(f"{key}:x".encode()).decode()
-    environ = {"REMOTE_ADDR": "203.0.113.4", "REQUEST_METHOD": "GET", "RAW_URI": "/api/users/@me/",
-               "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_AUTHORIZATION": f"Basic {credentials}"}
-    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
-    atoms = logger.atoms(response, SimpleNamespace(headers=[]), environ, timedelta(0))
-    line = config.access_log_format % logger.atoms_wrapper_class(atoms)
-    assert key not in line and "[redacted]" in line
-
-
-def test_keyvault_serve_opens_no_shared_control_socket(database_url, tmp_path):
-    """gunicorn's control socket is one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
-    ~/.gunicorn/gunicorn.ctl), which a second instance on the host would take over:
-    `keyvault serve` opens none."""
-    from tests.conftest import start_server, stop_server
-
-    home = tmp_path / "home"
-    home.mkdir()
-    server = start_server(database_url, tmp_path / "gunicorn.log",
-                          extra_env={"HOME": str(home), "XDG_RUNTIME_DIR": str(home)})
-    try:
-        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
-        assert not (home / "gunicorn.ctl").exists()
-        assert not (home / ".gunicorn").exists()
-    finally:
-        stop_server(server)

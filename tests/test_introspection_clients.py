@@ -1,6 +1,6 @@
 """An off-the-shelf RFC 7662 resource server works with KeyVault's verify, unmodified: Authlib's
 IntrospectTokenValidator, written as its own documentation shows, guarding a Flask app,
-against the real server (gunicorn)."""
+against the real server (`keyvault serve`)."""
 
 from __future__ import annotations
 

@@ -257,7 +257,7 @@ def test_page_cannot_roll_another_users_key(client, auth, user, make_user, make_
     assert service.verify_key(value).code == "valid"
 
 
-# ---------------------------------------------------------------- two gunicorn workers
+# ---------------------------------------------------------------- two server workers
 
 
 def live_verify(server, verifier_value: str, value: str) -> dict:
@@ -280,7 +280,7 @@ ROUNDS = 20
 
 
 def test_grace_period_holds_in_every_worker_then_ends(live_server, user, make_key, verifier):
-    """Against two gunicorn workers: both values valid during a 2 s grace, old expired after."""
+    """Against two server workers: both values valid during a 2 s grace, old expired after."""
     _, tool = make_key(user, label="tool", scopes=["*"])
     key, old = make_key(user, label="rolled", scopes=["user:read"])
     body = live_roll(live_server, tool, key, 2)
@@ -305,7 +305,7 @@ def test_grace_period_holds_in_every_worker_then_ends(live_server, user, make_ke
 
 def test_roll_without_grace_stops_the_old_value_in_every_worker(live_server, user, make_key,
                                                                 verifier):
-    """Against two gunicorn workers: the old value is refused on every call right after a roll."""
+    """Against two server workers: the old value is refused on every call right after a roll."""
     _, tool = make_key(user, label="tool", scopes=["*"])
     key, old = make_key(user, label="rolled", scopes=["user:read"])
     for _ in range(4):  # warm both workers up with the old value first

@@ -103,7 +103,7 @@ def test_error_answers_do_not_echo_a_presented_key(client, user, make_key, case)
 
 
 def wait_for_line(server, marker: str) -> str:
-    """The server log line holding `marker` (gunicorn writes the access log after answering)."""
+    """The server log line holding `marker` (the server writes the access log after answering)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         lines = [line for line in server.log().splitlines() if marker in line]
@@ -113,7 +113,7 @@ def wait_for_line(server, marker: str) -> str:
     raise AssertionError(f"{marker} never reached the server log:\n{server.log()[-2000:]}")
 
 
-def test_gunicorn_access_log_redacts_a_key_in_the_query_string(live_server, user, make_key):
+def test_the_access_log_redacts_a_key_in_the_query_string(live_server, user, make_key):
     """A key sent as ?personal_api_key= works, and the access log shows [redacted] instead."""
     _, value = make_key(user)
     probe = uuid.uuid4().hex

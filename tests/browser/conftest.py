@@ -1,4 +1,4 @@
-"""Real-browser fixtures: Debian's Chromium driven by Playwright against the live gunicorn server."""
+"""Real-browser fixtures: Debian's Chromium driven by Playwright against the live `keyvault serve`."""
 
 from __future__ import annotations
 

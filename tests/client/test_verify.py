@@ -1,4 +1,4 @@
-"""KeyVaultClient and AsyncKeyVaultClient against the live KeyVault (gunicorn), and against
+"""KeyVaultClient and AsyncKeyVaultClient against the live KeyVault (`keyvault serve`), and against
 real servers standing in for a KeyVault that is down, silent or broken: no verdict is ever made up."""
 
 from __future__ import annotations

@@ -1,0 +1,219 @@
+"""`keyvault serve` itself, run as operators run it: slow clients, graceful stops and restarts,
+scrubbed access logs, and instances side by side."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from keyvault import tokens
+from tests.conftest import start_server, stop_server
+
+
+def bearer(value: str) -> dict:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+def verify(url: str, caller: str, value: str, timeout: float = 5) -> tuple[float, requests.Response]:
+    started = time.monotonic()
+    response = requests.post(f"{url}/api/verify/", json={"key": value}, headers=bearer(caller),
+                             timeout=timeout)
+    return time.monotonic() - started, response
+
+
+@pytest.fixture
+def service_key(make_user, make_key):
+    _, value = make_key(make_user("service@example.com"), label="service", scopes=["key:verify"])
+    return value
+
+
+@pytest.fixture
+def own_server(database_url, tmp_path, app):
+    """A `keyvault serve` of this test's own, to stop, restart or signal as the test likes."""
+    servers = []
+
+    def start(**extra_env):
+        server = start_server(database_url, tmp_path / f"serve-{len(servers)}.log",
+                              extra_env=extra_env or None)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        stop_server(server)
+
+
+class SlowBody:
+    """A connection that sent a request head announcing a body, then sends it a byte a second."""
+
+    def __init__(self, host: str, port: int, length: int = 10_000):
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.sendall(
+            b"POST /api/verify/ HTTP/1.1\r\nHost: keyvault\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {length}\r\n\r\n".encode())
+
+    def trickle(self) -> None:
+        self.sock.sendall(b" ")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_fifty_slow_clients_do_not_starve_verify(live_server, user, make_key, service_key):
+    """50 connections trickle their bodies a byte a second; meanwhile every verify is answered,
+    each in well under a second, and /healthz answers too."""
+    _, value = make_key(user, scopes=["user:read"])
+    host, port = address(live_server.url)
+    slow = [SlowBody(host, port) for _ in range(50)]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(1.0):
+            for client in slow:
+                client.trickle()
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        time.sleep(1.5)  # every slow client has its head in and a byte or so of its body
+        timings = []
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            elapsed, response = verify(live_server.url, service_key, value)
+            assert response.status_code == 200 and response.json()["active"] is True
+            timings.append(elapsed)
+            health = requests.get(f"{live_server.url}/healthz", timeout=5)
+            assert health.status_code == 200
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        trickler.join()
+        for client in slow:
+            client.close()
+    assert len(timings) >= 20
+    assert max(timings) < 1.0, f"slowest verify took {max(timings):.2f} s"
+
+
+def test_a_body_that_never_finishes_gets_408_not_a_thread(own_server):
+    """A client that announces a body and stalls is answered 408 after the body timeout; it
+    never held a thread (see the slow-client test), and the server frees its connection."""
+    server = own_server(KEYVAULT_BODY_TIMEOUT="1")
+    host, port = address(server.url)
+    client = SlowBody(host, port, length=100)
+    try:
+        client.sock.settimeout(10)
+        started = time.monotonic()
+        head = client.sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 408 "), head[:200]
+        assert 0.9 < time.monotonic() - started < 8
+        body = json.loads(head.split(b"\r\n\r\n", 1)[1])
+        assert body["status"] == 408 and "did not arrive" in body["detail"]
+    finally:
+        client.close()
+
+
+def test_sigterm_lets_requests_in_flight_finish(own_server, user, make_key, service_key):
+    """SIGTERM: the server stops taking connections, answers the request it is reading, then exits."""
+    _, value = make_key(user, scopes=["user:read"])
+    server = own_server()
+    host, port = address(server.url)
+    body = json.dumps({"key": value}).encode()
+    sock = socket.create_connection((host, port), timeout=10)
+    try:
+        sock.sendall(b"POST /api/verify/ HTTP/1.1\r\nHost: keyvault\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {service_key}\r\nContent-Length: {len(body)}\r\n"
+                       "Connection: close\r\n\r\n".encode() + body[:10])
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        sock.sendall(body[10:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["active"] is True
+    assert server.process.wait(timeout=30) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, make_key,
+                                                              service_key):
+    """SIGHUP starts a new worker before stopping each old one: a client that verifies in a loop
+    the whole time sees no error, and the workers' process ids change."""
+    _, value = make_key(user, scopes=["user:read"])
+    server = own_server()
+
+    def worker_pids() -> set[int]:
+        return {int(line.split()[-1]) for line in server.log().splitlines()
+                if "Spawning worker-" in line}
+
+    before = worker_pids()
+    failures, answered = [], 0
+    server.process.send_signal(signal.SIGHUP)
+    deadline, settled = time.monotonic() + 15, None
+    while time.monotonic() < (settled or deadline):
+        try:  # a new connection each time: an idle keep-alive one may be closed under a client
+            response = requests.post(f"{server.url}/api/verify/", json={"key": value},
+                                     headers=bearer(service_key), timeout=5)
+            if response.status_code != 200 or response.json()["active"] is not True:
+                failures.append(response.status_code)
+            answered += 1
+        except requests.RequestException as error:
+            failures.append(repr(error))
+        if settled is None and "Stopping old worker-2" in server.log():
+            settled = time.monotonic() + 1.5  # and on through the old worker's exit
+    assert failures == []
+    assert answered > 20
+    assert len(worker_pids() - before) == 2, server.log()[-2000:]
+
+
+def test_keys_stay_out_of_the_access_log(live_server, user, make_key):
+    """A key put in the URL (any parameter name, percent-encoded too), the Referer, the
+    User-Agent or as a Basic-auth user name never reaches the access log."""
+    _, value = make_key(user, scopes=["user:read"])
+    marker = tokens.generate()[-12:]
+    basic = base64.b64encode(f"{value}:x".encode()).decode()
+    requests.get(f"{live_server.url}/api/users/@me/?personal%5Fapi%5Fkey={value}", timeout=5)
+    requests.get(f"{live_server.url}/healthz?anything={value}", timeout=5,
+                 headers={"Referer": f"https://example.com/?token={value}",
+                          "User-Agent": f"my-script {value}"})
+    requests.get(f"{live_server.url}/api/users/@me/", headers={"Authorization": f"Basic {basic}"},
+                 timeout=5)
+    requests.get(f"{live_server.url}/healthz?probe={marker}", timeout=5)
+    for _ in range(50):  # the access line is written just after the response
+        if marker in live_server.log():
+            break
+        time.sleep(0.05)
+    log = live_server.log()
+    assert marker in log
+    assert value not in log
+    assert log.count("[redacted]") >= 4
+    assert '"my-script [redacted]"' in log
+
+
+def test_two_instances_on_one_host_each_serve(own_server, tmp_path):
+    """Nothing per user or per host is shared (gunicorn's control socket was): a second
+    instance leaves the first one serving, and neither writes into $HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    first = own_server(HOME=str(home), XDG_RUNTIME_DIR=str(home))
+    second = own_server(HOME=str(home), XDG_RUNTIME_DIR=str(home))
+    for server in (first, second, first):
+        assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
+    assert list(home.iterdir()) == []
