@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
+from . import ratelimit
 from .extensions import csrf, db, login_manager, migrate
 from .jsonio import OrjsonProvider
 
@@ -54,6 +55,7 @@ def create_app(overrides: dict | None = None) -> Flask:
                      compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    ratelimit.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to see that page."
     login_manager.session_protection = "basic"

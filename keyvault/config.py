@@ -72,6 +72,28 @@ def parse_scopes(raw: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*DEFAULT_SCOPES, *extra)))
 
 
+def _rate_limits(env: dict) -> dict:
+    from .ratelimit import DEFAULTS, DOORS, parse_quota
+
+    try:
+        return {setting: parse_quota(door, env.get(setting, DEFAULTS[door]))
+                for door, setting in DOORS.items()}
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _ratelimit_storage(env: dict) -> str:
+    url = env.get("KEYVAULT_RATELIMIT_STORAGE_URL", "").strip() or "memory://"
+    scheme = url.partition("://")[0]
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
+        raise ConfigError("KEYVAULT_RATELIMIT_STORAGE_URL must be memory:// or a redis:// URL, "
+                          f"got one starting {scheme!r}")
+    if scheme != "memory" and importlib.util.find_spec("redis") is None:
+        raise ConfigError("KEYVAULT_RATELIMIT_STORAGE_URL names Redis, whose client is not "
+                          "installed: pip install 'keyvault[redis]'")
+    return url
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -117,6 +139,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),
+        "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
+        **_rate_limits(env),
         "KEYVAULT_ARGON2": {},
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAX_CONTENT_LENGTH": max_body,

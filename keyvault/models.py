@@ -131,6 +131,27 @@ class SecurityEvent(db.Model):
     key: Mapped[ApiKey | None] = relationship()
 
 
+class PasswordAttempt(db.Model):
+    """One password check (login or sudo prompt) in the guessing window: counted per address,
+    per account and per known device (service.guessing). Written before the check, as failed,
+    so parallel guesses are counted even while their hashes are still being computed."""
+
+    __tablename__ = "password_attempts"
+    __table_args__ = (
+        Index("ix_password_attempts_address_created", "ip_address", "created_at"),
+        Index("ix_password_attempts_account_created", "account", "created_at"),
+        Index("ix_password_attempts_device_created", "device", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now(),
+                                                 index=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    account: Mapped[str] = mapped_column(String(64))  # a keyed digest of the email tried
+    device: Mapped[str | None] = mapped_column(String(32))  # a known device's cookie id
+    failed: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class FormSubmission(db.Model):
     """A create or roll form that has acted: its one-time token, so a reload, Back or a double
     click cannot act again (service.submissions)."""

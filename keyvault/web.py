@@ -26,6 +26,47 @@ def safe_next(target: str | None, default: str) -> str:
     return target
 
 
+DEVICE_COOKIE = "kv_device"
+DEVICE_COOKIE_DAYS = 400  # the longest lifetime browsers keep
+
+
+def _device_signer():
+    from itsdangerous import URLSafeSerializer
+
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="keyvault.device")
+
+
+def known_device():
+    """The browser's signed device cookie (service.guessing.Device), set by a login on it; None
+    without one or with one that does not verify."""
+    from itsdangerous import BadSignature
+
+    from .service.guessing import Device
+
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return None
+    try:
+        user_id, device_id = _device_signer().loads(raw)
+        return Device(int(user_id), str(device_id)[:32])
+    except (BadSignature, TypeError, ValueError):
+        return None
+
+
+def remember_device(response, user_id: int):
+    """After a login: mark this browser as one the person uses, so that someone guessing their
+    password elsewhere cannot lock them out of it (service.guessing)."""
+    import secrets
+
+    device = known_device()
+    device_id = device.id if device is not None and device.user_id == user_id \
+        else secrets.token_hex(16)
+    response.set_cookie(DEVICE_COOKIE, _device_signer().dumps([user_id, device_id]),
+                        max_age=DEVICE_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",
+                        secure=current_app.config["SESSION_COOKIE_SECURE"], path="/")
+    return response
+
+
 def mark_authenticated() -> None:
     """Remember when the person last proved who they are (login or password confirmation)."""
     session[AUTH_AT] = int(clock.now().timestamp())
@@ -54,7 +95,7 @@ def reauthenticate():
     if password is not None:
         status, error = 400, "That password is not right."
         try:  # an empty password is checked too: a throttled address hears 429 either way
-            if service.check_password(current_user, password, origin()):
+            if service.check_password(current_user, password, origin(), known_device()):
                 mark_authenticated()
                 return None
         except service.TooManyFailures as refusal:

@@ -1,5 +1,5 @@
-"""An address that keeps failing password checks is refused for a while (429), on every
-instance alike: the count comes from the security log in the shared database."""
+"""Password guessing is refused for a while (429), on every instance alike: attempts are counted
+in the shared database, per address, per account and per known browser (service.guessing)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_the_eleventh_try_is_refused_even_with_the_right_password(app, user, fro
     refused = auth.login()
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "900"
-    assert "Too many failed password attempts" in refused.get_data(as_text=True)
+    assert "Too many wrong passwords" in refused.get_data(as_text=True)
     assert client.get("/settings/api-keys").status_code == 302  # not logged in
     assert events()[-11:] == ["login.failed"] * 10 + ["login.throttled"]
     for _ in range(5):  # refusals cost no argon2: they must not fill the log either
@@ -82,7 +82,7 @@ def test_failed_sudo_prompts_count_and_the_prompt_is_refused_too(app, user):
     refused = client.post("/settings/api-keys", data={**form, "sudo_password": PASSWORD})
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "900"
-    assert "Too many failed password attempts" in refused.get_data(as_text=True)
+    assert "Too many wrong passwords" in refused.get_data(as_text=True)
     assert events().count("sudo.failed") == 10 and events()[-1] == "login.throttled"
     empty = client.post("/settings/api-keys", data={**form, "sudo_password": ""})
     assert empty.status_code == 429  # an empty password gets the same answer

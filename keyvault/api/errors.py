@@ -51,6 +51,17 @@ def unauthorized(detail: str, key_presented: bool) -> Answer:
     return problem(401, "Unauthorized", detail, {"WWW-Authenticate": challenge})
 
 
+def too_many_requests(outcome) -> Answer:
+    """429 for a key past its door's quota (a ratelimit.Outcome), with the draft's headers."""
+    quota = outcome.quota
+    return problem(
+        429, "Too Many Requests",
+        f"This key has made {quota.amount} requests to {quota.door} in {quota.window} seconds, "
+        f"its limit: try again in {outcome.reset} seconds.",
+        dict(outcome.headers()), code="rate_limited", limit=quota.door,
+    )
+
+
 def forbidden_scope(scope: str) -> Answer:
     return problem(
         403, "Insufficient scope", f"This key lacks the scope {scope!r} that this request needs.",

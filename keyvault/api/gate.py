@@ -16,9 +16,17 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import service
+from ..ratelimit import Outcome, limiter
 from ..service import Origin, Verdict
 from ..service.scopes import VERIFY
-from .errors import Answer, MalformedBody, forbidden_scope, from_error, unauthorized
+from .errors import (
+    Answer,
+    MalformedBody,
+    forbidden_scope,
+    from_error,
+    too_many_requests,
+    unauthorized,
+)
 from .schemas import VerifyRequest, parse, verify_answer
 
 INVALID_KEY_DETAIL = {
@@ -34,12 +42,16 @@ VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-st
 
 
 class Admission(NamedTuple):
-    """The caller's verdict, the subject's (verify only, when the caller is let in), and the
-    answer that ends the request when the caller is refused."""
+    """The caller's verdict, the subject's (verify only, when the caller is let in), the answer
+    that ends the request when the caller is refused, and the caller's count at its door."""
 
     caller: Verdict | None
     subject: Verdict | None = None
     refusal: Answer | None = None
+    counted: Outcome | None = None
+
+    def rate_limit_headers(self) -> tuple[tuple[str, str], ...]:
+        return self.counted.headers() if self.counted is not None else ()
 
 
 def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
@@ -53,9 +65,10 @@ def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
 
 def admit(credential: str | None, needed: list[str], origin: Origin, *,
           subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
-          app: Flask | None = None) -> Admission:
-    """Judge the caller's key (and a subject key, in the same lookup) and record what a judged
-    key leaves behind: the caller's always, the subject's only when the caller is let in."""
+          door: str = "api", app: Flask | None = None) -> Admission:
+    """Judge the caller's key (and a subject key, in the same lookup), count it at its door
+    (ratelimit: 429 past the quota), and record what a judged key leaves behind: the caller's
+    always, the subject's only when the caller is let in."""
     if credential is None:
         return Admission(None, refusal=unauthorized(missing, key_presented=False))
     values, required = [credential], [needed]
@@ -65,11 +78,16 @@ def admit(credential: str | None, needed: list[str], origin: Origin, *,
     verdicts = service.check_keys(values, required, app=app)
     caller = verdicts[0]
     refused = refusal(caller, needed)
+    counted = None
+    if refused is None:
+        counted = limiter(app).hit(door, caller.key_id)
+        if counted is not None and not counted.allowed:
+            refused = too_many_requests(counted)
     if refused is not None:
         service.record_use([caller], origin, app=app)
-        return Admission(caller, refusal=refused)
+        return Admission(caller, refusal=refused, counted=counted)
     service.record_use(verdicts, origin, app=app)
-    return Admission(caller, verdicts[1] if subject is not None else None)
+    return Admission(caller, verdicts[1] if subject is not None else None, counted=counted)
 
 
 BODY_ERRORS = (service.InvalidInput, MalformedBody, HTTPException)
@@ -99,9 +117,13 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     except BODY_ERRORS as error:
         if isinstance(error, RequestEntityTooLarge):
             raise
-        admission = admit(credential, [VERIFY], origin, app=app)
-        return admission.refusal or from_error(error)
-    admission = admit(credential, [VERIFY], origin, subject=subject, app=app)
+        admission = admit(credential, [VERIFY], origin, door="verify", app=app)
+        if admission.refusal is not None:
+            return admission.refusal
+        answer = from_error(error)
+        return answer._replace(headers=(*answer.headers, *admission.rate_limit_headers()))
+    admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app)
     if admission.refusal is not None:
         return admission.refusal
-    return Answer(200, VERIFY_HEADERS, verify_answer(admission.subject))
+    return Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),
+                  verify_answer(admission.subject))

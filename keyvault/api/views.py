@@ -41,6 +41,13 @@ bp = Blueprint("api", __name__)
 # ---------------------------------------------------------------- request plumbing
 
 
+@bp.after_request
+def rate_limit_headers(response: Response) -> Response:
+    """Every answer to a key that was counted tells where it stands (ratelimit)."""
+    response.headers.extend(g.get("rate_limit_headers", ()))
+    return response
+
+
 def _credential(basic: bool = False) -> str | None:
     credential = read_credential(request, basic)
     return credential.value if credential is not None else None
@@ -55,6 +62,7 @@ def requires(scope: str):
             admission = gate.admit(_credential(), [scope], origin())
             if admission.refusal is not None:
                 return respond(admission.refusal)
+            g.rate_limit_headers = admission.rate_limit_headers()
             g.api_key = admission.caller
             g.api_user = service.get_user(admission.caller.user_id)
             return view(*args, **kwargs)
@@ -247,12 +255,12 @@ def forward_auth():
     if bad and credential is not None:
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
     required = list(dict.fromkeys([*from_header, *from_query]))
-    admission = gate.admit(credential, required, origin(),
+    admission = gate.admit(credential, required, origin(), door="verify",
                            missing="This endpoint needs an API key in the Authorization header.")
     if admission.refusal is not None:
         return respond(admission.refusal)
     verdict = admission.caller
-    response = Response(status=200)
+    response = Response(status=200, headers=list(admission.rate_limit_headers()))
     response.headers.update({
         "X-KeyVault-User-Id": str(verdict.user_id),
         # Header values are Latin-1: an internationalised address travels percent-encoded.

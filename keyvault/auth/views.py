@@ -4,8 +4,9 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import service
+from ..ratelimit import limiter
 from ..request_context import origin
-from ..web import mark_authenticated, retry_after, safe_next
+from ..web import known_device, mark_authenticated, remember_device, retry_after, safe_next
 from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
 
 bp = Blueprint("auth", __name__)
@@ -31,6 +32,13 @@ def signup():
     if current_user.is_authenticated:
         return redirect(url_for(HOME))
     form = SignUpForm()
+    if request.method == "POST":
+        counted = limiter().hit("signup", origin().ip_address or "unknown")
+        if counted is not None and not counted.allowed:
+            form.email.errors = [f"Too many sign-ups from your address: try again in "
+                                 f"{_in_words(counted.reset)}."]
+            page = render_template("auth/signup.html", form=form)
+            return page, 429, dict(counted.headers())
     if form.validate_on_submit():
         try:
             user = service.sign_up(form.email.data, form.password.data, origin())
@@ -52,16 +60,23 @@ def login():
         return redirect(safe_next(form.next.data, url_for(HOME)))
     if form.validate_on_submit():
         try:
-            user = service.log_in(form.email.data, form.password.data, origin())
+            user = service.log_in(form.email.data, form.password.data, origin(),
+                                  known_device())
         except service.TooManyFailures as refusal:
             form.password.errors.append(refusal.detail)
             return _too_many(render_template("auth/login.html", form=form))
         if user is not None:
             target = safe_next(form.next.data, url_for(HOME))
             _start_session(user)
-            return redirect(target)
+            return remember_device(redirect(target), user.id)
         form.password.errors.append("Wrong email or password.")
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+def _in_words(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}" if seconds > 60 \
+        else f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def _too_many(page: str):
@@ -89,7 +104,8 @@ def confirm():
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
         try:
-            right = service.check_password(current_user, form.password.data, origin())
+            right = service.check_password(current_user, form.password.data, origin(),
+                                           known_device())
         except service.TooManyFailures as refusal:
             form.password.errors.append(refusal.detail)
             return _too_many(render_template("auth/confirm.html", form=form))

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
 from ..models import ApiKey, FormSubmission, SecurityEvent, User
-from .errors import EmailTaken, TooManyFailures, UserNotFound
+from . import guessing
+from .errors import EmailTaken, UserNotFound
 from .events import Origin, record
 from .validation import clean_email, clean_password, has_control_characters, normalise_email
 
-FAILURE_WINDOW = timedelta(minutes=15)
-_FAILURES = ("login.failed", "sudo.failed")
+FAILURE_WINDOW = guessing.WINDOW
 
 
 def _hasher():
@@ -58,46 +56,16 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
     return user
 
 
-def _refuse_if_guessing(origin: Origin, user_id: int | None) -> None:
-    """TooManyFailures when this address has failed KEYVAULT_LOGIN_MAX_FAILURES password checks
-    (logins and sudo prompts) in the last 15 minutes; the refusal is logged too.
-
-    Counted per address from the security log, so every instance behind a load balancer sees
-    the same count, and an address is refused whichever account it tries next — the answer
-    does not tell whether an account exists.
-    """
-    allowed = current_app.config["KEYVAULT_LOGIN_MAX_FAILURES"]
-    if not allowed or not origin.ip_address:
-        return
-
-    def recent(*events: str):
-        return select(func.count(SecurityEvent.id)).where(
-            SecurityEvent.ip_address == origin.ip_address[:45],
-            SecurityEvent.event.in_(events),
-            SecurityEvent.created_at > clock.now() - FAILURE_WINDOW,
-        )
-
-    if db.session.scalar(recent(*_FAILURES)) >= allowed:
-        # Logged once per window: refusals cost no argon2, so one row each would let an
-        # address fill the security log as fast as it can send requests.
-        if not db.session.scalar(recent("login.throttled")):
-            record("login.throttled", user_id, origin)
-            db.session.commit()
-        minutes = int(FAILURE_WINDOW.total_seconds() // 60)
-        raise TooManyFailures(
-            f"Too many failed password attempts from your address: try again in {minutes} "
-            "minutes.")
-
-
-def log_in(email: str, password: str, origin: Origin) -> User | None:
+def log_in(email: str, password: str, origin: Origin,
+           device: guessing.Device | None = None) -> User | None:
     """The user when email and password match an active account, else None; logs either way.
 
     An unknown email costs one argon2 verification too, so timing does not reveal accounts.
-    TooManyFailures when this address has been guessing (see _refuse_if_guessing).
+    TooManyFailures when this address, account or browser has been guessing (service.guessing).
     """
-    _refuse_if_guessing(origin, None)
     hasher = _hasher()
     user = user_by_email(email)
+    attempt = guessing.begin(email, origin, user.id if user is not None else None, device)
     if user is None:
         passwords.verify_password(hasher, current_app.extensions["keyvault.dummy_hash"], password)
         record("login.failed", None, origin, reason="unknown_email")
@@ -111,6 +79,7 @@ def log_in(email: str, password: str, origin: Origin) -> User | None:
         record("login.failed", user.id, origin, reason="inactive")
         db.session.commit()
         return None
+    guessing.succeeded(attempt)
     if passwords.needs_rehash(hasher, user.password_hash):
         user.password_hash = passwords.hash_password(hasher, password)
     user.last_login_at = clock.now()
@@ -126,11 +95,14 @@ def end_sessions(user: User, origin: Origin) -> None:
     db.session.commit()
 
 
-def check_password(user: User, password: str, origin: Origin) -> bool:
+def check_password(user: User, password: str, origin: Origin,
+                   device: guessing.Device | None = None) -> bool:
     """Re-authentication for sensitive actions (sudo mode); a wrong password is logged, as a
     failed login is: someone holding the session may be guessing, and is stopped like one."""
-    _refuse_if_guessing(origin, user.id)
+    attempt = guessing.begin(user.email, origin, user.id, device)
     if passwords.verify_password(_hasher(), user.password_hash, password):
+        guessing.succeeded(attempt)
+        db.session.commit()
         return True
     record("sudo.failed", user.id, origin)
     db.session.commit()
