@@ -14,6 +14,7 @@ from . import config as config_module
 from . import ratelimit
 from .extensions import csrf, db, login_manager, migrate
 from .jsonio import OrjsonProvider
+from .request_context import note
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -105,6 +106,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     from . import cli
 
     cli.register(app)
+
+    @app.before_request
+    def note_route():
+        """The access log names the route (its rule), never the raw path with its ids."""
+        note(route=request.url_rule.rule if request.url_rule is not None else None)
 
     @app.after_request
     def security_headers(response):

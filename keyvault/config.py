@@ -72,6 +72,13 @@ def parse_scopes(raw: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*DEFAULT_SCOPES, *extra)))
 
 
+def _log_format(env: dict, production: bool) -> str:
+    fmt = env.get("KEYVAULT_LOG_FORMAT", "").strip().lower() or ("json" if production else "text")
+    if fmt not in ("json", "text"):
+        raise ConfigError(f"KEYVAULT_LOG_FORMAT must be json or text, got {fmt!r}")
+    return fmt
+
+
 def _rate_limits(env: dict) -> dict:
     from .ratelimit import DEFAULTS, DOORS, parse_quota
 
@@ -139,6 +146,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),
+        "KEYVAULT_LOG_FORMAT": _log_format(env, production),
         "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
         **_rate_limits(env),
         "KEYVAULT_ARGON2": {},

@@ -126,6 +126,7 @@ class SecurityEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))  # as in the access log
     details: Mapped[dict] = mapped_column(JSON, default=dict)
 
     key: Mapped[ApiKey | None] = relationship()

@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import secrets
+from contextvars import ContextVar
 from time import perf_counter
 
 from flask import request
@@ -21,13 +22,24 @@ from .redact import scrub
 from .service import Origin
 
 REQUEST_ID = "keyvault.request_id"
+# What the access log adds about a request (route, key id), gathered while it is answered.
+LOG_FIELDS = "keyvault.log"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_log_fields: ContextVar[dict | None] = ContextVar("keyvault_log_fields", default=None)
+
+
+def note(**fields) -> None:
+    """Add facts to this request's access-log line (never a key value or a password)."""
+    current = _log_fields.get()
+    if current is not None:
+        current.update(fields)
 
 
 def origin_of(environ: dict) -> Origin:
     """Who sent the request, for the security log; a key in the User-Agent is not kept."""
     agent = environ.get("HTTP_USER_AGENT")
-    return Origin(environ.get("REMOTE_ADDR"), scrub(agent) if agent else agent)
+    return Origin(environ.get("REMOTE_ADDR"), scrub(agent) if agent else agent,
+                  environ.get(REQUEST_ID))
 
 
 def origin() -> Origin:
@@ -76,6 +88,7 @@ class AroundRequest:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else self._new_id()
         environ[REQUEST_ID] = ident
+        fields = environ[LOG_FIELDS] = {}
 
         def start(status, headers, exc_info=None):
             headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
@@ -83,4 +96,8 @@ class AroundRequest:
             headers.append(("Server-Timing", f"app;dur={(perf_counter() - started) * 1000:.2f}"))
             return start_response(status, headers, exc_info)
 
-        return self.wsgi_app(environ, start)
+        token = _log_fields.set(fields)
+        try:
+            return self.wsgi_app(environ, start)
+        finally:
+            _log_fields.reset(token)

@@ -21,17 +21,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import quote
 
-from .redact import scrub
+from . import logs
 
 # Python threads per worker process that run the app.
 DEFAULT_THREADS = 8
 # Requests a worker accepts at once (slow ones included: each costs a coroutine while it reads).
 BACKPRESSURE = 2048
-
-access_log = logging.getLogger("keyvault.access")
 
 _SERVER_ERROR = (500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
 
@@ -48,10 +45,11 @@ class BufferedWSGI:
     """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
 
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
-                 body_timeout: float = 30.0):
+                 body_timeout: float = 30.0, log_format: str = "text"):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
         self.body_timeout = body_timeout
+        self.log_format = log_format
         self.threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,8 +72,9 @@ class BufferedWSGI:
         environ = self._environ(scope)
         status, headers, body = await self._answer(environ, protocol)
         protocol.response_bytes(status, headers, body)
-        if access_log.isEnabledFor(logging.INFO):
-            _log_access(environ, status, len(body), time.perf_counter() - started)
+        if logs.access_log.isEnabledFor(logging.INFO):
+            logs.log_request(environ, status, len(body), time.perf_counter() - started,
+                             self.log_format)
 
     # ------------------------------------------------------------ one request
 
@@ -184,39 +183,20 @@ def _settle(future: asyncio.Future, answer) -> None:
         future.set_result(answer)
 
 
-def _log_access(environ: dict, status: int, size: int, seconds: float) -> None:
-    """One line per request, the combined log format plus the duration; a key that a client put
-    in the URL, the Referer or the User-Agent is redacted (Basic-auth users are never logged)."""
-    access_log.info(
-        '%s - - [%s] "%s %s %s" %d %d "%s" "%s" %.1fms',
-        environ["REMOTE_ADDR"], datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S %z"),
-        environ["REQUEST_METHOD"], scrub(environ["RAW_URI"]), environ["SERVER_PROTOCOL"],
-        status, size, scrub(environ.get("HTTP_REFERER", "-")),
-        scrub(environ.get("HTTP_USER_AGENT", "-")), seconds * 1000)
-
-
-def _configure_logging() -> None:
-    """Access lines on stdout, one per request, in every worker."""
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
-        access_log.propagate = False
-
-
 def application() -> BufferedWSGI:
     """What each granian worker serves: its own app, engine and connection pool."""
     from . import create_app
 
-    _configure_logging()
+    fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
+    logs.configure(fmt)
     app = create_app()
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
-                        app.config["KEYVAULT_BODY_TIMEOUT"])
+                        app.config["KEYVAULT_BODY_TIMEOUT"], fmt)
 
 
-def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
+def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
+          log_format: str = "text") -> None:
     """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
 
     SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
@@ -228,13 +208,15 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
     from granian.server import Server
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
+    os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
     Server(
         target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
         # granian reads request heads itself and drops a client that takes longer than this
         http1_settings=HTTP1Settings(header_read_timeout=10_000, keep_alive=True),
-        log_level=LogLevels.info, log_access=False,  # KeyVault writes its own, scrubbed
+        log_level=LogLevels.info, log_dictconfig=logs.granian_config(log_format),
+        log_access=False,  # KeyVault writes its own, scrubbed (keyvault.logs)
         respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=30,
     ).serve()
 
@@ -242,5 +224,6 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     from . import create_app
 
-    create_app()  # generate instance secrets once, before workers race for them
-    serve("keyvault.server:application", host, port, workers, threads)
+    app = create_app()  # generate instance secrets once, before workers race for them
+    serve("keyvault.server:application", host, port, workers, threads,
+          app.config["KEYVAULT_LOG_FORMAT"])

@@ -16,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..errors import report
-from ..request_context import origin_of, request_id
+from ..request_context import note, origin_of, request_id
 from . import gate
 from .credentials import bearer_value, parse_json
 from .errors import Answer, from_error, from_http_exception
@@ -50,6 +50,7 @@ class VerifyFastLane:
             # one its length.
             length = environ.get("CONTENT_LENGTH") or "0"
             if length.isdigit():
+                note(route=PATH)
                 answer = self._answer(environ, int(length))
                 start_response(_STATUS_LINES[answer.status],
                                [*answer.headers, ("Content-Length", str(len(answer.body)))])

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import service
 from ..ratelimit import Outcome, limiter
+from ..request_context import note
 from ..service import Origin, Verdict
 from ..service.scopes import VERIFY
 from .errors import (
@@ -77,6 +78,8 @@ def admit(credential: str | None, needed: list[str], origin: Origin, *,
         required.append(subject[1])
     verdicts = service.check_keys(values, required, app=app)
     caller = verdicts[0]
+    if caller.public_id is not None:
+        note(key_id=caller.public_id)
     refused = refusal(caller, needed)
     counted = None
     if refused is None:

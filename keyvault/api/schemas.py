@@ -249,6 +249,8 @@ class SecurityEvent(_Response):
     created_at: datetime
     ip_address: str | None
     user_agent: str | None
+    request_id: str | None = Field(description=(
+        "The X-Request-Id of the request that caused the event, as in the server's log."))
     details: dict[str, Any]
 
     @classmethod
@@ -256,7 +258,8 @@ class SecurityEvent(_Response):
         return cls(id=event.id, event=event.event,
                    key_id=event.key.public_id if event.key is not None else None,
                    created_at=event.created_at, ip_address=event.ip_address,
-                   user_agent=event.user_agent, details=event.details or {})
+                   user_agent=event.user_agent, request_id=event.request_id,
+                   details=event.details or {})
 
 
 _NEXT = "The next (older) page, or null at the end."

@@ -26,6 +26,7 @@ class Origin:
 
     ip_address: str | None = None
     user_agent: str | None = None
+    request_id: str | None = None  # the X-Request-Id the request was answered with
 
     @classmethod
     def system(cls) -> Origin:
@@ -42,6 +43,7 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
         created_at=clock.now(),
         ip_address=(origin.ip_address or None) and origin.ip_address[:45],
         user_agent=(origin.user_agent or None) and origin.user_agent[:255],
+        request_id=origin.request_id,
         details=details,
     )
     if key is not None:
