@@ -195,6 +195,36 @@ def application() -> BufferedWSGI:
                         app.config["KEYVAULT_BODY_TIMEOUT"], fmt)
 
 
+def _one_queue_server():
+    """granian's server, with one listening socket that every worker accepts from.
+
+    On Linux granian gives each worker a socket of its own (SO_REUSEPORT); the kernel resets the
+    connections queued on a worker's socket when that worker stops — as SIGHUP's rolling
+    restart makes each old worker do — unless net.ipv4.tcp_migrate_req=1 (granian warns about
+    it). With one shared socket, a stopping worker only stops taking connections and the rest
+    take what is queued: a restart loses nothing, without a sysctl. tests/test_server.py holds
+    this to account.
+    """
+    import socket
+
+    from granian.net import SocketSpec
+    from granian.server import Server
+
+    class OneQueueServer(Server):
+        def _init_shared_socket(self):
+            if self.bind_uds:
+                return super()._init_shared_socket()
+            self._ssp = None
+            self._shd = SocketSpec(self.bind_addr, self.bind_port, self.backlog).build()
+            self._sfd = self._shd.get_fd()
+            self._sso = socket.socket(fileno=self._sfd)
+            self._sso.set_inheritable(True)
+            # A connection is handed to a worker only once its request has arrived
+            self._sso.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+
+    return OneQueueServer
+
+
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
           log_format: str = "text") -> None:
     """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
@@ -205,11 +235,10 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
-    from granian.server import Server
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
     os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
-    Server(
+    _one_queue_server()(
         target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,

@@ -56,43 +56,44 @@ def test_generated_client_creates_lists_revokes_and_verifies(generated, live_ser
                                 scopes=["key:verify"])
     client = generated.AuthenticatedClient(base_url=live_server.url, token=admin_value,
                                            raise_on_unexpected_status=True)
-
-    created = []
-    for number in range(3):
-        body = models.CreateKey(label=f"generated {number}",
-                                scopes=[models.Scope("user:read")])
-        response = _api(keys, "create_key").sync_detailed(client=client, body=body)
-        assert response.status_code == 201
-        assert isinstance(response.parsed, models.ApiKeyWithValue)
-        created.append(response.parsed)
-    assert created[0].value.startswith("kv_") and created[0].scopes == ["user:read"]
-
-    # Every page, following `next` as a client must: two keys a page.
-    seen, page = [], _api(keys, "list_keys").sync(client=client, limit=2)
-    pages = 1
-    while True:
-        seen += [key.id for key in page.results]
-        if not page.next_:
-            break
-        response = client.get_httpx_client().get(page.next_)
-        assert response.status_code == 200
-        page = models.ApiKeyPage.from_dict(response.json())
-        pages += 1
-    assert pages == 2
-    assert set(seen) >= {key.id for key in created} and len(seen) == len(set(seen)) == 4
-
     verifier = generated.AuthenticatedClient(base_url=live_server.url, token=service_value,
                                              raise_on_unexpected_status=True)
-    verify = _api("verification", "verify_key")
-    answer = verify.sync(client=verifier, body=models.VerifyRequest(key=created[1].value))
-    assert isinstance(answer, models.ActiveKey)
-    assert (answer.key_id, answer.label, answer.rolled) == (created[1].id, "generated 1", False)
-    assert answer.user.email == user.email
+    with client, verifier:  # keep-alive connections are closed at the end
 
-    response = _api(keys, "revoke_key").sync_detailed(created[1].id, client=client)
-    assert response.status_code == 204
-    answer = verify.sync(client=verifier, body=models.VerifyRequest(key=created[1].value))
-    assert isinstance(answer, models.InactiveKey) and answer.code == "revoked"
+        created = []
+        for number in range(3):
+            body = models.CreateKey(label=f"generated {number}",
+                                    scopes=[models.Scope("user:read")])
+            response = _api(keys, "create_key").sync_detailed(client=client, body=body)
+            assert response.status_code == 201
+            assert isinstance(response.parsed, models.ApiKeyWithValue)
+            created.append(response.parsed)
+        assert created[0].value.startswith("kv_") and created[0].scopes == ["user:read"]
 
-    detail = _api(keys, "get_key").sync(created[1].id, client=client)
-    assert detail.status == "revoked" and detail.revoked_at is not None
+        # Every page, following `next` as a client must: two keys a page.
+        seen, page = [], _api(keys, "list_keys").sync(client=client, limit=2)
+        pages = 1
+        while True:
+            seen += [key.id for key in page.results]
+            if not page.next_:
+                break
+            response = client.get_httpx_client().get(page.next_)
+            assert response.status_code == 200
+            page = models.ApiKeyPage.from_dict(response.json())
+            pages += 1
+        assert pages == 2
+        assert set(seen) >= {key.id for key in created} and len(seen) == len(set(seen)) == 4
+
+        verify = _api("verification", "verify_key")
+        answer = verify.sync(client=verifier, body=models.VerifyRequest(key=created[1].value))
+        assert isinstance(answer, models.ActiveKey)
+        assert (answer.key_id, answer.label, answer.rolled) == (created[1].id, "generated 1", False)
+        assert answer.user.email == user.email
+
+        response = _api(keys, "revoke_key").sync_detailed(created[1].id, client=client)
+        assert response.status_code == 204
+        answer = verify.sync(client=verifier, body=models.VerifyRequest(key=created[1].value))
+        assert isinstance(answer, models.InactiveKey) and answer.code == "revoked"
+
+        detail = _api(keys, "get_key").sync(created[1].id, client=client)
+        assert detail.status == "revoked" and detail.revoked_at is not None

@@ -154,8 +154,9 @@ def test_sigterm_lets_requests_in_flight_finish(own_server, user, make_key, serv
 
 def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, make_key,
                                                               service_key):
-    """SIGHUP starts a new worker before stopping each old one: a client that verifies in a loop
-    the whole time sees no error, and the workers' process ids change."""
+    """SIGHUP starts a new worker before stopping each old one: four clients that verify in a
+    loop the whole time, each on a new connection (so there are always connections waiting to
+    be accepted), see no error, and both workers are replaced."""
     _, value = make_key(user, scopes=["user:read"])
     server = own_server()
 
@@ -164,22 +165,35 @@ def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, 
                 if "Spawning worker-" in line}
 
     before = worker_pids()
-    failures, answered = [], 0
-    server.process.send_signal(signal.SIGHUP)
-    deadline, settled = time.monotonic() + 15, None
-    while time.monotonic() < (settled or deadline):
-        try:  # a new connection each time: an idle keep-alive one may be closed under a client
-            response = requests.post(f"{server.url}/api/verify/", json={"key": value},
-                                     headers=bearer(service_key), timeout=5)
-            if response.status_code != 200 or response.json()["active"] is not True:
-                failures.append(response.status_code)
-            answered += 1
-        except requests.RequestException as error:
-            failures.append(repr(error))
-        if settled is None and "Stopping old worker-2" in server.log():
-            settled = time.monotonic() + 1.5  # and on through the old worker's exit
+    failures, answered = [], []
+    done = threading.Event()
+
+    def client():
+        while not done.is_set():
+            try:
+                response = requests.post(f"{server.url}/api/verify/", json={"key": value},
+                                         headers=bearer(service_key), timeout=5)
+                if response.status_code != 200 or response.json()["active"] is not True:
+                    failures.append(response.status_code)
+                answered.append(1)
+            except requests.RequestException as error:
+                failures.append(repr(error))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "Stopping old worker-2" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # and on through the old worker's exit
+    finally:
+        done.set()
+        for thread in clients:
+            thread.join()
     assert failures == []
-    assert answered > 20
+    assert len(answered) > 50
     assert len(worker_pids() - before) == 2, server.log()[-2000:]
 
 
