@@ -65,7 +65,7 @@ def _git_commit() -> str | None:
 
 
 def _versions() -> dict:
-    names = ("flask", "granian", "gunicorn", "sqlalchemy", "psycopg", "werkzeug", "django",
+    names = ("flask", "granian", "gunicorn", "waitress", "sqlalchemy", "psycopg", "werkzeug", "django",
              "djangorestframework", "djangorestframework-api-key")
     found = {}
     for name in names:
