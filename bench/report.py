@@ -95,7 +95,8 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
         per_round = [getattr(a, field) / getattr(b, field)
                      for a, b in zip(runs[top], runs[bottom], strict=True)]
         return {"of_medians": round(summary[top][field] / summary[bottom][field], 3),
-                "per_round": [round(r, 3) for r in per_round]}
+                "per_round": [round(r, 3) for r in per_round],
+                "median_of_rounds": round(statistics.median(per_round), 3)}
 
     ratios = {
         "verify_vs_reference_rps": ratio("verify_valid", "reference_post", "rps"),
@@ -196,7 +197,8 @@ def table(results: dict) -> str:
     def show(name: str, label: str, goal: str = "") -> str:
         entry = ratios[name]
         rounds = ", ".join(f"{r:.2f}" for r in entry["per_round"])
-        return f"{label:<{WIDTH}}{entry['of_medians']:>10.2f}   (rounds: {rounds}){goal}"
+        return (f"{label:<{WIDTH}}{entry['of_medians']:>10.2f}   (rounds: {rounds}; their "
+                f"median {entry['median_of_rounds']:.2f}){goal}")
 
     def mib(values: list[float]) -> str:
         return ", ".join(f"{v:.1f}" for v in values)
