@@ -145,8 +145,11 @@ def gunicorn_argv(app: str, port: int, workers: int, worker_class: str = "sync",
     sync MODULE:APP` on a port, every other setting at gunicorn's default (keep-alive 2 s, which
     sync workers ignore: they close each connection; timeout 30 s; no access log). The one place
     the benchmark's gunicorn command lines are built."""
+    # --no-control-socket: gunicorn's control socket is one path per user (~/.gunicorn), and each
+    # new instance takes it over (issue 10); several gunicorns run at once here, and other
+    # people's on a shared machine. It has no part in serving a request.
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--worker-class", worker_class]
+            "--workers", str(workers), "--worker-class", worker_class, "--no-control-socket"]
     if threads is not None:
         argv += ["--threads", str(threads)]
     return [*argv, app]
