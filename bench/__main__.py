@@ -1,9 +1,10 @@
 """`python -m bench`: KeyVault's verify against the stack's ceiling, measured in the same run.
 
-Seeds a fresh database, starts KeyVault exactly as `keyvault serve` does, a minimal Flask app and
-djangorestframework-api-key's guarded view under the same gunicorn settings, alternates the wrk
-scenarios over several rounds, and reports the medians, the ratios, the workers' memory and the
-in-process cost of the hot path.
+Seeds a fresh database, starts KeyVault exactly as `keyvault serve` does (granian and KeyVault's
+bridge), a minimal Flask app on that same server (the ceiling), the same Flask app under plain
+gunicorn with 2 sync workers (issue 10's reference) and djangorestframework-api-key's guarded view
+under plain gunicorn, alternates the wrk scenarios over several rounds, and reports the medians,
+the ratios, the workers' memory and the in-process cost of the hot path.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from keyvault.server import DEFAULT_THREADS
 
 from . import database, inprocess, load, report, servers
 
@@ -45,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds over all scenarios; medians are reported")
     parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn workers (default: what `keyvault serve` uses, one per core)")
+                        help="workers of KeyVault, the ceiling app and the Django baseline "
+                             "(default: what `keyvault serve` uses, one per core); the reference "
+                             "always runs 2 gunicorn sync workers")
     parser.add_argument("--warmup", type=float, default=1,
                         help="untimed seconds per scenario (wrk counts whole seconds: rounded "
                              "up; 0 skips the warm-up)")
@@ -78,10 +83,11 @@ def post_verify(url: str, caller: str, key: str, scheme: str = "Bearer") -> tupl
             return error.code, {"body": body[:200].decode(errors="replace")}
 
 
-def check_answers(keyvault: servers.Server, ceiling: servers.Server,
+def check_answers(keyvault: servers.Server, ceilings: list[servers.Server],
                   seeded: database.Seeded) -> None:
-    """Before measuring anything: each kind of key gets the right answer, and the ceiling's
-    fixed answer has the same shape as KeyVault's `valid` one."""
+    """Before measuring anything: each kind of key gets the right answer, and the do-nothing
+    apps' fixed answer (the ceiling's, the reference's) has the same shape as KeyVault's `valid`
+    one."""
     expected = [(seeded.valid[0], "valid"), (seeded.valid[-1], "valid"),
                 (seeded.revoked[0], "revoked"), (seeded.unknown[0], "not_found")]
     shape = None
@@ -89,11 +95,13 @@ def check_answers(keyvault: servers.Server, ceiling: servers.Server,
         status, body = post_verify(keyvault.url, seeded.caller, key)
         if status != 200 or body.get("code") != code:
             raise SystemExit(f"verify answered {status} {body.get('code')!r}, expected {code!r}")
-        if code == "valid":
-            shape = sorted(body)
-    status, body = post_verify(ceiling.url, seeded.caller, seeded.valid[0])
-    if status != 200 or sorted(body) != shape:
-        raise SystemExit(f"the ceiling app's answer {sorted(body)} is not shaped like {shape}")
+        if code == "valid":  # `exp` (RFC 7662) is there only for a key that expires
+            shape = sorted(set(body) - {"exp"})
+    for ceiling in ceilings:
+        status, body = post_verify(ceiling.url, seeded.caller, seeded.valid[0])
+        if status != 200 or sorted(body) != shape:
+            raise SystemExit(f"the {ceiling.name} app's answer {sorted(body)} is not shaped "
+                             f"like {shape}")
 
 
 def check_django_answers(django: servers.Server, ceiling: servers.Server,
@@ -165,7 +173,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         started_servers.append(keyvault)
         ceiling = servers.start_ceiling(env, workdir / "ceiling.log", workers)
         started_servers.append(ceiling)
-        check_answers(keyvault, ceiling, seeded)
+        reference = servers.start_reference(env, workdir / "reference.log")
+        started_servers.append(reference)
+        check_answers(keyvault, [ceiling, reference], seeded)
         django_seeded = None
         if args.django:
             django_db = database.create_database(args.database_url, workdir,
@@ -195,6 +205,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                      "/api/verify/", valid),
             Scenario("verify_mixed", "(d) KeyVault verify, 10% revoked/unknown", keyvault,
                      "/api/verify/", mixed),
+            Scenario("reference_post",
+                     "(f) reference: do-nothing Flask on gunicorn sync, verify-shaped POST",
+                     reference, "/api/verify/", valid),
         ]
         if django_seeded is not None:
             # No caller key: each request presents its own key, the one HasAPIKey checks.
@@ -215,7 +228,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             for scenario in scenarios[shift:] + scenarios[:shift]:
                 result = measure(scenario, args, args.duration)
                 runs[scenario.name].append(result)
-                print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<44} "
+                print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<70} "
                       f"{result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                       f"p99 {result.p99_ms:6.2f} ms", flush=True)
         rss_after = {s.name: s.worker_rss_mib() for s in started_servers}
@@ -239,7 +252,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             db.drop()
 
     return report.build(
-        args=args, backend=db.backend, workers=workers, wrk_version=wrk_version,
+        args=args, backend=db.backend, workers=workers, threads=DEFAULT_THREADS,
+        reference_workers=servers.REFERENCE_WORKERS, wrk_version=wrk_version,
         seeded=seeded, django_seeded=django_seeded,
         scenarios=[(s.name, s.title) for s in scenarios], runs=runs,
         rss_before=rss_before, rss_after=rss_after, micro=micro, database_bytes=size,

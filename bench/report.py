@@ -20,6 +20,11 @@ RATIO_GOAL = {"sqlite": 0.80, "postgresql": 0.65}
 P99_GOAL = 1.5
 # KeyVault's verify against djangorestframework-api-key's guarded view, throughput.
 DJANGO_GOAL = 2.5
+# Issue 10's goals: verify against the do-nothing Flask app under gunicorn with 2 sync workers
+# (the reference), throughput and p99 (SQLite, 1,000 keys).
+REFERENCE_GOAL = 1.3
+REFERENCE_P99_GOAL = 1.0
+WIDTH = 70  # the scenario and ratio labels' column
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -60,7 +65,7 @@ def _git_commit() -> str | None:
 
 
 def _versions() -> dict:
-    names = ("flask", "gunicorn", "sqlalchemy", "psycopg", "werkzeug", "django",
+    names = ("flask", "granian", "gunicorn", "waitress", "sqlalchemy", "psycopg", "werkzeug", "django",
              "djangorestframework", "djangorestframework-api-key")
     found = {}
     for name in names:
@@ -73,9 +78,9 @@ def _median(runs, attribute: str) -> float:
     return statistics.median(getattr(run, attribute) for run in runs)
 
 
-def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenarios, runs,
-          rss_before, rss_after, micro, database_bytes, load_before, others_busy,
-          started) -> dict:
+def build(*, args, backend, workers, threads, reference_workers, wrk_version, seeded,
+          django_seeded, scenarios, runs, rss_before, rss_after, micro, database_bytes,
+          load_before, others_busy, started) -> dict:
     summary = {}
     for name, title in scenarios:
         summary[name] = {
@@ -90,9 +95,15 @@ def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenari
         per_round = [getattr(a, field) / getattr(b, field)
                      for a, b in zip(runs[top], runs[bottom], strict=True)]
         return {"of_medians": round(summary[top][field] / summary[bottom][field], 3),
-                "per_round": [round(r, 3) for r in per_round]}
+                "per_round": [round(r, 3) for r in per_round],
+                "median_of_rounds": round(statistics.median(per_round), 3)}
 
     ratios = {
+        "verify_vs_reference_rps": ratio("verify_valid", "reference_post", "rps"),
+        "verify_vs_reference_p99": ratio("verify_valid", "reference_post", "p99_ms"),
+        "goal_reference_rps": REFERENCE_GOAL, "goal_reference_p99": REFERENCE_P99_GOAL,
+        "mixed_vs_reference_rps": ratio("verify_mixed", "reference_post", "rps"),
+        "ceiling_vs_reference_rps": ratio("ceiling_post", "reference_post", "rps"),
         "verify_vs_ceiling_rps": ratio("verify_valid", "ceiling_post", "rps"),
         "verify_vs_ceiling_p99": ratio("verify_valid", "ceiling_post", "p99_ms"),
         "mixed_vs_ceiling_rps": ratio("verify_mixed", "ceiling_post", "rps"),
@@ -104,6 +115,7 @@ def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenari
         "keyvault_workers_after_warmup": [round(r, 1) for r in rss_before["keyvault"]],
         "keyvault_workers_after_run": [round(r, 1) for r in rss_after["keyvault"]],
         "ceiling_workers_after_run": [round(r, 1) for r in rss_after["ceiling"]],
+        "reference_workers_after_run": [round(r, 1) for r in rss_after["reference"]],
     }
     django = None
     if django_seeded is not None:
@@ -138,8 +150,9 @@ def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenari
             "database": backend, "keys": args.keys, "rows": seeded.keys, "users": seeded.users,
             "seed_seconds": round(seeded.seconds, 1), "database_mib":
                 round(database_bytes / 2**20, 1) if database_bytes is not None else None,
-            "rotating_valid_keys": len(seeded.valid), "workers": workers,
-            "connections": args.connections, "threads": args.threads,
+            "rotating_valid_keys": len(seeded.valid), "workers": workers, "threads_per_worker":
+                threads, "reference": f"gunicorn --workers {reference_workers} --worker-class sync",
+            "connections": args.connections, "threads": args.threads,  # wrk's
             "duration_s": args.duration, "rounds": args.rounds, "warmup_s": args.warmup,
             "django_baseline": django,
         },
@@ -153,10 +166,11 @@ def build(*, args, backend, workers, wrk_version, seeded, django_seeded, scenari
 def table(results: dict) -> str:
     settings, ratios, micro = results["settings"], results["ratios"], results["in_process"]
     title = (f"KeyVault benchmark: {settings['database']}, {settings['keys']:,} keys, "
-             f"{settings['workers']} gunicorn workers, wrk {settings['threads']} threads x "
-             f"{settings['connections']} connections, median of {settings['rounds']} x "
-             f"{settings['duration_s']:g} s")
-    lines = [title]
+             f"wrk {settings['threads']} threads x {settings['connections']} connections, "
+             f"median of {settings['rounds']} x {settings['duration_s']:g} s")
+    lines = [title, (f"KeyVault and the ceiling app: keyvault serve (granian + bridge), "
+                     f"{settings['workers']} workers x {settings['threads_per_worker']} threads; "
+                     f"reference and Django: {settings['reference']}")]
     machine = results["meta"]["machine"]
     samples = [b for b in machine["cpu_busy_while_idle"] if b is not None]
     if samples and max(samples) > 0.25:
@@ -175,15 +189,16 @@ def table(results: dict) -> str:
                      f"{where.get(django['database'], django['database'])} "
                      f"({', '.join(django['hashers'])} hashes), wrk presents "
                      f"{django['rotating_valid_keys']:,} of them in `{django['header']}`")
-    lines += ["", f"{'scenario':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines += ["", f"{'scenario':<{WIDTH}}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
     for row in results["scenarios"].values():
-        lines.append(f"{row['title']:<44}{row['rps']:>10,.0f}{row['p50_ms']:>10.2f}"
+        lines.append(f"{row['title']:<{WIDTH}}{row['rps']:>10,.0f}{row['p50_ms']:>10.2f}"
                      f"{row['p99_ms']:>10.2f}")
 
     def show(name: str, label: str, goal: str = "") -> str:
         entry = ratios[name]
         rounds = ", ".join(f"{r:.2f}" for r in entry["per_round"])
-        return f"{label:<44}{entry['of_medians']:>10.2f}   (rounds: {rounds}){goal}"
+        return (f"{label:<{WIDTH}}{entry['of_medians']:>10.2f}   (rounds: {rounds}; their "
+                f"median {entry['median_of_rounds']:.2f}){goal}")
 
     def mib(values: list[float]) -> str:
         return ", ".join(f"{v:.1f}" for v in values)
@@ -194,6 +209,15 @@ def table(results: dict) -> str:
     create, listed = micro["create_key"], micro["list_10_keys"]
     lines += [
         "",
+        "Issue 10 (reference: the do-nothing app on gunicorn, 2 sync workers):",
+        show("verify_vs_reference_rps", "verify / reference, throughput",
+             f"  goal >= {ratios['goal_reference_rps']:.2f}"),
+        show("verify_vs_reference_p99", "verify p99 / reference p99",
+             f"  goal <= {ratios['goal_reference_p99']:.2f}"),
+        show("mixed_vs_reference_rps", "verify 10% bad / reference, throughput"),
+        show("ceiling_vs_reference_rps", "ceiling (KeyVault's server) / reference, throughput"),
+        "",
+        "Against the ceiling (the same app on KeyVault's own server):",
         show("verify_vs_ceiling_rps", "verify / ceiling, throughput", goal_rps),
         show("verify_vs_ceiling_p99", "verify p99 / ceiling p99", goal_p99),
         show("mixed_vs_ceiling_rps", "verify 10% bad / ceiling, throughput"),
@@ -212,7 +236,8 @@ def table(results: dict) -> str:
         "",
         (f"KeyVault worker RSS (MiB): after warm-up {mib(memory['keyvault_workers_after_warmup'])}"
          f"; after the run {mib(memory['keyvault_workers_after_run'])}"
-         f" (ceiling app: {mib(memory['ceiling_workers_after_run'])}{django_rss})"),
+         f" (ceiling app: {mib(memory['ceiling_workers_after_run'])}; reference: "
+         f"{mib(memory['reference_workers_after_run'])}{django_rss})"),
         "",
         "In process (app context, no HTTP):",
         (f"  service.verify_key        {micro['verify_key']['median_us']:>9.1f} us"

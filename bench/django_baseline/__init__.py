@@ -3,8 +3,8 @@
 A minimal Django project (settings.py, urls.py, views.py) with one DRF APIView at
 `POST /api/verify/` guarded by the library's `HasAPIKey`, seeded by `seed.py` into its own database
 (a SQLite file; with `--database-url`, a second fresh database on KeyVault's PostgreSQL server),
-and served by `python -m bench.django_baseline --port P --workers W` through KeyVault's
-gunicorn application class and options, exactly as bench/ceiling_app.py is.
+and served by plain gunicorn sync workers (`wsgi.py`; bench/servers.py `start_django`, or
+`python -m bench.django_baseline --port P --workers W`), as the reference Flask app is.
 
 Nothing here is imported by the benchmark's own process: Django runs only in the subprocesses
 (the seeder and the server), so `python -m bench --no-django` needs no Django installed.

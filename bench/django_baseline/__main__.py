@@ -1,7 +1,7 @@
-"""Serve the Django baseline under KeyVault's gunicorn settings.
+"""Serve the Django baseline under plain gunicorn sync workers, as the benchmark does.
 
 Run: python -m bench.django_baseline --port P --workers W  (with the BENCH_DJANGO_* variables of
-bench/servers.py `django_env` set)
+bench/servers.py `django_env` set). The command line is bench/servers.py `gunicorn_argv`'s.
 """
 
 from __future__ import annotations
@@ -9,28 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 
-from keyvault.server import KeyVaultServer, gunicorn_options
-
-from . import SETTINGS_MODULE
-
-
-class DjangoServer(KeyVaultServer):
-    """KeyVault's gunicorn application class and options, serving the Django project instead."""
-
-    def load(self):
-        from django.core.wsgi import get_wsgi_application
-
-        return get_wsgi_application()  # in each worker, as KeyVault builds its app per worker
+from bench.servers import gunicorn_argv
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5002)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
-    DjangoServer(gunicorn_options(args.host, args.port, args.workers)).run()
+    argv = gunicorn_argv("bench.django_baseline.wsgi:application", args.port, args.workers)
+    os.execv(argv[0], argv)
 
 
 if __name__ == "__main__":

@@ -70,4 +70,4 @@ REST_FRAMEWORK = {
 }
 
 # Django's default logging: with DEBUG off its console handler is silent, and mail_admins has
-# no ADMINS. gunicorn's access log line is the only thing written per request.
+# no ADMINS. Nothing is written per request (gunicorn's access log is off by default).
