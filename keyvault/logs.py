@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import orjson
 
@@ -38,6 +39,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
+def _target(environ: dict) -> str:
+    """The request target as the client sent it (near enough: re-quoted from PATH_INFO)."""
+    path = quote(environ["PATH_INFO"].encode("latin-1"), safe="/:@!$&'()*+,;=~-._")
+    query = environ.get("QUERY_STRING")
+    return f"{path}?{query}" if query else path
+
+
 def request_fields(environ: dict, status: int, size: int, seconds: float) -> dict:
     """The access-log facts of an answered request (environ as the app left it: the client's
     address after any trusted proxy, the request id, and what the app noted)."""
@@ -48,7 +56,7 @@ def request_fields(environ: dict, status: int, size: int, seconds: float) -> dic
         "request_id": environ.get(REQUEST_ID),
         "method": environ["REQUEST_METHOD"],
         "route": noted.get("route"),
-        "path": scrub(environ["RAW_URI"]),
+        "path": scrub(_target(environ)),
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "bytes": size,

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import quote
 
 from . import logs
 
@@ -85,9 +84,12 @@ class BufferedWSGI:
             return _problem(400, "Bad Request", "The Content-Length header is not a number.")
         if declared is not None and declared > self.max_body:
             environ["wsgi.input"] = io.BytesIO()  # the app answers 413 from the length alone
+        elif declared is None and "HTTP_TRANSFER_ENCODING" not in environ:
+            environ["wsgi.input"] = io.BytesIO()  # no body at all (RFC 9112 §6.3): most GETs
         else:
             try:
-                body = await asyncio.wait_for(self._read(protocol, declared), self.body_timeout)
+                async with asyncio.timeout(self.body_timeout):  # no task, unlike wait_for
+                    body = await self._read(protocol, declared)
             except TimeoutError:
                 return _problem(408, "Request Timeout", "The request body did not arrive within "
                                 f"{self.body_timeout:g} s.")
@@ -150,8 +152,6 @@ class BufferedWSGI:
             # RSGI gives the path percent-decoded as text; WSGI wants its bytes as latin-1
             "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
             "QUERY_STRING": scope.query_string,
-            "RAW_URI": quote(scope.path, safe="/:@!$&'()*+,;=~-._")
-            + (f"?{scope.query_string}" if scope.query_string else ""),
             "SERVER_NAME": host.strip("[]"),
             "SERVER_PORT": port,
             "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",

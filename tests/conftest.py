@@ -325,9 +325,10 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
 def stop_server(server: LiveServer) -> None:
     server.process.terminate()
     try:
-        server.process.wait(timeout=10)
+        server.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         server.process.kill()
+        server.process.wait()
 
 
 @pytest.fixture(scope="session")
