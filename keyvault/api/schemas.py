@@ -111,7 +111,7 @@ class VerifyRequest(_Request):
     def _token_stands_for_key(cls, data: Any) -> Any:
         if isinstance(data, dict) and "token" in data:
             if not isinstance(data["token"], str):
-                raise service.InvalidInput("token must be a string.", "token")
+                raise service.InvalidInput("The key to check must be text.", "token")
             if "key" not in data:
                 return {**data, "key": data["token"]}
         return data
@@ -145,35 +145,45 @@ def parse(model: type[_Request], body: Any) -> Any:
     """`body` (a parsed JSON object, or a form's fields) as `model`; InvalidInput naming the
     field when it does not fit."""
     if not isinstance(body, dict):
-        raise service.InvalidInput("The request body must be a JSON object.")
+        raise service.InvalidInput("Send the request's fields as a JSON object, such as "
+                                   '{"label": "deploy"}.')
     try:
         return model.model_validate(body)
     except ValidationError as error:
         raise _invalid_input(error) from None
 
 
-_EXPECTED = {"string_type": "a string", "list_type": "a list", "int_type": "a whole number",
+_EXPECTED = {"string_type": "text", "list_type": "a list", "int_type": "a whole number",
              "bool_type": "true or false"}
+# What each field is, in words: a problem's `detail` speaks of the thing, its `field` names it.
+_NOUNS = {"label": "The label", "description": "The description", "scopes": "The scopes",
+          "expires_at": "The expiry", "grace_period_seconds": "The grace period",
+          "key": "The key to check", "token": "The key to check",
+          "personal_api_key": "The API key", "scope": "The scopes"}
 
 
 def _invalid_input(error: ValidationError) -> service.InvalidInput:
-    """The first problem pydantic found, in the API's words."""
+    """The first problem pydantic found, in people's words; `field` names the field."""
     problems = error.errors(include_url=False)
     unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden")
     if unknown:
-        return service.InvalidInput(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+        listed = ", ".join(f"“{name}”" for name in unknown)
+        return service.InvalidInput(
+            f"This request does not take {listed}: leave {'them' if len(unknown) > 1 else 'it'} "
+            "out.", unknown[0])
     first = problems[0]
     name = str(first["loc"][0]) if first["loc"] else None
+    noun = _NOUNS.get(name or "", "A value")
     kind = first["type"]
     if kind == "missing":
-        return service.InvalidInput(f"{name} is required.", name)
+        return service.InvalidInput(f"{noun} is missing.", name)
     if len(first["loc"]) > 1 and kind in _EXPECTED:
-        return service.InvalidInput(f"{name} must be a list of strings.", name)
+        return service.InvalidInput(f"{noun} must be a list of names (text).", name)
     if kind in _EXPECTED:
-        return service.InvalidInput(f"{name} must be {_EXPECTED[kind]}.", name)
-    if kind == "too_short":
-        return service.InvalidInput(f"{name} must name at least one scope.", name)
-    return service.InvalidInput(f"{name}: {first['msg']}.", name)
+        return service.InvalidInput(f"{noun} must be {_EXPECTED[kind]}.", name)
+    if kind == "too_short" and name == "scopes":
+        return service.InvalidInput("Choose at least one scope, or * for full access.", name)
+    return service.InvalidInput(f"{noun} is not valid: {first['msg'].lower()}.", name)
 
 
 # ---------------------------------------------------------------- responses

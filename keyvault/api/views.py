@@ -82,7 +82,7 @@ def _limit() -> int:
 def _flag(name: str) -> bool:
     raw = request.args.get(name, "false").lower()
     if raw not in ("true", "false", "1", "0"):
-        raise service.InvalidInput(f"{name} must be true or false.", name)
+        raise service.InvalidInput("Use true or false here.", name)
     return raw in ("true", "1")
 
 

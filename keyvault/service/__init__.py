@@ -19,12 +19,15 @@ Views and the command line use the names below (`service.create_key`, …).
 
 from .accounts import (
     FAILURE_WINDOW,
+    change_password,
     check_password,
     delete_account,
     end_sessions,
     find_user,
     get_user,
     log_in,
+    set_admin,
+    set_password,
     sign_up,
 )
 from .admin import (
@@ -45,6 +48,7 @@ from .errors import (
     ServiceError,
     TooManyFailures,
     UserNotFound,
+    WrongPassword,
 )
 from .events import Origin, page_events
 from .keys import (
@@ -58,7 +62,7 @@ from .keys import (
     update_key,
 )
 from .pagination import Page
-from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing
+from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
 from .validation import (
     DESCRIPTION_MAX,
@@ -74,6 +78,7 @@ __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "WrongPassword", "change_password", "set_admin", "set_password", "valid_scopes",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
