@@ -6,7 +6,7 @@ required.", "Field must be between 8 and 1024 characters long.") reaches a page.
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, StopValidation
 
 from ..service.validation import EMAIL_MAX, PASSWORD_MAX, PASSWORD_MIN, PASSWORD_RULE
 
@@ -27,8 +27,19 @@ def new_password_validators() -> list:
             Length(max=PASSWORD_MAX, message=f"Too long: use at most {PASSWORD_MAX} characters.")]
 
 
+def _after(field: str):
+    """Nothing to say about the repetition while the password itself is refused: one message."""
+
+    def check(form, repeat):
+        if form[field].errors:
+            repeat.errors[:] = []
+            raise StopValidation()
+
+    return check
+
+
 def repeat_validators(field: str) -> list:
-    return [DataRequired("Type the password a second time."),
+    return [_after(field), DataRequired("Type the password a second time."),
             EqualTo(field, "The two passwords differ: type the same one twice.")]
 
 
