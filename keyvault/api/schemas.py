@@ -250,21 +250,46 @@ class ApiKeyWithValue(ApiKey):
         return cls(**cls.fields_of(key), value=value)
 
 
+class EventKey(_Response):
+    """A key as it was when the event happened."""
+
+    id: str | None = Field(description="The key's public id; null if it no longer exists.")
+    label: str | None = Field(description="Its label at the time.")
+    mask_value: str | None = Field(description="Its mask at the time (a roll changes it).")
+
+
 class SecurityEvent(_Response):
     id: int
     event: str = Field(description=(
-        "e.g. `key.created`, `key.rolled`, `key.updated`, `key.revoked`, `login.succeeded`, "
-        "`login.failed`, `sudo.failed`, `login.throttled`."))
-    key_id: str | None
+        "The machine-readable code, e.g. `key.created`, `key.rolled`, `key.updated`, "
+        "`key.revoked`, `login.succeeded`, `login.failed`, `sudo.failed`, `login.throttled`, "
+        "`password.changed`. `title` and `summary` say the same for people."))
+    title: str = Field(description="What happened, for people, e.g. `Key rolled`.")
+    summary: str = Field(description=(
+        "What changed, in words, e.g. `Renamed from “ci” to “deploy”.`, `Scopes granted: "
+        "user:read.`, `Rolled; old value valid for 1 hour.`; empty when there is nothing to add."))
+    key_id: str | None = Field(description="The public id of the key the event is about.")
+    key: EventKey | None = Field(description=(
+        "The key the event is about, with the label and mask it had at the time."))
+    actor_key: EventKey | None = Field(description=(
+        "The API key that made the change, for changes made through the API; null for changes "
+        "made in the browser or on the command line."))
     created_at: datetime
     ip_address: str | None
-    user_agent: str | None
+    user_agent: str | None = Field(description="`keyvault-cli` for the command line.")
     details: dict[str, Any]
 
     @classmethod
     def of(cls, event) -> SecurityEvent:
-        return cls(id=event.id, event=event.event,
-                   key_id=event.key.public_id if event.key is not None else None,
+        text = service.describe(event)
+        subject = event.key.public_id if event.key is not None else None
+        key = (EventKey(id=subject, label=event.key_label, mask_value=event.key_mask)
+               if event.key_id is not None or event.key_label is not None else None)
+        actor = (EventKey(id=event.actor_key.public_id if event.actor_key is not None else None,
+                          label=event.actor_label, mask_value=event.actor_mask)
+                 if event.actor_label is not None else None)
+        return cls(id=event.id, event=event.event, title=text.title, summary=text.summary,
+                   key_id=subject, key=key, actor_key=actor,
                    created_at=event.created_at, ip_address=event.ip_address,
                    user_agent=event.user_agent, details=event.details or {})
 
@@ -380,5 +405,5 @@ class Problem(BaseModel):
 
 
 REQUEST_MODELS = (CreateKey, UpdateKey, RollKey, FormCredential, VerifyRequest, VerifyForm)
-RESPONSE_MODELS = (User, ApiKey, ApiKeyWithValue, ApiKeyPage, SecurityEvent,
+RESPONSE_MODELS = (User, ApiKey, ApiKeyWithValue, ApiKeyPage, EventKey, SecurityEvent,
                    SecurityEventPage, Problem)

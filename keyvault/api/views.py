@@ -95,6 +95,11 @@ def _links(page: service.Page, **params) -> dict:
     return {"next": link(page.next_cursor), "previous": link(page.previous_cursor)}
 
 
+def _acting_origin() -> service.Origin:
+    """Where this API call came from, naming the key that makes the change (security log)."""
+    return origin().acting_as(service.get_key(g.api_user, g.api_key.public_id))
+
+
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -112,10 +117,14 @@ def me():
 @bp.get("/users/@me/security_log/")
 @requires(READ_USER)
 def security_log():
-    limit = _limit()
-    page = service.page_events(g.api_user, limit, request.args.get("cursor"))
-    return jsonify(SecurityEventPage(**_links(page, limit=limit),
-                                     results=[SecurityEvent.of(e) for e in page.results]))
+    limit, key_id, cursor = _limit(), request.args.get("key"), request.args.get("cursor")
+    if key_id is None:
+        page = service.page_events(g.api_user, limit, cursor)
+        links = _links(page, limit=limit)
+    else:
+        page = service.events_for_key(g.api_user, key_id, limit, cursor)
+        links = _links(page, limit=limit, key=key_id)
+    return jsonify(SecurityEventPage(**links, results=[SecurityEvent.of(e) for e in page.results]))
 
 
 # ---------------------------------------------------------------- keys
@@ -145,7 +154,7 @@ def create_key():
         expires_at=body.expires_at,
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
-        origin=origin(),
+        origin=_acting_origin(),
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
@@ -172,7 +181,7 @@ def update_key(public_id: str):
     key = service.update_key(
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
-        granting_scopes=g.api_key.scopes, may_widen=False, origin=origin(),
+        granting_scopes=g.api_key.scopes, may_widen=False, origin=_acting_origin(),
     )
     return jsonify(ApiKey.of(key))
 
@@ -180,7 +189,7 @@ def update_key(public_id: str):
 @bp.delete("/personal_api_keys/<public_id>/")
 @requires(WRITE_KEYS)
 def revoke_key(public_id: str):
-    service.revoke_key(g.api_user, public_id, origin())
+    service.revoke_key(g.api_user, public_id, _acting_origin())
     return Response(status=204)
 
 
@@ -188,7 +197,7 @@ def revoke_key(public_id: str):
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
     body = parse(RollKey, body_fields())
-    key, value = service.roll_key(g.api_user, public_id, origin=origin(),
+    key, value = service.roll_key(g.api_user, public_id, origin=_acting_origin(),
                                   grace_period_seconds=body.grace_period_seconds,
                                   granting_scopes=g.api_key.scopes,
                                   granting_ends_at=g.api_key.ends_at)

@@ -50,9 +50,10 @@ from .errors import (
     UserNotFound,
     WrongPassword,
 )
-from .events import Origin, page_events
+from .events import EventText, Origin, describe, page_events, performed_by
 from .keys import (
     create_key,
+    events_for_key,
     get_key,
     list_keys,
     live_key_count,
@@ -78,7 +79,8 @@ __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
-    "WrongPassword", "change_password", "set_admin", "set_password", "valid_scopes",
+    "EventText", "WrongPassword", "change_password", "describe", "events_for_key",
+    "performed_by", "set_admin", "set_password", "valid_scopes",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",

@@ -204,11 +204,18 @@ def revoke_key(public_id: str):
 
 @bp.get("/security-log")
 def security_log():
+    """The log, newest first; `?key=<public id>` shows one key's events only."""
+    key_id, cursor = request.args.get("key"), request.args.get("cursor")
     try:
-        page = service.page_events(current_user, 50, request.args.get("cursor"))
+        key = service.get_key(current_user, key_id) if key_id is not None else None
+        page = service.page_events(current_user, 50, cursor, key=key)
+    except service.KeyNotFound:
+        abort(404)
     except service.InvalidInput:
         abort(400)
-    return render_template("settings/security_log.html", page=page)
+    rows = [(event, service.describe(event), service.performed_by(event))
+            for event in page.results]
+    return render_template("settings/security_log.html", page=page, rows=rows, key=key)
 
 
 def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,
