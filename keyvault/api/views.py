@@ -19,7 +19,7 @@ from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import gate, openapi
-from .credentials import bearer_value, json_body, read_credential
+from .credentials import bearer_value, json_body, read_credential, refuse_json_sent_as_form
 from .errors import respond
 from .schemas import (
     ApiKey,
@@ -69,8 +69,10 @@ def body_fields() -> dict:
     """The request's JSON body, or its form fields; {} when there is none."""
     body = json_body(request)
     if body is None:
+        refuse_json_sent_as_form(request)
         if request.get_data(cache=True) and not request.form:
-            raise UnsupportedMediaType("Send a JSON object with Content-Type: application/json.")
+            raise UnsupportedMediaType("Send a JSON object with the header Content-Type: "
+                                       "application/json.")
         body = request.form.to_dict() if request.form else {}
     return body
 
@@ -210,8 +212,11 @@ def roll_key(public_id: str):
 def _verify_body() -> VerifyRequest:
     """The verify request from a JSON body, or an RFC 7662 form body (`token=`)."""
     body = json_body(request)
+    if body is None:
+        refuse_json_sent_as_form(request)
     if body is None and request.get_data(cache=True) and not request.form:
-        raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
+        raise UnsupportedMediaType('Send JSON such as {"key": "..."} with the header '
+                                   "Content-Type: application/json, or token=... as a form.")
     if body is not None or not request.form:
         return gate.verify_request(body)
     form = parse(VerifyForm, request.form.to_dict())
