@@ -167,7 +167,9 @@ def describe(event: SecurityEvent) -> EventText:
     elif event.event == "key.expired_use":
         parts.append("Someone presented this key after it expired; it was refused.")
     if details.get("by_admin"):
-        parts.append(f"By the administrator {details['by_admin']}.")
+        what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
+                "user.activated": "Activated"}.get(event.event, "Done")
+        parts.insert(0, f"{what} by an administrator.")
     return EventText(title, " ".join(part for part in parts if part))
 
 
@@ -175,6 +177,8 @@ def performed_by(event: SecurityEvent) -> str:
     """Who made the change, when it was not the person in their browser."""
     if event.actor_label is not None:
         return f"API key “{event.actor_label}” ({event.actor_mask})"
+    if event.details and event.details.get("by_admin"):
+        return "An administrator"
     if event.user_agent == CLI_AGENT:
         return "The command line"
     return ""
