@@ -147,3 +147,5 @@ def test_the_page_states_the_rule_beside_the_field(app, user):
     page = logged_in(app).get("/settings/account").get_data(as_text=True)
     assert "Change password" in page and "At least 8 characters." in page
     assert 'autocomplete="current-password"' in page and 'autocomplete="new-password"' in page
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "two forms on one page must not repeat an element id"
