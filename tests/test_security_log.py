@@ -438,3 +438,32 @@ def test_the_api_reference_documents_the_filter_and_the_new_fields(client):
     assert {"title", "summary", "key", "actor_key"} <= set(event["required"])
     assert set(spec["components"]["schemas"]["EventKey"]["properties"]) == {
         "id", "label", "mask_value"}
+
+
+def test_a_page_of_the_log_costs_the_same_queries_however_many_keys_it_names(client, user,
+                                                                              make_key):
+    """The keys a page's events name are loaded together, not one query per event."""
+    from sqlalchemy import event
+
+    _, reader = make_key(user, label="reader", scopes=["user:read"])
+
+    def queries_for_one_page() -> int:
+        statements: list[str] = []
+
+        def count(*args):
+            statements.append(args[2])
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            response = client.get("/api/users/@me/security_log/?limit=100",
+                                  headers=bearer(reader))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 200
+        return len(statements)
+
+    few = queries_for_one_page()
+    for n in range(8):
+        key, _ = make_key(user, label=f"key {n}")
+        service.update_key(user, key.public_id, label=f"renamed {n}", origin=ORIGIN)
+    assert queries_for_one_page() == few
