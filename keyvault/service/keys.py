@@ -232,7 +232,8 @@ def roll_key(
     now = clock.now()
     status = key.status(now)
     if status != "active":
-        raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
+        state = {"user_inactive": "of a deactivated account"}.get(status, status)
+        raise KeyNotLive(f"This key is {state} and cannot be rolled; create a new one.")
     _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
     value, digest = _new_value()
     if grace_period_seconds:
