@@ -1,22 +1,36 @@
 # Every target bootstraps .venv from nothing, so a fresh machine needs only `make run` / `make test`.
+# `make run` installs what running KeyVault needs and nothing more; `make test` adds the test
+# tools (pytest, Playwright, schemathesis, ruff, ...) and the Python client.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.run-installed
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+# Where `make run` listens: `make run PORT=8000` (5000 is taken by AirPlay on macOS),
+# `make run HOST=0.0.0.0` to be reachable from other machines.
+HOST ?= 127.0.0.1
+PORT ?= 5000
 
 .PHONY: run test bench lint clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Running: KeyVault and the PostgreSQL driver (SQLite needs none), no test extra.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[postgres]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	$(BIN)/python -m pip install --quiet -e 'clients/python'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/keyvault db upgrade
-	$(BIN)/keyvault serve --host 127.0.0.1 --port 5000 --workers 2
+	$(BIN)/keyvault serve --host $(HOST) --port $(PORT) --workers 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

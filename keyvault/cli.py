@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 
 import click
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
+from flask_migrate.cli import db as flask_migrate_db
 
 from . import service
 from .service import Origin
@@ -14,6 +16,20 @@ from .service import Origin
 
 def _fail(error: service.ServiceError):
     raise click.ClickException(error.detail)
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+
+
+def _user(email: str):
+    """The account for EMAIL, or a clear refusal (exit status 1)."""
+    try:
+        return service.find_user(email)
+    except service.ServiceError as error:
+        _fail(error)
 
 
 @click.group("users", help="Manage user accounts.")
@@ -28,15 +44,80 @@ def users_group():
 @with_appcontext
 def users_create(email: str, admin: bool, password_stdin: bool):
     """Create a user account."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    password = _read_password(password_stdin)
     try:
         user = service.sign_up(email, password, Origin.system(), is_admin=admin)
     except service.ServiceError as error:
         _fail(error)
     click.echo(f"Created user {user.email} (id {user.id}{', admin' if admin else ''}).", err=True)
+
+
+@users_group.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the new password from standard input (else it is asked for twice).")
+@with_appcontext
+def users_set_password(email: str, password_stdin: bool):
+    """Set a user's password; ends their sessions.
+
+    For someone who forgot theirs. The user's browser sessions end everywhere; their API keys
+    keep working."""
+    user = _user(email)
+    password = _read_password(password_stdin)
+    try:
+        service.set_password(user, password, Origin.system())
+    except service.ServiceError as error:
+        _fail(error)
+    click.echo(f"Set a new password for {user.email}; their browser sessions have ended.")
+
+
+@users_group.command("set-admin")
+@click.argument("email")
+@click.option("--revoke", "--no-admin", "revoke", is_flag=True,
+              help="Take administration away instead.")
+@with_appcontext
+def users_set_admin(email: str, revoke: bool):
+    """Make a user an administrator (--revoke: undo)."""
+    user = _user(email)
+    changed = service.set_admin(user, not revoke, Origin.system())
+    role = "an administrator" if not revoke else "not an administrator"
+    if changed:
+        click.echo(f"{user.email} is now {role}.")
+    else:
+        click.echo(f"{user.email} was already {role}; nothing changed.")
+
+
+def _set_active(email: str, active: bool) -> None:
+    user = _user(email)
+    changed = user.is_active != active
+    service.set_user_active(None, user.id, active, Origin.system())
+    state = "active" if active else "deactivated"
+    if not changed:
+        click.echo(f"{user.email} was already {state}; nothing changed.")
+    elif active:
+        click.echo(f"Activated {user.email}: they can log in again and their keys work again.")
+    else:
+        click.echo(f"Deactivated {user.email}: they cannot log in, their sessions have ended, "
+                   "and their keys verify as user_inactive until they are activated again.")
+
+
+@users_group.command("deactivate")
+@click.argument("email")
+@with_appcontext
+def users_deactivate(email: str):
+    """Deactivate a user: no login, no working keys.
+
+    Their browser sessions end, they cannot log in, and every key of theirs verifies as
+    `user_inactive`; nothing is deleted, and `activate` undoes it."""
+    _set_active(email, False)
+
+
+@users_group.command("activate")
+@click.argument("email")
+@with_appcontext
+def users_activate(email: str):
+    """Let a deactivated user log in again."""
+    _set_active(email, True)
 
 
 @click.group("keys", help="Manage API keys.")
@@ -47,8 +128,9 @@ def keys_group():
 @keys_group.command("create")
 @click.argument("email")
 @click.option("--label", required=True, help="What the key is for (1-40 characters).")
-@click.option("--scope", "scopes", multiple=True, help="A scope to grant; repeat for more. "
-              "Default: * (full access).")
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
+              help="A scope to grant; repeat for more. Required: '*' grants full access, and "
+              "only when given explicitly.")
 @click.option("--expires-in-days", type=click.IntRange(1, 36500), default=None,
               help="Expire the key after this many days (default: never).")
 @click.option("--description", default=None)
@@ -59,11 +141,15 @@ def keys_create(email, label, scopes, expires_in_days, description):
 
     from . import clock
 
+    if not scopes:
+        raise click.UsageError(
+            "Choose what the key may do with --scope (repeat it for more), or --scope '*' for "
+            f"full access. The scopes are: {', '.join(service.valid_scopes())}.")
     try:
         user = service.find_user(email)
         expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
         key, value = service.create_key(user, label=label, description=description,
-                                        scopes=list(scopes) or None, expires_at=expires_at,
+                                        scopes=list(scopes), expires_at=expires_at,
                                         origin=Origin.system())
     except service.ServiceError as error:
         _fail(error)
@@ -99,7 +185,7 @@ def keys_list(email):
 def keys_revoke(key_id):
     """Revoke a key by its id; it stops working at once."""
     try:
-        key = service.revoke_key_by_id(key_id, Origin.system())
+        key = service.revoke_key_by_id(key_id, Origin.system(), refuse_revoked=True)
     except service.ServiceError as error:
         _fail(error)
     click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {key.user.email}.")
@@ -141,10 +227,38 @@ def register(app) -> None:
     app.cli.add_command(serve)
 
 
-def main() -> None:
+def _version() -> str:
+    try:
+        return metadata.version("keyvault")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+@click.group("keyvault", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", "-V", package_name="keyvault",
+                      prog_name="keyvault", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context):
+    """KeyVault: personal API keys.
+
+    Configured by KEYVAULT_* environment variables (KEYVAULT_DATABASE_URL, ...); with none
+    set, it uses the SQLite database under instance/.
+    """
     from . import create_app
 
-    FlaskGroup(create_app=create_app, help="KeyVault: personal API keys.")(prog_name="keyvault")
+    # Commands that need the app load it through this, as `flask` would (with_appcontext).
+    ctx.obj = ScriptInfo(create_app=create_app, set_debug_flag=False, load_dotenv_defaults=False)
+
+
+cli.add_command(flask_migrate_db, "db")
+cli.add_command(users_group)
+cli.add_command(keys_group)
+cli.add_command(serve)
+
+
+def main() -> None:
+    """The `keyvault` console script: KeyVault's own commands only (no Flask `run`/`shell`)."""
+    cli(prog_name="keyvault")
 
 
 if __name__ == "__main__":

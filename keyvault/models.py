@@ -117,6 +117,8 @@ class SecurityEvent(db.Model):
         Index("ix_security_events_user_created", "user_id", "created_at", "id"),
         # Counting an address's recent failed logins (service.log_in's throttle).
         Index("ix_security_events_address_event_created", "ip_address", "event", "created_at"),
+        # One key's events, newest first (the log filtered by key, the key page).
+        Index("ix_security_events_key_created", "key_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -128,8 +130,18 @@ class SecurityEvent(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(64))  # as in the access log
     details: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The key's label and mask when the event happened: a later rename or roll does not
+    # rewrite history.
+    key_label: Mapped[str | None] = mapped_column(String(40))
+    key_mask: Mapped[str | None] = mapped_column(String(48))
+    # The API key that made the change (an API call), with its label and mask at the time.
+    actor_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"))
+    actor_label: Mapped[str | None] = mapped_column(String(40))
+    actor_mask: Mapped[str | None] = mapped_column(String(48))
 
-    key: Mapped[ApiKey | None] = relationship()
+    key: Mapped[ApiKey | None] = relationship(foreign_keys=[key_id])
+    actor_key: Mapped[ApiKey | None] = relationship(foreign_keys=[actor_key_id])
 
 
 class PasswordAttempt(db.Model):

@@ -253,14 +253,20 @@ def test_malformed_json_is_400(client, user, make_key, caller, method, suffix, r
 ], ids=lambda value: repr(value)[:40])
 def test_wrong_types_and_unknown_fields_are_400(client, user, make_key, caller, method, suffix,
                                                 body, field):
-    """Wrong types, bad values and unknown fields: 400 naming the field, nothing written."""
+    """Wrong types, bad values and unknown fields: 400 naming the field in `field`, with a
+    `detail` in people's words (no field codes, no library wording), nothing written."""
     key, value = make_key(user)
     before = rows()
     response = client.open(f"/api/personal_api_keys/{suffix.format(id=key.public_id)}",
                            method=method, json=body, headers=caller[1])
     problem = assert_problem(response, 400)
     assert problem["field"] == field
-    assert field in problem["detail"]
+    detail = problem["detail"]
+    assert detail[0].isupper() and detail.endswith("."), detail
+    unknown = detail.startswith("This request does not take")  # names what the client sent
+    codes = () if unknown else ("expires_at", "grace_period_seconds")
+    for internal in (*codes, "Input should", "_type", "must be a string", "must name at least"):
+        assert internal not in detail, detail
     assert rows() == before
     assert service.verify_key(value).active  # a refused roll leaves the old value working
 

@@ -59,18 +59,27 @@ def test_signup_with_a_taken_email_is_a_form_error(auth, user):
 
 
 @pytest.mark.parametrize(("email", "password", "confirm", "message"), [
-    ("not-an-email", PASSWORD, PASSWORD, "Invalid email address."),
-    ("bob@example.com", "short", "short", "Field must be between 8 and 1024 characters long."),
-    ("bob@example.com", PASSWORD, PASSWORD + "x", "Passwords differ."),
-    ("", PASSWORD, PASSWORD, "This field is required."),
+    ("not-an-email", PASSWORD, PASSWORD, "Enter a valid email address, such as name@example.com."),
+    ("bob@example.com", "short", "short", "Too short: use at least 8 characters."),
+    ("bob@example.com", "x" * 1025, "x" * 1025, "Too long: use at most 1024 characters."),
+    ("bob@example.com", PASSWORD, PASSWORD + "x",
+     "The two passwords differ: type the same one twice."),
+    ("", PASSWORD, PASSWORD, "Enter your email address."),
+    ("bob@example.com", "", "", "Choose a password. At least 8 characters."),
 ])
 def test_signup_form_errors(auth, client, email, password, confirm, message):
-    """Bad sign-up input is shown next to the form and creates no account."""
+    """Bad sign-up input is shown next to the form, in words that match the hint beside the
+    field (never WTForms' own), one message per problem, and creates no account."""
     token = auth.csrf("/signup")
     response = client.post("/signup", data={"email": email, "password": password,
                                              "confirm": confirm, "csrf_token": token})
     assert response.status_code == 400
-    assert message in errors_in(response.get_data(True))
+    page = response.get_data(True)
+    assert message in errors_in(page)
+    assert errors_in(page).count(message) == 1
+    assert "At least 8 characters." in page  # the hint beside the password field
+    for default in ("This field is required.", "Field must be", "Invalid email address."):
+        assert default not in page
     db.session.expire_all()
     assert db.session.scalars(select(User)).all() == []
 

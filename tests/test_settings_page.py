@@ -134,7 +134,7 @@ def test_label_is_trimmed_and_forty_characters_are_allowed(auth, logged_in):
 @pytest.mark.parametrize(("label", "message"), [
     ("", "Give the key a label."),
     ("   ", "Give the key a label."),
-    ("x" * 41, "Label must be at most 40 characters."),
+    ("x" * 41, "Keep the label to 40 characters or fewer; this one has 41."),
 ])
 def test_bad_label_is_a_form_error_and_creates_nothing(auth, logged_in, label, message):
     """An empty, blank or too-long label is refused on the form; no key, no event."""
@@ -152,7 +152,8 @@ def test_too_long_description_is_a_form_error(auth, logged_in):
     """Descriptions are at most 1000 characters."""
     response = auth.create_key("ok", description="d" * 1001)
     assert response.status_code == 400
-    assert "Description must be at most 1000 characters." in errors_in(response.get_data(True))
+    assert ("Keep the description to 1000 characters or fewer; this one has 1001."
+            in errors_in(response.get_data(True)))
     assert keys_of(logged_in) == []
 
 

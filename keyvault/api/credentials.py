@@ -7,6 +7,7 @@ import binascii
 from dataclasses import dataclass
 
 from flask import Request
+from werkzeug.exceptions import BadRequest
 
 from ..jsonio import decode
 from .errors import MalformedBody
@@ -32,6 +33,21 @@ def json_body(request: Request):
         pass
     body = request.keyvault_json = parse_json(request.get_data(cache=True))
     return body
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def refuse_json_sent_as_form(request: Request) -> None:
+    """BadRequest for a body that looks like JSON but is typed as a form (curl -d's default):
+    read as a form, it would be one field named after the whole body, and the answer would
+    speak of fields the client never meant to send."""
+    if request.mimetype == FORM and request.get_data(cache=True).lstrip()[:1] in (b"{", b"["):
+        raise BadRequest(
+            "This body looks like JSON, but its Content-Type says it is a form "
+            f"({FORM}, what curl -d sends unless told otherwise). Send it with the header "
+            "Content-Type: application/json (with curl: --json, or "
+            "-H 'Content-Type: application/json').")
 
 
 def parse_json(data: bytes):
@@ -84,7 +100,7 @@ def read_credential(request: Request, basic: bool = False) -> Credential | None:
     if isinstance(body, dict) and FIELD in body:
         value = body[FIELD]
         return Credential(value if isinstance(value, str) else "", "body")
-    form_body = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    form_body = request.mimetype in (FORM, "multipart/form-data")
     if form_body and FIELD in request.form:
         return Credential(request.form[FIELD], "body")
     if FIELD in request.args:

@@ -95,6 +95,13 @@ def _parameters() -> dict:
                            "when keys are created or deleted between fetches.",
             "schema": {"type": "string"},
         },
+        "EventKey": {
+            "name": "key", "in": "query", "required": False,
+            "description": "Only the events of this key (its public id): those about it, and "
+                           "those it made through the API. Another user's key answers 404, "
+                           "like a missing one.",
+            "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
+        },
         "IncludeRevoked": {
             "name": "include_revoked", "in": "query", "required": False,
             "description": "Also list revoked keys (`true`/`false`, `1`/`0`).",
@@ -230,9 +237,12 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
         )},
         "/api/users/@me/security_log/": {"get": _operation(
             "listSecurityEvents", users_tag, "The owner's security log",
-            "Key creations, rolls, edits and revocations, logins and failed logins, newest "
-            "first, cursor-paginated.", read_user,
-            {"200": _json("SecurityEventPage", "One page of events.")}, parameters=page,
+            "Key creations, rolls, edits and revocations, logins and failed logins, password "
+            "changes, newest first, cursor-paginated. Each event keeps the key's label and mask "
+            "as they were then, says what changed in words (`title`, `summary`) and names the "
+            "API key that made an API change (`actor_key`); `key=` narrows the log to one key.",
+            read_user, {"200": _json("SecurityEventPage", "One page of events.")},
+            parameters=[*page, _ref("parameters", "EventKey")], errors=("NotFound",),
         )},
         "/api/personal_api_keys/": {
             "get": _operation(

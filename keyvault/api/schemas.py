@@ -111,7 +111,7 @@ class VerifyRequest(_Request):
     def _token_stands_for_key(cls, data: Any) -> Any:
         if isinstance(data, dict) and "token" in data:
             if not isinstance(data["token"], str):
-                raise service.InvalidInput("token must be a string.", "token")
+                raise service.InvalidInput("The key to check must be text.", "token")
             if "key" not in data:
                 return {**data, "key": data["token"]}
         return data
@@ -145,35 +145,45 @@ def parse(model: type[_Request], body: Any) -> Any:
     """`body` (a parsed JSON object, or a form's fields) as `model`; InvalidInput naming the
     field when it does not fit."""
     if not isinstance(body, dict):
-        raise service.InvalidInput("The request body must be a JSON object.")
+        raise service.InvalidInput("Send the request's fields as a JSON object, such as "
+                                   '{"label": "deploy"}.')
     try:
         return model.model_validate(body)
     except ValidationError as error:
         raise _invalid_input(error) from None
 
 
-_EXPECTED = {"string_type": "a string", "list_type": "a list", "int_type": "a whole number",
+_EXPECTED = {"string_type": "text", "list_type": "a list", "int_type": "a whole number",
              "bool_type": "true or false"}
+# What each field is, in words: a problem's `detail` speaks of the thing, its `field` names it.
+_NOUNS = {"label": "The label", "description": "The description", "scopes": "The scopes",
+          "expires_at": "The expiry", "grace_period_seconds": "The grace period",
+          "key": "The key to check", "token": "The key to check",
+          "personal_api_key": "The API key", "scope": "The scopes"}
 
 
 def _invalid_input(error: ValidationError) -> service.InvalidInput:
-    """The first problem pydantic found, in the API's words."""
+    """The first problem pydantic found, in people's words; `field` names the field."""
     problems = error.errors(include_url=False)
     unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden")
     if unknown:
-        return service.InvalidInput(f"Unknown field(s): {', '.join(unknown)}.", unknown[0])
+        listed = ", ".join(f"“{name}”" for name in unknown)
+        return service.InvalidInput(
+            f"This request does not take {listed}: leave {'them' if len(unknown) > 1 else 'it'} "
+            "out.", unknown[0])
     first = problems[0]
     name = str(first["loc"][0]) if first["loc"] else None
+    noun = _NOUNS.get(name or "", "A value")
     kind = first["type"]
     if kind == "missing":
-        return service.InvalidInput(f"{name} is required.", name)
+        return service.InvalidInput(f"{noun} is missing.", name)
     if len(first["loc"]) > 1 and kind in _EXPECTED:
-        return service.InvalidInput(f"{name} must be a list of strings.", name)
+        return service.InvalidInput(f"{noun} must be a list of names (text).", name)
     if kind in _EXPECTED:
-        return service.InvalidInput(f"{name} must be {_EXPECTED[kind]}.", name)
-    if kind == "too_short":
-        return service.InvalidInput(f"{name} must name at least one scope.", name)
-    return service.InvalidInput(f"{name}: {first['msg']}.", name)
+        return service.InvalidInput(f"{noun} must be {_EXPECTED[kind]}.", name)
+    if kind == "too_short" and name == "scopes":
+        return service.InvalidInput("Choose at least one scope, or * for full access.", name)
+    return service.InvalidInput(f"{noun} is not valid: {first['msg'].lower()}.", name)
 
 
 # ---------------------------------------------------------------- responses
@@ -240,23 +250,48 @@ class ApiKeyWithValue(ApiKey):
         return cls(**cls.fields_of(key), value=value)
 
 
+class EventKey(_Response):
+    """A key as it was when the event happened."""
+
+    id: str | None = Field(description="The key's public id; null if it no longer exists.")
+    label: str | None = Field(description="Its label at the time.")
+    mask_value: str | None = Field(description="Its mask at the time (a roll changes it).")
+
+
 class SecurityEvent(_Response):
     id: int
     event: str = Field(description=(
-        "e.g. `key.created`, `key.rolled`, `key.updated`, `key.revoked`, `login.succeeded`, "
-        "`login.failed`, `sudo.failed`, `login.throttled`."))
-    key_id: str | None
+        "The machine-readable code, e.g. `key.created`, `key.rolled`, `key.updated`, "
+        "`key.revoked`, `login.succeeded`, `login.failed`, `sudo.failed`, `login.throttled`, "
+        "`password.changed`. `title` and `summary` say the same for people."))
+    title: str = Field(description="What happened, for people, e.g. `Key rolled`.")
+    summary: str = Field(description=(
+        "What changed, in words, e.g. `Renamed from “ci” to “deploy”.`, `Scopes granted: "
+        "user:read.`, `Rolled; old value valid for 1 hour.`; empty when there is nothing to add."))
+    key_id: str | None = Field(description="The public id of the key the event is about.")
+    key: EventKey | None = Field(description=(
+        "The key the event is about, with the label and mask it had at the time."))
+    actor_key: EventKey | None = Field(description=(
+        "The API key that made the change, for changes made through the API; null for changes "
+        "made in the browser or on the command line."))
     created_at: datetime
     ip_address: str | None
-    user_agent: str | None
+    user_agent: str | None = Field(description="`keyvault-cli` for the command line.")
     request_id: str | None = Field(description=(
         "The X-Request-Id of the request that caused the event, as in the server's log."))
     details: dict[str, Any]
 
     @classmethod
     def of(cls, event) -> SecurityEvent:
-        return cls(id=event.id, event=event.event,
-                   key_id=event.key.public_id if event.key is not None else None,
+        text = service.describe(event)
+        subject = event.key.public_id if event.key is not None else None
+        key = (EventKey(id=subject, label=event.key_label, mask_value=event.key_mask)
+               if event.key_id is not None or event.key_label is not None else None)
+        actor = (EventKey(id=event.actor_key.public_id if event.actor_key is not None else None,
+                          label=event.actor_label, mask_value=event.actor_mask)
+                 if event.actor_label is not None else None)
+        return cls(id=event.id, event=event.event, title=text.title, summary=text.summary,
+                   key_id=subject, key=key, actor_key=actor,
                    created_at=event.created_at, ip_address=event.ip_address,
                    user_agent=event.user_agent, request_id=event.request_id,
                    details=event.details or {})
@@ -373,5 +408,5 @@ class Problem(BaseModel):
 
 
 REQUEST_MODELS = (CreateKey, UpdateKey, RollKey, FormCredential, VerifyRequest, VerifyForm)
-RESPONSE_MODELS = (User, ApiKey, ApiKeyWithValue, ApiKeyPage, SecurityEvent,
+RESPONSE_MODELS = (User, ApiKey, ApiKeyWithValue, ApiKeyPage, EventKey, SecurityEvent,
                    SecurityEventPage, Problem)

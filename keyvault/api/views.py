@@ -19,7 +19,7 @@ from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import gate, openapi
-from .credentials import bearer_value, json_body, read_credential
+from .credentials import bearer_value, json_body, read_credential, refuse_json_sent_as_form
 from .errors import respond
 from .schemas import (
     ApiKey,
@@ -77,8 +77,10 @@ def body_fields() -> dict:
     """The request's JSON body, or its form fields; {} when there is none."""
     body = json_body(request)
     if body is None:
+        refuse_json_sent_as_form(request)
         if request.get_data(cache=True) and not request.form:
-            raise UnsupportedMediaType("Send a JSON object with Content-Type: application/json.")
+            raise UnsupportedMediaType("Send a JSON object with the header Content-Type: "
+                                       "application/json.")
         body = request.form.to_dict() if request.form else {}
     return body
 
@@ -90,7 +92,7 @@ def _limit() -> int:
 def _flag(name: str) -> bool:
     raw = request.args.get(name, "false").lower()
     if raw not in ("true", "false", "1", "0"):
-        raise service.InvalidInput(f"{name} must be true or false.", name)
+        raise service.InvalidInput("Use true or false here.", name)
     return raw in ("true", "1")
 
 
@@ -101,6 +103,11 @@ def _links(page: service.Page, **params) -> dict:
         return url_for(request.endpoint, _external=True, cursor=cursor, **params)
 
     return {"next": link(page.next_cursor), "previous": link(page.previous_cursor)}
+
+
+def _acting_origin() -> service.Origin:
+    """Where this API call came from, naming the key that makes the change (security log)."""
+    return origin().acting_as(service.get_key(g.api_user, g.api_key.public_id))
 
 
 def _no_store(response: Response) -> Response:
@@ -120,10 +127,14 @@ def me():
 @bp.get("/users/@me/security_log/")
 @requires(READ_USER)
 def security_log():
-    limit = _limit()
-    page = service.page_events(g.api_user, limit, request.args.get("cursor"))
-    return jsonify(SecurityEventPage(**_links(page, limit=limit),
-                                     results=[SecurityEvent.of(e) for e in page.results]))
+    limit, key_id, cursor = _limit(), request.args.get("key"), request.args.get("cursor")
+    if key_id is None:
+        page = service.page_events(g.api_user, limit, cursor)
+        links = _links(page, limit=limit)
+    else:
+        page = service.events_for_key(g.api_user, key_id, limit, cursor)
+        links = _links(page, limit=limit, key=key_id)
+    return jsonify(SecurityEventPage(**links, results=[SecurityEvent.of(e) for e in page.results]))
 
 
 # ---------------------------------------------------------------- keys
@@ -153,7 +164,7 @@ def create_key():
         expires_at=body.expires_at,
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
-        origin=origin(),
+        origin=_acting_origin(),
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
@@ -180,7 +191,7 @@ def update_key(public_id: str):
     key = service.update_key(
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
-        granting_scopes=g.api_key.scopes, may_widen=False, origin=origin(),
+        granting_scopes=g.api_key.scopes, may_widen=False, origin=_acting_origin(),
     )
     return jsonify(ApiKey.of(key))
 
@@ -188,7 +199,7 @@ def update_key(public_id: str):
 @bp.delete("/personal_api_keys/<public_id>/")
 @requires(WRITE_KEYS)
 def revoke_key(public_id: str):
-    service.revoke_key(g.api_user, public_id, origin())
+    service.revoke_key(g.api_user, public_id, _acting_origin())
     return Response(status=204)
 
 
@@ -196,7 +207,7 @@ def revoke_key(public_id: str):
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
     body = parse(RollKey, body_fields())
-    key, value = service.roll_key(g.api_user, public_id, origin=origin(),
+    key, value = service.roll_key(g.api_user, public_id, origin=_acting_origin(),
                                   grace_period_seconds=body.grace_period_seconds,
                                   granting_scopes=g.api_key.scopes,
                                   granting_ends_at=g.api_key.ends_at)
@@ -209,8 +220,11 @@ def roll_key(public_id: str):
 def _verify_body() -> VerifyRequest:
     """The verify request from a JSON body, or an RFC 7662 form body (`token=`)."""
     body = json_body(request)
+    if body is None:
+        refuse_json_sent_as_form(request)
     if body is None and request.get_data(cache=True) and not request.form:
-        raise UnsupportedMediaType('Send JSON {"key": "..."}, or token=... as a form.')
+        raise UnsupportedMediaType('Send JSON such as {"key": "..."} with the header '
+                                   "Content-Type: application/json, or token=... as a form.")
     if body is not None or not request.form:
         return gate.verify_request(body)
     form = parse(VerifyForm, request.form.to_dict())

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from .. import service
 from ..ratelimit import limiter
 from ..request_context import origin
+from ..service.validation import PASSWORD_RULE
 from ..web import known_device, mark_authenticated, remember_device, retry_after, safe_next
 from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
 
@@ -48,7 +49,8 @@ def signup():
             _start_session(user)
             flash("Welcome to KeyVault. Create your first API key below.", "success")
             return redirect(url_for(HOME))
-    return render_template("auth/signup.html", form=form), 400 if form.errors else 200
+    return render_template("auth/signup.html", form=form, password_rule=PASSWORD_RULE), (
+        400 if form.errors else 200)
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -19,12 +19,15 @@ Views and the command line use the names below (`service.create_key`, …).
 
 from .accounts import (
     FAILURE_WINDOW,
+    change_password,
     check_password,
     delete_account,
     end_sessions,
     find_user,
     get_user,
     log_in,
+    set_admin,
+    set_password,
     sign_up,
 )
 from .admin import (
@@ -45,10 +48,12 @@ from .errors import (
     ServiceError,
     TooManyFailures,
     UserNotFound,
+    WrongPassword,
 )
-from .events import Origin, page_events
+from .events import EventText, Origin, describe, page_events, performed_by
 from .keys import (
     create_key,
+    events_for_key,
     get_key,
     list_keys,
     live_key_count,
@@ -58,7 +63,7 @@ from .keys import (
     update_key,
 )
 from .pagination import Page
-from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing
+from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
 from .validation import (
     DESCRIPTION_MAX,
@@ -74,6 +79,8 @@ __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "EventText", "WrongPassword", "change_password", "describe", "events_for_key",
+    "performed_by", "set_admin", "set_password", "valid_scopes",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",

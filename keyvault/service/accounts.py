@@ -10,10 +10,12 @@ from .. import clock, passwords
 from ..extensions import db
 from ..models import ApiKey, FormSubmission, SecurityEvent, User
 from . import guessing
-from .errors import EmailTaken, UserNotFound
+from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, record
 from .validation import clean_email, clean_password, has_control_characters, normalise_email
 
+# Wrong passwords at the login form, at a confirmation prompt, and as the current password when
+# changing it all count toward one limit (service.guessing).
 FAILURE_WINDOW = guessing.WINDOW
 
 
@@ -96,7 +98,8 @@ def end_sessions(user: User, origin: Origin) -> None:
 
 
 def check_password(user: User, password: str, origin: Origin,
-                   device: guessing.Device | None = None) -> bool:
+                   device: guessing.Device | None = None, *,
+                   failure: str = "sudo.failed") -> bool:
     """Re-authentication for sensitive actions (sudo mode); a wrong password is logged, as a
     failed login is: someone holding the session may be guessing, and is stopped like one."""
     attempt = guessing.begin(user.email, origin, user.id, device)
@@ -104,9 +107,45 @@ def check_password(user: User, password: str, origin: Origin,
         guessing.succeeded(attempt)
         db.session.commit()
         return True
-    record("sudo.failed", user.id, origin)
+    record(failure, user.id, origin)
     db.session.commit()
     return False
+
+
+def change_password(user: User, current: str, new: str, origin: Origin,
+                    device: guessing.Device | None = None) -> None:
+    """The person's own change: the current password first (a wrong one counts toward the
+    guessing limit, as at the confirmation prompt), then the new one. Every session of the
+    user ends; the caller logs the person's own session back in (keyvault.settings)."""
+    new = clean_password(new, "new_password")
+    if not check_password(user, current, origin, device, failure="password.change_failed"):
+        raise WrongPassword("Your current password is not right.", "current_password")
+    if current == new:
+        raise InvalidInput("Choose a new password that differs from the current one.",
+                           "new_password")
+    _set_password(user, new, origin)
+
+
+def set_password(user: User, password: str, origin: Origin) -> None:
+    """An operator's reset (the command line): no current password; every session ends."""
+    _set_password(user, clean_password(password), origin)
+
+
+def _set_password(user: User, password: str, origin: Origin) -> None:
+    user.password_hash = passwords.hash_password(_hasher(), password)
+    user.session_epoch += 1  # every session cookie issued before now stops working
+    record("password.changed", user.id, origin)
+    db.session.commit()
+
+
+def set_admin(user: User, is_admin: bool, origin: Origin) -> bool:
+    """Grant or revoke administration; False when the user already was (or was not) one."""
+    if user.is_admin == is_admin:
+        return False
+    user.is_admin = is_admin
+    record("user.admin_granted" if is_admin else "user.admin_revoked", user.id, origin)
+    db.session.commit()
+    return True
 
 
 def get_user(user_id: int) -> User | None:
@@ -116,7 +155,7 @@ def get_user(user_id: int) -> User | None:
 def find_user(email: str) -> User:
     user = user_by_email(email)
     if user is None:
-        raise UserNotFound(f"No user with the email {email!r}.")
+        raise UserNotFound(f"There is no account with the email {normalise_email(email)}.")
     return user
 
 

@@ -11,7 +11,7 @@ from .. import clock
 from ..extensions import db
 from ..models import ApiKey, User
 from .accounts import user_by_email
-from .errors import InvalidInput, KeyNotFound, UserNotFound
+from .errors import InvalidInput, KeyNotFound, KeyNotLive, UserNotFound
 from .events import Origin, record
 from .keys import revoke, revoke_key
 from .validation import is_public_id
@@ -46,29 +46,45 @@ def admin_revoke_key(admin: User, public_id: str, origin: Origin) -> ApiKey:
     return revoke_key_by_id(public_id, origin, by_admin=admin)
 
 
-def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
-    """Revoke any user's key by its id (command line and admin); lands in the owner's log."""
+def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = None,
+                     refuse_revoked: bool = False) -> ApiKey:
+    """Revoke any user's key by its id (command line and admin); lands in the owner's log.
+
+    With `refuse_revoked` (the command line), a key that is already revoked is KeyNotLive, so a
+    script hears that nothing changed; otherwise revoking twice is quietly the same as once.
+    """
     if not is_public_id(public_id):
         raise KeyNotFound()
     key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == str(public_id)))
     if key is None:
         raise KeyNotFound()
+    if refuse_revoked and key.revoked_at is not None:
+        when = key.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
+        raise KeyNotLive(f"Key {key.public_id} ({key.label}, {key.mask}) was already revoked on "
+                         f"{when}; nothing changed.")
     return revoke_key(key.user, public_id, origin, by_admin=by_admin)
 
 
-def set_user_active(admin: User, user_id: int, active: bool, origin: Origin) -> User:
+def set_user_active(admin: User | None, user_id: int, active: bool, origin: Origin) -> User:
+    """(De)activate an account (nothing happens when it already is so). `admin` is the administrator who
+    asks on the admin page, None on the command line.
+
+    A deactivated user cannot log in, their sessions end, and their keys verify as
+    `user_inactive` (models.key_status) until they are activated again.
+    """
     user = db.session.get(User, user_id)
     if user is None:
         raise UserNotFound()
-    if user.id == admin.id and not active:
+    if admin is not None and user.id == admin.id and not active:
         raise InvalidInput("You cannot deactivate your own account.")
-    if user.is_active != active:
-        user.is_active = active
-        if not active:
-            user.session_epoch += 1  # reactivation must not bring old browser sessions back
-        record("user.activated" if active else "user.deactivated", user.id, origin,
-               by_admin=admin.email)
-        db.session.commit()
+    if user.is_active == active:
+        return user
+    user.is_active = active
+    if not active:
+        user.session_epoch += 1  # reactivation must not bring old browser sessions back
+    details = {"by_admin": admin.email} if admin is not None else {}
+    record("user.activated" if active else "user.deactivated", user.id, origin, **details)
+    db.session.commit()
     return user
 
 

@@ -33,6 +33,13 @@ class UserNotFound(KeyNotFound):
         super().__init__(detail)
 
 
+class WrongPassword(ServiceError):
+    """The password given to confirm a change is not the account's."""
+
+    status = 403
+    title = "Wrong password"
+
+
 class TooManyFailures(ServiceError):
     status = 429
     title = "Too many failed attempts"

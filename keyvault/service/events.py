@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, has_app_context
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import selectinload
 
 from .. import clock
 from ..extensions import db
@@ -20,22 +21,38 @@ EXPIRED_USE_EVERY = timedelta(hours=1)
 log = logging.getLogger("keyvault")
 
 
+CLI_AGENT = "keyvault-cli"
+
+
 @dataclass(frozen=True)
 class Origin:
-    """Where a change came from, for the security log."""
+    """Where a change came from, for the security log: the address and user agent, and for an
+    API call the key that made it (its id, and its label and mask at the time)."""
 
     ip_address: str | None = None
     user_agent: str | None = None
     request_id: str | None = None  # the X-Request-Id the request was answered with
+    actor_key_id: int | None = None
+    actor_label: str | None = None
+    actor_mask: str | None = None
 
     @classmethod
     def system(cls) -> Origin:
-        return cls(None, "keyvault-cli")
+        """The command line (an operator at the server)."""
+        return cls(None, CLI_AGENT)
+
+    def acting_as(self, key: ApiKey) -> Origin:
+        """This origin, with `key` as the API key that made the change."""
+        return replace(self, actor_key_id=key.id, actor_label=key.label, actor_mask=key.mask)
 
 
 def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None = None,
            *, key_id: int | None = None, **details: Any) -> None:
-    """Add a security-log event to the current transaction; the caller commits."""
+    """Add a security-log event to the current transaction; the caller commits.
+
+    The event keeps the key's label and mask as they are now, so the log still tells what
+    happened after the key is renamed or rolled.
+    """
     row = SecurityEvent(
         user_id=user_id,
         key_id=key_id,
@@ -45,15 +62,131 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
         user_agent=(origin.user_agent or None) and origin.user_agent[:255],
         request_id=origin.request_id,
         details=details,
+        actor_key_id=origin.actor_key_id,
+        actor_label=origin.actor_label,
+        actor_mask=origin.actor_mask,
     )
+    if key is None and key_id is not None:
+        key = db.session.get(ApiKey, key_id)
     if key is not None:
         row.key = key
+        row.key_label, row.key_mask = key.label, key.mask
     db.session.add(row)
 
 
-def page_events(owner: User, limit: int, cursor: str | None) -> Page:
-    stmt = select(SecurityEvent).where(SecurityEvent.user_id == owner.id)
+def page_events(owner: User, limit: int, cursor: str | None, key: ApiKey | None = None) -> Page:
+    """The owner's log, newest first; only the events about `key` or made by it, when given."""
+    # The keys each event names, in one query per page rather than one per event.
+    stmt = select(SecurityEvent).where(SecurityEvent.user_id == owner.id).options(
+        selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key))
+    if key is not None:
+        stmt = stmt.where(or_(SecurityEvent.key_id == key.id, SecurityEvent.actor_key_id == key.id))
     return paginate(stmt, SecurityEvent, limit, cursor)
+
+
+# ---------------------------------------------------------------- the log in words
+
+
+class EventText(NamedTuple):
+    """An event as people read it: what happened, and the particulars."""
+
+    title: str
+    summary: str
+
+
+_TITLES = {
+    "user.created": "Account created",
+    "login.succeeded": "Logged in",
+    "login.failed": "Failed login",
+    "login.throttled": "Logins refused after too many wrong passwords",
+    "sudo.failed": "Wrong password when confirming an action",
+    "logout": "Logged out everywhere",
+    "password.changed": "Password changed",
+    "password.change_failed": "Wrong current password when changing the password",
+    "user.activated": "Account activated",
+    "user.deactivated": "Account deactivated",
+    "user.admin_granted": "Made an administrator",
+    "user.admin_revoked": "No longer an administrator",
+    "key.created": "Key created",
+    "key.updated": "Key changed",
+    "key.rolled": "Key rolled",
+    "key.revoked": "Key revoked",
+    "key.expired_use": "Expired key presented",
+}
+_LOGIN_FAILURES = {"wrong_password": "Wrong password.",
+                   "inactive": "The account is deactivated.",
+                   "unknown_email": "No account has that email."}
+
+
+def duration(seconds: int) -> str:
+    """'1 hour', '24 hours', '7 days', '90 seconds': a span in its largest whole unit."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _scopes(scopes: list[str]) -> str:
+    return ", ".join("* (full access)" if scope == "*" else scope for scope in scopes)
+
+
+def describe(event: SecurityEvent) -> EventText:
+    """The event's title and what changed, in words: never a raw code like `key.rolled`."""
+    details = event.details or {}
+    title = _TITLES.get(event.event, event.event.replace(".", " ").replace("_", " ").capitalize())
+    parts: list[str] = []
+    if event.event == "key.created":
+        if details.get("scopes"):
+            parts.append(f"Scopes granted: {_scopes(details['scopes'])}.")
+        if "expires_at" in details:
+            expires = details["expires_at"]
+            parts.append(f"Expires {expires[:16].replace('T', ' ')} UTC." if expires
+                         else "Never expires.")
+    elif event.event == "key.updated":
+        if "label_from" in details:
+            parts.append(f"Renamed from “{details['label_from']}” to “{details['label_to']}”.")
+        if details.get("scopes_added"):
+            parts.append(f"Scopes granted: {_scopes(details['scopes_added'])}.")
+        if details.get("scopes_removed"):
+            parts.append(f"Scopes removed: {_scopes(details['scopes_removed'])}.")
+        if "description" in details.get("fields", []):
+            parts.append("Description changed.")
+        if not parts and details.get("fields"):  # events logged before the changes were kept
+            parts.append(f"Changed: {', '.join(details['fields'])}.")
+    elif event.event == "key.rolled":
+        grace = details.get("grace_period_seconds") or 0
+        parts.append(f"Rolled; old value valid for {duration(grace)}." if grace
+                     else "Rolled; the old value stopped working at once.")
+    elif event.event == "key.revoked":
+        if details.get("reason") == "unused":
+            parts.append(f"Unused for {details.get('unused_days')} days, so revoked by a "
+                         "clean-up.")
+    elif event.event == "login.failed":
+        parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
+    elif event.event == "password.changed":
+        parts.append("Every session was logged out." if event.user_agent == CLI_AGENT
+                     else "Every other session was logged out.")
+    elif event.event == "user.deactivated":
+        parts.append("Sessions ended; the account's keys stop working until it is activated.")
+    elif event.event == "key.expired_use":
+        parts.append("Someone presented this key after it expired; it was refused.")
+    if details.get("by_admin"):
+        what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
+                "user.activated": "Activated"}.get(event.event, "Done")
+        parts.insert(0, f"{what} by an administrator.")
+    return EventText(title, " ".join(part for part in parts if part))
+
+
+def performed_by(event: SecurityEvent) -> str:
+    """Who made the change, when it was not the person in their browser."""
+    if event.actor_label is not None:
+        return f"API key “{event.actor_label}” ({event.actor_mask})"
+    if event.details and event.details.get("by_admin"):
+        return "An administrator"
+    if event.user_agent == CLI_AGENT:
+        return "The command line"
+    return ""
 
 
 def note_expired_use(app: Flask, key_id: int, user_id: int, origin: Origin) -> None:

@@ -13,8 +13,8 @@ from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey, User
 from .errors import InvalidInput, KeyLimitReached, KeyNotFound, KeyNotLive, ScopeNotAllowed
-from .events import Origin, record
-from .pagination import Page, paginate
+from .events import Origin, page_events, record
+from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import FULL_ACCESS, clean_scopes, is_narrowing
 from .validation import (
     clean_description,
@@ -69,6 +69,13 @@ def page_keys(owner: User, include_revoked: bool, limit: int, cursor: str | None
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
     return paginate(stmt, ApiKey, limit, cursor)
+
+
+def events_for_key(owner: User, public_id: str, limit: int = DEFAULT_LIMIT,
+                   cursor: str | None = None) -> Page:
+    """One key's security-log events (those about it, and those it made through the API),
+    newest first; KeyNotFound for a key that is not the owner's."""
+    return page_events(owner, limit, cursor, key=get_key(owner, public_id))
 
 
 def live_key_count(owner: User) -> int:
@@ -158,7 +165,8 @@ def create_key(
     )
     db.session.add(key)
     db.session.flush()
-    record("key.created", owner.id, origin, key, label=label, scopes=scopes)
+    record("key.created", owner.id, origin, key, label=label, scopes=scopes,
+           expires_at=expires_at.isoformat() if expires_at else None)
     db.session.commit()
     return key, value
 
@@ -193,9 +201,15 @@ def update_key(
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
         return key
+    details: dict[str, Any] = {"fields": sorted(changed)}  # what changed, for the log in words
+    if "label" in changed:
+        details.update(label_from=key.label, label_to=changed["label"])
+    if "scopes" in changed:
+        details.update(scopes_added=[s for s in changed["scopes"] if s not in key.scopes],
+                       scopes_removed=[s for s in key.scopes if s not in changed["scopes"]])
     for name, value in changed.items():
         setattr(key, name, value)
-    record("key.updated", owner.id, origin, key, fields=sorted(changed))
+    record("key.updated", owner.id, origin, key, **details)
     db.session.commit()
     return key
 
@@ -218,7 +232,8 @@ def roll_key(
     now = clock.now()
     status = key.status(now)
     if status != "active":
-        raise KeyNotLive(f"This key is {status} and cannot be rolled; create a new one.")
+        state = {"user_inactive": "of a deactivated account"}.get(status, status)
+        raise KeyNotLive(f"This key is {state} and cannot be rolled; create a new one.")
     _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
     value, digest = _new_value()
     if grace_period_seconds:

@@ -24,9 +24,9 @@ def clean_limit(raw: str | None) -> int:
     try:
         limit = int(raw)
     except ValueError:
-        raise InvalidInput("limit must be a whole number.", "limit") from None
+        raise InvalidInput("The page size must be a whole number.", "limit") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}.", "limit")
+        raise InvalidInput(f"The page size can be from 1 to {MAX_LIMIT}.", "limit")
     return limit
 
 
@@ -53,7 +53,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, str]:
             raise ValueError
         return when, row_id, direction
     except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError):
-        raise InvalidInput("cursor is not a cursor this API issued.", "cursor") from None
+        raise InvalidInput("That page link was not made by this API: start again from the first "
+                           "page and follow its `next` and `previous` links.", "cursor") from None
 
 
 def paginate(stmt, model, limit: int, cursor: str | None) -> Page:

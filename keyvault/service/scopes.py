@@ -27,6 +27,11 @@ def catalogue() -> tuple[str, ...]:
     return current_app.config["KEYVAULT_SCOPES"]
 
 
+def valid_scopes() -> list[str]:
+    """Every scope a key may be given: `*` (full access), then the catalogue."""
+    return [FULL_ACCESS, *catalogue()]
+
+
 def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:
     """`*` grants everything; `object:write` implies `object:read`."""
     if FULL_ACCESS in granted or needed in granted:
@@ -58,21 +63,22 @@ def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
     `granting` is None when a person (page, CLI) asks: people may grant anything in the catalogue.
     """
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise InvalidInput("scopes must be a list of strings.", "scopes")
+        raise InvalidInput("Scopes must be a list of scope names.", "scopes")
     cleaned = list(dict.fromkeys(s.strip() for s in scopes))
     if not cleaned:
-        raise InvalidInput("scopes must name at least one scope.", "scopes")
+        raise InvalidInput("Choose at least one scope, or * for full access.", "scopes")
     known = catalogue()
-    for scope in cleaned:
-        if scope != FULL_ACCESS and scope not in known:
-            raise InvalidInput(f"Unknown scope: {scope!r}.", "scopes")
+    unknown = [scope for scope in cleaned if scope != FULL_ACCESS and scope not in known]
+    if unknown:
+        raise InvalidInput(f"There is no scope called “{unknown[0]}”. The scopes are: "
+                           f"{', '.join(valid_scopes())}.", "scopes")
     if FULL_ACCESS in cleaned:
         cleaned = [FULL_ACCESS]
     if granting is not None:
         for scope in cleaned:
             if not _may_grant(granting, scope):
                 raise ScopeNotAllowed(
-                    f"This key cannot grant the scope {scope!r}, which it does not hold."
+                    f"This key cannot grant the scope “{scope}”, which it does not hold itself."
                 )
     return cleaned
 

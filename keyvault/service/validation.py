@@ -31,20 +31,22 @@ def has_control_characters(text: str, allowed: str = "") -> bool:
     return any(char not in allowed and unicodedata.category(char) in ("Cc", "Cs") for char in text)
 
 
-def _refuse_control_characters(text: str, name: str, allowed: str = "") -> None:
+def _refuse_control_characters(text: str, name: str, refusal: str, allowed: str = "") -> None:
     if has_control_characters(text, allowed):
-        raise InvalidInput(f"{name} must not contain control characters.", name)
+        raise InvalidInput(refusal, name)
 
 
 def clean_label(label: Any) -> str:
     if not isinstance(label, str):
-        raise InvalidInput("label must be a string.", "label")
-    _refuse_control_characters(label, "label")
+        raise InvalidInput("The label must be text.", "label")
+    _refuse_control_characters(label, "label", "The label cannot hold tabs, line breaks or other "
+                               "control characters.")
     label = label.strip()
     if not label:
-        raise InvalidInput("label must not be empty.", "label")
+        raise InvalidInput("Give the key a label, such as what it is for.", "label")
     if len(label) > LABEL_MAX:
-        raise InvalidInput(f"label must be at most {LABEL_MAX} characters.", "label")
+        raise InvalidInput(f"Keep the label to {LABEL_MAX} characters or fewer; this one has "
+                           f"{len(label)}.", "label")
     return label
 
 
@@ -52,13 +54,13 @@ def clean_description(description: Any) -> str:
     if description is None:
         return ""
     if not isinstance(description, str):
-        raise InvalidInput("description must be a string.", "description")
-    _refuse_control_characters(description, "description", allowed=LINE_BREAKS)
+        raise InvalidInput("The description must be text.", "description")
+    _refuse_control_characters(description, "description", "The description cannot hold control "
+                               "characters (tabs and line breaks are fine).", allowed=LINE_BREAKS)
     description = description.strip()
     if len(description) > DESCRIPTION_MAX:
-        raise InvalidInput(
-            f"description must be at most {DESCRIPTION_MAX} characters.", "description"
-        )
+        raise InvalidInput(f"Keep the description to {DESCRIPTION_MAX} characters or fewer; this "
+                           f"one has {len(description)}.", "description")
     return description
 
 
@@ -73,11 +75,14 @@ def clean_email(email: Any) -> str:
     return email
 
 
-def clean_password(password: Any) -> str:
-    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise InvalidInput(
-            f"Passwords must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.", "password"
-        )
+PASSWORD_RULE = f"At least {PASSWORD_MIN} characters."
+
+
+def clean_password(password: Any, field: str = "password") -> str:
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN:
+        raise InvalidInput(f"Choose a password of at least {PASSWORD_MIN} characters.", field)
+    if len(password) > PASSWORD_MAX:
+        raise InvalidInput(f"Choose a password of at most {PASSWORD_MAX} characters.", field)
     return password
 
 
@@ -86,10 +91,12 @@ def clean_grace_period(seconds: Any) -> int:
     if isinstance(seconds, float) and seconds.is_integer():
         seconds = int(seconds)
     if isinstance(seconds, bool) or not isinstance(seconds, int):
-        raise InvalidInput("grace_period_seconds must be a whole number.", "grace_period_seconds")
+        raise InvalidInput("The grace period must be a whole number of seconds.",
+                           "grace_period_seconds")
     if not 0 <= seconds <= GRACE_MAX_SECONDS:
         raise InvalidInput(
-            f"grace_period_seconds must be between 0 and {GRACE_MAX_SECONDS}.",
+            f"The grace period can be from 0 seconds (the old value stops at once) to 7 days "
+            f"({GRACE_MAX_SECONDS} seconds).",
             "grace_period_seconds",
         )
     return seconds
@@ -101,30 +108,35 @@ def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
     if expires_at is None:
         if max_days is not None:
             raise InvalidInput(
-                f"An expiry is required: keys may live at most {max_days} days.", "expires_at"
-            )
+                f"Choose when the key expires: keys may live at most {max_days} days here.",
+                "expires_at")
         return None
     if isinstance(expires_at, str):
         try:
             expires_at = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidInput(
-                "expires_at must be an ISO 8601 date-time, e.g. 2030-01-31T00:00:00Z.", "expires_at"
-            ) from None
+                "The expiry must be a date and time in ISO 8601 form, such as "
+                "2030-01-31T00:00:00Z.", "expires_at") from None
     if not isinstance(expires_at, datetime):
-        raise InvalidInput("expires_at must be an ISO 8601 date-time string.", "expires_at")
+        raise InvalidInput("The expiry must be a date and time in ISO 8601 form, such as "
+                           "2030-01-31T00:00:00Z.", "expires_at")
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
     try:
         expires_at = expires_at.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput("expires_at is out of range.", "expires_at") from None
+        raise InvalidInput("That expiry is not a date KeyVault can keep: choose one before the "
+                           "year 9999.", "expires_at") from None
     if expires_at <= now:
-        raise InvalidInput("expires_at must be in the future.", "expires_at")
+        raise InvalidInput("That expiry has already passed: choose a moment in the future.",
+                           "expires_at")
     if max_days is not None and expires_at > now + timedelta(days=max_days, minutes=1):
-        raise InvalidInput(f"Keys may live at most {max_days} days.", "expires_at")
+        raise InvalidInput(f"Keys may live at most {max_days} days here: choose an earlier "
+                           "expiry.", "expires_at")
     if expires_at.year > 9998:
-        raise InvalidInput("expires_at is too far in the future.", "expires_at")
+        raise InvalidInput("That expiry is too far away: choose one before the year 9999.",
+                           "expires_at")
     return expires_at
 
 

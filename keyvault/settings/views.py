@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import clock, service
+from ..auth.forms import ChangePasswordForm
 from ..request_context import origin
 from ..service import scopes, submissions
-from ..web import no_store, reauthenticate, sudo_required
+from ..service.validation import PASSWORD_RULE
+from ..web import (
+    known_device,
+    mark_authenticated,
+    no_store,
+    reauthenticate,
+    retry_after,
+    sudo_required,
+)
 from .forms import EXPIRY_CHOICES, ActionForm, CreateKeyForm, EditKeyForm, RollKeyForm, choices
 
 bp = Blueprint("settings", __name__)
@@ -202,17 +211,54 @@ def revoke_key(public_id: str):
 
 @bp.get("/security-log")
 def security_log():
+    """The log, newest first; `?key=<public id>` shows one key's events only."""
+    key_id, cursor = request.args.get("key"), request.args.get("cursor")
     try:
-        page = service.page_events(current_user, 50, request.args.get("cursor"))
+        key = service.get_key(current_user, key_id) if key_id is not None else None
+        page = service.page_events(current_user, 50, cursor, key=key)
+    except service.KeyNotFound:
+        abort(404)
     except service.InvalidInput:
         abort(400)
-    return render_template("settings/security_log.html", page=page)
+    rows = [(event, service.describe(event), service.performed_by(event))
+            for event in page.results]
+    return render_template("settings/security_log.html", page=page, rows=rows, key=key)
 
 
-@bp.route("/account", methods=["GET", "POST"])
+def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,
+                  headers: dict | None = None):
+    return render_template(
+        "settings/account.html", form=ActionForm(),
+        password_form=password_form or ChangePasswordForm(formdata=None),
+        password_rule=PASSWORD_RULE,
+    ), status, headers or {}
+
+
+@bp.get("/account")
 def account():
-    form = ActionForm()
-    return render_template("settings/account.html", form=form)
+    return _account_page()
+
+
+@bp.post("/account/password")
+def change_password():
+    """The current password, then the new one twice; every other session ends, this one stays."""
+    form = ChangePasswordForm()
+    if not form.validate_on_submit():
+        return _account_page(form, 400)
+    user = current_user._get_current_object()
+    try:
+        service.change_password(user, form.current_password.data, form.new_password.data,
+                                origin(), known_device())
+    except service.TooManyFailures as refusal:
+        form.current_password.errors.append(refusal.detail)
+        return _account_page(form, 429, retry_after())
+    except service.ServiceError as error:
+        getattr(form, error.field or "current_password").errors.append(error.detail)
+        return _account_page(form, 400)
+    login_user(user)  # this session carries the new session epoch: it alone stays logged in
+    mark_authenticated()
+    flash("Your password has been changed. Every other session has been logged out.", "success")
+    return redirect(url_for(".account"), 303)
 
 
 @bp.post("/account/delete")
