@@ -119,7 +119,7 @@ def test_wrong_current_passwords_count_toward_the_guessing_limit(make_app, make_
     refused = change(here)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "900"
-    assert "Too many failed password attempts" in refused.get_data(as_text=True)
+    assert "Too many wrong passwords" in refused.get_data(as_text=True)
     other_address = AuthActions(app.test_client())  # 127.0.0.1, not ADDRESS: not refused
     assert other_address.login().status_code == 302
     with app.app_context():
