@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.routing import BaseConverter
 
 from .. import service
 from ..request_context import origin
@@ -37,6 +38,16 @@ from .schemas import (
 )
 
 bp = Blueprint("api", __name__)
+
+
+class KeyIdConverter(BaseConverter):
+    """A key id in a path: never one of the `@` names (`@current`), so a method that
+    `/personal_api_keys/@current/` does not take answers 405 rather than reaching a key's route."""
+
+    regex = r"[^/@][^/]*"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("key_id", KeyIdConverter))
 
 # ---------------------------------------------------------------- request plumbing
 
@@ -159,13 +170,13 @@ def current_key():
     return jsonify(ApiKey.of(service.get_key(g.api_user, g.api_key.public_id)))
 
 
-@bp.get("/personal_api_keys/<public_id>/")
+@bp.get("/personal_api_keys/<key_id:public_id>/")
 @requires(READ_KEYS)
 def key_detail(public_id: str):
     return jsonify(ApiKey.of(service.get_key(g.api_user, public_id)))
 
 
-@bp.patch("/personal_api_keys/<public_id>/")
+@bp.patch("/personal_api_keys/<key_id:public_id>/")
 @requires(WRITE_KEYS)
 def update_key(public_id: str):
     body = parse(UpdateKey, body_fields())
@@ -177,14 +188,14 @@ def update_key(public_id: str):
     return jsonify(ApiKey.of(key))
 
 
-@bp.delete("/personal_api_keys/<public_id>/")
+@bp.delete("/personal_api_keys/<key_id:public_id>/")
 @requires(WRITE_KEYS)
 def revoke_key(public_id: str):
     service.revoke_key(g.api_user, public_id, origin())
     return Response(status=204)
 
 
-@bp.post("/personal_api_keys/<public_id>/roll/")
+@bp.post("/personal_api_keys/<key_id:public_id>/roll/")
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
     body = parse(RollKey, body_fields())
