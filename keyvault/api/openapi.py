@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import functools
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
+from .. import clock
 from ..service.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from ..service.validation import PUBLIC_ID
@@ -81,6 +83,15 @@ EXAMPLE_KEY_ID = "Q2xYh7vN4bWk9sRe"
 _EXAMPLE_BODY = "3fTq9ZbW0LmR7xKc2VhN8sDj4GpA6uYe1QoIiEtB"  # 40 base62 characters
 _SCOPE = READ_KEYS
 _CREATED = "2026-11-02T09:41:27Z"
+EXAMPLE_LIFETIME_DAYS = 90
+
+
+def example_expiry(max_days: int | None) -> str:
+    """The examples' expiry: a midnight 90 days ahead (fewer if the instance caps lifetimes), so
+    the create example stays one the instance accepts."""
+    days = min(EXAMPLE_LIFETIME_DAYS, max_days or EXAMPLE_LIFETIME_DAYS)
+    day = (clock.now() + timedelta(days=days)).date()
+    return f"{day.isoformat()}T00:00:00Z"
 
 
 def example_value(prefix: str, body: str = _EXAMPLE_BODY) -> str:
@@ -88,32 +99,33 @@ def example_value(prefix: str, body: str = _EXAMPLE_BODY) -> str:
     return f"{prefix}_{body}{checksum(body)}"
 
 
-def _example_key(prefix: str, **changes) -> dict:
+def _example_key(prefix: str, expires: str, **changes) -> dict:
     return {
         "id": EXAMPLE_KEY_ID, "label": "CI deploys", "description": "Publishes release notes.",
         "mask_value": mask(example_value(prefix)), "scopes": [_SCOPE], "status": "active",
         "created_at": _CREATED, "last_used_at": "2026-11-30T17:05:00Z",
-        "expires_at": "2027-03-01T00:00:00Z", "revoked_at": None, "last_rolled_at": None,
+        "expires_at": expires, "revoked_at": None, "last_rolled_at": None,
         "old_value_expires_at": None, **changes,
     }
 
 
-def _examples(prefix: str) -> dict:
+def _examples(prefix: str, expires: str) -> dict:
     """Example values by name, with the instance's key prefix."""
     value = example_value(prefix)
     rolled_value = example_value(prefix, _EXAMPLE_BODY[::-1])
     user = {"id": 42, "email": "ada@example.com", "is_admin": False,
             "created_at": "2026-03-02T10:15:00Z", "last_login_at": "2026-11-30T08:02:11Z"}
-    key = _example_key(prefix)
-    rolled = _example_key(prefix, mask_value=mask(rolled_value),
+    key = _example_key(prefix, expires)
+    rolled = _example_key(prefix, expires, mask_value=mask(rolled_value),
                           last_rolled_at="2026-12-01T12:00:00Z",
                           old_value_expires_at="2026-12-01T13:00:00Z")
     return {
         "value": value,
+        "expires": expires,
         "user": user,
         "key": key,
-        "created": {**_example_key(prefix, last_used_at=None), "value": value},
-        "updated": _example_key(prefix, label="CI deploys (production)"),
+        "created": {**_example_key(prefix, expires, last_used_at=None), "value": value},
+        "updated": _example_key(prefix, expires, label="CI deploys (production)"),
         "rolled": {**rolled, "value": rolled_value},
         "key_page": {"next": f"{EXAMPLE_HOST}/api/personal_api_keys/?limit=20&cursor="
                              "MjAyNi0xMS0wMlQwOTo0MToyN1p8MTI",
@@ -129,10 +141,12 @@ def _examples(prefix: str) -> dict:
         ]},
         "valid": {
             "active": True, "code": "valid", "key_id": EXAMPLE_KEY_ID, "label": "CI deploys",
-            "scopes": [_SCOPE], "expires_at": "2027-03-01T00:00:00Z", "created_at": _CREATED,
+            "scopes": [_SCOPE], "expires_at": expires, "created_at": _CREATED,
             "user": {"id": 42, "email": "ada@example.com"}, "rolled": False,
             "old_value_expires_at": None, "sub": "42", "username": "ada@example.com",
-            "scope": _SCOPE, "token_type": "bearer", "exp": 1803859200, "iat": 1793871687,
+            "scope": _SCOPE, "token_type": "bearer",
+            "exp": int(datetime.fromisoformat(expires).timestamp()),
+            "iat": int(datetime.fromisoformat(_CREATED).timestamp()),
         },
         "revoked": {"active": False, "code": "revoked"},
     }
@@ -355,7 +369,7 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dic
                 })},
                 body=_json_body("CreateKey", "The new key's fields.", {
                     "label": "CI deploys", "description": "Publishes release notes.",
-                    "scopes": [read_keys], "expires_at": "2027-03-01T00:00:00Z"}, required=True),
+                    "scopes": [read_keys], "expires_at": ex["expires"]}, required=True),
                 errors=("Conflict", "UnsupportedMediaType"),
             ),
         },
@@ -514,7 +528,8 @@ def document() -> dict:
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Documentation", "description": "This document."},
         ],
-        "paths": _paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, _examples(prefix)),
+        "paths": _paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, _examples(
+            prefix, example_expiry(config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]))),
         "components": {
             "schemas": _schemas(scopes, prefix),
             "parameters": _parameters(),

@@ -135,3 +135,13 @@ def http_examples(document: dict, code: str, response: dict) -> list[Answer]:
             found.append(Answer(example.get("summary"),
                                 "\n".join([*head, f"Content-Type: {media}", "", body])))
     return found or [Answer(None, "\n".join(head))]
+
+
+def error_answers(document: dict) -> dict[str, list[Answer]]:
+    """Each shared error response's examples, as HTTP text, by the response's name."""
+    found = {}
+    for name, response in document["components"]["responses"].items():
+        examples = [c.get("examples", {}) for c in response.get("content", {}).values()]
+        statuses = [e["value"]["status"] for group in examples for e in group.values()]
+        found[name] = http_examples(document, str(statuses[0]), response) if statuses else []
+    return found

@@ -11,7 +11,7 @@ import re
 from functools import wraps
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
@@ -19,7 +19,7 @@ from .. import service
 from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
-from . import gate, openapi
+from . import gate, openapi, reference
 from .credentials import bearer_value, json_body, read_credential
 from .errors import respond
 from .schemas import (
@@ -287,4 +287,8 @@ def schema():
 
 @bp.get("/docs/")
 def docs():
-    return render_template("api/docs.html", spec=openapi.document())
+    spec = openapi.document()
+    return render_template(
+        "api/docs.html", spec=spec, groups=reference.groups(spec, request.host_url),
+        error_examples=reference.error_answers(spec), base_url=request.host_url,
+        key_variable=reference.KEY_VARIABLE, prefix=current_app.config["KEYVAULT_KEY_PREFIX"])
