@@ -169,7 +169,9 @@ def failed_loads(page) -> list[str]:
     failures: list[str] = []
     page.on("response", lambda r: failures.append(f"{r.status} {r.url}")
             if r.status >= 400 and r.request.resource_type != "document" else None)
-    page.on("requestfailed", lambda r: failures.append(f"failed {r.url}"))
+    # A load the next navigation cancels (ERR_ABORTED) did not fail; any other failure did.
+    page.on("requestfailed", lambda r: failures.append(f"failed {r.url}: {r.failure}")
+            if "ERR_ABORTED" not in (r.failure or "") else None)
     return failures
 
 
