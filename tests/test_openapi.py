@@ -284,3 +284,15 @@ def test_every_example_fits_its_schema(spec):
             assert any(w.startswith(f"{method} {path} body ") for w in places), (method, path)
     for name in spec["components"]["responses"]:
         assert any(w.startswith(f"{name} ") for w in places), name
+
+
+@pytest.mark.parametrize("method", ["patch", "delete", "post"])
+def test_current_key_path_takes_only_the_documented_method(client, make_user, make_key, method):
+    """`/personal_api_keys/@current/` is GET only: other methods are 405 with `Allow` (as the
+    document says), not a key id `@current` looked up and not found."""
+    _, value = make_key(make_user(), scopes=["*"])
+    response = getattr(client, method)("/api/personal_api_keys/@current/",
+                                       headers={"Authorization": f"Bearer {value}"}, json={})
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert "GET" in response.headers["Allow"]
