@@ -91,6 +91,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api")
 
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers and feed readers ask for /favicon.ico whatever the page links: never a 404."""
+        return app.send_static_file("img/favicon.ico")
+
     from . import errors
 
     errors.register(app)

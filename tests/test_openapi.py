@@ -237,3 +237,62 @@ def test_docs_page_needs_nothing_from_elsewhere(client):
             static = client.get(link)
             assert static.status_code == 200
             static.close()
+
+
+def _examples_of(spec):
+    """(where, schema, example value) for every example in the document: parameters, request
+    bodies, responses (with their headers) and the shared error responses."""
+    def media(where, content):
+        for name, media_type in content.items():
+            for label, example in media_type.get("examples", {}).items():
+                yield f"{where} {name} {label}", media_type["schema"], example["value"]
+
+    def response(where, answer):
+        answer = resolve(spec, answer)
+        yield from media(where, answer.get("content", {}))
+        for name, header in answer.get("headers", {}).items():
+            header = resolve(spec, header)
+            if "example" in header:
+                yield f"{where} header {name}", header["schema"], header["example"]
+
+    for path, method, operation in operations(spec):
+        where = f"{method} {path}"
+        for parameter in (resolve(spec, p) for p in [*spec["paths"][path].get("parameters", []),
+                                                     *operation.get("parameters", [])]):
+            if "example" in parameter:
+                yield f"{where} {parameter['name']}", parameter["schema"], parameter["example"]
+        yield from media(f"{where} body", operation.get("requestBody", {}).get("content", {}))
+        for status, answer in operation["responses"].items():
+            yield from response(f"{where} {status}", answer)
+    for name, answer in spec["components"]["responses"].items():
+        yield from response(name, answer)
+
+
+def test_every_example_fits_its_schema(spec):
+    """The document's examples (which the API reference shows as curl commands and answers) are
+    valid instances of the schemas they illustrate, and every operation and error has them."""
+    examples = list(_examples_of(spec))
+    for where, schema, value in examples:
+        validator = jsonschema_rs.validator_for({**schema, "components": spec["components"]})
+        assert [error.message for error in validator.iter_errors(value)] == [], where
+    places = [where for where, _, _ in examples]
+    for path, method, operation in operations(spec):
+        success = min(code for code in operation["responses"] if code.startswith("2"))
+        if "content" in resolve(spec, operation["responses"][success]):
+            assert any(w.startswith(f"{method} {path} {success} ") for w in places), (method, path)
+        if "application/json" in operation.get("requestBody", {}).get("content", {}):
+            assert any(w.startswith(f"{method} {path} body ") for w in places), (method, path)
+    for name in spec["components"]["responses"]:
+        assert any(w.startswith(f"{name} ") for w in places), name
+
+
+@pytest.mark.parametrize("method", ["patch", "delete", "post"])
+def test_current_key_path_takes_only_the_documented_method(client, make_user, make_key, method):
+    """`/personal_api_keys/@current/` is GET only: other methods are 405 with `Allow` (as the
+    document says), not a key id `@current` looked up and not found."""
+    _, value = make_key(make_user(), scopes=["*"])
+    response = getattr(client, method)("/api/personal_api_keys/@current/",
+                                       headers={"Authorization": f"Bearer {value}"}, json={})
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert "GET" in response.headers["Allow"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hypothesis.strategies as st
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.parameters import ParameterLocation
 
@@ -56,9 +56,14 @@ def schema_cannot_judge(case) -> bool:
     return "cursor" in (case.query or {}) or body.get("expires_at") is not None
 
 
+# The document's own examples are sent by test_document_examples_are_answered_as_documented:
+# schemathesis cannot combine them with @schema.given's extra argument.
+GENERATED = [phase for phase in Phase if phase is not Phase.explicit]
+
+
 @schema.given(use_real_id=st.booleans())
 @schema.parametrize()
-@settings(max_examples=50, deadline=None,
+@settings(max_examples=50, deadline=None, phases=GENERATED,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
 def test_api_matches_its_document(case, use_real_id, target):
@@ -71,6 +76,16 @@ def test_api_matches_its_document(case, use_real_id, target):
     if removes_the_authorization_header(case):
         headers = {}  # the case is about a missing key: sending ours would defeat it
     case.call_and_validate(app=target.app, headers=headers, excluded_checks=excluded)
+
+
+@schema.parametrize()
+@settings(phases=[Phase.explicit], deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_document_examples_are_answered_as_documented(case, target):
+    """Every example request in the document (the API reference's curl commands) gets an answer
+    the document allows, with no 5xx."""
+    excluded = [positive_data_acceptance] if schema_cannot_judge(case) else []
+    case.call_and_validate(app=target.app, headers=target.headers, excluded_checks=excluded)
 
 
 def removes_the_authorization_header(case) -> bool:

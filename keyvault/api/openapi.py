@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import copy
 import functools
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from pydantic.json_schema import models_json_schema
 
+from .. import clock
 from ..service.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from ..service.validation import PUBLIC_ID
-from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
+from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH, checksum, mask
 from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 
 PROBLEM = "application/problem+json"
@@ -72,6 +74,101 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
 _model_schemas_cached = functools.cache(_model_schemas)
 
 
+# ---------------------------------------------------------------- examples
+
+# One made-up person and key, used by every example so that they tell one story. The docs page
+# builds each operation's curl command and example answer from these (keyvault.api.reference).
+EXAMPLE_HOST = "https://keyvault.example.com"
+EXAMPLE_KEY_ID = "Q2xYh7vN4bWk9sRe"
+_EXAMPLE_BODY = "3fTq9ZbW0LmR7xKc2VhN8sDj4GpA6uYe1QoIiEtB"  # 40 base62 characters
+_SCOPE = READ_KEYS
+_CREATED = "2026-11-02T09:41:27Z"
+EXAMPLE_LIFETIME_DAYS = 90
+
+
+def example_expiry(max_days: int | None) -> str:
+    """The examples' expiry: a midnight 90 days ahead (fewer if the instance caps lifetimes), so
+    the create example stays one the instance accepts."""
+    days = min(EXAMPLE_LIFETIME_DAYS, max_days or EXAMPLE_LIFETIME_DAYS)
+    day = (clock.now() + timedelta(days=days)).date()
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def example_value(prefix: str, body: str = _EXAMPLE_BODY) -> str:
+    """A well-formed key value (right prefix, length and checksum) that no instance issued."""
+    return f"{prefix}_{body}{checksum(body)}"
+
+
+def _example_key(prefix: str, expires: str, **changes) -> dict:
+    return {
+        "id": EXAMPLE_KEY_ID, "label": "CI deploys", "description": "Publishes release notes.",
+        "mask_value": mask(example_value(prefix)), "scopes": [_SCOPE], "status": "active",
+        "created_at": _CREATED, "last_used_at": "2026-11-30T17:05:00Z",
+        "expires_at": expires, "revoked_at": None, "last_rolled_at": None,
+        "old_value_expires_at": None, **changes,
+    }
+
+
+def _examples(prefix: str, expires: str) -> dict:
+    """Example values by name, with the instance's key prefix."""
+    value = example_value(prefix)
+    rolled_value = example_value(prefix, _EXAMPLE_BODY[::-1])
+    user = {"id": 42, "email": "ada@example.com", "is_admin": False,
+            "created_at": "2026-03-02T10:15:00Z", "last_login_at": "2026-11-30T08:02:11Z"}
+    key = _example_key(prefix, expires)
+    rolled = _example_key(prefix, expires, mask_value=mask(rolled_value),
+                          last_rolled_at="2026-12-01T12:00:00Z",
+                          old_value_expires_at="2026-12-01T13:00:00Z")
+    return {
+        "value": value,
+        "expires": expires,
+        "user": user,
+        "key": key,
+        "created": {**_example_key(prefix, expires, last_used_at=None), "value": value},
+        "updated": _example_key(prefix, expires, label="CI deploys (production)"),
+        "rolled": {**rolled, "value": rolled_value},
+        "key_page": {"next": f"{EXAMPLE_HOST}/api/personal_api_keys/?limit=20&cursor="
+                             "MjAyNi0xMS0wMlQwOTo0MToyN1p8MTI",
+                     "previous": None, "results": [key]},
+        "event_page": {"next": None, "previous": None, "results": [
+            {"id": 982, "event": "key.rolled", "title": "Key rolled",
+             "summary": "Rolled; old value valid for 1 hour.", "key_id": EXAMPLE_KEY_ID,
+             "key": {"id": EXAMPLE_KEY_ID, "label": "CI deploys",
+                     "mask_value": mask(example_value(prefix))},
+             "actor_key": {"id": "Yt7pQm2KcV9sWd4F", "label": "automation",
+                           "mask_value": mask(rolled_value)},
+             "created_at": "2026-12-01T12:00:00Z", "ip_address": "203.0.113.7",
+             "user_agent": "curl/8.5.0", "request_id": "deploy-42",
+             "details": {"grace_period_seconds": 3600}},
+            {"id": 981, "event": "key.created", "title": "Key created",
+             "summary": f"Scopes granted: {_SCOPE}.", "key_id": EXAMPLE_KEY_ID,
+             "key": {"id": EXAMPLE_KEY_ID, "label": "CI deploys",
+                     "mask_value": mask(example_value(prefix))},
+             "actor_key": None, "created_at": _CREATED, "ip_address": "203.0.113.7",
+             "user_agent": "Mozilla/5.0 (X11; Linux x86_64)", "request_id": "4f9a1c2e00000007",
+             "details": {"label": "CI deploys", "scopes": [_SCOPE]}},
+        ]},
+        "valid": {
+            "active": True, "code": "valid", "key_id": EXAMPLE_KEY_ID, "label": "CI deploys",
+            "scopes": [_SCOPE], "expires_at": expires, "created_at": _CREATED,
+            "user": {"id": 42, "email": "ada@example.com"}, "rolled": False,
+            "old_value_expires_at": None, "sub": "42", "username": "ada@example.com",
+            "scope": _SCOPE, "token_type": "bearer",
+            "exp": int(datetime.fromisoformat(expires).timestamp()),
+            "iat": int(datetime.fromisoformat(_CREATED).timestamp()),
+        },
+        "revoked": {"active": False, "code": "revoked"},
+    }
+
+
+def _media(value, summary: str | None = None, name: str = "example", **more) -> dict:
+    """A media type's `examples`: one named example, or more given as name=(summary, value)."""
+    examples = {name: {"summary": summary, "value": value} if summary else {"value": value}}
+    for other, (other_summary, other_value) in more.items():
+        examples[other] = {"summary": other_summary, "value": other_value}
+    return examples
+
+
 # ---------------------------------------------------------------- parameters and responses
 
 
@@ -82,12 +179,14 @@ def _parameters() -> dict:
             "description": "The key's public id. Another user's key answers 404, like a "
                            "missing one.",
             "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
+            "example": EXAMPLE_KEY_ID,
         },
         "Limit": {
             "name": "limit", "in": "query", "required": False,
             "description": f"Page size, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                        "default": DEFAULT_LIMIT},
+            "example": 20,
         },
         "Cursor": {
             "name": "cursor", "in": "query", "required": False,
@@ -110,10 +209,11 @@ def _parameters() -> dict:
     }
 
 
-def _problem(description: str, headers: dict | None = None) -> dict:
+def _problem(description: str, example: dict, headers: dict | None = None) -> dict:
     response: dict[str, Any] = {
         "description": description,
-        "content": {PROBLEM: {"schema": _ref("schemas", "Problem")}},
+        "content": {PROBLEM: {"schema": _ref("schemas", "Problem"), "examples": _media(
+            {"type": "about:blank", **example})}},
     }
     if headers:
         response["headers"] = headers
@@ -124,37 +224,57 @@ def _responses(max_body: int, max_keys: int) -> dict:
     challenge = "A Bearer challenge (RFC 6750)"
     return {
         "BadRequest": _problem("Malformed JSON, a field of the wrong type, an unknown field, an "
-                               "unknown scope (named in `detail`) or a bad query parameter."),
+                               "unknown scope (named in `detail`) or a bad query parameter.",
+                               {"title": "Invalid input", "status": 400,
+                                "detail": "Unknown field(s): colour.", "field": "colour"}),
         "Unauthorized": _problem(
             "No key was presented, or the presented key is malformed, unknown, revoked, expired "
             "or belongs to a deactivated user. A session cookie never authenticates the API.",
+            {"title": "Unauthorized", "status": 401,
+             "detail": "This endpoint needs an API key: send it as 'Authorization: Bearer <key>'."},
             {"WWW-Authenticate": {
                 "required": True,
                 "description": f'{challenge}: `Bearer realm="keyvault"` when no key was sent, '
                                'plus `error="invalid_token"` when the key was wrong.',
-                "schema": {"type": "string"},
+                "schema": {"type": "string"}, "example": 'Bearer realm="keyvault"',
             }},
         ),
         "Forbidden": _problem(
             "The key lacks the scope this operation needs (`code: insufficient_scope`), or it "
             "tried to grant a scope it does not hold itself.",
+            {"title": "Insufficient scope", "status": 403,
+             "detail": f"This key lacks the scope '{WRITE_KEYS}' that this request needs.",
+             "code": "insufficient_scope", "required_scope": WRITE_KEYS},
             {"WWW-Authenticate": {
                 "description": f'{challenge} with `error="insufficient_scope"` and the needed '
                                "`scope`, when the presenting key lacks it.",
                 "schema": {"type": "string"},
+                "example": f'Bearer realm="keyvault", error="insufficient_scope", '
+                           f'scope="{WRITE_KEYS}"',
             }},
         ),
-        "NotFound": _problem("No key with this id belongs to the key's owner."),
+        "NotFound": _problem("No key with this id belongs to the key's owner.",
+                             {"title": "Not found", "status": 404, "detail": "No such API key."}),
         "MethodNotAllowed": _problem(
             "The path exists but not with this method.",
+            {"title": "Method Not Allowed", "status": 405,
+             "detail": "The method is not allowed for the requested URL."},
             {"Allow": {"required": True, "description": "The methods the path accepts.",
                        "schema": {"type": "string"}}},
         ),
         "Conflict": _problem(f"The owner already has {max_keys} live keys (the limit), or the "
-                             "key is revoked or expired and cannot be changed."),
-        "PayloadTooLarge": _problem(f"The request body is larger than {max_body} bytes."),
+                             "key is revoked or expired and cannot be changed.",
+                             {"title": "Conflict", "status": 409,
+                              "detail": f"You already have {max_keys} active keys, the most "
+                                        "allowed. Revoke one to create another."}),
+        "PayloadTooLarge": _problem(f"The request body is larger than {max_body} bytes.",
+                                    {"title": "Request Entity Too Large", "status": 413,
+                                     "detail": "The request body is larger than the limit of "
+                                               f"{max_body} bytes."}),
         "UnsupportedMediaType": _problem(
-            "The body is neither JSON (`application/json`) nor a form."),
+            "The body is neither JSON (`application/json`) nor a form.",
+            {"title": "Unsupported Media Type", "status": 415,
+             "detail": "Send a JSON object with Content-Type: application/json."}),
     }
 
 
@@ -162,7 +282,7 @@ def _headers() -> dict:
     return {
         "NoStore": {"required": True, "description": "`no-store`: the answer holds a secret or "
                                                      "a live verdict.",
-                    "schema": {"type": "string", "const": "no-store"}},
+                    "schema": {"type": "string", "const": "no-store"}, "example": "no-store"},
     }
 
 
@@ -208,23 +328,23 @@ def _operation(operation_id: str, tag: str, summary: str, description: str, scop
     return operation
 
 
-def _json_body(schema: str, description: str, form: str | None = None,
+def _json_body(schema: str, description: str, example: dict, form: str | None = None,
                required: bool = False) -> dict:
-    content = {JSON: {"schema": _ref("schemas", schema)}}
+    content = {JSON: {"schema": _ref("schemas", schema), "examples": _media(example)}}
     if form:
         content[FORM] = {"schema": _ref("schemas", form)}
     return {"description": description, "required": required, "content": content}
 
 
-def _json(schema: str, description: str, headers: dict | None = None) -> dict:
-    response: dict[str, Any] = {"description": description,
-                                "content": {JSON: {"schema": _ref("schemas", schema)}}}
+def _json(schema: str, description: str, examples: dict, headers: dict | None = None) -> dict:
+    response: dict[str, Any] = {"description": description, "content": {
+        JSON: {"schema": _ref("schemas", schema), "examples": examples}}}
     if headers:
         response["headers"] = headers
     return response
 
 
-def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict:
+def _paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict) -> dict:
     key_id = _ref("parameters", "KeyId")
     page = [_ref("parameters", "Limit"), _ref("parameters", "Cursor")]
     no_store = {"Cache-Control": _ref("headers", "NoStore")}
@@ -233,7 +353,7 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
         "/api/users/@me/": {"get": _operation(
             "getCurrentUser", users_tag, "The key's owner",
             "The user who owns the presenting key.", read_user,
-            {"200": _json("User", "The owner.")},
+            {"200": _json("User", "The owner.", _media(ex["user"]))},
         )},
         "/api/users/@me/security_log/": {"get": _operation(
             "listSecurityEvents", users_tag, "The owner's security log",
@@ -241,7 +361,8 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "changes, newest first, cursor-paginated. Each event keeps the key's label and mask "
             "as they were then, says what changed in words (`title`, `summary`) and names the "
             "API key that made an API change (`actor_key`); `key=` narrows the log to one key.",
-            read_user, {"200": _json("SecurityEventPage", "One page of events.")},
+            read_user,
+            {"200": _json("SecurityEventPage", "One page of events.", _media(ex["event_page"]))},
             parameters=[*page, _ref("parameters", "EventKey")], errors=("NotFound",),
         )},
         "/api/personal_api_keys/": {
@@ -249,7 +370,7 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
                 "listKeys", keys_tag, "List the owner's keys",
                 "Newest first, cursor-paginated: follow `next` until it is null. Values are "
                 "never listed.", read_keys,
-                {"200": _json("ApiKeyPage", "One page of keys.")},
+                {"200": _json("ApiKeyPage", "One page of keys.", _media(ex["key_page"]))},
                 parameters=[*page, _ref("parameters", "IncludeRevoked")],
             ),
             "post": _operation(
@@ -257,33 +378,39 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
                 "Creates a key for the presenting key's owner. The response is the only one "
                 "that ever carries the value: store it now. Without `scopes` the new key gets "
                 "the presenting key's scopes.", write_keys,
-                {"201": _json("ApiKeyWithValue", "The new key, with its value.", {
+                {"201": _json("ApiKeyWithValue", "The new key, with its value.",
+                              _media(ex["created"]), {
                     **no_store,
                     "Location": {"required": True, "description": "The new key's URL.",
-                                 "schema": {"type": "string"}},
+                                 "schema": {"type": "string"},
+                                 "example": f"{EXAMPLE_HOST}/api/personal_api_keys/"
+                                            f"{EXAMPLE_KEY_ID}/"},
                 })},
-                body=_json_body("CreateKey", "The new key's fields.", required=True),
+                body=_json_body("CreateKey", "The new key's fields.", {
+                    "label": "CI deploys", "description": "Publishes release notes.",
+                    "scopes": [read_keys], "expires_at": ex["expires"]}, required=True),
                 errors=("Conflict", "UnsupportedMediaType"),
             ),
         },
         "/api/personal_api_keys/@current/": {"get": _operation(
             "getCurrentKey", keys_tag, "The presenting key",
             "The key used for this request describes itself.", read_keys,
-            {"200": _json("ApiKey", "The presenting key.")},
+            {"200": _json("ApiKey", "The presenting key.", _media(ex["key"]))},
         )},
         "/api/personal_api_keys/{public_id}/": {
             "parameters": [key_id],
             "get": _operation(
                 "getKey", keys_tag, "One key",
                 "One of the owner's keys, revoked ones included.", read_keys,
-                {"200": _json("ApiKey", "The key.")}, errors=("NotFound",),
+                {"200": _json("ApiKey", "The key.", _media(ex["key"]))}, errors=("NotFound",),
             ),
             "patch": _operation(
                 "updateKey", keys_tag, "Edit a key",
                 "Change the label, the description, or narrow the scopes. Widening scopes needs "
                 "the browser and a password; a revoked key cannot be edited (409).", write_keys,
-                {"200": _json("ApiKey", "The key after the change.")},
-                body=_json_body("UpdateKey", "The fields to change."),
+                {"200": _json("ApiKey", "The key after the change.", _media(ex["updated"]))},
+                body=_json_body("UpdateKey", "The fields to change.",
+                                {"label": "CI deploys (production)"}),
                 errors=("NotFound", "Conflict", "UnsupportedMediaType"),
             ),
             "delete": _operation(
@@ -302,8 +429,10 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
                 "stops at once unless `grace_period_seconds` keeps it working for a while. The "
                 "presenting key must hold every scope of the key it rolls; a revoked or expired "
                 "key cannot be rolled (409).", write_keys,
-                {"200": _json("ApiKeyWithValue", "The key with its new value.", no_store)},
-                body=_json_body("RollKey", "Optional.", form="FormCredential"),
+                {"200": _json("ApiKeyWithValue", "The key with its new value.",
+                              _media(ex["rolled"]), no_store)},
+                body=_json_body("RollKey", "Optional.", {"grace_period_seconds": 3600},
+                                form="FormCredential"),
                 errors=("NotFound", "Conflict", "UnsupportedMediaType"),
             ),
         },
@@ -319,8 +448,13 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "`token=<key>`, optionally `scope=` with space- or comma-separated scopes. (It is "
             "not listed as a second body type because client generators mishandle a required "
             "body with two types.)", verify,
-            {"200": _json("VerifyResult", "The verdict.", no_store)},
-            body=_json_body("VerifyRequest", "The key to check.", required=True), basic=True,
+            {"200": _json("VerifyResult", "The verdict.", _media(
+                ex["valid"], "A valid key that holds the scopes asked for", "valid",
+                revoked=("A revoked key (any other code looks the same)", ex["revoked"])),
+                no_store)},
+            body=_json_body("VerifyRequest", "The key to check.",
+                            {"key": ex["value"], "scopes": [read_keys]}, required=True),
+            basic=True,
             errors=("UnsupportedMediaType",),
         )},
         "/api/forward_auth/": {"get": _operation(
@@ -332,17 +466,21 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "`X-KeyVault-Required-Scopes` header, so a client's own `?scopes=` can never "
             "replace what the gateway demands; a missing one is 403.", None,
             {"200": {"description": "The key is valid; its facts are in the headers.", "headers": {
-                "X-KeyVault-User-Id": {"required": True, "schema": {"type": "string"}},
-                "X-KeyVault-User-Email": {"required": True, "schema": {"type": "string"}},
-                "X-KeyVault-Key-Id": {"required": True, "schema": {"type": "string"}},
+                "X-KeyVault-User-Id": {"required": True, "schema": {"type": "string"},
+                                       "example": "42"},
+                "X-KeyVault-User-Email": {"required": True, "schema": {"type": "string"},
+                                          "example": "ada@example.com"},
+                "X-KeyVault-Key-Id": {"required": True, "schema": {"type": "string"},
+                                      "example": EXAMPLE_KEY_ID},
                 "X-KeyVault-Scopes": {"required": True, "schema": {"type": "string"},
-                                      "description": "Space-separated."},
+                                      "description": "Space-separated.",
+                                      "example": f"{read_keys} {read_user}"},
                 **no_store,
             }}},
             parameters=[
                 {"name": "scopes", "in": "query", "required": False,
                  "description": "Scopes the key must hold, space- or comma-separated.",
-                 "schema": {"type": "string", "pattern": SCOPE_LIST}},
+                 "schema": {"type": "string", "pattern": SCOPE_LIST}, "example": read_keys},
                 {"name": "X-KeyVault-Required-Scopes", "in": "header", "required": False,
                  "description": "More scopes the key must hold, for gateways that can set "
                                 "headers but not rewrite URLs; added to `scopes`.",
@@ -354,16 +492,21 @@ def _paths(read_keys: str, write_keys: str, read_user: str, verify: str) -> dict
             "operationId": "getSchema", "tags": ["Documentation"],
             "summary": "This document", "description": "The OpenAPI 3.1 document. No key needed.",
             "x-required-scope": None, "security": [],
-            "responses": {"200": {"description": "The document.",
-                                  "content": {JSON: {"schema": {"type": "object"}}}}},
+            "responses": {"200": {"description": "The document.", "content": {JSON: {
+                "schema": {"type": "object"},
+                "examples": _media({"openapi": "3.1.0",
+                                    "info": {"title": "KeyVault API", "version": "1"},
+                                    "paths": {"/api/verify/": {"post": {"…": "…"}}}},
+                                   "Abridged")}}}},
         }},
         "/api/docs/": {"get": {
             "operationId": "getDocs", "tags": ["Documentation"],
             "summary": "This document, for people",
             "description": "An HTML rendering of this document. No key needed.",
             "x-required-scope": None, "security": [],
-            "responses": {"200": {"description": "The page.",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {"description": "The page.", "content": {"text/html": {
+                "schema": {"type": "string"},
+                "examples": _media("<!doctype html>\n<html lang=\"en\">\n…", "Abridged")}}}},
         }},
     }
 
@@ -404,7 +547,8 @@ def document() -> dict:
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Documentation", "description": "This document."},
         ],
-        "paths": _paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY),
+        "paths": _paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, _examples(
+            prefix, example_expiry(config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]))),
         "components": {
             "schemas": _schemas(scopes, prefix),
             "parameters": _parameters(),

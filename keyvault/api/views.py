@@ -11,14 +11,15 @@ import re
 from functools import wraps
 from urllib.parse import quote
 
-from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.routing import BaseConverter
 
 from .. import service
 from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
-from . import gate, openapi
+from . import gate, openapi, reference
 from .credentials import bearer_value, json_body, read_credential, refuse_json_sent_as_form
 from .errors import respond
 from .schemas import (
@@ -37,6 +38,16 @@ from .schemas import (
 )
 
 bp = Blueprint("api", __name__)
+
+
+class KeyIdConverter(BaseConverter):
+    """A key id in a path: never one of the `@` names (`@current`), so a method that
+    `/personal_api_keys/@current/` does not take answers 405 rather than reaching a key's route."""
+
+    regex = r"[^/@][^/]*"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("key_id", KeyIdConverter))
 
 # ---------------------------------------------------------------- request plumbing
 
@@ -178,13 +189,13 @@ def current_key():
     return jsonify(ApiKey.of(service.get_key(g.api_user, g.api_key.public_id)))
 
 
-@bp.get("/personal_api_keys/<public_id>/")
+@bp.get("/personal_api_keys/<key_id:public_id>/")
 @requires(READ_KEYS)
 def key_detail(public_id: str):
     return jsonify(ApiKey.of(service.get_key(g.api_user, public_id)))
 
 
-@bp.patch("/personal_api_keys/<public_id>/")
+@bp.patch("/personal_api_keys/<key_id:public_id>/")
 @requires(WRITE_KEYS)
 def update_key(public_id: str):
     body = parse(UpdateKey, body_fields())
@@ -196,14 +207,14 @@ def update_key(public_id: str):
     return jsonify(ApiKey.of(key))
 
 
-@bp.delete("/personal_api_keys/<public_id>/")
+@bp.delete("/personal_api_keys/<key_id:public_id>/")
 @requires(WRITE_KEYS)
 def revoke_key(public_id: str):
     service.revoke_key(g.api_user, public_id, _acting_origin())
     return Response(status=204)
 
 
-@bp.post("/personal_api_keys/<public_id>/roll/")
+@bp.post("/personal_api_keys/<key_id:public_id>/roll/")
 @requires(WRITE_KEYS)
 def roll_key(public_id: str):
     body = parse(RollKey, body_fields())
@@ -298,4 +309,8 @@ def schema():
 
 @bp.get("/docs/")
 def docs():
-    return render_template("api/docs.html", spec=openapi.document())
+    spec = openapi.document()
+    return render_template(
+        "api/docs.html", spec=spec, groups=reference.groups(spec, request.host_url),
+        error_examples=reference.error_answers(spec), base_url=request.host_url,
+        key_variable=reference.KEY_VARIABLE, prefix=current_app.config["KEYVAULT_KEY_PREFIX"])

@@ -1,0 +1,243 @@
+"""Every page fits a phone and passes axe: no sideways scroll from 360 px up, no serious or critical
+accessibility violation, and a logo and favicon that load (no 404 on any page).
+
+SCREENS is the table of pages: to cover a new page, add a row with a function that brings the
+browser to it (signed in as whoever needs to be).
+
+axe-core (bundled by axe-playwright-python) is injected with Playwright's `page.evaluate`, which
+runs through the DevTools protocol: the page's own Content-Security-Policy (no inline script) does
+not govern it, so the pages are checked exactly as served, with the policy on (no `bypass_csp`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from keyvault import clock, service
+from tests.conftest import PASSWORD
+
+WIDTHS = (360, 390, 1280)
+HEIGHT = 800
+ORIGIN = service.Origin("203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                                       "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+LONG_LABEL = "Deploys from the nightly-build-and-release pipeline"  # 51: longer than allowed
+PERSON = "a.person.with.a.rather.long.address@subdomain.example.com"
+ADMIN = "admin@example.com"
+
+
+@dataclass
+class World:
+    """What the pages show: a person with keys of every kind, an admin, and a browser page."""
+
+    page: object
+    person: object
+    keys: dict[str, object]
+
+    def log_in(self, email: str = PERSON) -> None:
+        self.page.goto("/login")
+        self.page.get_by_label("Email").fill(email)
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Log in").click()
+        self.page.wait_for_url("**/settings/api-keys")
+
+
+@pytest.fixture
+def world(page, live_server, make_user, make_key) -> World:
+    person = make_user(PERSON)
+    make_user(ADMIN, is_admin=True)
+    now = clock.now()
+    keys = {
+        "everything": make_key(person, label=LONG_LABEL[:40], scopes=["*"],
+                               description="Used by the release job; rolls every quarter.")[0],
+        "narrow": make_key(person, label="Reader", scopes=[
+            "personal_api_key:read", "personal_api_key:write", "user:read", "key:verify"],
+            expires_at=now + timedelta(days=3))[0],
+        "revoked": make_key(person, label="Old laptop", scopes=["user:read"])[0],
+        "rolled": make_key(person, label="Grafana", scopes=["key:verify"],
+                           expires_at=now + timedelta(days=90))[0],
+    }
+    service.revoke_key(person, keys["revoked"].public_id, ORIGIN)
+    service.roll_key(person, keys["rolled"].public_id, origin=ORIGIN, grace_period_seconds=3600)
+    service.check_password(person, "not the password", ORIGIN)  # a failed login in the log
+    return World(page, person, keys)
+
+
+# ---------------------------------------------------------------- the pages
+
+
+def signup(w: World) -> None:
+    w.page.goto("/signup")
+
+
+def signup_with_errors(w: World) -> None:
+    w.page.goto("/signup")
+    w.page.get_by_label("Email").fill("not-an-address")
+    w.page.get_by_role("button", name="Create account").click()
+    w.page.locator(".error").first.wait_for()
+
+
+def login(w: World) -> None:
+    w.page.goto("/login")
+
+
+def confirm_password(w: World) -> None:
+    w.log_in()
+    w.page.goto("/confirm?next=/settings/account")
+
+
+def keys_empty(w: World) -> None:
+    w.log_in(ADMIN)  # the admin owns no keys
+
+
+def keys_listed(w: World) -> None:
+    w.log_in()
+
+
+def new_key_shown_once(w: World) -> None:
+    w.log_in()
+    w.page.get_by_label("Label").fill("Phone-made key")
+    w.page.locator('input[name="preset"][value="read_only"]').check()
+    w.page.get_by_role("button", name="Create key").click()
+    w.page.get_by_test_id("new-key-value").wait_for()
+
+
+def edit_key(w: World) -> None:
+    w.log_in()
+    w.page.goto(f"/settings/api-keys/{w.keys['narrow'].public_id}/edit")
+
+
+def security_log(w: World) -> None:
+    w.log_in()
+    w.page.goto("/settings/security-log")
+
+
+def account(w: World) -> None:
+    w.log_in()
+    w.page.goto("/settings/account")
+
+
+def admin_keys(w: World) -> None:
+    w.log_in(ADMIN)
+    w.page.goto("/admin/keys")
+
+
+def not_found(w: World) -> None:
+    w.page.goto("/no/such/page")
+
+
+def forbidden(w: World) -> None:
+    w.log_in()
+    w.page.goto("/admin/keys")
+
+
+def api_docs(w: World) -> None:
+    w.page.goto("/api/docs/")
+
+
+def api_docs_signed_in(w: World) -> None:
+    w.log_in()
+    w.page.goto("/api/docs/")
+
+
+SCREENS: list[Callable[[World], None]] = [
+    signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
+    new_key_shown_once, edit_key, security_log, account, admin_keys, not_found, forbidden,
+    api_docs, api_docs_signed_in,
+]
+
+
+# ---------------------------------------------------------------- the checks
+
+
+@pytest.fixture
+def policies(page) -> list[str | None]:
+    """The Content-Security-Policy of every page (document) the browser loaded."""
+    found: list[str | None] = []
+    page.on("response", lambda r: found.append(r.headers.get("content-security-policy"))
+            if r.request.resource_type == "document" else None)
+    return found
+
+
+@pytest.fixture
+def failed_loads(page) -> list[str]:
+    """Every resource other than the page itself that answered with an error (a favicon 404...)."""
+    failures: list[str] = []
+    page.on("response", lambda r: failures.append(f"{r.status} {r.url}")
+            if r.status >= 400 and r.request.resource_type != "document" else None)
+    # A load the next navigation cancels (ERR_ABORTED) did not fail; any other failure did.
+    page.on("requestfailed", lambda r: failures.append(f"failed {r.url}: {r.failure}")
+            if "ERR_ABORTED" not in (r.failure or "") else None)
+    return failures
+
+
+OVERFLOWING = """() => {
+    const width = window.innerWidth;
+    const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+    const inScroller = e => { for (let p = e.parentElement; p; p = p.parentElement)
+        if (scrolls(p)) return true; return false; };
+    return [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > width + 0.5 && !inScroller(e))
+        .slice(0, 5)
+        .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')
+                  + ' ' + Math.round(e.getBoundingClientRect().right) + 'px');
+}"""
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=lambda s: s.__name__)
+def test_page_fits_the_screen_at_every_width(world, failed_loads, screen):
+    """At 360, 390 and 1280 px the page is no wider than the window: nothing scrolls sideways."""
+    world.page.set_viewport_size({"width": WIDTHS[-1], "height": HEIGHT})
+    screen(world)
+    too_wide = {}
+    for width in WIDTHS:
+        world.page.set_viewport_size({"width": width, "height": HEIGHT})
+        scroll_width, inner_width = world.page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]")
+        if scroll_width > inner_width:
+            too_wide[width] = (scroll_width, world.page.evaluate(OVERFLOWING))
+    assert too_wide == {}
+    assert failed_loads == []
+
+
+SERIOUS = {"serious", "critical"}
+AXE = Axe()
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=lambda s: s.__name__)
+def test_page_has_no_serious_accessibility_violations(world, failed_loads, policies, screen):
+    """axe-core finds no serious or critical violation (contrast included), wide and narrow, on
+    the page as served: under its Content-Security-Policy."""
+    for width in (WIDTHS[-1], WIDTHS[1]):
+        world.page.set_viewport_size({"width": width, "height": HEIGHT})
+        if width == WIDTHS[-1]:
+            screen(world)
+        results = AXE.run(world.page)
+        serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5])
+                   for v in results.response["violations"] if v["impact"] in SERIOUS]
+        assert serious == [], f"at {width} px"
+    assert results.response["testEngine"]["name"] == "axe-core"  # it really ran
+    assert "script-src 'self'" in policies[-1]
+    assert failed_loads == []
+
+
+@pytest.mark.parametrize("screen", [signup, keys_listed, not_found, api_docs],
+                         ids=lambda s: s.__name__)
+def test_logo_and_favicon_load(world, screen):
+    """The brand is an SVG logo (no emoji that needs a font); the linked favicon and
+    /favicon.ico both load."""
+    screen(world)
+    logo = world.page.locator(".topbar .brand img")
+    assert logo.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert logo.get_attribute("src").endswith(".svg")
+    assert "🔑" not in world.page.locator(".topbar").inner_text()
+    icon = world.page.locator('link[rel="icon"]').get_attribute("href")
+    answer = world.page.request.get(icon)
+    assert (answer.status, answer.headers["content-type"]) == (200, "image/svg+xml; charset=utf-8")
+    answer = world.page.request.get("/favicon.ico")
+    assert answer.status == 200
+    assert answer.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file

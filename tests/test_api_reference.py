@@ -1,0 +1,221 @@
+"""The API reference (/api/docs/) is one people can work from: a navigation entry, a curl command
+and an example answer for every operation, all taken from the OpenAPI document's examples, and
+the curl commands work as printed against a running server (the real `curl` binary)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import NamedTuple
+
+import pytest
+import requests
+
+from keyvault.api.openapi import EXAMPLE_KEY_ID, example_value
+from keyvault.api.reference import KEY_VARIABLE
+from keyvault.service.scopes import READ_KEYS
+
+OPERATION = re.compile(r'<section class="card op" id="([^"]+)" data-testid="operation">(.*?)</section>',
+                       re.S)
+NAV = re.compile(r'<nav [^>]*data-testid="docs-nav">(.*?)</nav>', re.S)
+
+
+def blocks(section: str, testid: str) -> list[str]:
+    return [html.unescape(text) for text in
+            re.findall(rf'<pre data-testid="{testid}" tabindex="0"><code>(.*?)</code></pre>', section, re.S)]
+
+
+class Shown(NamedTuple):
+    curl: list[str]
+    answers: list[str]
+
+
+def reference(page: str) -> dict[str, Shown]:
+    """Operation id -> the curl commands and example answers its section shows."""
+    return {op_id: Shown(blocks(section, "curl"), blocks(section, "response-example"))
+            for op_id, section in OPERATION.findall(page)}
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield path, method, operation
+
+
+@pytest.fixture
+def spec(client) -> dict:
+    return client.get("/api/schema/").json
+
+
+@pytest.fixture
+def page(client) -> str:
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_every_operation_is_in_the_navigation(spec, page):
+    """The navigation links to every operation, in groups named after the document's tags."""
+    [nav] = NAV.findall(page)
+    linked = re.findall(r'href="#([^"]+)"', nav)
+    ids = [operation["operationId"] for _, _, operation in operations(spec)]
+    assert set(ids) <= set(linked)
+    assert set(ids) == set(reference(page))  # and each has its section
+    for tag in spec["tags"]:
+        assert f"<h3>{tag['name']}</h3>" in nav
+
+
+def test_every_operation_has_a_curl_command_and_an_example_answer(spec, page):
+    """Each section shows a curl command for its method and path, with the example body of the
+    document, and example answers whose bodies are the document's examples."""
+    shown = reference(page)
+    for path, method, operation in operations(spec):
+        commands, answers = shown[operation["operationId"]]
+        assert len(commands) == 1, operation["operationId"]
+        command = commands[0]
+        assert command.startswith("curl ")
+        assert path.replace("{public_id}", EXAMPLE_KEY_ID) in command
+        assert (f"-X {method.upper()}" in command) is (method != "get")
+        assert (f"${KEY_VARIABLE}" in command) is bool(operation["security"])
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        if body:
+            [example] = body["examples"].values()
+            sent = re.search(r"-d '(.*)'$", command, re.S).group(1)
+            assert json.loads(sent) == example["value"]
+        assert answers, operation["operationId"]
+        success = min(code for code in operation["responses"] if code.startswith("2"))
+        assert all(a.startswith(f"HTTP/1.1 {success} ") for a in answers)
+        content = operation["responses"][success].get("content", {})
+        for media, media_type in content.items():
+            expected = [e["value"] for e in media_type["examples"].values()]
+            bodies = [a.split("\n\n", 1)[1] for a in answers]
+            if media == "application/json":
+                assert [json.loads(b) for b in bodies] == expected
+            else:
+                assert bodies == expected
+
+
+def test_key_presentation_comes_first(page):
+    """Before any operation, the page says how to present a key: the Bearer header first, the
+    three places in order, only the first one used."""
+    presenting = page.index('id="presenting-your-key"')
+    assert presenting < page.index('data-testid="operation"')
+    section = page[presenting:page.index("</section>", presenting)]
+    assert "Authorization: Bearer" in section
+    places = [section.index(p) for p in ("Authorization: Bearer &lt;key&gt;",
+                                         "<code>personal_api_key</code> field",
+                                         "<code>personal_api_key</code> query parameter")]
+    assert places == sorted(places)
+    assert "only the first one it\n       finds" in section or "only the first one it finds" in section
+
+
+# ---------------------------------------------------------------- the commands, run for real
+
+CURL = shutil.which("curl")
+
+
+class World(NamedTuple):
+    caller_id: str
+    caller: str  # the value in $KEYVAULT_KEY: full access
+    subject_id: str  # the key the examples' id stands for
+    subject: str
+
+
+def check_verify(out: str, w: World) -> None:
+    answer = json.loads(out)
+    assert (answer["active"], answer["code"], answer["key_id"]) == (True, "valid", w.subject_id)
+
+
+def check_list(out: str, w: World) -> None:
+    ids = {key["id"] for key in json.loads(out)["results"]}
+    assert ids == {w.caller_id, w.subject_id}
+
+
+def check_me(out: str, w: World) -> None:
+    assert json.loads(out)["email"] == "ada@example.com"
+
+
+def check_current(out: str, w: World) -> None:
+    assert json.loads(out)["id"] == w.caller_id
+
+
+def check_get(out: str, w: World) -> None:
+    assert json.loads(out)["id"] == w.subject_id
+
+
+def check_create(out: str, w: World) -> None:
+    key = json.loads(out)
+    assert (key["label"], key["scopes"], key["value"][:3]) == ("CI deploys", [READ_KEYS], "kv_")
+
+
+def check_update(out: str, w: World) -> None:
+    assert json.loads(out)["label"] == "CI deploys (production)"
+
+
+def check_roll(out: str, w: World) -> None:
+    key = json.loads(out)
+    assert key["id"] == w.subject_id and key["value"] != w.subject
+    assert key["old_value_expires_at"] is not None  # the example's grace period
+
+
+def check_revoke(out: str, w: World) -> None:
+    assert out.startswith("HTTP/1.1 204")
+
+
+def check_forward_auth(out: str, w: World) -> None:
+    status, *lines = out.split("\n\n", 1)[0].split("\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+    assert status.startswith("HTTP/1.1 200")
+    assert (headers["x-keyvault-key-id"], headers["x-keyvault-user-email"]) == (
+        w.caller_id, "ada@example.com")
+
+
+def check_log(out: str, w: World) -> None:
+    assert {"key.created"} <= {event["event"] for event in json.loads(out)["results"]}
+
+
+def check_schema(out: str, w: World) -> None:
+    assert json.loads(out)["openapi"] == "3.1.0"
+
+
+def check_docs(out: str, w: World) -> None:
+    assert 'id="presenting-your-key"' in out
+
+
+RUNS: list[tuple[str, Callable[[str, World], None]]] = [
+    ("verifyKey", check_verify), ("listKeys", check_list), ("getCurrentUser", check_me),
+    ("getCurrentKey", check_current), ("getKey", check_get), ("createKey", check_create),
+    ("updateKey", check_update), ("rollKey", check_roll), ("revokeKey", check_revoke),
+    ("forwardAuth", check_forward_auth), ("listSecurityEvents", check_log),
+    ("getSchema", check_schema), ("getDocs", check_docs),
+]
+
+
+def test_every_operation_is_run_below(spec):
+    assert {op_id for op_id, _ in RUNS} == {o["operationId"] for _, _, o in operations(spec)}
+
+
+@pytest.mark.parametrize(("operation_id", "check"), RUNS, ids=[op_id for op_id, _ in RUNS])
+def test_curl_command_works_as_printed(live_server, make_user, make_key, operation_id, check):
+    """The page's command, with a real key in $KEYVAULT_KEY and the real key id (and, for verify,
+    the value to check) in place of the examples', gets the answer the page promises."""
+    assert CURL, "curl is missing: apt-get install -y curl"
+    owner = make_user("ada@example.com")
+    caller_key, caller = make_key(owner, label="my laptop", scopes=["*"])
+    subject_key, subject = make_key(owner, label="CI deploys", scopes=[READ_KEYS])
+    world = World(caller_key.public_id, caller, subject_key.public_id, subject)
+    page = requests.get(f"{live_server.url}/api/docs/", timeout=10).text
+    [command] = reference(page)[operation_id].curl
+    assert live_server.url in command  # the page speaks of the server that serves it
+    command = command.replace(EXAMPLE_KEY_ID, world.subject_id).replace(
+        example_value("kv"), world.subject)
+    run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, KEY_VARIABLE: caller})
+    assert run.returncode == 0, run.stderr
+    check(run.stdout.replace("\r\n", "\n"), world)
