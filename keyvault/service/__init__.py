@@ -12,6 +12,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - keys        the ownership check; create, edit, roll, revoke
 - submissions one-time form tokens: create and roll forms act once
 - verify      judging presented keys (the hot path), then recording their use
+- usage       per-key, per-day use counts: counted in memory, written every few seconds
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
 
 Views and the command line use the names below (`service.create_key`, …).
@@ -46,7 +47,7 @@ from .errors import (
     TooManyFailures,
     UserNotFound,
 )
-from .events import Origin, page_events
+from .events import Origin, key_events, page_events
 from .keys import (
     create_key,
     get_key,
@@ -76,7 +77,7 @@ __all__ = [
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",
-    "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
+    "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing", "key_events",
     "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "set_user_active", "sign_up", "update_key", "verify_key",

@@ -54,6 +54,15 @@ def page_events(owner: User, limit: int, cursor: str | None) -> Page:
     return paginate(stmt, SecurityEvent, limit, cursor)
 
 
+def key_events(owner: User, key: ApiKey, limit: int) -> list[SecurityEvent]:
+    """A key's own events, newest first (the key is the owner's: keys.get_key checked it)."""
+    return list(db.session.scalars(
+        select(SecurityEvent)
+        .where(SecurityEvent.user_id == owner.id, SecurityEvent.key_id == key.id)
+        .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
+        .limit(limit)))
+
+
 def note_expired_use(app: Flask, key_id: int, user_id: int, origin: Origin) -> None:
     """Log a use of an expired key, at most once an hour per key so it cannot flood the log.
 
