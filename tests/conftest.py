@@ -184,12 +184,11 @@ def csrf_from(html: str) -> str:
 
 
 def once_token(html: str, form: str = "create") -> str:
-    """The one-time token of the page's create form, or of its roll forms (`form="roll"`)."""
+    """The one-time token of the page's create form, or of the roll step's (`form="roll"`)."""
     if form == "create":
         match = re.search(r'id="create-once" name="once" type="hidden" value="([^"]+)"', html)
-    else:
-        match = re.search(r'class="inline roll-form".*?name="once" type="hidden" value="([^"]+)"',
-                          html, re.DOTALL)
+    else:  # the roll step (GET /settings/api-keys/<id>/roll)
+        match = re.search(r'id="roll-once" name="once" type="hidden" value="([^"]+)"', html)
     assert match, f"page has no {form} form"
     return match.group(1)
 
