@@ -22,7 +22,7 @@ VERIFY = "key:verify"
 BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY)
 DESCRIPTIONS = {
     FULL_ACCESS: "Full access: everything you can do through the API, including making more keys",
-    READ_KEYS: "See your API keys (labels, scopes, dates; never their values)",
+    READ_KEYS: "See your API keys: names, scopes and dates, never their values",
     WRITE_KEYS: "Create, edit, roll and revoke your API keys (and see them)",
     READ_USER: "See your account's email address and id",
     VERIFY: "Ask KeyVault whether a key a service was handed is valid (for services)",

@@ -121,6 +121,20 @@ def _create_form(fresh: bool = False) -> CreateKeyForm:
     return form
 
 
+def _shown_before() -> str | None:
+    """A reload or Back of the page that showed a value (app.js made its history entry
+    `?shown=<key id>`): say where the value went, without showing it."""
+    public_id = request.args.get("shown")
+    if request.method != "GET" or not public_id:
+        return None
+    try:
+        key = service.get_key(current_user, public_id)
+    except service.KeyNotFound:
+        return None
+    return (f"The value of “{key.label}” was shown once, on the page you left, and is not "
+            "shown again. If you did not copy it, roll the key to get a new value.")
+
+
 def _page(create_form=None, new_value=None, new_key=None, status=200):
     no_store()
     keys = service.list_keys(current_user, include_revoked=True)
@@ -139,6 +153,7 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         soon=timedelta(days=7),
         scope_descriptions=_scope_descriptions(),
         preset_hints=PRESET_HINTS,
+        shown_before=None if new_value else _shown_before(),
     ), status
 
 
@@ -242,6 +257,7 @@ def _key_page(key, new_value: str | None = None):
         action_form=ActionForm(),
         new_value=new_value,
         new_key=key if new_value else None,
+        shown_before=None if new_value else _shown_before(),
     )
 
 
