@@ -202,12 +202,15 @@ def counter(app: Flask) -> UsageCounter:
 
 
 def count(app: Flask, key_ids_and_outcomes, now: datetime, address: str | None) -> None:
-    """Count presentations: (key id, verdict code) pairs. Memory only; never raises for a
-    database problem (nothing here touches the database)."""
-    held = counter(app)
-    address = address[:45] if address else None
-    for key_id, outcome in key_ids_and_outcomes:
-        held.add(key_id, outcome, now, address)
+    """Count presentations: (key id, verdict code) pairs. Memory only (nothing here touches
+    the database), and it never raises: the verdict it follows stands whatever happens here."""
+    try:
+        held = counter(app)
+        address = address[:45] if address else None
+        for key_id, outcome in key_ids_and_outcomes:
+            held.add(key_id, outcome, now, address)
+    except Exception:  # noqa: BLE001 - a count is never worth a verdict (a thread that would
+        log.exception("key usage: a use was not counted")  # not start, say)
 
 
 def flush(app: Flask) -> bool:
