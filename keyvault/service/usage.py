@@ -87,6 +87,8 @@ class UsageCounter:
     def _on_timer(self) -> None:
         with self._lock:
             self._timer = None
+            if self._closed:
+                return
         self.flush()
         with self._lock:  # what a failed flush kept is tried again a period later
             if self._counts and self._timer is None and not self._closed:
@@ -163,9 +165,10 @@ class UsageCounter:
             timer.cancel()
         if write:
             self.flush()
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        with self._flushing:  # after a timer's flush in progress has given its connection back
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
 
 
 def _upsert(dialect: str):
