@@ -62,14 +62,44 @@ def _instance_secret(instance_path: Path, name: str) -> str:
     return value
 
 
-def parse_scopes(raw: str | None) -> tuple[str, ...]:
-    """The scope catalogue: KeyVault's own scopes plus any from KEYVAULT_SCOPES."""
-    extra = [s.strip() for s in (raw or "").split(",") if s.strip()]
-    for scope in extra:
+SCOPE_DESCRIPTION_MAX = 200
+
+
+def _scope_entries(raw: str) -> list[str]:
+    """Entries are comma-separated; when the value spans lines, one entry per line instead,
+    so a description may contain commas (a trailing comma on a line is ignored)."""
+    if "\n" in raw:
+        return [line.strip().removesuffix(",").strip() for line in raw.splitlines()]
+    return [entry.strip() for entry in raw.split(",")]
+
+
+def parse_scope_catalogue(raw: str | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """KEYVAULT_SCOPES: KeyVault's own scopes plus the services' ones, and the descriptions
+    operators gave them. An entry is `object:action` or `object:action=What it lets a key do`."""
+    names: list[str] = []
+    descriptions: dict[str, str] = {}
+    for entry in _scope_entries(raw or ""):
+        if not entry:
+            continue
+        scope, has_text, text = entry.partition("=")
+        scope, text = scope.strip(), " ".join(text.split())
         obj, sep, action = scope.partition(":")
         if not (sep and obj and action) or any(c.isspace() for c in scope) or scope.count(":") != 1:
             raise ConfigError(f"KEYVAULT_SCOPES: {scope!r} is not of the form object:action")
-    return tuple(dict.fromkeys((*DEFAULT_SCOPES, *extra)))
+        if has_text and not text:
+            raise ConfigError(f"KEYVAULT_SCOPES: {scope!r} has an empty description after '='")
+        if len(text) > SCOPE_DESCRIPTION_MAX or any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ConfigError(f"KEYVAULT_SCOPES: the description of {scope!r} must be at most "
+                              f"{SCOPE_DESCRIPTION_MAX} printable characters")
+        names.append(scope)
+        if text:
+            descriptions[scope] = text
+    return tuple(dict.fromkeys((*DEFAULT_SCOPES, *names))), descriptions
+
+
+def parse_scopes(raw: str | None) -> tuple[str, ...]:
+    """The scope catalogue: KeyVault's own scopes plus any from KEYVAULT_SCOPES."""
+    return parse_scope_catalogue(raw)[0]
 
 
 def _log_format(env: dict, production: bool) -> str:
@@ -131,6 +161,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
     elif database_url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:
         raise ConfigError("KEYVAULT_DATABASE_URL names PostgreSQL, whose driver is not installed: "
                           "pip install 'keyvault[postgres]'")
+    scopes, scope_descriptions = parse_scope_catalogue(env.get("KEYVAULT_SCOPES"))
     max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
     return {
@@ -138,7 +169,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "SECRET_KEY": secret_key,
         "KEYVAULT_KEY_PEPPER": pepper,
         "KEYVAULT_KEY_PREFIX": prefix,
-        "KEYVAULT_SCOPES": parse_scopes(env.get("KEYVAULT_SCOPES")),
+        "KEYVAULT_SCOPES": scopes,
+        "KEYVAULT_SCOPE_DESCRIPTIONS": scope_descriptions,
         "KEYVAULT_MAX_KEYS_PER_USER": _int(env, "KEYVAULT_MAX_KEYS_PER_USER", 10, minimum=1),
         "KEYVAULT_MAX_KEY_LIFETIME_DAYS": _int(env, "KEYVAULT_MAX_KEY_LIFETIME_DAYS", None, 1),
         "KEYVAULT_SUDO_MINUTES": _int(env, "KEYVAULT_SUDO_MINUTES", 120, minimum=1),
@@ -149,6 +181,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_LOG_FORMAT": _log_format(env, production),
         "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
         **_rate_limits(env),
+        "KEYVAULT_USAGE_FLUSH_SECONDS": _int(env, "KEYVAULT_USAGE_FLUSH_SECONDS", 5, minimum=1),
         "KEYVAULT_ARGON2": {},
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAX_CONTENT_LENGTH": max_body,

@@ -1,11 +1,23 @@
-"""Database models: User, ApiKey and SecurityEvent (SQLAlchemy 2.0, typed)."""
+"""Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay (SQLAlchemy 2.0)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -175,3 +187,20 @@ class FormSubmission(db.Model):
     token: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+
+
+class KeyUsageDay(db.Model):
+    """How many times a key was presented on one UTC day, per verdict code (service.usage
+    counts in memory and adds to these rows every few seconds, never once per verify)."""
+
+    __tablename__ = "key_usage_daily"
+    __table_args__ = (UniqueConstraint("key_id", "day", "outcome"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    outcome: Mapped[str] = mapped_column(String(20))  # a verdict code: valid, expired, …
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    # The latest presentation counted in this row, and the address it came from.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_address: Mapped[str | None] = mapped_column(String(45))

@@ -44,8 +44,10 @@ class BufferedWSGI:
     """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
 
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
-                 body_timeout: float = 30.0, log_format: str = "text"):
+                 body_timeout: float = 30.0, log_format: str = "text",
+                 on_stop: Callable[[], None] | None = None):
         self.wsgi_app = wsgi_app
+        self.on_stop = on_stop
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.log_format = log_format
@@ -57,12 +59,21 @@ class BufferedWSGI:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        for number in range(self.threads):
-            threading.Thread(target=self._work, name=f"keyvault-{number + 1}", daemon=True).start()
+        self._workers = [threading.Thread(target=self._work, name=f"keyvault-{number + 1}",
+                                          daemon=True) for number in range(self.threads)]
+        for thread in self._workers:
+            thread.start()
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        for _ in range(self.threads):
+        """The worker is stopping (its requests are answered): end the threads, then let the
+        app write what it holds in memory. A granian worker exits without running atexit
+        hooks (multiprocessing ends it with os._exit), so this is the last word."""
+        for _ in self._workers:
             self._jobs.put(None)
+        for thread in self._workers:
+            thread.join(timeout=10)
+        if self.on_stop is not None:
+            self.on_stop()
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":
@@ -190,9 +201,12 @@ def application() -> BufferedWSGI:
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
     logs.configure(fmt)
     app = create_app()
+    from .service import usage
+
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
-                        app.config["KEYVAULT_BODY_TIMEOUT"], fmt)
+                        app.config["KEYVAULT_BODY_TIMEOUT"], fmt,
+                        on_stop=lambda: usage.close(app))
 
 
 def _one_queue_server():

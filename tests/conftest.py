@@ -103,6 +103,7 @@ def make_app(database_url):
     """Build an app on the session's database with extra overrides (config per test)."""
     from keyvault import create_app, keystore
     from keyvault.extensions import db
+    from keyvault.service import usage
 
     built = []
 
@@ -116,6 +117,7 @@ def make_app(database_url):
         with app.app_context():
             db.session.remove()
             _clear(db)
+            usage.close(app, write=False)  # counts of this test's keys go nowhere else
             keystore.dispose(app)
             db.engine.dispose()
 
@@ -182,12 +184,11 @@ def csrf_from(html: str) -> str:
 
 
 def once_token(html: str, form: str = "create") -> str:
-    """The one-time token of the page's create form, or of its roll forms (`form="roll"`)."""
+    """The one-time token of the page's create form, or of the roll step's (`form="roll"`)."""
     if form == "create":
         match = re.search(r'id="create-once" name="once" type="hidden" value="([^"]+)"', html)
-    else:
-        match = re.search(r'class="inline roll-form".*?name="once" type="hidden" value="([^"]+)"',
-                          html, re.DOTALL)
+    else:  # the roll step (GET /settings/api-keys/<id>/roll)
+        match = re.search(r'id="roll-once" name="once" type="hidden" value="([^"]+)"', html)
     assert match, f"page has no {form} form"
     return match.group(1)
 

@@ -105,6 +105,11 @@ def test_an_empty_instance_secret_file_is_an_error(tmp_path):
     ("KEYVAULT_LOGIN_MAX_FAILURES", "ten"),
     ("KEYVAULT_SCOPES", "feature_flag"),
     ("KEYVAULT_SCOPES", "a:b:c"),
+    ("KEYVAULT_SCOPES", "a:b="),
+    ("KEYVAULT_SCOPES", "a:b=" + "x" * 201),
+    ("KEYVAULT_SCOPES", "a b:c=words"),
+    ("KEYVAULT_USAGE_FLUSH_SECONDS", "0"),
+    ("KEYVAULT_USAGE_FLUSH_SECONDS", "soon"),
 ])
 def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
     """A value KeyVault cannot use stops start-up with the variable's name in the message."""
@@ -135,6 +140,35 @@ def test_scopes_variable_adds_to_the_catalogue(tmp_path):
         "feature_flag:read", "insight:write",
     )
     assert config.load(tmp_path, SECRETS)["KEYVAULT_SCOPES"] == config.DEFAULT_SCOPES
+
+
+def test_scopes_may_carry_descriptions(tmp_path):
+    """An entry may be `scope=what it lets a key do`; one per line, a description may hold
+    commas. Entries without one are as before."""
+    loaded = config.load(tmp_path, {**SECRETS, "KEYVAULT_SCOPES":
+                                    "feature_flag:read=See which flags are on, insight:write"})
+    assert loaded["KEYVAULT_SCOPES"][-2:] == ("feature_flag:read", "insight:write")
+    assert loaded["KEYVAULT_SCOPE_DESCRIPTIONS"] == {"feature_flag:read": "See which flags are on"}
+    lines = config.load(tmp_path, {**SECRETS, "KEYVAULT_SCOPES": (
+        "feature_flag:read = See flags, their rules and their history,\n"
+        "billing:write=Change   the plan\n\n"
+        "insight:read\n")})
+    assert lines["KEYVAULT_SCOPES"][-3:] == ("feature_flag:read", "billing:write", "insight:read")
+    assert lines["KEYVAULT_SCOPE_DESCRIPTIONS"] == {
+        "feature_flag:read": "See flags, their rules and their history",
+        "billing:write": "Change the plan"}
+    assert config.load(tmp_path, SECRETS)["KEYVAULT_SCOPE_DESCRIPTIONS"] == {}
+
+
+def test_every_built_in_scope_is_described(app):
+    """KeyVault's own scopes and `*` have built-in words; others get a reading of the name."""
+    from keyvault.service import scopes
+
+    for scope in (*scopes.BUILT_IN, scopes.FULL_ACCESS):
+        assert scopes.describe(scope) == scopes.DESCRIPTIONS[scope]
+    assert scopes.describe("report:read") == "Read report"
+    assert scopes.describe("report_page:write") == "Change report page (and read it)"
+    assert scopes.describe("deploy:run") == "Run deploy"
 
 
 def test_added_scopes_can_be_granted(make_app, make_user):

@@ -85,8 +85,8 @@ def test_page_narrows_scopes(client, auth, user, make_key):
     ("x" * 41, "", ["user:read"], "40"),
     ("   ", "", ["user:read"], "Give the key a label."),
     ("ok", "d" * 1001, ["user:read"], "1000"),
-    ("ok", "", ["no:such"], "not a valid choice"),
-    ("ok", "", [], "at least one scope"),
+    ("ok", "", ["no:such"], "Choose scopes from the list."),
+    ("ok", "", [], "Tick at least one scope"),
 ])
 def test_page_refuses_bad_edits(client, auth, user, make_key, label, description, scopes, message):
     """Too long, empty, unknown or no scopes at all: a form error, and the key is unchanged."""
@@ -94,7 +94,9 @@ def test_page_refuses_bad_edits(client, auth, user, make_key, label, description
     auth.login()
     response = edit_on_page(client, key, label, description, scopes)
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert message in html
+    assert "not a valid choice" not in html.lower() and "scopes must" not in html
     assert facts(key) == ("keep", "as is", ["user:read"])
 
 
@@ -108,15 +110,15 @@ def test_page_refuses_to_edit_a_revoked_key(client, auth, user, make_key):
     assert facts(key)[0] == "gone"
 
 
-def test_edit_page_of_a_revoked_key_sends_you_back_to_the_list(client, auth, user, make_key):
-    """No form for a key that cannot change: back to the list, with the reason shown."""
+def test_edit_page_of_a_revoked_key_sends_you_back_to_its_page(client, auth, user, make_key):
+    """No form for a key that cannot change: back to the key's page, with the reason shown."""
     key, _ = make_key(user, label="gone")
     service.revoke_key(user, key.public_id, ORIGIN)
     auth.login()
     response = client.get(f"/settings/api-keys/{key.public_id}/edit")
     assert response.status_code == 303
-    assert response.headers["Location"].endswith("/settings/api-keys")
-    page = client.get("/settings/api-keys").get_data(as_text=True)
+    assert response.headers["Location"] == f"/settings/api-keys/{key.public_id}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "is revoked: it can no longer be edited" in page
 
 
@@ -269,16 +271,21 @@ def test_read_only_preset_covers_the_services_read_scopes(make_app, make_user):
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"preset": "custom"}, "at least one scope"),
-    ({"preset": "custom", "scopes": ["no:such"]}, "not a valid choice"),
-    ({"preset": "everything"}, "Not a valid choice"),
+    ({"preset": "custom"}, "Tick at least one scope, or choose another kind of access."),
+    ({"preset": "custom", "scopes": ["no:such"]}, "Choose scopes from the list."),
+    ({"preset": "everything"}, "Choose what this key may do"),
+    ({"preset": ""}, "Choose what this key may do"),
 ])
 def test_create_form_refuses_bad_scope_choices(auth, user, fields, message):
-    """No scope ticked, an unknown scope or an unknown preset is a form error; nothing is made."""
+    """No scope ticked, an unknown scope, an unknown preset or no access chosen at all is a form
+    error in the person's words (one message, no library default); nothing is made."""
     auth.login()
     response = auth.create_key("scoped", **fields)
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    errors = re.findall(r'<p class="error" role="alert">([^<]*)</p>', html)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert "not a valid choice" not in html.lower()
     assert db.session.scalars(select(ApiKey)).first() is None
 
 
@@ -304,8 +311,25 @@ def test_create_form_offers_the_presets_and_warns_about_full_access(client, auth
         assert label in form
     for scope in ("personal_api_key:read", "personal_api_key:write", "user:read", "key:verify"):
         assert f'value="{scope}"' in form
-    warning = re.search(r'<p class="warning full-access-warning">(.*?)</p>', form, re.DOTALL)
+    warning = re.search(r'<p class="warning full-access-warning"[^>]*>(.*?)</p>', form, re.DOTALL)
     assert warning and "everything you can" in warning.group(1)
+
+
+def test_create_form_chooses_no_access_for_you(client, auth, user):
+    """Narrow by default: no access is pre-selected and the browser must have one chosen;
+    every scope on offer says what it lets a key do."""
+    auth.login()
+    html = client.get("/settings/api-keys").get_data(as_text=True)
+    form = re.search(r'<form[^>]*id="create-key-form".*?</form>', html, re.DOTALL).group(0)
+    radios = re.findall(r'<input[^>]*name="preset"[^>]*>', form)
+    assert len(radios) == 4
+    assert all("required" in radio and "checked" not in radio for radio in radios)
+    assert "novalidate" not in re.search(r'<form[^>]*id="create-key-form"[^>]*>', form).group(0)
+    for scope, words in (("personal_api_key:read", "See your API keys"),
+                         ("key:verify", "whether a key a service was handed is valid"),
+                         ("*", "Full access")):
+        item = re.search(rf'value="{re.escape(scope)}".*?</li>', form, re.DOTALL).group(0)
+        assert words in item, item
 
 
 def test_list_shows_each_keys_scopes(client, auth, user, make_key):
@@ -316,4 +340,4 @@ def test_list_shows_each_keys_scopes(client, auth, user, make_key):
     html = client.get("/settings/api-keys").get_data(as_text=True)
     for key, scopes in ((reader, ["user:read", "key:verify"]), (full, ["*"])):
         row = re.search(rf'<tr data-key-id="{key.public_id}".*?</tr>', html, re.DOTALL).group(0)
-        assert re.findall(r'<code class="scope">([^<]+)</code>', row) == scopes
+        assert re.findall(r'<code class="scope"[^>]*>([^<]+)</code>', row) == scopes

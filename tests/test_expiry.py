@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
 from tests.conftest import T0, AuthActions, FreshContextClient, shown_key, verify
@@ -110,6 +111,8 @@ def test_use_of_an_expired_key_is_logged_at_most_once_an_hour(client, user, make
     (timedelta(days=7), "expires in 7 days", True),
     (timedelta(days=7, minutes=1), "expires in 7 days", False),
     (timedelta(days=30), "expires in 30 days", False),
+    (timedelta(days=30) - timedelta(seconds=1), "expires in 30 days", False),  # made a second ago
+    (timedelta(days=29, hours=13), "expires in 30 days", False),  # the nearest day; date beside
     (None, "Never", False),
 ])
 def test_page_says_when_a_key_expires_and_highlights_the_soon_ones(client, auth, user, make_key,
@@ -118,10 +121,26 @@ def test_page_says_when_a_key_expires_and_highlights_the_soon_ones(client, auth,
     key, _ = make_key(user, expires_at=T0 + expires_in if expires_in else None)
     auth.login()
     classes, row = key_row(client.get("/settings/api-keys").get_data(as_text=True), key)
-    expiry_cell = re.search(r'<td class="expiry">(.*?)</td>', row, re.DOTALL).group(1)
+    expiry_cell = re.search(r'<td data-label="Expires" class="expiry">(.*?)</td>', row,
+                            re.DOTALL).group(1)
     assert expiry_cell.startswith(text)
     assert ("expiring-soon" in classes.split()) is soon
     assert "status-active" in classes.split()
+
+
+def test_a_revoked_key_does_not_say_when_it_would_have_expired(client, auth, user, make_key,
+                                                              frozen):
+    """A revoked key is listed with the revoked ones, with when it was revoked, never as
+    "expires in N days"."""
+    key, _ = make_key(user, expires_at=T0 + timedelta(days=60))
+    service.revoke_key(user, key.public_id, service.Origin())
+    auth.login()
+    html = client.get("/settings/api-keys").get_data(as_text=True)
+    classes, row = key_row(html, key)
+    assert "status-revoked" in classes.split()
+    assert "expires" not in row and "Revoked" in html
+    key_page = client.get(f"/settings/api-keys/{key.public_id}").get_data(as_text=True)
+    assert "expires in" not in key_page
 
 
 def test_page_marks_an_expired_key_expired(client, auth, user, make_key, frozen):
@@ -170,17 +189,21 @@ def test_custom_date_is_valid_through_that_whole_day(client, auth, user, verifie
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"expiry": "custom"}, "Pick a date"),
-    ({"expiry": "custom", "expires_on": "2030-03-01"}, "in the future"),
-    ({"expiry": "custom", "expires_on": "not a date"}, "Not a valid date"),
-    ({"expiry": "45"}, "Not a valid choice"),
+    ({"expiry": "custom"}, "Pick a date for the custom expiry."),
+    ({"expiry": "custom", "expires_on": "2030-03-01"}, "Pick a date from today on."),
+    ({"expiry": "custom", "expires_on": "not a date"},
+     "Enter the custom expiry date as a date, e.g. 2031-01-31."),
+    ({"expiry": "45"}, "Choose how long the key should work."),
 ])
 def test_form_refuses_a_bad_expiry(auth, user, frozen, fields, message):
-    """A missing, past, garbled or unoffered expiry is a form error and creates nothing."""
+    """A missing, past, garbled or unoffered expiry is one form error in the person's words
+    (no field name such as expires_at, no library default) and creates nothing."""
     auth.login()
     response = auth.create_key("bad expiry", **fields)
     assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert re.findall(r'<p class="error" role="alert">([^<]*)</p>', html) == [message]
+    assert "expires_at" not in html and "Not a valid" not in html
     assert shown_key(response.get_data(as_text=True)) is None
     assert key_count() == 0
 

@@ -72,29 +72,45 @@ def test_a_form_without_its_token_acts_not(client, auth, user):
 def test_resubmitting_a_roll_form_rolls_once(client, auth, user, make_key, verifier):
     key, old = make_key(user, label="rolled once")
     auth.login()
-    page = client.get("/settings/api-keys").get_data(as_text=True)
+    page = client.get(f"/settings/api-keys/{key.public_id}/roll").get_data(as_text=True)
     form = {"grace": "0", "csrf_token": csrf_from(page), "once": once_token(page, "roll")}
     first = client.post(f"/settings/api-keys/{key.public_id}/roll", data=form)
     new = shown_key(first.get_data(as_text=True))
     assert first.status_code == 200 and new
     again = client.post(f"/settings/api-keys/{key.public_id}/roll", data=form)
     assert again.status_code == 303
-    assert "already submitted" in client.get(again.headers["Location"]).get_data(True)
+    assert again.headers["Location"] == f"/settings/api-keys/{key.public_id}"
+    back = client.get(again.headers["Location"]).get_data(True)
+    assert "already submitted" in back and shown_key(back) is None and new not in back
     assert verify(client, verifier, new)["active"] is True  # the value shown is the one that works
     assert verify(client, verifier, old)["active"] is False
     assert events("key.rolled") == 1
 
 
-def test_the_page_after_a_create_carries_fresh_forms(client, auth, user, make_key):
-    """The answer that shows the new value has new tokens: its roll and create forms act."""
+def test_the_page_after_a_create_carries_a_fresh_form(client, auth, user, make_key):
+    """The answer that shows the new value has a new token: its create form acts."""
     make_key(user, label="existing")
     auth.login()
     form = create_form(client)
     shown = client.post("/settings/api-keys", data=form).get_data(as_text=True)
-    assert once_token(shown) != form["once"] and once_token(shown, "roll") != form["once"]
+    assert once_token(shown) != form["once"]
     again = client.post("/settings/api-keys", data={**form, "once": once_token(shown),
                                                    "csrf_token": csrf_from(shown)})
     assert again.status_code == 200 and key_count(user) == 3
+
+
+def test_each_visit_to_the_roll_step_carries_a_fresh_form(client, auth, user, make_key):
+    """Rolling twice on purpose works: each roll step has its own token."""
+    key, _ = make_key(user, label="rolled twice")
+    auth.login()
+    tokens = []
+    for _ in range(2):
+        page = client.get(f"/settings/api-keys/{key.public_id}/roll").get_data(as_text=True)
+        tokens.append(once_token(page, "roll"))
+        answer = client.post(f"/settings/api-keys/{key.public_id}/roll", data={
+            "grace": "0", "csrf_token": csrf_from(page), "once": tokens[-1]})
+        assert answer.status_code == 200 and shown_key(answer.get_data(as_text=True))
+    assert tokens[0] != tokens[1] and events("key.rolled") == 2
 
 
 def test_a_double_click_creates_one_key(live_server, user):

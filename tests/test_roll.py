@@ -164,17 +164,23 @@ def test_api_cannot_roll_another_users_key(client, user, make_user, make_key):
 
 
 def roll_on_page(client, key: ApiKey, grace: str):
-    """POST the roll form; when the page shows none (every key revoked), with a token as an
-    older page would have carried."""
-    page = client.get("/settings/api-keys").get_data(as_text=True)
-    once = once_token(page, "roll") if "roll-form" in page else secrets.token_urlsafe(24)
+    """Open the roll step and POST its form; when it offers none (the key is not active), with
+    a token as an older page would have carried."""
+    step = client.get(f"/settings/api-keys/{key.public_id}/roll")
+    page = step.get_data(as_text=True)
+    if step.status_code == 200:
+        once = once_token(page, "roll")
+    else:
+        page = client.get(f"/settings/api-keys/{key.public_id}").get_data(as_text=True)
+        once = secrets.token_urlsafe(24)
     return client.post(f"/settings/api-keys/{key.public_id}/roll",
                        data={"grace": grace, "csrf_token": csrf_from(page), "once": once})
 
 
 def grace_note(html: str, key: ApiKey) -> str | None:
-    row = re.search(rf'<tr data-key-id="{key.public_id}".*?</tr>', html, re.DOTALL).group(0)
-    note = re.search(r'data-testid="grace">(.*?)</small>', row, re.DOTALL)
+    """The key page's note on the old value after a roll with a grace period."""
+    assert f"/settings/api-keys/{key.public_id}/" in html  # this key's own page
+    note = re.search(r'data-testid="grace">(.*?)</small>', html, re.DOTALL)
     return note.group(1) if note else None
 
 
@@ -205,12 +211,13 @@ def test_page_roll_shows_the_new_value_once_like_creation(client, auth, user, ma
     (timedelta(hours=3), "Old value expired 2 hours ago"),
 ])
 def test_page_shows_the_grace_state(client, auth, user, make_key, frozen, offset, note):
-    """After a roll with a grace period the list says until when the old value works."""
+    """After a roll with a grace period the key page says until when the old value works."""
     key, _ = make_key(user, label="deploys")
     auth.login()
     roll_on_page(client, key, "3600")
     frozen.at = T0 + offset
-    assert grace_note(client.get("/settings/api-keys").get_data(as_text=True), key) == note
+    assert grace_note(client.get(f"/settings/api-keys/{key.public_id}").get_data(as_text=True),
+                      key) == note
 
 
 def test_page_roll_without_grace_stops_the_old_value_at_once(client, auth, user, make_key,
@@ -222,7 +229,8 @@ def test_page_roll_without_grace_stops_the_old_value_at_once(client, auth, user,
     new = shown_key(response.get_data(as_text=True))
     assert verify(client, verifier, new)["code"] == "valid"
     assert verify(client, verifier, old)["active"] is False
-    assert grace_note(client.get("/settings/api-keys").get_data(as_text=True), key) is None
+    assert grace_note(client.get(f"/settings/api-keys/{key.public_id}").get_data(as_text=True),
+                      key) is None
 
 
 def test_page_refuses_to_roll_a_revoked_key(client, auth, user, make_key, verifier):
@@ -232,7 +240,7 @@ def test_page_refuses_to_roll_a_revoked_key(client, auth, user, make_key, verifi
     auth.login()
     response = roll_on_page(client, key, "0")
     assert verify(client, verifier, value)["code"] == "revoked"
-    assert response.status_code == 302
+    assert response.status_code == 303
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "cannot be rolled" in page
     assert shown_key(page) is None

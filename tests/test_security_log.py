@@ -58,7 +58,7 @@ def create_by_api(client, key, tool):
 
 
 def roll_on_page(client, key, tool):
-    page = client.get("/settings/api-keys").get_data(as_text=True)
+    page = client.get(f"/settings/api-keys/{key.public_id}/roll").get_data(as_text=True)
     response = client.post(f"/settings/api-keys/{key.public_id}/roll",
                            data={"grace": "3600", "csrf_token": csrf_from(page),
                                  "once": once_token(page, "roll")})

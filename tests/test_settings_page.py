@@ -90,16 +90,19 @@ def test_create_shows_the_value_once_then_only_the_mask(app, auth, client, logge
 
 
 def test_the_list_shows_label_mask_dates_and_status(auth, client, logged_in, make_key):
-    """Each row has the label, the mask, when it was created, when last used and its status."""
+    """Each row links its label to the key's page and has the mask, when it was last used, its
+    expiry and its status; the key's page has when it was created."""
     key, value = make_key(logged_in, label="reporting")
     html = client.get(PAGE).get_data(as_text=True)
     row = re.search(rf'<tr data-key-id="{key.public_id}".*?</tr>', html, re.DOTALL).group(0)
-    assert "reporting" in row
+    assert f'<a href="{PAGE}/{key.public_id}">reporting</a>' in row
     assert f'<code class="mask">{key.mask}</code>' in row
-    assert key.created_at.strftime("%Y-%m-%d %H:%M UTC") in row
-    assert "Never" in row  # not used yet
+    assert 'data-label="Last used">Never<' in row  # not used yet
     assert 'data-testid="status">active<' in row
     assert value not in html
+    page = client.get(f"{PAGE}/{key.public_id}").get_data(as_text=True)
+    assert key.created_at.strftime("%Y-%m-%d %H:%M UTC") in page
+    assert value not in page
 
 
 def test_a_created_key_works_and_revoking_stops_it_at_once(app, auth, client, logged_in):
@@ -108,7 +111,7 @@ def test_a_created_key_works_and_revoking_stops_it_at_once(app, auth, client, lo
     assert service.verify_key(value).code == "valid"
     (key,) = keys_of(logged_in)
 
-    page = client.get(PAGE).get_data(as_text=True)
+    page = client.get(f"{PAGE}/{key.public_id}").get_data(as_text=True)
     assert f'action="{PAGE}/{key.public_id}/revoke"' in page
     response = revoke(client, key.public_id, csrf_from(page))
     assert response.status_code == 302
@@ -118,9 +121,12 @@ def test_a_created_key_works_and_revoking_stops_it_at_once(app, auth, client, lo
 
     html = client.get(PAGE).get_data(as_text=True)
     assert f"Revoked “short-lived” ({key.mask}). It no longer works." in html
-    row = re.search(rf'<tr data-key-id="{key.public_id}".*?</tr>', html, re.DOTALL).group(0)
+    revoked = re.search(r'<details class="revoked-keys".*?</details>', html, re.DOTALL).group(0)
+    row = re.search(rf'<tr data-key-id="{key.public_id}".*?</tr>', revoked, re.DOTALL).group(0)
     assert 'data-testid="status">revoked<' in row
-    assert "/revoke" not in row  # no button to revoke it twice
+    assert "expires" not in row
+    key_page = client.get(f"{PAGE}/{key.public_id}").get_data(as_text=True)
+    assert "/revoke" not in key_page  # no button to revoke it twice
     assert_nowhere_but_the_body(value, app, client, response)
 
 
@@ -168,8 +174,8 @@ def test_the_eleventh_live_key_is_refused(auth, logged_in, make_key):
     response = auth.create_key("one too many")
     assert response.status_code == 400
     html = response.get_data(as_text=True)
-    assert ("You already have 10 active keys, the most allowed. Revoke one to create another."
-            in errors_in(html))
+    assert errors_in(html) == [  # said once, not once above the form and once in it
+        "You already have 10 active keys, the most allowed. Revoke one to create another."]
     assert shown_key(html) is None
     assert len(keys_of(logged_in)) == 10
     assert event_names() == events_before
@@ -246,15 +252,18 @@ def test_another_user_does_not_see_my_key(client, alices_key, as_mallory):
 
 
 @pytest.mark.parametrize(("method", "suffix"), [
-    ("post", "revoke"), ("get", "edit"), ("post", "edit"), ("post", "roll"),
+    ("post", "revoke"), ("get", "edit"), ("post", "edit"), ("post", "roll"), ("get", "roll"),
+    ("get", ""),
 ])
 def test_another_users_key_is_404_not_403(auth, client, alices_key, as_mallory, method, suffix):
-    """Revoking, editing or rolling someone else's key answers 404, as for a key that never was."""
+    """Seeing, revoking, editing or rolling someone else's key answers 404, as for a key that
+    never was."""
     key, value = alices_key
     data = {"csrf_token": auth.csrf(PAGE), "label": "pwned", "grace": "0"}
-    response = getattr(client, method)(f"{PAGE}/{key.public_id}/{suffix}", data=data)
+    response = getattr(client, method)(f"{PAGE}/{key.public_id}/{suffix}".rstrip("/"), data=data)
     assert response.status_code == 404
-    missing = getattr(client, method)(f"{PAGE}/no-such-key/{suffix}", data=data)
+    assert "alice" not in response.get_data(as_text=True)
+    missing = getattr(client, method)(f"{PAGE}/no-such-key/{suffix}".rstrip("/"), data=data)
     assert missing.status_code == 404
     db.session.expire_all()
     stored = db.session.get(ApiKey, key.id)

@@ -77,7 +77,7 @@ def post_create(client):
 
 
 def post_roll(client, key: ApiKey, grace: str = "3600"):
-    page = client.get("/settings/api-keys").get_data(as_text=True)
+    page = client.get(f"/settings/api-keys/{key.public_id}/roll").get_data(as_text=True)
     return client.post(f"/settings/api-keys/{key.public_id}/roll",
                        data={"grace": grace, "csrf_token": csrf_from(page),
                              "once": once_token(page, "roll")})

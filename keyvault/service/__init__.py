@@ -12,6 +12,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - keys        the ownership check; create, edit, roll, revoke
 - submissions one-time form tokens: create and roll forms act once
 - verify      judging presented keys (the hot path), then recording their use
+- usage       per-key, per-day use counts: counted in memory, written every few seconds
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
 
 Views and the command line use the names below (`service.create_key`, …).

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
-from ..models import ApiKey, FormSubmission, SecurityEvent, User
+from ..models import ApiKey, FormSubmission, KeyUsageDay, SecurityEvent, User
 from . import guessing
 from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, record
@@ -160,7 +160,10 @@ def find_user(email: str) -> User:
 
 
 def delete_account(user: User, origin: Origin) -> None:
-    """Delete the account, its keys and its log: every key stops verifying at once."""
+    """Delete the account, its keys, their use counts and its log: every key stops verifying
+    at once."""
+    keys = select(ApiKey.id).where(ApiKey.user_id == user.id).scalar_subquery()
+    db.session.execute(KeyUsageDay.__table__.delete().where(KeyUsageDay.key_id.in_(keys)))
     for table in (SecurityEvent.__table__, FormSubmission.__table__, ApiKey.__table__):
         db.session.execute(table.delete().where(table.c.user_id == user.id))
     db.session.delete(user)

@@ -20,6 +20,13 @@ WRITE_KEYS = "personal_api_key:write"
 READ_USER = "user:read"
 VERIFY = "key:verify"
 BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY)
+DESCRIPTIONS = {
+    FULL_ACCESS: "Full access: everything you can do through the API, including making more keys",
+    READ_KEYS: "See your API keys: names, scopes and dates, never their values",
+    WRITE_KEYS: "Create, edit, roll and revoke your API keys (and see them)",
+    READ_USER: "See your account's email address and id",
+    VERIFY: "Ask KeyVault whether a key a service was handed is valid (for services)",
+}
 
 
 def catalogue() -> tuple[str, ...]:
@@ -30,6 +37,20 @@ def catalogue() -> tuple[str, ...]:
 def valid_scopes() -> list[str]:
     """Every scope a key may be given: `*` (full access), then the catalogue."""
     return [FULL_ACCESS, *catalogue()]
+
+
+def describe(scope: str) -> str:
+    """What a scope lets a key do, in words: the operator's description from KEYVAULT_SCOPES,
+    else KeyVault's own, else a plain reading of the name."""
+    given = current_app.config.get("KEYVAULT_SCOPE_DESCRIPTIONS", {})
+    if scope in given:
+        return given[scope]
+    if scope in DESCRIPTIONS:
+        return DESCRIPTIONS[scope]
+    obj, _, action = scope.partition(":")
+    thing = obj.replace("_", " ")
+    return {"read": f"Read {thing}", "write": f"Change {thing} (and read it)"}.get(
+        action, f"{action.replace('_', ' ').capitalize()} {thing}")
 
 
 def has_scope(granted: list[str] | tuple[str, ...], needed: str) -> bool:

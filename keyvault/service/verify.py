@@ -17,6 +17,7 @@ from flask import Flask, current_app
 from .. import clock, tokens
 from ..keystore import KeyRow, keystore
 from ..models import key_status
+from . import usage
 from .events import Origin, note_expired_use
 from .keys import pepper
 from .scopes import effective, has_scope
@@ -86,8 +87,9 @@ def check_keys(values: list[str], required: list[list[str]], *,
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
                app: Flask | None = None) -> None:
-    """What presenting these keys leaves behind: `last_used_at` for valid ones (at most once a
-    minute per key), a security-log event for expired ones (at most once an hour per key).
+    """What presenting these keys leaves behind: a use counted for each known key, by verdict
+    (service.usage: in memory, written every few seconds), `last_used_at` for valid ones (at
+    most once a minute per key), a security-log event for expired ones (at most once an hour).
 
     Call it only with the verdicts of keys whose request is going ahead, never for a subject
     key when the caller asking about it was refused.
@@ -95,6 +97,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     if app is None:
         app = current_app._get_current_object()
     now = clock.now()
+    usage.count(app, [(v.key_id, v.code) for v in verdicts if v.key_id is not None], now,
+                origin.ip_address if origin is not None else None)
     for verdict in verdicts:
         if verdict.active:
             last = verdict.last_used_at

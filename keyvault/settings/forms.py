@@ -12,7 +12,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Optional, ValidationError
+from wtforms.validators import DataRequired, Optional, StopValidation, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..service import InvalidInput
@@ -27,8 +27,14 @@ def choices(pairs) -> list[SelectChoice]:
 
 EXPIRY_CHOICES = [("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"),
                   ("custom", "Custom date"), ("none", "No expiry")]
-PRESETS = [("full", "Full access"), ("read_only", "Read only"),
-           ("verify", "Verify keys for a service"), ("custom", "Choose scopes")]
+PRESETS = [("read_only", "Read only"), ("verify", "Verify keys for a service"),
+           ("custom", "Choose scopes"), ("full", "Full access")]
+PRESET_HINTS = {
+    "read_only": "Every scope that only reads.",
+    "verify": "Only key:verify: a service asks KeyVault about keys its callers present.",
+    "custom": "Tick exactly the scopes this key needs.",
+    "full": "Everything you can do through the API, including making more keys.",
+}
 GRACE_CHOICES = [("0", "None: the old value stops now"), ("3600", "1 hour"),
                  ("86400", "24 hours"), ("604800", "7 days")]
 
@@ -61,20 +67,59 @@ LABEL_RULE = ServiceRule(clean_label, LABEL_MAX)
 DESCRIPTION_RULE = ServiceRule(clean_description, DESCRIPTION_MAX)
 
 
-class CreateKeyForm(FlaskForm):
+class PersonWords:
+    """Errors of choice fields in the person's words instead of WTForms' defaults ("Not a valid
+    choice."), one message per field."""
+
+    WORDS: dict[str, str] = {}
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        for name, words in self.WORDS.items():
+            field = self[name]
+            if field.errors:
+                field.errors[:] = [words]
+        for field in self:  # one message per error: no repeats
+            if isinstance(field.errors, list):
+                field.errors[:] = list(dict.fromkeys(field.errors))
+        return valid
+
+
+class AccessRequired:
+    """The create form has no access pre-selected: the person must choose one."""
+
+    field_flags = {"required": True}
+
+    def __call__(self, form, field):
+        if not field.data:
+            raise StopValidation(ACCESS_REQUIRED)
+
+
+ACCESS_REQUIRED = "Choose what this key may do: read only, verify keys, chosen scopes or full access."
+
+
+class CreateKeyForm(PersonWords, FlaskForm):
+    WORDS = {"expiry": "Choose how long the key should work.",
+             "expires_on": "Enter the custom expiry date as a date, e.g. 2031-01-31.",
+             "preset": ACCESS_REQUIRED,
+             "scopes": "Choose scopes from the list."}
+
     label = StringField("Label", filters=[strip],
                         validators=[DataRequired("Give the key a label."), LABEL_RULE])
     description = TextAreaField("Description (optional)", filters=[strip],
                                 validators=[Optional(), DESCRIPTION_RULE])
     expiry = SelectField("Expiration", choices=choices(EXPIRY_CHOICES), default="30")
     expires_on = DateField("Custom expiry date", validators=[Optional()])
-    preset = RadioField("Access", choices=choices(PRESETS), default="full")
+    preset = RadioField("Access", choices=choices(PRESETS), default=None,
+                        validators=[AccessRequired()])
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
     once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Create key")
 
 
-class EditKeyForm(FlaskForm):
+class EditKeyForm(PersonWords, FlaskForm):
+    WORDS = {"scopes": "Choose scopes from the list."}
+
     label = StringField("Label", filters=[strip],
                         validators=[DataRequired("Give the key a label."), LABEL_RULE])
     description = TextAreaField("Description", filters=[strip],
@@ -83,7 +128,9 @@ class EditKeyForm(FlaskForm):
     submit = SubmitField("Save")
 
 
-class RollKeyForm(FlaskForm):
+class RollKeyForm(PersonWords, FlaskForm):
+    WORDS = {"grace": "Choose how long the old value should keep working."}
+
     grace = SelectField("Keep the old value working for", choices=choices(GRACE_CHOICES), default="0")
     once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Roll key")

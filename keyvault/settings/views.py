@@ -9,8 +9,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import clock, service
 from ..auth.forms import ChangePasswordForm
+from ..extensions import db
 from ..request_context import origin
-from ..service import scopes, submissions
+from ..service import scopes, submissions, usage
 from ..service.validation import PASSWORD_RULE
 from ..web import (
     known_device,
@@ -20,7 +21,20 @@ from ..web import (
     retry_after,
     sudo_required,
 )
-from .forms import EXPIRY_CHOICES, ActionForm, CreateKeyForm, EditKeyForm, RollKeyForm, choices
+from .chart import usage_chart
+from .chart import words as outcome_words
+from .forms import (
+    EXPIRY_CHOICES,
+    PRESET_HINTS,
+    ActionForm,
+    CreateKeyForm,
+    EditKeyForm,
+    RollKeyForm,
+    choices,
+)
+
+USAGE_DAYS = 30
+KEY_EVENTS = 20
 
 bp = Blueprint("settings", __name__)
 
@@ -36,15 +50,23 @@ def _scope_choices():
     return choices(pairs)
 
 
-def _preset_scopes(preset: str, chosen: list[str]) -> list[str]:
-    catalogue = scopes.catalogue()
+def _scope_descriptions() -> dict[str, str]:
+    """What each scope on offer lets a key do, in words, for the templates."""
+    return {scope: scopes.describe(scope) for scope in (scopes.FULL_ACCESS, *scopes.catalogue())}
+
+
+def _chosen_scopes(form: CreateKeyForm) -> list[str]:
+    catalogue, preset = scopes.catalogue(), form.preset.data
     if preset == "full":
         return [scopes.FULL_ACCESS]
     if preset == "read_only":
         return [s for s in catalogue if s.endswith(":read")]
     if preset == "verify":
         return [scopes.VERIFY]
-    return chosen
+    if not form.scopes.data:
+        raise service.InvalidInput("Tick at least one scope, or choose another kind of access.",
+                                   "scopes")
+    return form.scopes.data
 
 
 def _expiry_choices():
@@ -65,13 +87,36 @@ def _expiry_from(form: CreateKeyForm) -> datetime | None:
         # A custom date means "valid through that whole day" (UTC), as GitHub shows it; on the
         # last day a lifetime cap allows, that is "until the cap".
         end = datetime.combine(form.expires_on.data, time.max, tzinfo=UTC).replace(microsecond=0)
+        if end <= clock.now():
+            raise service.InvalidInput("Pick a date from today on.", "expires_on")
+        if end.year > 9998:
+            raise service.InvalidInput("Pick an earlier date.", "expires_on")
         max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
         if max_days is not None:
             cap = clock.now() + timedelta(days=max_days)
             if end.date() == cap.date():
                 end = min(end, cap)
+            elif end > cap:
+                raise service.InvalidInput(
+                    f"Keys may live at most {max_days} days: pick {cap:%Y-%m-%d} or earlier.",
+                    "expires_on")
         return end
     return clock.now() + timedelta(days=int(choice))
+
+
+# Refusals from the service name API fields; on the page they belong to these form fields.
+FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label",
+               "description": "description", "expires_on": "expires_on"}
+
+
+def _show_refusal(form, error: service.ServiceError) -> None:
+    """Put a service refusal beside the field it is about, once."""
+    target = getattr(form, FORM_FIELDS.get(error.field or "", ""), None)
+    errors = target.errors if target is not None else form.form_errors
+    if not isinstance(errors, list):
+        errors = target.errors = list(errors)
+    if error.detail not in errors:
+        errors.append(error.detail)
 
 
 def _create_form(fresh: bool = False) -> CreateKeyForm:
@@ -85,6 +130,20 @@ def _create_form(fresh: bool = False) -> CreateKeyForm:
     return form
 
 
+def _shown_before() -> str | None:
+    """A reload or Back of the page that showed a value (app.js made its history entry
+    `?shown=<key id>`): say where the value went, without showing it."""
+    public_id = request.args.get("shown")
+    if request.method != "GET" or not public_id:
+        return None
+    try:
+        key = service.get_key(current_user, public_id)
+    except service.KeyNotFound:
+        return None
+    return (f"The value of “{key.label}” was shown once, on the page you left, and is not "
+            "shown again. If you did not copy it, roll the key to get a new value.")
+
+
 def _page(create_form=None, new_value=None, new_key=None, status=200):
     no_store()
     keys = service.list_keys(current_user, include_revoked=True)
@@ -95,24 +154,26 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         now=now,
         form=create_form or _create_form(fresh=True),
         action_form=ActionForm(),
-        roll_form=RollKeyForm(formdata=None),  # a fresh one-time token, never the posted one
         new_value=new_value,
         new_key=new_key,
         live_count=service.live_key_count(current_user),
         max_keys=current_app.config["KEYVAULT_MAX_KEYS_PER_USER"],
         max_days=current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"],
         soon=timedelta(days=7),
+        scope_descriptions=_scope_descriptions(),
+        preset_hints=PRESET_HINTS,
+        shown_before=None if new_value else _shown_before(),
     ), status
 
 
-def _already_done(refusal: submissions.AlreadySubmitted, action: str):
+def _already_done(refusal: submissions.AlreadySubmitted, action: str, back_to: str):
     """A second submission of a form that already acted (reload, Back, double click): say so;
     the value was shown once, in the answer to the first, and is not shown again."""
     flash(f"This form was already submitted: the key was {action} then, and its value was "
           "shown once, in that answer. If you did not copy it, roll the key to get a new one."
           if refusal.used else refusal.detail, "error")
     no_store()
-    return redirect(url_for(".api_keys"), 303)
+    return redirect(back_to, 303)
 
 
 @bp.get("/api-keys")
@@ -126,20 +187,23 @@ def create_key():
     form = _create_form()
     if form.validate_on_submit():
         try:
+            chosen, expires_at = _chosen_scopes(form), _expiry_from(form)
             submissions.claim(current_user, form.once.data)
             key, value = service.create_key(
                 current_user,
                 label=form.label.data,
                 description=form.description.data,
-                scopes=_preset_scopes(form.preset.data, form.scopes.data or []),
-                expires_at=_expiry_from(form),
+                scopes=chosen,
+                expires_at=expires_at,
                 origin=origin(),
             )
         except submissions.AlreadySubmitted as refusal:
-            return _already_done(refusal, "created")
+            return _already_done(refusal, "created", url_for(".api_keys"))
+        except service.KeyLimitReached:
+            db.session.rollback()  # the page says so above the form, once
         except service.ServiceError as error:
-            target = getattr(form, error.field, None) if error.field else None
-            (target.errors if target is not None else form.form_errors).append(error.detail)
+            db.session.rollback()  # the form's token too: it acts once fixed
+            _show_refusal(form, error)
         else:
             # The value is rendered into this one response and never stored, flashed or redirected.
             return _page(new_value=value, new_key=key)
@@ -151,7 +215,7 @@ def edit_key(public_id: str):
     key = _key_or_404(public_id)
     if key.revoked_at is not None:  # nothing to edit: say so on the list instead of a dead form
         flash(f"“{key.label}” is revoked: it can no longer be edited.", "error")
-        return redirect(url_for(".api_keys"), 303)
+        return redirect(url_for(".key_page", public_id=public_id), 303)
     form = EditKeyForm(obj=None if request.method == "POST" else key)
     form.scopes.choices = _scope_choices()
     if request.method == "GET":
@@ -161,39 +225,90 @@ def edit_key(public_id: str):
         if widen and (response := reauthenticate()) is not None:
             return response  # asks for the password, then posts back here
         try:
+            if not form.scopes.data:
+                raise service.InvalidInput("Tick at least one scope: a key without scopes "
+                                           "could do nothing; revoke it instead.", "scopes")
             service.update_key(
                 current_user, public_id, label=form.label.data,
                 description=form.description.data or "",
-                scopes=form.scopes.data or [], may_widen=True, origin=origin(),
+                scopes=form.scopes.data, may_widen=True, origin=origin(),
             )
         except service.ServiceError as error:
-            form.form_errors.append(error.detail)
+            _show_refusal(form, error)
         else:
             flash(f"Saved changes to “{form.label.data}”.", "success")
-            return redirect(url_for(".api_keys"))
-    return render_template("settings/edit_key.html", form=form, key=key), (
+            return redirect(url_for(".key_page", public_id=public_id))
+    return render_template("settings/edit_key.html", form=form, key=key,
+                           scope_descriptions=_scope_descriptions()), (
         400 if form.errors or form.form_errors else 200)
+
+
+@bp.get("/api-keys/<public_id>")
+def key_page(public_id: str):
+    key = _key_or_404(public_id)
+    return _key_page(key)
+
+
+def _key_page(key, new_value: str | None = None):
+    no_store()  # the answer to a roll shows the new value
+    now = clock.now()
+    used = usage.key_usage(key, now.date(), USAGE_DAYS)
+    return render_template(
+        "settings/key.html",
+        key=key,
+        status=key.status(now),
+        now=now,
+        usage=used,
+        chart=usage_chart(used),
+        outcome_words=outcome_words,
+        events=[(event, service.describe(event), service.performed_by(event))
+                for event in service.events_for_key(current_user, key.public_id,
+                                                    KEY_EVENTS).results],
+        scope_descriptions={s: scopes.describe(s) for s in key.scopes},
+        action_form=ActionForm(),
+        new_value=new_value,
+        new_key=key if new_value else None,
+        shown_before=None if new_value else _shown_before(),
+    )
+
+
+def _not_rollable(key):
+    flash(f"“{key.label}” is {key.status()} and cannot be rolled; create a new key instead.",
+          "error")
+    return redirect(url_for(".key_page", public_id=key.public_id), 303)
+
+
+@bp.get("/api-keys/<public_id>/roll")
+def roll_step(public_id: str):
+    """Rolling asks first: how long the old value should keep working."""
+    key = _key_or_404(public_id)
+    if key.status() != "active":
+        return _not_rollable(key)
+    return render_template("settings/roll_key.html", key=key, form=RollKeyForm(formdata=None))
 
 
 @bp.post("/api-keys/<public_id>/roll")
 @sudo_required
 def roll_key(public_id: str):
+    key = _key_or_404(public_id)
     form = RollKeyForm()
     if not form.validate_on_submit():
-        abort(400)
+        return render_template("settings/roll_key.html", key=key, form=form), 400
+    back_to = url_for(".key_page", public_id=public_id)
     try:
-        _key_or_404(public_id)
         submissions.claim(current_user, form.once.data)
         key, value = service.roll_key(current_user, public_id, origin=origin(),
                                       grace_period_seconds=int(form.grace.data))
     except submissions.AlreadySubmitted as refusal:
-        return _already_done(refusal, "rolled")
-    except service.KeyNotFound:
-        abort(404)
+        return _already_done(refusal, "rolled", back_to)
     except service.ServiceError as error:
+        db.session.rollback()  # the form's token too
+        if isinstance(error, service.KeyNotLive):
+            return _not_rollable(_key_or_404(public_id))
         flash(error.detail, "error")
-        return redirect(url_for(".api_keys"))
-    return _page(new_value=value, new_key=key)
+        return redirect(back_to, 303)
+    # The value is rendered into this one response and never stored, flashed or redirected.
+    return _key_page(key, new_value=value)
 
 
 @bp.post("/api-keys/<public_id>/revoke")

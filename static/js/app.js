@@ -1,4 +1,5 @@
-// KeyVault's only script: copy buttons, confirmation prompts and the create-key form's helpers.
+// KeyVault's only script: copy buttons, confirmation prompts, the create-key form's helpers and
+// the history entry of a page that showed a key's value.
 // Served as a file because the Content-Security-Policy forbids inline scripts.
 (function () {
   "use strict";
@@ -30,6 +31,18 @@
     var button = event.submitter || event.target.querySelector("[data-confirm]");
     var message = button && button.getAttribute("data-confirm");
     if (message && !window.confirm(message)) event.preventDefault();
+    // A form that acts once (create, roll) is sent once: a double click sends one request,
+    // whose answer shows the value. (The server refuses a repeat anyway.)
+    var form = event.target;
+    if (event.defaultPrevented || !form.hasAttribute("data-sends-once")) return;
+    if (form.getAttribute("data-sent")) event.preventDefault();
+    else form.setAttribute("data-sent", "1");
+  });
+
+  window.addEventListener("pageshow", function () {  // a page restored by Back can send again
+    document.querySelectorAll("form[data-sent]").forEach(function (form) {
+      form.removeAttribute("data-sent");
+    });
   });
 
   function syncCreateForm() {
@@ -52,5 +65,13 @@
     syncCreateForm();
     var secret = document.getElementById("new-key-value");
     if (secret) secret.addEventListener("focus", function () { secret.select(); });
+    // The page showing a new value answered a POST: make its history entry a plain GET that
+    // says the value was shown, so a reload or Back neither posts again nor hits the
+    // browser's "Confirm Form Resubmission" page. (Without script, the form's one-time token
+    // refuses the repeat instead.)
+    var shown = document.querySelector("[data-replace-url]");
+    if (shown && window.history && window.history.replaceState) {
+      window.history.replaceState(null, "", shown.getAttribute("data-replace-url"));
+    }
   });
 })();

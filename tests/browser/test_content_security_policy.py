@@ -40,11 +40,15 @@ def test_signup_page_loads_without_csp_errors(page, console):
 
 
 def test_create_form_script_runs_under_the_policy(page, console, signed_up):
-    """app.js runs: it hides the scope list until "Choose scopes" and warns only on full access."""
+    """app.js runs: it hides the scope list until "Choose scopes" and warns only on full access
+    (which is never pre-selected)."""
     scope_list = page.locator(".scope-list")
     warning = page.locator(".full-access-warning")
-    expect(page.get_by_role("radio", name="Full access")).to_be_checked()
+    expect(page.get_by_role("radio", name="Full access")).not_to_be_checked()
     expect(scope_list).to_be_hidden()
+    expect(warning).to_be_hidden()
+
+    page.get_by_role("radio", name="Full access").check()
     expect(warning).to_be_visible()
 
     page.get_by_role("radio", name="Choose scopes").check()

@@ -111,6 +111,17 @@ def edit_key(w: World) -> None:
     w.page.goto(f"/settings/api-keys/{w.keys['narrow'].public_id}/edit")
 
 
+def key_page(w: World) -> None:
+    w.log_in()
+    w.page.goto(f"/settings/api-keys/{w.keys['rolled'].public_id}")
+    w.page.get_by_test_id("usage-table").wait_for(state="attached")
+
+
+def roll_step(w: World) -> None:
+    w.log_in()
+    w.page.goto(f"/settings/api-keys/{w.keys['narrow'].public_id}/roll")
+
+
 def security_log(w: World) -> None:
     w.log_in()
     w.page.goto("/settings/security-log")
@@ -146,7 +157,8 @@ def api_docs_signed_in(w: World) -> None:
 
 SCREENS: list[Callable[[World], None]] = [
     signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
-    new_key_shown_once, edit_key, security_log, account, admin_keys, not_found, forbidden,
+    new_key_shown_once, edit_key, key_page, roll_step, security_log, account, admin_keys,
+    not_found, forbidden,
     api_docs, api_docs_signed_in,
 ]
 
