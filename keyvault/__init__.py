@@ -87,6 +87,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(settings_bp, url_prefix="/settings")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api")
+    from . import metrics
+
+    metrics.init_app(app)  # /metrics, and the route each request is timed under
 
     from . import errors
 

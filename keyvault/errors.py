@@ -12,6 +12,7 @@ from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import metrics
 from .api.errors import (
     DATABASE_ERRORS,
     RETRY_AFTER_SECONDS,
@@ -54,6 +55,7 @@ def report(app, error: Exception, method: str, path: str, request: str) -> None:
     if isinstance(error, DATABASE_ERRORS):
         cause = getattr(error, "orig", None) or error
         kind = type(cause).__name__
+        metrics.record_database_error(kind)
         if not app.extensions.setdefault("keyvault.failure_log", _FailureLog()).due(kind):
             return
         first_line = (str(cause).strip().splitlines() or [""])[0][:200]

@@ -17,6 +17,7 @@ from time import perf_counter
 
 from flask import request
 
+from . import metrics
 from .redact import scrub
 from .service import Origin
 
@@ -80,7 +81,9 @@ class AroundRequest:
         def start(status, headers, exc_info=None):
             headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
             headers.append(("X-Request-Id", ident))
-            headers.append(("Server-Timing", f"app;dur={(perf_counter() - started) * 1000:.2f}"))
+            seconds = perf_counter() - started
+            headers.append(("Server-Timing", f"app;dur={seconds * 1000:.2f}"))
+            metrics.observe_request(environ, environ["REQUEST_METHOD"], seconds)
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)

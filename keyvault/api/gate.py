@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from flask import Flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import service
+from .. import metrics, service
 from ..service import Origin, Verdict
 from ..service.scopes import VERIFY
 from .errors import Answer, MalformedBody, forbidden_scope, from_error, unauthorized
@@ -85,6 +85,18 @@ def verify_request(body: Any) -> VerifyRequest:
 
 def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any], origin: Origin,
            *, app: Flask | None = None) -> Answer:
+    """POST /api/verify/ (see _verify), counted in keyvault_verify_total by outcome."""
+    try:
+        answer, outcome = _verify(credential, read_body, origin, app)
+    except Exception:
+        metrics.record_verify("verify", "error")
+        raise
+    metrics.record_verify("verify", outcome)
+    return answer
+
+
+def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any], origin: Origin,
+            app: Flask | None) -> tuple[Answer, str]:
     """POST /api/verify/, whoever serves it (the fast path or the Flask view).
 
     Who is asking comes first: a caller that is refused hears 401/403, never what is wrong with
@@ -92,7 +104,7 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     too large to read raises 413 before anything else, in both servers).
     """
     if credential is None:
-        return unauthorized(NO_VERIFY_KEY, key_presented=False)
+        return unauthorized(NO_VERIFY_KEY, key_presented=False), "caller_refused"
     try:
         body = read_body()
         subject = (body.key, body.scopes or [])
@@ -100,8 +112,10 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
         if isinstance(error, RequestEntityTooLarge):
             raise
         admission = admit(credential, [VERIFY], origin, app=app)
-        return admission.refusal or from_error(error)
+        if admission.refusal is not None:
+            return admission.refusal, "caller_refused"
+        return from_error(error), "bad_request"
     admission = admit(credential, [VERIFY], origin, subject=subject, app=app)
     if admission.refusal is not None:
-        return admission.refusal
-    return Answer(200, VERIFY_HEADERS, verify_answer(admission.subject))
+        return admission.refusal, "caller_refused"
+    return Answer(200, VERIFY_HEADERS, verify_answer(admission.subject)), admission.subject.code

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 
-from .. import service
+from .. import metrics, service
 from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
@@ -249,6 +249,7 @@ def forward_auth():
     required = list(dict.fromkeys([*from_header, *from_query]))
     admission = gate.admit(credential, required, origin(),
                            missing="This endpoint needs an API key in the Authorization header.")
+    metrics.record_verify("forward_auth", admission.caller.code if admission.caller else "no_key")
     if admission.refusal is not None:
         return respond(admission.refusal)
     verdict = admission.caller

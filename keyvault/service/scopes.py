@@ -1,7 +1,7 @@
 """The scope catalogue and the rules for holding and granting scopes.
 
 A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
-`object:read`. KeyVault's own API needs the four scopes below; services add theirs through
+`object:read`. KeyVault's own API needs the five scopes below; services add theirs through
 KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
 """
 
@@ -19,7 +19,8 @@ READ_KEYS = "personal_api_key:read"
 WRITE_KEYS = "personal_api_key:write"
 READ_USER = "user:read"
 VERIFY = "key:verify"
-BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY)
+READ_METRICS = "metrics:read"  # GET /metrics (keyvault.metrics), for administrators' keys
+BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS)
 
 
 def catalogue() -> tuple[str, ...]:
