@@ -308,3 +308,22 @@ def test_a_folder_left_by_a_killed_server_is_removed_by_the_next():
             assert mine.exists()  # its server is alive
     finally:
         mine.rmdir()
+
+
+def test_the_grafana_dashboard_uses_only_metrics_keyvault_exports(client, metrics_key):
+    import json
+    import re
+
+    from tests.conftest import PROJECT_ROOT
+
+    metrics.record_rate_limited("api_key")  # so every family has a sample to show
+    metrics.record_database_error("OperationalError")
+    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bkeyvault_[a-z_]+", expr)}
+    exported = {name for name, _ in samples(client.get(
+        "/metrics", headers={"Authorization": f"Bearer {metrics_key}"}).get_data(as_text=True))}
+    assert used and used <= exported, used - exported
+    assert {"keyvault_verify_total", "keyvault_request_duration_seconds_bucket",
+            "keyvault_rate_limited_total", "keyvault_database_errors_total",
+            "keyvault_live_keys"} <= used
