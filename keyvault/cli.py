@@ -8,7 +8,7 @@ import sys
 import click
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import service
+from . import backup, service
 from .service import Origin
 
 
@@ -139,6 +139,7 @@ def register(app) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(keys_group)
     app.cli.add_command(serve)
+    backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 
 
 def main() -> None:
