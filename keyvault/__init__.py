@@ -29,6 +29,11 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+# Production: browsers use HTTPS only, for two years, subdomains included (every answer, the API
+# and the verify fast path too: request_context.AroundRequest).
+HSTS = "max-age=63072000; includeSubDomains"
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     """Build an app: config → extensions → blueprints → errors → CLI."""
     instance_path = os.environ.get("KEYVAULT_INSTANCE_PATH") or None
@@ -98,7 +103,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .api.fastlane import VerifyFastLane
     from .request_context import AroundRequest
 
-    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app), app.config["MAX_CONTENT_LENGTH"])
+    production = app.config["KEYVAULT_ENV"] == "production"
+    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app), app.config["MAX_CONTENT_LENGTH"],
+                                 (("Strict-Transport-Security", HSTS),) if production else ())
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

@@ -106,7 +106,7 @@ def keys_revoke(key_id):
 
 
 @keys_group.command("prune")
-@click.option("--unused-days", type=click.IntRange(min=1), required=True,
+@click.option("--unused-days", type=click.IntRange(1, 36500), required=True,
               help="Revoke keys not used for this many days.")
 @click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
 @with_appcontext

@@ -26,6 +26,7 @@ from .service import ServiceError
 
 log = logging.getLogger("keyvault")
 EXPECTED = (HTTPException, ServiceError, MalformedBody)
+CSRF_EXPIRED = "The CSRF token has expired."  # flask_wtf.csrf's reason when the time limit passed
 # One log line per kind of database failure per interval: an outage under load must not write
 # a line (let alone a traceback holding SQL parameters, key digests among them) per request.
 DATABASE_LOG_INTERVAL = 30.0
@@ -83,6 +84,14 @@ def _error_page(app, error: Exception):
         return render_template("errors/error.html", code=503, title="Service Unavailable",
                                detail="The database is unavailable or busy. Try again in a "
                                       "few seconds."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(error, CSRFError) and error.description == CSRF_EXPIRED:
+        minutes = app.config["KEYVAULT_CSRF_MINUTES"]
+        span = (f"{minutes // 60} hour{'s' if minutes != 60 else ''}" if minutes % 60 == 0
+                else f"{minutes} minute{'s' if minutes != 1 else ''}")
+        return render_template("errors/error.html", code=400, title="This form has expired",
+                               detail=f"The page was open for more than {span}, so its form "
+                                      "stopped working and nothing was changed. Reload the page "
+                                      "and try again."), 400
     if isinstance(error, CSRFError):
         return render_template("errors/error.html", code=400, title="Form expired or forged",
                                detail="The form's security token was missing or wrong. Go back, "

@@ -51,9 +51,10 @@ class AroundRequest:
     would otherwise cut the body at the limit and let it fail as malformed JSON).
     """
 
-    def __init__(self, wsgi_app, max_body: int):
+    def __init__(self, wsgi_app, max_body: int, headers: tuple[tuple[str, str], ...] = ()):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
+        self.headers = headers  # more headers for every answer (HSTS in production)
         self._ids = itertools.count()
         self._id_prefix = ""
 
@@ -81,6 +82,7 @@ class AroundRequest:
         def start(status, headers, exc_info=None):
             headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
             headers.append(("X-Request-Id", ident))
+            headers.extend(self.headers)
             seconds = perf_counter() - started
             headers.append(("Server-Timing", f"app;dur={seconds * 1000:.2f}"))
             metrics.observe_request(environ, environ["REQUEST_METHOD"], seconds)

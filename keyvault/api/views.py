@@ -18,6 +18,7 @@ from .. import metrics, service
 from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from ..web import external_url
 from . import gate, openapi
 from .credentials import bearer_value, json_body, read_credential
 from .errors import respond
@@ -90,7 +91,7 @@ def _links(page: service.Page, **params) -> dict:
     def link(cursor):
         if cursor is None:
             return None
-        return url_for(request.endpoint, _external=True, cursor=cursor, **params)
+        return external_url(request.endpoint, cursor=cursor, **params)
 
     return {"next": link(page.next_cursor), "previous": link(page.previous_cursor)}
 

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..models import ApiKey, FormSubmission, SecurityEvent, User
 from .errors import EmailTaken, TooManyFailures, UserNotFound
 from .events import Origin, record
-from .validation import clean_email, clean_password, has_control_characters, normalise_email
+from .validation import clean_email, clean_password, has_control_characters, is_row_id, normalise_email
 
 FAILURE_WINDOW = timedelta(minutes=15)
 _FAILURES = ("login.failed", "sudo.failed")
@@ -138,7 +138,7 @@ def check_password(user: User, password: str, origin: Origin) -> bool:
 
 
 def get_user(user_id: int) -> User | None:
-    return db.session.get(User, user_id)
+    return db.session.get(User, user_id) if is_row_id(user_id) else None
 
 
 def find_user(email: str) -> User:

@@ -14,7 +14,7 @@ from .accounts import user_by_email
 from .errors import InvalidInput, KeyNotFound, UserNotFound
 from .events import Origin, record
 from .keys import revoke, revoke_key
-from .validation import is_public_id
+from .validation import is_public_id, is_row_id
 
 
 def admin_list_keys(email: str | None = None, status: str | None = None) -> list[ApiKey]:
@@ -57,7 +57,7 @@ def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = 
 
 
 def set_user_active(admin: User, user_id: int, active: bool, origin: Origin) -> User:
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, user_id) if is_row_id(user_id) else None
     if user is None:
         raise UserNotFound()
     if user.id == admin.id and not active:
