@@ -329,3 +329,17 @@ def test_the_grafana_dashboard_uses_only_metrics_keyvault_exports(client, metric
     assert {"keyvault_verify_total", "keyvault_request_duration_seconds_bucket",
             "keyvault_rate_limited_total", "keyvault_database_errors_total",
             "keyvault_live_keys"} <= used
+
+
+def test_label_values_stay_few_whatever_clients_send(client, metrics_key):
+    from keyvault.api import fastlane
+
+    assert metrics.FAST_PATH == fastlane.PATH  # the fast path's requests are labelled by it
+    client.open("/login", method="BREW")
+    client.get("/api/personal_api_keys/kv_raw_value_in_path_1234/")
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {metrics_key}"}
+                      ).get_data(as_text=True)
+    assert "BREW" not in text and "kv_raw_value_in_path_1234" not in text
+    # 405: no rule matched that method
+    assert value(samples(text), "keyvault_request_duration_seconds_count", route="<unmatched>",
+                 method="other") >= 1
