@@ -218,10 +218,8 @@ class ItsdangerousClock:
 
 @pytest.fixture
 def token_clock(monkeypatch):
-    import itsdangerous.timed
-
     clock = ItsdangerousClock()
-    monkeypatch.setattr(itsdangerous.timed, "time", clock)
+    monkeypatch.setattr("itsdangerous.timed.time", clock)  # Flask-WTF signs with itsdangerous
     return clock
 
 

@@ -32,7 +32,8 @@ def _preset_scopes(preset: str, chosen: list[str]) -> list[str]:
     if preset == "full":
         return [scopes.FULL_ACCESS]
     if preset == "read_only":
-        return [s for s in catalogue if s.endswith(":read")]
+        # an operator's scope (reading /metrics) is no part of a person's "read only"
+        return [s for s in catalogue if s.endswith(":read") and s != scopes.READ_METRICS]
     if preset == "verify":
         return [scopes.VERIFY]
     return chosen
