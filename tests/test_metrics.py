@@ -169,12 +169,15 @@ def test_database_errors_are_counted(tmp_path):
 
     broken = create_app(base_overrides(f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
     labels = {"kind": "OperationalError"}
+    verdict = {"endpoint": "verify", "code": "error"}
     before = REGISTRY.get_sample_value("keyvault_database_errors_total", labels) or 0
-    answer = broken.test_client().post(
+    errors = REGISTRY.get_sample_value("keyvault_verify_total", verdict) or 0
+    answer = broken.test_client().post(  # JSON with a bearer key: the fast path
         "/api/verify/", json={"key": tokens.generate()},
         headers={"Authorization": f"Bearer {tokens.generate()}"})
     assert answer.status_code == 503
     assert REGISTRY.get_sample_value("keyvault_database_errors_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("keyvault_verify_total", verdict) == errors + 1
 
 
 def test_live_keys_are_counted_at_scrape_time(client, user, make_key, metrics_key):

@@ -88,8 +88,9 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     """POST /api/verify/ (see _verify), counted in keyvault_verify_total by outcome."""
     try:
         answer, outcome = _verify(credential, read_body, origin, app)
-    except Exception:
-        metrics.record_verify("verify", "error")
+    except Exception as error:  # a database failure (503), or a body too large (413)
+        too_large = isinstance(error, RequestEntityTooLarge)
+        metrics.record_verify("verify", "bad_request" if too_large else "error")
         raise
     metrics.record_verify("verify", outcome)
     return answer
