@@ -4,13 +4,16 @@ What is counted, and where:
 - `keyvault_verify_total{endpoint, code}`: every verify decision, in keyvault.api.gate (the
   Flask view and the fast path alike) and forward_auth: the subject key's verdict (`valid`,
   `expired`, `revoked`, `not_found`, `malformed`, `user_inactive`, `insufficient_scope`) when the
-  caller is let in, else `caller_refused`, `bad_request`, or `error` (database down).
+  caller is let in, else `caller_refused`, `bad_request`, `error` (database down) or, on
+  forward_auth, `no_key`.
 - `keyvault_request_duration_seconds{route, method}`: every request, timed by
   request_context.AroundRequest; `route` is the URL rule (`/api/personal_api_keys/<public_id>/`),
-  never the raw path, and `<unmatched>` for anything no rule matched.
+  never the raw path, and `<unmatched>` for anything no rule matched (methods outside the
+  standard few are `other`).
 - `keyvault_rate_limited_total{limit}`: 429 answers, by limit name (`record_rate_limited`).
 - `keyvault_database_errors_total{kind}`: requests that ended in a database failure (503).
-- `keyvault_live_keys`: keys that verify today, counted by a query at scrape time.
+- `keyvault_live_keys`: keys that verify now, counted by a query at scrape time.
+- `keyvault_processes`: processes serving (a live gauge: a dead worker's share goes).
 
 `keyvault serve` forks workers, so the counters live in prometheus-client's multi-process mode:
 `multiprocess_dir()` (called by keyvault.server.run) makes a fresh folder for this server's
@@ -132,7 +135,7 @@ def init_app(app: Flask) -> None:
         return response
 
     if os.environ.get(MULTIPROC_ENV):  # a worker of `keyvault serve`: count it from the start
-        _get()
+        _get().processes.set(1)  # again: metrics made before a fork start at 0 in the child
 
 
 # ---------------------------------------------------------------- /metrics
