@@ -254,6 +254,7 @@ def multiprocess_dir(interval: float = 2.0):
     path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(path)
+    import prometheus_client  # noqa: F401 - now, in multi-process mode: forked workers inherit it
     stop = threading.Event()
 
     def watch():
