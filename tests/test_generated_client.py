@@ -96,3 +96,6 @@ def test_generated_client_creates_lists_revokes_and_verifies(generated, live_ser
 
     detail = _api(keys, "get_key").sync(created[1].id, client=client)
     assert detail.status == "revoked" and detail.revoked_at is not None
+    # their keep-alive connections, or the socket is left to the garbage collector (a warning)
+    client.get_httpx_client().close()
+    verifier.get_httpx_client().close()
