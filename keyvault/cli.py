@@ -10,7 +10,7 @@ import click
 from flask.cli import ScriptInfo, with_appcontext
 from flask_migrate.cli import db as flask_migrate_db
 
-from . import service
+from . import backup, service
 from .service import Origin
 
 
@@ -192,7 +192,7 @@ def keys_revoke(key_id):
 
 
 @keys_group.command("prune")
-@click.option("--unused-days", type=click.IntRange(min=1), required=True,
+@click.option("--unused-days", type=click.IntRange(1, 36500), required=True,
               help="Revoke keys not used for this many days.")
 @click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
 @with_appcontext
@@ -225,6 +225,7 @@ def register(app) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(keys_group)
     app.cli.add_command(serve)
+    backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 
 
 def _version() -> str:
@@ -250,6 +251,7 @@ def cli(ctx: click.Context):
     ctx.obj = ScriptInfo(create_app=create_app, set_debug_flag=False, load_dotenv_defaults=False)
 
 
+backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 cli.add_command(flask_migrate_db, "db")
 cli.add_command(users_group)
 cli.add_command(keys_group)

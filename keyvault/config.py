@@ -6,6 +6,7 @@ import importlib.util
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from . import tokens
 from .service.scopes import BUILT_IN
@@ -131,6 +132,23 @@ def _ratelimit_storage(env: dict) -> str:
     return url
 
 
+def _base_url(raw: str | None) -> str | None:
+    """KEYVAULT_BASE_URL: where people and programs reach KeyVault (`https://keys.example.com`,
+    maybe with a path prefix); absolute links are built on it, never on a request's Host."""
+    if raw is None or not raw.strip():
+        return None
+    parts = urlsplit(raw.strip())
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or parts.username or parts.password):
+        raise ConfigError("KEYVAULT_BASE_URL must be an http(s) URL such as "
+                          f"https://keys.example.com, got {raw!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -163,6 +181,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
                           "pip install 'keyvault[postgres]'")
     scopes, scope_descriptions = parse_scope_catalogue(env.get("KEYVAULT_SCOPES"))
     max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+    csrf_minutes = _int(env, "KEYVAULT_CSRF_MINUTES", 12 * 60, minimum=1)
 
     return {
         "KEYVAULT_ENV": environment,
@@ -191,6 +210,10 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
-        "WTF_CSRF_TIME_LIMIT": None,
+        "KEYVAULT_BASE_URL": _base_url(env.get("KEYVAULT_BASE_URL")),
+        # A form's token works for this long after the page was shown (errors.py: a friendly
+        # "form expired" page; nothing is done).
+        "KEYVAULT_CSRF_MINUTES": csrf_minutes,
+        "WTF_CSRF_TIME_LIMIT": csrf_minutes * 60,
         "WTF_CSRF_SSL_STRICT": production,
     }

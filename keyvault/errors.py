@@ -12,6 +12,7 @@ from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from . import metrics
 from .api.errors import (
     DATABASE_ERRORS,
     RETRY_AFTER_SECONDS,
@@ -25,6 +26,7 @@ from .service import ServiceError
 
 log = logging.getLogger("keyvault")
 EXPECTED = (HTTPException, ServiceError, MalformedBody)
+CSRF_EXPIRED = "The CSRF token has expired."  # flask_wtf.csrf's reason when the time limit passed
 # One log line per kind of database failure per interval: an outage under load must not write
 # a line (let alone a traceback holding SQL parameters, key digests among them) per request.
 DATABASE_LOG_INTERVAL = 30.0
@@ -54,6 +56,7 @@ def report(app, error: Exception, method: str, path: str, request: str) -> None:
     if isinstance(error, DATABASE_ERRORS):
         cause = getattr(error, "orig", None) or error
         kind = type(cause).__name__
+        metrics.record_database_error(kind)
         if not app.extensions.setdefault("keyvault.failure_log", _FailureLog()).due(kind):
             return
         first_line = (str(cause).strip().splitlines() or [""])[0][:200]
@@ -81,6 +84,14 @@ def _error_page(app, error: Exception):
         return render_template("errors/error.html", code=503, title="Service Unavailable",
                                detail="The database is unavailable or busy. Try again in a "
                                       "few seconds."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(error, CSRFError) and error.description == CSRF_EXPIRED:
+        minutes = app.config["KEYVAULT_CSRF_MINUTES"]
+        span = (f"{minutes // 60} hour{'s' if minutes != 60 else ''}" if minutes % 60 == 0
+                else f"{minutes} minute{'s' if minutes != 1 else ''}")
+        return render_template("errors/error.html", code=400, title="This form has expired",
+                               detail=f"The page was open for more than {span}, so its form "
+                                      "stopped working and nothing was changed. Reload the page "
+                                      "and try again."), 400
     if isinstance(error, CSRFError):
         return render_template("errors/error.html", code=400, title="Form expired or forged",
                                detail="The form's security token was missing or wrong. Go back, "

@@ -18,6 +18,7 @@ from time import perf_counter
 
 from flask import request
 
+from . import metrics
 from .redact import scrub
 from .service import Origin
 
@@ -62,9 +63,10 @@ class AroundRequest:
     would otherwise cut the body at the limit and let it fail as malformed JSON).
     """
 
-    def __init__(self, wsgi_app, max_body: int):
+    def __init__(self, wsgi_app, max_body: int, headers: tuple[tuple[str, str], ...] = ()):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
+        self.headers = headers  # more headers for every answer (HSTS in production)
         self._ids = itertools.count()
         self._id_prefix = ""
 
@@ -93,7 +95,10 @@ class AroundRequest:
         def start(status, headers, exc_info=None):
             headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
             headers.append(("X-Request-Id", ident))
-            headers.append(("Server-Timing", f"app;dur={(perf_counter() - started) * 1000:.2f}"))
+            headers.extend(self.headers)
+            seconds = perf_counter() - started
+            headers.append(("Server-Timing", f"app;dur={seconds * 1000:.2f}"))
+            metrics.observe_request(environ, environ["REQUEST_METHOD"], seconds)
             return start_response(status, headers, exc_info)
 
         token = _log_fields.set(fields)

@@ -265,8 +265,9 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
 
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
-    from . import create_app
+    from . import create_app, metrics
 
     app = create_app()  # generate instance secrets once, before workers race for them
-    serve("keyvault.server:application", host, port, workers, threads,
-          app.config["KEYVAULT_LOG_FORMAT"])
+    with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
+        serve("keyvault.server:application", host, port, workers, threads,
+              app.config["KEYVAULT_LOG_FORMAT"])

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from flask import Flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import service
+from .. import metrics, service
 from ..ratelimit import Outcome, limiter
 from ..request_context import note
 from ..service import Origin, Verdict
@@ -85,6 +85,7 @@ def admit(credential: str | None, needed: list[str], origin: Origin, *,
     if refused is None:
         counted = limiter(app).hit(door, caller.key_id)
         if counted is not None and not counted.allowed:
+            metrics.record_rate_limited(door)
             refused = too_many_requests(counted)
     if refused is not None:
         service.record_use([caller], origin, app=app)
@@ -106,6 +107,19 @@ def verify_request(body: Any) -> VerifyRequest:
 
 def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any], origin: Origin,
            *, app: Flask | None = None) -> Answer:
+    """POST /api/verify/ (see _verify), counted in keyvault_verify_total by outcome."""
+    try:
+        answer, outcome = _verify(credential, read_body, origin, app)
+    except Exception as error:  # a database failure (503), or a body too large (413)
+        too_large = isinstance(error, RequestEntityTooLarge)
+        metrics.record_verify("verify", "bad_request" if too_large else "error")
+        raise
+    metrics.record_verify("verify", outcome)
+    return answer
+
+
+def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any], origin: Origin,
+            app: Flask | None) -> tuple[Answer, str]:
     """POST /api/verify/, whoever serves it (the fast path or the Flask view).
 
     Who is asking comes first: a caller that is refused hears 401/403, never what is wrong with
@@ -113,7 +127,7 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     too large to read raises 413 before anything else, in both servers).
     """
     if credential is None:
-        return unauthorized(NO_VERIFY_KEY, key_presented=False)
+        return unauthorized(NO_VERIFY_KEY, key_presented=False), "caller_refused"
     try:
         body = read_body()
         subject = (body.key, body.scopes or [])
@@ -122,11 +136,12 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
             raise
         admission = admit(credential, [VERIFY], origin, door="verify", app=app)
         if admission.refusal is not None:
-            return admission.refusal
+            return admission.refusal, "caller_refused"
         answer = from_error(error)
-        return answer._replace(headers=(*answer.headers, *admission.rate_limit_headers()))
+        return (answer._replace(headers=(*answer.headers, *admission.rate_limit_headers())),
+                "bad_request")
     admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app)
     if admission.refusal is not None:
-        return admission.refusal
-    return Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),
-                  verify_answer(admission.subject))
+        return admission.refusal, "caller_refused"
+    return (Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),
+                   verify_answer(admission.subject)), admission.subject.code)

@@ -297,19 +297,23 @@ class SecurityEvent(_Response):
                    details=event.details or {})
 
 
-_NEXT = "The next (older) page, or null at the end."
-_PREVIOUS = "The previous (newer) page, or null at the start."
+_LINK = (" Absolute on KEYVAULT_BASE_URL when the server sets it, else relative to this "
+         "request's URL.")
+_NEXT = "The next (older) page, or null at the end." + _LINK
+_PREVIOUS = "The previous (newer) page, or null at the start." + _LINK
 
 
 class ApiKeyPage(_Response):
-    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri"})
-    previous: str | None = Field(description=_PREVIOUS, json_schema_extra={"format": "uri"})
+    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri-reference"})
+    previous: str | None = Field(description=_PREVIOUS,
+                                 json_schema_extra={"format": "uri-reference"})
     results: list[ApiKey] = Field(description="Newest first.")
 
 
 class SecurityEventPage(_Response):
-    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri"})
-    previous: str | None = Field(description=_PREVIOUS, json_schema_extra={"format": "uri"})
+    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri-reference"})
+    previous: str | None = Field(description=_PREVIOUS,
+                                 json_schema_extra={"format": "uri-reference"})
     results: list[SecurityEvent] = Field(description="Newest first.")
 
 

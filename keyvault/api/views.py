@@ -15,10 +15,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, render_template,
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from .. import service
+from .. import metrics, service
 from ..request_context import origin
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from ..web import external_url
 from . import gate, openapi, reference
 from .credentials import bearer_value, json_body, read_credential, refuse_json_sent_as_form
 from .errors import respond
@@ -111,7 +112,7 @@ def _links(page: service.Page, **params) -> dict:
     def link(cursor):
         if cursor is None:
             return None
-        return url_for(request.endpoint, _external=True, cursor=cursor, **params)
+        return external_url(request.endpoint, cursor=cursor, **params)
 
     return {"next": link(page.next_cursor), "previous": link(page.previous_cursor)}
 
@@ -282,6 +283,7 @@ def forward_auth():
     required = list(dict.fromkeys([*from_header, *from_query]))
     admission = gate.admit(credential, required, origin(), door="verify",
                            missing="This endpoint needs an API key in the Authorization header.")
+    metrics.record_verify("forward_auth", admission.caller.code if admission.caller else "no_key")
     if admission.refusal is not None:
         return respond(admission.refusal)
     verdict = admission.caller

@@ -3,7 +3,7 @@
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import service
+from .. import metrics, service
 from ..ratelimit import limiter
 from ..request_context import origin
 from ..service.validation import PASSWORD_RULE
@@ -36,6 +36,7 @@ def signup():
     if request.method == "POST":
         counted = limiter().hit("signup", origin().ip_address or "unknown")
         if counted is not None and not counted.allowed:
+            metrics.record_rate_limited("signup")
             form.email.errors = [f"Too many sign-ups from your address: try again in "
                                  f"{_in_words(counted.reset)}."]
             page = render_template("auth/signup.html", form=form)

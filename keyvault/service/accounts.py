@@ -12,7 +12,7 @@ from ..models import ApiKey, FormSubmission, KeyUsageDay, SecurityEvent, User
 from . import guessing
 from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, record
-from .validation import clean_email, clean_password, has_control_characters, normalise_email
+from .validation import clean_email, clean_password, has_control_characters, is_row_id, normalise_email
 
 # Wrong passwords at the login form, at a confirmation prompt, and as the current password when
 # changing it all count toward one limit (service.guessing).
@@ -149,7 +149,7 @@ def set_admin(user: User, is_admin: bool, origin: Origin) -> bool:
 
 
 def get_user(user_id: int) -> User | None:
-    return db.session.get(User, user_id)
+    return db.session.get(User, user_id) if is_row_id(user_id) else None
 
 
 def find_user(email: str) -> User:

@@ -14,7 +14,7 @@ from .accounts import user_by_email
 from .errors import InvalidInput, KeyNotFound, KeyNotLive, UserNotFound
 from .events import Origin, record
 from .keys import revoke, revoke_key
-from .validation import is_public_id
+from .validation import is_public_id, is_row_id
 
 
 def admin_list_keys(email: str | None = None, status: str | None = None) -> list[ApiKey]:
@@ -72,7 +72,7 @@ def set_user_active(admin: User | None, user_id: int, active: bool, origin: Orig
     A deactivated user cannot log in, their sessions end, and their keys verify as
     `user_inactive` (models.key_status) until they are activated again.
     """
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, user_id) if is_row_id(user_id) else None
     if user is None:
         raise UserNotFound()
     if admin is not None and user.id == admin.id and not active:

@@ -90,6 +90,9 @@ def begin(email: str, origin: Origin, user_id: int | None,
         full = by_address >= allowed or by_account >= allowed
         whose = "your address or for this account"
     if full:
+        from .. import metrics
+
+        metrics.record_rate_limited("password")
         _note_throttled(user_id, origin, now)
         db.session.commit()
         minutes = int(WINDOW.total_seconds() // 60)

@@ -1,7 +1,7 @@
 """The scope catalogue and the rules for holding and granting scopes.
 
 A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
-`object:read`. KeyVault's own API needs the four scopes below; services add theirs through
+`object:read`. KeyVault's own API needs the five scopes below; services add theirs through
 KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
 """
 
@@ -19,13 +19,15 @@ READ_KEYS = "personal_api_key:read"
 WRITE_KEYS = "personal_api_key:write"
 READ_USER = "user:read"
 VERIFY = "key:verify"
-BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY)
+READ_METRICS = "metrics:read"  # GET /metrics (keyvault.metrics), for administrators' keys
+BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS)
 DESCRIPTIONS = {
     FULL_ACCESS: "Full access: everything you can do through the API, including making more keys",
     READ_KEYS: "See your API keys: names, scopes and dates, never their values",
     WRITE_KEYS: "Create, edit, roll and revoke your API keys (and see them)",
     READ_USER: "See your account's email address and id",
     VERIFY: "Ask KeyVault whether a key a service was handed is valid (for services)",
+    READ_METRICS: "Read KeyVault's Prometheus metrics at /metrics (administrators' keys only)",
 }
 
 

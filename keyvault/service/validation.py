@@ -140,6 +140,16 @@ def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
     return expires_at
 
 
+# Row ids (users.id, ...) are 32-bit on PostgreSQL and 64-bit on SQLite: no row has an id
+# outside this range, and SQLite raises OverflowError for a parameter above 2**63 - 1.
+ROW_ID_MAX = 2**31 - 1
+
+
+def is_row_id(value: Any) -> bool:
+    """Could a row have this id? Out of range means "no such row" (404), never a crash."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= ROW_ID_MAX
+
+
 def is_public_id(public_id: Any) -> bool:
     """Could this be a key id we issued? (PostgreSQL would refuse some strings, NUL, outright.)"""
     return bool(PUBLIC_ID.fullmatch(str(public_id)))

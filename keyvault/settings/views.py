@@ -60,7 +60,8 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
     if preset == "full":
         return [scopes.FULL_ACCESS]
     if preset == "read_only":
-        return [s for s in catalogue if s.endswith(":read")]
+        # an operator's scope (reading /metrics) is no part of a person's "read only"
+        return [s for s in catalogue if s.endswith(":read") and s != scopes.READ_METRICS]
     if preset == "verify":
         return [scopes.VERIFY]
     if not form.scopes.data:
