@@ -144,7 +144,7 @@ def test_latency_is_labelled_by_route_never_by_raw_path(client, user, make_key, 
                       ).get_data(as_text=True)
     found = samples(text)
     assert value(found, "keyvault_request_duration_seconds_count",
-                 route="/api/personal_api_keys/<public_id>/", method="GET") >= 1
+                 route="/api/personal_api_keys/<key_id:public_id>/", method="GET") >= 1
     assert value(found, "keyvault_request_duration_seconds_count",
                  route="<unmatched>", method="GET") >= 1
     assert key.public_id not in text
