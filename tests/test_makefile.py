@@ -12,8 +12,10 @@ from tests.conftest import PROJECT_ROOT
 def planned(*args: str) -> list[str]:
     """The commands `make` would run for a fresh checkout (-B: every target out of date)."""
     assert shutil.which("make"), "make is missing: apt-get install -y make"
-    result = subprocess.run(["make", "-n", "-B", *args], cwd=PROJECT_ROOT, capture_output=True,
-                            text=True, timeout=60, check=True)
+    # --no-print-directory: under `make test` the inherited MAKEFLAGS would add
+    # "make[1]: Entering directory" lines
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-B", *args], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60, check=True)
     return result.stdout.splitlines()
 
 
