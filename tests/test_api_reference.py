@@ -16,7 +16,7 @@ from typing import NamedTuple
 import pytest
 import requests
 
-from keyvault.api.openapi import EXAMPLE_KEY_ID, example_value
+from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
 from keyvault.api.reference import KEY_VARIABLE
 from keyvault.service.scopes import READ_KEYS
 
