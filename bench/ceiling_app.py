@@ -71,10 +71,11 @@ def _threads() -> int:
 def application() -> BufferedWSGI:
     """What each granian worker serves under `keyvault.server.serve`: exactly what
     `keyvault.server.application` builds around KeyVault, access log included."""
-    from keyvault.server import _configure_logging
+    from keyvault import logs
 
-    _configure_logging()
-    return BufferedWSGI(app.wsgi_app, MAX_BODY, _threads())
+    fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")  # as serve() hands it on
+    logs.configure(fmt)
+    return BufferedWSGI(app.wsgi_app, MAX_BODY, _threads(), log_format=fmt)
 
 
 def bare_application() -> BufferedWSGI:
