@@ -9,12 +9,14 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 import requests
 
-from keyvault.ratelimit import parse_quota
+from keyvault import ratelimit
+from keyvault.ratelimit import RateLimiter, WindowCounts, parse_quota
 from tests.conftest import AuthActions, _free_port, start_server, stop_server
 
 
@@ -225,3 +227,35 @@ def test_a_redis_outage_lets_requests_through_and_is_logged_once(database_url, t
         assert log.count("rate-limit storage unreachable") == 1
     finally:
         stop_server(server)
+
+
+def test_memory_counts_are_exact_per_window_and_forget_finished_windows(monkeypatch):
+    """memory:// counts each caller's hits in the current window exactly, starts the next
+    window from zero, and drops a finished window's counts at the next sweep."""
+    now = [60 * 16_667 + 20.0]  # 20 s into a minute window
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    limits = RateLimiter("memory://", {"api": parse_quota("api", "3/minute")})
+    assert isinstance(limits.storage, WindowCounts)
+    answers = [limits.hit("api", "key-a") for _ in range(4)]
+    assert [a.allowed for a in answers] == [True, True, True, False]
+    assert [a.remaining for a in answers] == [2, 1, 0, 0]
+    assert answers[0].reset == 40
+    assert limits.hit("api", "key-b").remaining == 2  # another caller has its own count
+    now[0] += 40  # the next window
+    assert limits.hit("api", "key-a").remaining == 2
+    assert len(limits.storage) == 3
+    now[0] += WindowCounts.SWEEP_EVERY + 60
+    limits.hit("api", "key-c")
+    assert len(limits.storage) == 1  # only key-c's count in the current window is left
+
+
+def test_memory_counts_start_no_threads(monkeypatch):
+    """A hit is a dict update: no timer thread per hit, as limits' MemoryStorage starts one."""
+    limits = RateLimiter("memory://", {"verify": parse_quota("verify", "100000/minute")})
+    started = []
+    original = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start",
+                        lambda self: (started.append(self), original(self))[1])
+    for _ in range(2000):
+        limits.hit("verify", "caller")
+    assert started == []
