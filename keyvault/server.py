@@ -8,6 +8,13 @@ worker's event loop (a slow client costs a coroutine, and gets KEYVAULT_BODY_TIM
 body limit; only a complete request goes to one of a fixed number of threads, which run the WSGI
 app. A fixed number of threads also bounds the database connections a worker holds (the verify
 hot path keeps one per thread). bench/README.md has the figures that chose this.
+
+One kind of request skips the threads: the verify fast path on SQLite (`inline`), whose verdict
+is a read from a file in this process that never waits for a writer (WAL). It is answered on
+the event loop itself, and the writes it leaves behind (usage stamp, security log), which may
+wait for a lock, go to the threads (service.verify.write_elsewhere). Handing a request to a
+thread and back costs more than the verdict, and the threads' turns at the GIL behind a busy
+loop were what made verify's p99 several times its p50.
 """
 
 from __future__ import annotations
@@ -45,8 +52,10 @@ class BufferedWSGI:
 
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
                  body_timeout: float = 30.0, log_format: str = "text",
-                 on_stop: Callable[[], None] | None = None):
+                 on_stop: Callable[[], None] | None = None,
+                 inline: Callable[[dict], bool] | None = None):
         self.wsgi_app = wsgi_app
+        self.inline = inline
         self.on_stop = on_stop
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -107,8 +116,11 @@ class BufferedWSGI:
             except Exception:  # the client went away mid-body: nobody reads the answer
                 return _problem(400, "Bad Request", "The request body was cut short.")
             environ["wsgi.input"] = io.BytesIO(body)
+        if self.inline is not None and self.inline(environ):
+            return self._call_here(environ)
         future = self._loop.create_future()
-        self._jobs.put((environ, future))
+        self._jobs.put(lambda: self._loop.call_soon_threadsafe(_settle, future,
+                                                               self._call_safely(environ)))
         return await future
 
     async def _read(self, protocol, declared: int | None) -> bytes:
@@ -126,16 +138,31 @@ class BufferedWSGI:
         return b"".join(chunks)[:limit]
 
     def _work(self) -> None:
-        """A thread that runs the WSGI app, one request at a time."""
-        jobs, loop = self._jobs, self._loop
+        """A thread that runs the WSGI app, one request at a time, and the writes that
+        requests answered on the loop leave behind."""
+        jobs = self._jobs
         while (job := jobs.get()) is not None:
-            environ, future = job
             try:
-                answer = self._call(environ)
+                job()
             except Exception:
-                logging.getLogger("keyvault").exception("the app failed outside Flask")
-                answer = _SERVER_ERROR
-            loop.call_soon_threadsafe(_settle, future, answer)
+                logging.getLogger("keyvault").exception("a write after a verdict failed")
+
+    def _call_here(self, environ: dict) -> tuple[int, list, bytes]:
+        """Answer on the event loop; writes that may wait for a lock go to the threads."""
+        from .service.verify import write_elsewhere
+
+        token = write_elsewhere.set(self._jobs.put)
+        try:
+            return self._call_safely(environ)
+        finally:
+            write_elsewhere.reset(token)
+
+    def _call_safely(self, environ: dict) -> tuple[int, list, bytes]:
+        try:
+            return self._call(environ)
+        except Exception:
+            logging.getLogger("keyvault").exception("the app failed outside Flask")
+            return _SERVER_ERROR
 
     def _call(self, environ: dict) -> tuple[int, list, bytes]:
         started: list = []
@@ -201,12 +228,16 @@ def application() -> BufferedWSGI:
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
     logs.configure(fmt)
     app = create_app()
+    from .api.fastlane import takes
     from .service import usage
 
+    # On SQLite the verify fast path's read never waits (module docstring); a PostgreSQL
+    # round trip would hold up every connection of the worker, so there it takes a thread.
+    sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"], fmt,
-                        on_stop=lambda: usage.close(app))
+                        on_stop=lambda: usage.close(app), inline=takes if sqlite else None)
 
 
 def _one_queue_server():

@@ -79,3 +79,43 @@ def test_verify_never_waits_for_a_writer(live_server, database_url, user, make_k
         assert time.monotonic() < deadline, "last_used_at never caught up"
         time.sleep(0.2)
     assert db.session.query(ApiKey).filter_by(label="blocked").count() == 0
+
+
+def test_many_stamps_waiting_for_a_writer_hold_up_no_verdict(live_server, database_url, user,
+                                                            make_user, make_key, service_key):
+    """30 never-used keys verified at once while a writer holds the lock: each usage stamp may
+    wait for the lock, but none of them in the way of a verdict or of /healthz (on SQLite the
+    server answers verify on its event loop and leaves the stamps to its threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    owners = [make_user(f"owner{n}@example.com") for n in range(3)]  # 10 live keys each at most
+    keys = [make_key(owners[n % 3], label=f"fresh {n}", scopes=["user:read"]) for n in range(30)]
+    with writer_holding_the_lock(database_url, keys[0][0].id, user.id,
+                                 also=tuple(key.id for key, _ in keys[1:])):
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            answers = list(pool.map(lambda kv: _verify(live_server.url, service_key, kv[1]),
+                                    keys))
+            health_started = time.monotonic()
+            health = requests.get(f"{live_server.url}/healthz", timeout=5)
+            health_took = time.monotonic() - health_started
+        took = time.monotonic() - started
+        assert [a.json()["active"] for _, a in answers] == [True] * 30
+        assert max(elapsed for elapsed, _ in answers) < 1.0, [e for e, _ in answers]
+        assert took < 2.0, took
+        assert health.status_code == 200 and health_took < 0.5, health_took
+    ids = [key.id for key, _ in keys]
+    deadline = time.monotonic() + 15
+    while True:  # once the writer is gone the stamps catch up, with the next verdicts
+        _, fresh = make_key(user, label="trigger", scopes=["user:read"])
+        for _ in range(4):
+            _verify(live_server.url, service_key, fresh)
+        db.session.expire_all()
+        stamped = db.session.query(ApiKey).filter(ApiKey.id.in_(ids),
+                                                  ApiKey.last_used_at.isnot(None)).count()
+        if stamped == 30:
+            break
+        assert time.monotonic() < deadline, f"only {stamped} of 30 stamps caught up"
+        db.session.query(ApiKey).filter_by(label="trigger").delete()
+        db.session.commit()
+        time.sleep(0.3)

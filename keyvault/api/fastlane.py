@@ -32,6 +32,15 @@ def _is_json(content_type: str) -> bool:
         mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
+def takes(environ: dict) -> bool:
+    """Is this a request the fast path answers: POST /api/verify/, a key in Authorization, a
+    JSON body of known (or no) length?"""
+    return (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
+            and "HTTP_AUTHORIZATION" in environ
+            and _is_json(environ.get("CONTENT_TYPE", ""))
+            and (environ.get("CONTENT_LENGTH") or "0").isdigit())
+
+
 _STATUS_LINES = {status: f"{status} {reason}" for status, reason in HTTP_STATUS_CODES.items()}
 
 
@@ -43,18 +52,14 @@ class VerifyFastLane:
         self.too_large = from_http_exception(RequestEntityTooLarge(), self.max_body)
 
     def __call__(self, environ, start_response):
-        if (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
-                and "HTTP_AUTHORIZATION" in environ
-                and _is_json(environ.get("CONTENT_TYPE", ""))):
+        if takes(environ):
+            note(route=PATH)
             # No Content-Length: an empty body (RFC 9112 §6.3); AroundRequest gave a chunked
             # one its length.
-            length = environ.get("CONTENT_LENGTH") or "0"
-            if length.isdigit():
-                note(route=PATH)
-                answer = self._answer(environ, int(length))
-                start_response(_STATUS_LINES[answer.status],
-                               [*answer.headers, ("Content-Length", str(len(answer.body)))])
-                return [answer.body]
+            answer = self._answer(environ, int(environ.get("CONTENT_LENGTH") or "0"))
+            start_response(_STATUS_LINES[answer.status],
+                           [*answer.headers, ("Content-Length", str(len(answer.body)))])
+            return [answer.body]
         return self.wsgi_app(environ, start_response)
 
     def _answer(self, environ, length: int) -> Answer:

@@ -9,6 +9,8 @@ verdicts the caller decides to act on. The HTTP side (keyvault.api.gate) calls b
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,6 +27,12 @@ from .scopes import effective, has_scope
 CODES = ("valid", "malformed", "not_found", "revoked", "expired", "user_inactive",
          "insufficient_scope")
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# Set while keyvault.server answers a request on its event loop (never blocked: everything else
+# waits for it): the writes record_use leaves behind, which may wait for a lock, are handed to
+# this runner (the server's threads) instead of being made there and then.
+write_elsewhere: ContextVar[Callable[[Callable[[], None]], None] | None] = ContextVar(
+    "keyvault_write_elsewhere", default=None)
 
 
 @dataclass
@@ -99,13 +107,40 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     now = clock.now()
     usage.count(app, [(v.key_id, v.code) for v in verdicts if v.key_id is not None], now,
                 origin.ip_address if origin is not None else None)
-    for verdict in verdicts:
-        if verdict.active:
-            last = verdict.last_used_at
-            if last is None or now - last >= LAST_USED_RESOLUTION:
+    stale = [verdict for verdict in verdicts if _leaves_a_write(verdict, now)]
+    if not stale:
+        return
+
+    def write() -> None:
+        for verdict in stale:
+            if verdict.active:
                 keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-        elif verdict.code == "expired":
-            note_expired_use(app, verdict.key_id, verdict.user_id, origin or Origin())
+            else:
+                note_expired_use(app, verdict.key_id, verdict.user_id, origin or Origin())
+
+    runner = write_elsewhere.get()
+    if runner is None:
+        write()
+    else:
+        runner(lambda: _logging_failures(app, write))
+
+
+def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
+    """A write made after its verdict was sent: a failure is logged as a request's would be
+    (a database one once per kind and interval, without SQL); nobody is waiting to hear it."""
+    from ..errors import report
+
+    try:
+        write()
+    except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
+        report(app, error, "POST", "(usage stamp after a verdict)", "-")
+
+
+def _leaves_a_write(verdict: Verdict, now: datetime) -> bool:
+    """A valid key not stamped within the resolution, or an expired one (the security log)."""
+    if verdict.active:
+        return verdict.last_used_at is None or now - verdict.last_used_at >= LAST_USED_RESOLUTION
+    return verdict.code == "expired"
 
 
 def verify_key(value: str, required_scopes: list[str] | None = None,
