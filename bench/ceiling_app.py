@@ -75,7 +75,7 @@ def application() -> BufferedWSGI:
 
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")  # as serve() hands it on
     logs.configure(fmt)
-    return BufferedWSGI(app.wsgi_app, MAX_BODY, _threads(), log_format=fmt)
+    return BufferedWSGI(app.wsgi_app, MAX_BODY, _threads())
 
 
 def bare_application() -> BufferedWSGI:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, request
 
+from .logs import LOG_FIELDS
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -113,8 +115,6 @@ def record_database_error(kind: str) -> None:
 def observe_request(environ: dict, method: str, seconds: float) -> None:
     """A request's duration, by its route: the URL rule Flask matched, or the fast path's, as
     noted for the access log (request_context.note); UNMATCHED when nothing matched."""
-    from .request_context import LOG_FIELDS
-
     route = (environ.get(LOG_FIELDS) or {}).get("route") or UNMATCHED
     if method not in METHODS:  # a client may send any token as its method
         method = "other"

@@ -19,12 +19,10 @@ from time import perf_counter
 from flask import request
 
 from . import metrics
+from .logs import LOG_FIELDS, REQUEST_ID  # environ keys: the request's id, the log's facts
 from .redact import scrub
 from .service import Origin
 
-REQUEST_ID = "keyvault.request_id"
-# What the access log adds about a request (route, key id), gathered while it is answered.
-LOG_FIELDS = "keyvault.log"
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _log_fields: ContextVar[dict | None] = ContextVar("keyvault_log_fields", default=None)
 

@@ -51,7 +51,7 @@ class BufferedWSGI:
     """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
 
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
-                 body_timeout: float = 30.0, log_format: str = "text",
+                 body_timeout: float = 30.0,
                  on_stop: Callable[[], None] | None = None,
                  inline: Callable[[dict], bool] | None = None):
         self.wsgi_app = wsgi_app
@@ -59,7 +59,6 @@ class BufferedWSGI:
         self.on_stop = on_stop
         self.max_body = max_body
         self.body_timeout = body_timeout
-        self.log_format = log_format
         self.threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,9 +90,8 @@ class BufferedWSGI:
         environ = self._environ(scope)
         status, headers, body = await self._answer(environ, protocol)
         protocol.response_bytes(status, headers, body)
-        if logs.access_log.isEnabledFor(logging.INFO):
-            logs.log_request(environ, status, len(body), time.perf_counter() - started,
-                             self.log_format)
+        if logs.access is not None:
+            logs.access.write(environ, status, len(body), time.perf_counter() - started)
 
     # ------------------------------------------------------------ one request
 
@@ -236,7 +234,7 @@ def application() -> BufferedWSGI:
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
-                        app.config["KEYVAULT_BODY_TIMEOUT"], fmt,
+                        app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: usage.close(app), inline=takes if sqlite else None)
 
 
