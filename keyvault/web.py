@@ -128,6 +128,18 @@ def retry_after() -> dict:
     return {"Retry-After": str(int(service.FAILURE_WINDOW.total_seconds()))}
 
 
+def enrolment_required() -> bool:
+    """KEYVAULT_REQUIRE_2FA_FOR_ADMINS: the person logged in is an administrator without a
+    second factor, who may only set one up (settings.two_factor_setup) until they have."""
+    if not current_app.config["KEYVAULT_REQUIRE_2FA_FOR_ADMINS"]:
+        return False
+    if not current_user.is_authenticated or not current_user.is_admin:
+        return False
+    from .service import second_factor
+
+    return not second_factor.methods(current_user)
+
+
 def sudo_required(view):
     """Sensitive browser actions (create, roll, widen scopes, delete account) need a recent login."""
 
