@@ -61,6 +61,9 @@ def test_setup_turns_on_only_with_a_right_code(client, auth, user, frozen):
     assert len(events(user, "2fa.enabled")) == 1
     account = client.get("/settings/account").get_data(as_text=True)
     assert "10 of 10 recovery codes left" in account
+    log = client.get("/settings/security-log").get_data(as_text=True)
+    assert "Two-factor authentication turned on" in log
+    assert secret not in log and codes[0] not in log
 
 
 def test_the_secret_is_never_in_the_form_the_cookie_or_the_database_in_clear(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from keyvault import service
 from keyvault.extensions import db
-from keyvault.models import RecoveryCode
+from keyvault.models import RecoveryCode, TotpCredential
 from tests.conftest import PASSWORD, AuthActions, csrf_from
 from tests.two_factor_steps import code_at, enrol, events, second_step
 
@@ -184,3 +184,14 @@ def test_require_2fa_for_admins_refuses_a_word_it_does_not_know(tmp_path):
     with pytest.raises(config.ConfigError, match="KEYVAULT_REQUIRE_2FA_FOR_ADMINS"):
         config.load(tmp_path, {"KEYVAULT_SECRET_KEY": "s" * 40, "KEYVAULT_KEY_PEPPER": "p" * 40,
                                "KEYVAULT_REQUIRE_2FA_FOR_ADMINS": "sometimes"})
+
+
+def test_an_account_with_two_factor_can_be_deleted(client, auth, user, enrolled, frozen):
+    secret, _ = enrolled
+    auth.login()
+    second_step(client, code_at(secret, frozen.at))
+    page = client.get("/settings/account").get_data(as_text=True)
+    assert client.post("/settings/account/delete",
+                       data={"csrf_token": csrf_from(page)}).status_code == 302
+    assert db.session.scalar(select(RecoveryCode.id)) is None
+    assert db.session.scalar(select(TotpCredential.id)) is None

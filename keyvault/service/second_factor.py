@@ -116,14 +116,16 @@ def pending_secret(user: User) -> str:
     credential = _credential(user)
     if credential is not None and credential.enabled_at is not None:
         raise InvalidInput("Two-factor authentication is already on.")
-    if credential is None:
+    secret = _secret_of(credential) if credential is not None else ""
+    if not secret:  # none yet, or one the pepper no longer opens
         secret = pyotp.random_base32()
-        credential = TotpCredential(user_id=user.id, created_at=clock.now(),
-                                    secret_encrypted=_fernet().encrypt(secret.encode()).decode())
-        db.session.add(credential)
+        if credential is None:
+            credential = TotpCredential(user_id=user.id)
+            db.session.add(credential)
+        credential.created_at = clock.now()
+        credential.secret_encrypted = _fernet().encrypt(secret.encode()).decode()
         db.session.commit()
-        return secret
-    return _secret_of(credential)
+    return secret
 
 
 def provisioning_uri(user: User, secret: str) -> str:
