@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
@@ -138,6 +138,12 @@ def enrolment_required() -> bool:
     from .service import second_factor
 
     return not second_factor.methods(current_user)
+
+
+def send_to_enrolment():
+    """Where enrolment_required() sends the administrator, with the reason."""
+    flash("Administrators must use two-factor authentication: set it up to go on.", "info")
+    return redirect(url_for("settings.two_factor_setup"), 303)
 
 
 def sudo_required(view):

@@ -8,7 +8,7 @@ from ..models import KEY_STATUSES
 from ..request_context import origin
 from ..service import second_factor
 from ..settings.forms import ActionForm
-from ..web import enrolment_required
+from ..web import enrolment_required, send_to_enrolment
 
 bp = Blueprint("admin", __name__)
 
@@ -18,8 +18,7 @@ def require_admin():
     if not current_user.is_authenticated or not current_user.is_admin:
         abort(404)
     if enrolment_required():  # KEYVAULT_REQUIRE_2FA_FOR_ADMINS
-        flash("Administrators must use two-factor authentication: set it up to go on.", "info")
-        return redirect(url_for("settings.two_factor_setup"), 303)
+        return send_to_enrolment()
     return None
 
 
@@ -61,7 +60,6 @@ def set_active(user_id: int, action: str):
         return redirect(url_for(".keys"))
     flash(f"{user.email} is now {'active' if user.is_active else 'deactivated'}.", "success")
     return redirect(url_for(".keys"))
-
 
 
 @bp.post("/users/<int:user_id>/reset-2fa")

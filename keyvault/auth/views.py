@@ -16,6 +16,7 @@ from ..web import (
     remember_device,
     retry_after,
     safe_next,
+    send_to_enrolment,
 )
 from .forms import ConfirmPasswordForm, LoginForm, SignUpForm, TwoFactorCodeForm
 
@@ -48,10 +49,8 @@ def _finish_login(user, target: str):
     session, this browser remembered as theirs, and on to `target` (or, for an administrator who
     must have a second factor and has none, to its set-up)."""
     _start_session(user)
-    if enrolment_required():
-        flash("Administrators must use two-factor authentication: set it up to go on.", "info")
-        target = url_for("settings.two_factor_setup")
-    return remember_device(redirect(target), user.id)
+    response = send_to_enrolment() if enrolment_required() else redirect(target)
+    return remember_device(response, user.id)
 
 
 def _begin_second_step(user, target: str):

@@ -10,7 +10,7 @@ from .. import service
 from ..auth.forms import TwoFactorCodeForm
 from ..request_context import origin
 from ..service import second_factor
-from ..web import enrolment_required, no_store, sudo_required
+from ..web import enrolment_required, no_store, send_to_enrolment, sudo_required
 from .forms import ActionForm
 from .views import bp
 
@@ -22,8 +22,7 @@ def enrol_first():
     """KEYVAULT_REQUIRE_2FA_FOR_ADMINS: an administrator without a second factor sets one up
     before any other settings page."""
     if request.endpoint != SETUP and enrolment_required():
-        flash("Administrators must use two-factor authentication: set it up to go on.", "info")
-        return redirect(url_for(SETUP), 303)
+        return send_to_enrolment()
     return None
 
 
