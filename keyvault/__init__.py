@@ -84,6 +84,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .api.views import bp as api_bp
     from .auth.views import bp as auth_bp
     from .health import bp as health_bp
+    from .settings import two_factor  # noqa: F401 - its pages join the settings blueprint
     from .settings.views import bp as settings_bp
 
     # "/api/users/@me" answers like "/api/users/@me/" instead of redirecting, so a key in the

@@ -120,6 +120,21 @@ def users_activate(email: str):
     _set_active(email, True)
 
 
+@users_group.command("reset-2fa")
+@click.argument("email")
+@with_appcontext
+def users_reset_2fa(email: str):
+    """Turn off a user's two-factor authentication (lost phone and recovery codes).
+
+    Their password alone logs them in again; the reset is in their security log."""
+    user = _user(email)
+    if service.second_factor.disable(user, Origin.system(), reset=True):
+        click.echo(f"Reset the two-factor authentication of {user.email}: their password alone "
+                   "logs them in; they can set it up again on their account page.")
+    else:
+        click.echo(f"{user.email} has no two-factor authentication; nothing changed.")
+
+
 @click.group("keys", help="Manage API keys.")
 def keys_group():
     pass

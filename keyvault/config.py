@@ -34,6 +34,17 @@ def _int(env: dict, name: str, default: int | None, minimum: int = 0) -> int | N
     return value
 
 
+def _flag(env: dict, name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _make_instance_folder(instance_path: Path) -> None:
     """Create the instance folder for its owner only (0700): it holds the generated secrets and
     the embedded database, whose files SQLite creates with the process's umask (often 0644).
@@ -194,6 +205,9 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_MAX_KEY_LIFETIME_DAYS": _int(env, "KEYVAULT_MAX_KEY_LIFETIME_DAYS", None, 1),
         "KEYVAULT_SUDO_MINUTES": _int(env, "KEYVAULT_SUDO_MINUTES", 120, minimum=1),
         "KEYVAULT_LOGIN_MAX_FAILURES": _int(env, "KEYVAULT_LOGIN_MAX_FAILURES", 10),
+        # Administrators without a second factor are sent to set one up after logging in and may
+        # use no admin or settings page but that until they have (web.enrolment_required).
+        "KEYVAULT_REQUIRE_2FA_FOR_ADMINS": _flag(env, "KEYVAULT_REQUIRE_2FA_FOR_ADMINS", False),
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),

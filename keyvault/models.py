@@ -1,4 +1,5 @@
-"""Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay (SQLAlchemy 2.0)."""
+"""Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay, and the second
+factor (TotpCredential, RecoveryCode) (SQLAlchemy 2.0)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,8 @@ class PasswordAttempt(db.Model):
     account: Mapped[str] = mapped_column(String(64))  # a keyed digest of the email tried
     device: Mapped[str | None] = mapped_column(String(32))  # a known device's cookie id
     failed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What was guessed: "password", or "code" (the login's second step); each has its own count.
+    kind: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
 
 
 class FormSubmission(db.Model):
@@ -204,3 +207,32 @@ class KeyUsageDay(db.Model):
     # The latest presentation counted in this row, and the address it came from.
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_address: Mapped[str | None] = mapped_column(String(45))
+
+
+class TotpCredential(db.Model):
+    """A user's authenticator app (service.second_factor): its secret, encrypted with a key
+    derived from KEYVAULT_KEY_PEPPER; `enabled_at` is None while enrolment awaits a right code.
+    `last_step` is the latest 30-second step whose code was accepted: no code is taken twice."""
+
+    __tablename__ = "totp_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    secret_encrypted: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_step: Mapped[int | None] = mapped_column(Integer)
+
+
+class RecoveryCode(db.Model):
+    """One single-use recovery code, as a keyed digest (service.second_factor); `used_at` once it
+    has stood in for a code."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
@@ -126,6 +126,24 @@ def retry_after() -> dict:
     from . import service
 
     return {"Retry-After": str(int(service.FAILURE_WINDOW.total_seconds()))}
+
+
+def enrolment_required() -> bool:
+    """KEYVAULT_REQUIRE_2FA_FOR_ADMINS: the person logged in is an administrator without a
+    second factor, who may only set one up (settings.two_factor_setup) until they have."""
+    if not current_app.config["KEYVAULT_REQUIRE_2FA_FOR_ADMINS"]:
+        return False
+    if not current_user.is_authenticated or not current_user.is_admin:
+        return False
+    from .service import second_factor
+
+    return not second_factor.methods(current_user)
+
+
+def send_to_enrolment():
+    """Where enrolment_required() sends the administrator, with the reason."""
+    flash("Administrators must use two-factor authentication: set it up to go on.", "info")
+    return redirect(url_for("settings.two_factor_setup"), 303)
 
 
 def sudo_required(view):

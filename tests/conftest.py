@@ -251,6 +251,34 @@ def verify(client, verifier_value: str, value: str) -> dict:
     return response.json
 
 
+@pytest.fixture
+def app_with(make_app):
+    """Build an app with config overrides whose test clients give each request its own context
+    (as the `app` fixture's do)."""
+
+    def build(**overrides):
+        app = make_app(**overrides)
+        app.test_client_class = FreshContextClient
+        return app
+
+    return build
+
+
+@pytest.fixture
+def enrolled(client, auth, user, frozen):
+    """Alice with two-factor on (set up through the pages), logged out again; (secret, recovery
+    codes). The clock is a minute on, past the set-up code's time step."""
+    from datetime import timedelta
+
+    from tests.two_factor_steps import enrol
+
+    assert auth.login().status_code == 302
+    secret, codes = enrol(client, frozen)
+    auth.logout()
+    frozen.at += timedelta(minutes=1)
+    return secret, codes
+
+
 # ---------------------------------------------------------------- a controlled clock
 
 T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)

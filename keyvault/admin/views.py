@@ -6,7 +6,9 @@ from flask_login import current_user
 from .. import service
 from ..models import KEY_STATUSES
 from ..request_context import origin
+from ..service import second_factor
 from ..settings.forms import ActionForm
+from ..web import enrolment_required, send_to_enrolment
 
 bp = Blueprint("admin", __name__)
 
@@ -15,6 +17,9 @@ def require_admin():
     """Non-admins, and people not logged in, are told the pages do not exist."""
     if not current_user.is_authenticated or not current_user.is_admin:
         abort(404)
+    if enrolment_required():  # KEYVAULT_REQUIRE_2FA_FOR_ADMINS
+        return send_to_enrolment()
+    return None
 
 
 @bp.get("/keys")
@@ -26,7 +31,7 @@ def keys():
     return render_template(
         "admin/keys.html", keys=service.admin_list_keys(email, status), email=email or "",
         status=status or "", statuses=KEY_STATUSES, form=ActionForm(),
-        users=service.admin_list_users(),
+        users=service.admin_list_users(), with_two_factor=second_factor.users_with_methods(),
     )
 
 
@@ -56,3 +61,18 @@ def set_active(user_id: int, action: str):
     flash(f"{user.email} is now {'active' if user.is_active else 'deactivated'}.", "success")
     return redirect(url_for(".keys"))
 
+
+@bp.post("/users/<int:user_id>/reset-2fa")
+def reset_two_factor(user_id: int):
+    """A person who lost their authenticator and recovery codes: their password alone logs them
+    in again (logged in their security log, with the administrator's email)."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    user = service.get_user(user_id)
+    if user is None:
+        abort(404)
+    if second_factor.disable(user, origin(), by_admin=current_user._get_current_object()):
+        flash(f"Two-factor authentication of {user.email} was reset.", "success")
+    else:
+        flash(f"{user.email} has no two-factor authentication to reset.", "info")
+    return redirect(url_for(".keys"), 303)

@@ -75,3 +75,12 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField("New password", validators=new_password_validators())
     confirm = PasswordField("Repeat new password", validators=repeat_validators("new_password"))
     submit = SubmitField("Change password")
+
+
+class TwoFactorCodeForm(FlaskForm):
+    """The login's second step, and the confirmation of a new authenticator app."""
+
+    code = StringField("Authentication code", validators=[
+        DataRequired("Enter the 6-digit code from your authenticator app, or a recovery code."),
+        Length(max=32, message="That code is not right.")])
+    submit = SubmitField("Verify")

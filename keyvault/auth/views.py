@@ -1,14 +1,24 @@
-"""Sign up, log in, log out, and confirm the password for sensitive actions."""
+"""Sign up, log in (and its second step), log out, and confirm the password for sensitive
+actions."""
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import metrics, service
+from .. import clock, metrics, service
 from ..ratelimit import limiter
 from ..request_context import origin
+from ..service import second_factor
 from ..service.validation import PASSWORD_RULE
-from ..web import known_device, mark_authenticated, remember_device, retry_after, safe_next
-from .forms import ConfirmPasswordForm, LoginForm, SignUpForm
+from ..web import (
+    enrolment_required,
+    known_device,
+    mark_authenticated,
+    remember_device,
+    retry_after,
+    safe_next,
+    send_to_enrolment,
+)
+from .forms import ConfirmPasswordForm, LoginForm, SignUpForm, TwoFactorCodeForm
 
 bp = Blueprint("auth", __name__)
 
@@ -22,10 +32,49 @@ def index():
     return redirect(url_for("auth.login"))
 
 
+# A right password for an account with a second factor leaves only this in the session: who,
+# at which session epoch, where to go after, and when (the code must follow within 5 minutes).
+PENDING_LOGIN = "pending_login"
+PENDING_LOGIN_SECONDS = 5 * 60
+
+
 def _start_session(user) -> None:
     session.clear()  # a fresh session on login: nothing from before survives (fixation)
     login_user(user)
     mark_authenticated()
+
+
+def _finish_login(user, target: str):
+    """Every way of logging in ends here, once the person has proved all they must: a fresh
+    session, this browser remembered as theirs, and on to `target` (or, for an administrator who
+    must have a second factor and has none, to its set-up)."""
+    _start_session(user)
+    response = send_to_enrolment() if enrolment_required() else redirect(target)
+    return remember_device(response, user.id)
+
+
+def _begin_second_step(user, target: str):
+    session.clear()
+    session[PENDING_LOGIN] = {"user": user.id, "epoch": user.session_epoch, "next": target,
+                              "at": int(clock.now().timestamp())}
+    return redirect(url_for(".two_factor"))
+
+
+def _pending_login():
+    """The user whose password was right and who owes a second factor, and where they go after;
+    (None, None) when there is none, or it expired, or the account changed since."""
+    pending = session.get(PENDING_LOGIN)
+    try:
+        user = service.get_user(int(pending["user"]))
+        age = clock.now().timestamp() - int(pending["at"])
+        epoch, target = int(pending["epoch"]), str(pending["next"])
+    except (TypeError, KeyError, ValueError):
+        return None, None
+    if user is None or not user.is_active or epoch != user.session_epoch \
+            or not 0 <= age <= PENDING_LOGIN_SECONDS or not second_factor.methods(user):
+        session.pop(PENDING_LOGIN, None)
+        return None, None
+    return user, safe_next(target, url_for(HOME))
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -70,10 +119,40 @@ def login():
             return _too_many(render_template("auth/login.html", form=form))
         if user is not None:
             target = safe_next(form.next.data, url_for(HOME))
-            _start_session(user)
-            return remember_device(redirect(target), user.id)
+            if second_factor.methods(user):
+                return _begin_second_step(user, target)
+            return _finish_login(user, target)
         form.password.errors.append("Wrong email or password.")
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login/two-factor", methods=["GET", "POST"])
+def two_factor():
+    """The login's second step: a code from the authenticator app, or a recovery code."""
+    user, target = _pending_login()
+    if user is None:
+        flash("Your login timed out or was not started: log in again.", "info")
+        return redirect(url_for(".login"), 303)
+    form = TwoFactorCodeForm()
+    methods = second_factor.methods(user)
+    if form.validate_on_submit():
+        try:
+            method = second_factor.check_login_code(user, form.code.data, origin(),
+                                                    known_device())
+        except service.TooManyFailures as refusal:
+            form.code.errors.append(refusal.detail)
+            return _too_many(render_template("auth/two_factor.html", form=form,
+                                             methods=methods))
+        if method is not None:
+            response = _finish_login(user, target)  # a fresh session: flash after it
+            if method == "recovery":
+                left = second_factor.status(user).recovery_codes_left
+                flash(f"You used a recovery code: {left} left. Each works only once.", "info")
+            return response
+        form.code.errors.append("That code is not right. Enter the code your app shows now, "
+                                "or one of your recovery codes.")
+    page = render_template("auth/two_factor.html", form=form, methods=methods)
+    return page, 400 if form.errors else 200
 
 
 def _in_words(seconds: int) -> str:

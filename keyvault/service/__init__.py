@@ -14,10 +14,13 @@ get models, verdicts or a ServiceError back. One module per concern:
 - verify      judging presented keys (the hot path), then recording their use
 - usage       per-key, per-day use counts: counted in memory, written every few seconds
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
+- second_factor  two-factor: authenticator app (TOTP), recovery codes, the login's second step
+  (used as `service.second_factor.methods(user)`, …)
 
 Views and the command line use the names below (`service.create_key`, …).
 """
 
+from . import second_factor
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -87,5 +90,5 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
-    "scope_catalogue", "set_user_active", "sign_up", "update_key", "verify_key",
+    "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
 ]

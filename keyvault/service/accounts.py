@@ -8,7 +8,15 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
-from ..models import ApiKey, FormSubmission, KeyUsageDay, SecurityEvent, User
+from ..models import (
+    ApiKey,
+    FormSubmission,
+    KeyUsageDay,
+    RecoveryCode,
+    SecurityEvent,
+    TotpCredential,
+    User,
+)
 from . import guessing
 from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, record
@@ -61,6 +69,8 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
 def log_in(email: str, password: str, origin: Origin,
            device: guessing.Device | None = None) -> User | None:
     """The user when email and password match an active account, else None; logs either way.
+    A user with a second factor (service.second_factor.methods) is not logged in yet: the
+    caller asks for the code, and service.second_factor.check_login_code finishes the login.
 
     An unknown email costs one argon2 verification too, so timing does not reveal accounts.
     TooManyFailures when this address, account or browser has been guessing (service.guessing).
@@ -84,10 +94,19 @@ def log_in(email: str, password: str, origin: Origin,
     guessing.succeeded(attempt)
     if passwords.needs_rehash(hasher, user.password_hash):
         user.password_hash = passwords.hash_password(hasher, password)
-    user.last_login_at = clock.now()
-    record("login.succeeded", user.id, origin)
+    from .second_factor import methods  # it finishes logins too (finish_login, below)
+
+    if not methods(user):  # else the login's second step finishes it
+        finish_login(user, origin)
     db.session.commit()
     return user
+
+
+def finish_login(user: User, origin: Origin, **details) -> None:
+    """The person proved who they are (password, and second factor when they have one): note
+    the login in the transaction; the caller commits."""
+    user.last_login_at = clock.now()
+    record("login.succeeded", user.id, origin, **details)
 
 
 def end_sessions(user: User, origin: Origin) -> None:
@@ -164,7 +183,8 @@ def delete_account(user: User, origin: Origin) -> None:
     at once."""
     keys = select(ApiKey.id).where(ApiKey.user_id == user.id).scalar_subquery()
     db.session.execute(KeyUsageDay.__table__.delete().where(KeyUsageDay.key_id.in_(keys)))
-    for table in (SecurityEvent.__table__, FormSubmission.__table__, ApiKey.__table__):
+    for table in (SecurityEvent.__table__, FormSubmission.__table__, ApiKey.__table__,
+                  RecoveryCode.__table__, TotpCredential.__table__):
         db.session.execute(table.delete().where(table.c.user_id == user.id))
     db.session.delete(user)
     db.session.commit()

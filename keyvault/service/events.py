@@ -112,6 +112,13 @@ _TITLES = {
     "key.rolled": "Key rolled",
     "key.revoked": "Key revoked",
     "key.expired_use": "Expired key presented",
+    "2fa.enabled": "Two-factor authentication turned on",
+    "2fa.disabled": "Two-factor authentication turned off",
+    "2fa.failed": "Wrong two-factor code at login",
+    "2fa.throttled": "Two-factor codes refused after too many wrong ones",
+    "2fa.recovery_used": "Logged in with a recovery code",
+    "2fa.recovery_regenerated": "New recovery codes made",
+    "2fa.reset_by_admin": "Two-factor authentication reset",
 }
 _LOGIN_FAILURES = {"wrong_password": "Wrong password.",
                    "inactive": "The account is deactivated.",
@@ -171,9 +178,24 @@ def describe(event: SecurityEvent) -> EventText:
         parts.append("Sessions ended; the account's keys stop working until it is activated.")
     elif event.event == "key.expired_use":
         parts.append("Someone presented this key after it expired; it was refused.")
+    elif event.event == "login.succeeded" and details.get("second_factor"):
+        parts.append("With a recovery code." if details["second_factor"] == "recovery"
+                     else "With a code from the authenticator app.")
+    elif event.event == "2fa.enabled":
+        parts.append("Logging in now asks for a code after the password; ten recovery codes "
+                     "were made.")
+    elif event.event == "2fa.failed":
+        parts.append("The password was right; the code was not. Nobody was logged in.")
+    elif event.event == "2fa.recovery_used":
+        parts.append(f"{details.get('left', 0)} recovery codes left.")
+    elif event.event == "2fa.recovery_regenerated":
+        parts.append("The old recovery codes stopped working.")
+    elif event.event == "2fa.reset_by_admin" and not details.get("by_admin"):
+        parts.append("Reset by an operator at the command line; the password alone logs in.")
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
-                "user.activated": "Activated"}.get(event.event, "Done")
+                "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(
+            event.event, "Done")
         parts.insert(0, f"{what} by an administrator.")
     return EventText(title, " ".join(part for part in parts if part))
 

@@ -1,4 +1,5 @@
-"""The password-guessing limit, for logins and sudo prompts, counted exactly.
+"""The guessing limit, for passwords (logins, sudo prompts) and for the login's second step's
+codes (service.second_factor), counted exactly; each `kind` has its own count.
 
 Three buckets, each KEYVAULT_LOGIN_MAX_FAILURES failed checks per 15 minutes:
 - a **known device** (a browser that logged in to this account before: web.device_cookie) counts
@@ -62,13 +63,22 @@ def _lock() -> None:
         PasswordAttempt.created_at < clock.now() - 2 * WINDOW))
 
 
+# What each kind of guess is, in the refusal's words, and its metric and log names.
+_KINDS = {
+    "password": ("wrong passwords", "password", "login.throttled"),
+    "code": ("wrong two-factor codes", "two_factor", "2fa.throttled"),
+}
+
+
 def begin(email: str, origin: Origin, user_id: int | None,
-          device: Device | None) -> PasswordAttempt | None:
-    """Count a password check before it is made; TooManyFailures when a bucket is full.
+          device: Device | None, kind: str = "password") -> PasswordAttempt | None:
+    """Count a password (or, `kind="code"`, a second-factor code) check before it is made;
+    TooManyFailures when a bucket is full.
 
     `user_id` is the account's id when it exists (for the log only); a `device` counts as known
     only for the account it logged in to. None when the limit is switched off.
     """
+    words, metric, event = _KINDS[kind]
     allowed = current_app.config["KEYVAULT_LOGIN_MAX_FAILURES"]
     if not allowed:
         return None
@@ -78,7 +88,8 @@ def begin(email: str, origin: Origin, user_id: int | None,
     _lock()
     now = clock.now()
     recent = select(func.count(PasswordAttempt.id)).where(
-        PasswordAttempt.failed, PasswordAttempt.created_at > now - WINDOW)
+        PasswordAttempt.failed, PasswordAttempt.kind == kind,
+        PasswordAttempt.created_at > now - WINDOW)
     if known is not None:
         full = db.session.scalar(recent.where(PasswordAttempt.device == known.id)) >= allowed
         whose = "this browser"
@@ -92,15 +103,16 @@ def begin(email: str, origin: Origin, user_id: int | None,
     if full:
         from .. import metrics
 
-        metrics.record_rate_limited("password")
-        _note_throttled(user_id, origin, now)
+        metrics.record_rate_limited(metric)
+        _note_throttled(event, user_id, origin, now)
         db.session.commit()
         minutes = int(WINDOW.total_seconds() // 60)
         raise TooManyFailures(
-            f"Too many wrong passwords from {whose}: try again in {minutes} minutes. "
+            f"Too many {words} from {whose}: try again in {minutes} minutes. "
             "A browser you have logged in with before is not held up by this.")
     attempt = PasswordAttempt(created_at=now, ip_address=(origin.ip_address or "")[:45],
-                              account=account, device=known.id if known else None, failed=True)
+                              account=account, device=known.id if known else None, failed=True,
+                              kind=kind)
     db.session.add(attempt)
     db.session.commit()
     return attempt
@@ -113,15 +125,16 @@ def succeeded(attempt: PasswordAttempt | None) -> None:
                            .values(failed=False))
 
 
-def _note_throttled(user_id: int | None, origin: Origin, now) -> None:
-    """`login.throttled` in the security log, once per window per address: refusals cost no
-    argon2, so a row each would let an address fill the log as fast as it can send."""
+def _note_throttled(event: str, user_id: int | None, origin: Origin, now) -> None:
+    """`login.throttled` (or `2fa.throttled`) in the security log, once per window per address:
+    refusals cost no argon2, so a row each would let an address fill the log as fast as it can
+    send."""
     from ..models import SecurityEvent
 
     seen = db.session.scalar(select(func.count(SecurityEvent.id)).where(
-        SecurityEvent.event == "login.throttled",
+        SecurityEvent.event == event,
         or_(SecurityEvent.ip_address == origin.ip_address, SecurityEvent.user_id == user_id)
         if user_id is not None else SecurityEvent.ip_address == origin.ip_address,
         SecurityEvent.created_at > now - WINDOW))
     if not seen:
-        record("login.throttled", user_id, origin)
+        record(event, user_id, origin)

@@ -1,4 +1,5 @@
-"""The account-settings pages: API keys, the security log, and deleting the account."""
+"""The account-settings pages: API keys, the security log, and deleting the account
+(two-factor authentication: settings/two_factor.py, on this blueprint)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .. import clock, service
 from ..auth.forms import ChangePasswordForm
 from ..extensions import db
 from ..request_context import origin
-from ..service import scopes, submissions, usage
+from ..service import scopes, second_factor, submissions, usage
 from ..service.validation import PASSWORD_RULE
 from ..web import (
     known_device,
@@ -346,7 +347,7 @@ def _account_page(password_form: ChangePasswordForm | None = None, status: int =
     return render_template(
         "settings/account.html", form=ActionForm(),
         password_form=password_form or ChangePasswordForm(formdata=None),
-        password_rule=PASSWORD_RULE,
+        password_rule=PASSWORD_RULE, two_factor=second_factor.status(current_user),
     ), status, headers or {}
 
 

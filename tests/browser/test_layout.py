@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import pyotp
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
@@ -132,6 +133,31 @@ def account(w: World) -> None:
     w.page.goto("/settings/account")
 
 
+def two_factor_setup(w: World) -> None:
+    w.log_in()
+    w.page.goto("/settings/two-factor/setup")
+    w.page.get_by_test_id("totp-qr").wait_for()
+
+
+def recovery_codes(w: World) -> None:
+    two_factor_setup(w)
+    secret = w.page.get_by_test_id("totp-secret").inner_text().replace(" ", "")
+    w.page.get_by_label("Code from your app").fill(pyotp.TOTP(secret).now())
+    w.page.get_by_role("button", name="Turn on two-factor authentication").click()
+    w.page.get_by_test_id("recovery-codes").wait_for()
+
+
+def two_factor_login(w: World) -> None:
+    """The login's second step, after a right password."""
+    secret = service.second_factor.pending_secret(w.person)
+    service.second_factor.enable(w.person, pyotp.TOTP(secret).now(), ORIGIN)
+    w.page.goto("/login")
+    w.page.get_by_label("Email").fill(PERSON)
+    w.page.get_by_label("Password").fill(PASSWORD)
+    w.page.get_by_role("button", name="Log in").click()
+    w.page.wait_for_url("**/login/two-factor")
+
+
 def admin_keys(w: World) -> None:
     w.log_in(ADMIN)
     w.page.goto("/admin/keys")
@@ -158,7 +184,7 @@ def api_docs_signed_in(w: World) -> None:
 SCREENS: list[Callable[[World], None]] = [
     signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account, admin_keys,
-    not_found, forbidden,
+    not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
     api_docs, api_docs_signed_in,
 ]
 
