@@ -9,12 +9,12 @@ from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
-    LargeBinary,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,

@@ -28,6 +28,15 @@ def _start_session(user) -> None:
     mark_authenticated()
 
 
+def _finish_login(user, next_target: str | None, answer=redirect):
+    """The end of every login (password, passkey): a fresh session, this browser remembered
+    as the person's, and on to `next` if it is a local path. `answer(target)` makes the
+    response: a redirect for a form, JSON for the passkey script."""
+    target = safe_next(next_target, url_for(HOME))
+    _start_session(user)
+    return remember_device(answer(target), user.id)
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
     if current_user.is_authenticated:
@@ -69,9 +78,7 @@ def login():
             form.password.errors.append(refusal.detail)
             return _too_many(render_template("auth/login.html", form=form))
         if user is not None:
-            target = safe_next(form.next.data, url_for(HOME))
-            _start_session(user)
-            return remember_device(redirect(target), user.id)
+            return _finish_login(user, form.next.data)
         form.password.errors.append("Wrong email or password.")
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 

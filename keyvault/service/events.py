@@ -112,7 +112,16 @@ _TITLES = {
     "key.rolled": "Key rolled",
     "key.revoked": "Key revoked",
     "key.expired_use": "Expired key presented",
+    "passkey.added": "Passkey added",
+    "passkey.renamed": "Passkey renamed",
+    "passkey.removed": "Passkey removed",
+    "passkey.failed": "Failed passkey login",
 }
+_PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
+                     "unknown_credential": "The passkey is not registered here.",
+                     "other_account": "The passkey belongs to another account.",
+                     "invalid": "The passkey's answer did not verify.",
+                     "inactive": "The account is deactivated."}
 _LOGIN_FAILURES = {"wrong_password": "Wrong password.",
                    "inactive": "The account is deactivated.",
                    "unknown_email": "No account has that email."}
@@ -164,6 +173,16 @@ def describe(event: SecurityEvent) -> EventText:
                          "clean-up.")
     elif event.event == "login.failed":
         parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
+    elif event.event == "login.succeeded" and details.get("method") == "passkey":
+        parts.append(f"With the passkey “{details.get('passkey')}”, instead of the password.")
+    elif event.event in ("passkey.added", "passkey.removed"):
+        parts.append(f"“{details.get('name')}”.")
+    elif event.event == "passkey.renamed":
+        parts.append(f"Renamed from “{details.get('name_from')}” to “{details.get('name_to')}”.")
+    elif event.event == "passkey.failed":
+        parts.append(_PASSKEY_FAILURES.get(details.get("reason"), ""))
+        if details.get("passkey"):
+            parts.append(f"Passkey “{details['passkey']}”.")
     elif event.event == "password.changed":
         parts.append("Every session was logged out." if event.user_agent == CLI_AGENT
                      else "Every other session was logged out.")

@@ -11,7 +11,7 @@ from .. import clock, service
 from ..auth.forms import ChangePasswordForm
 from ..extensions import db
 from ..request_context import origin
-from ..service import scopes, submissions, usage
+from ..service import passkeys, scopes, submissions, usage
 from ..service.validation import PASSWORD_RULE
 from ..web import (
     known_device,
@@ -29,6 +29,7 @@ from .forms import (
     ActionForm,
     CreateKeyForm,
     EditKeyForm,
+    PasskeyNameForm,
     RollKeyForm,
     choices,
 )
@@ -346,7 +347,8 @@ def _account_page(password_form: ChangePasswordForm | None = None, status: int =
     return render_template(
         "settings/account.html", form=ActionForm(),
         password_form=password_form or ChangePasswordForm(formdata=None),
-        password_rule=PASSWORD_RULE,
+        password_rule=PASSWORD_RULE, passkeys=passkeys.list_passkeys(current_user),
+        rename_form=PasskeyNameForm(formdata=None),
     ), status, headers or {}
 
 
