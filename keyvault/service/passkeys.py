@@ -161,6 +161,8 @@ def _consume(client_data_json: bytes, purpose: str, user_id: int | None) -> byte
         else WebAuthnChallenge.user_id == user_id,
         WebAuthnChallenge.created_at >= clock.now() - CHALLENGE_LIFETIME,
     )).rowcount
+    db.session.execute(delete(WebAuthnChallenge).where(  # a stale one goes too
+        WebAuthnChallenge.digest == _digest(challenge)))
     db.session.commit()
     if removed != 1:
         raise PasskeyRefused("This passkey request has expired or was already used. "
