@@ -182,6 +182,18 @@ def test_an_unknown_passkey_is_refused(client, passkey_owner):
     assert client.get("/settings/account").status_code == 302  # not logged in
 
 
+def test_failed_passkey_logins_count_toward_the_addresss_limit(app, client, passkey_owner):
+    """As wrong passwords do (service.guessing): past the limit even the right passkey waits."""
+    app.config["KEYVAULT_LOGIN_MAX_FAILURES"] = 2
+    for _ in range(2):
+        assert log_in_with(client, SoftAuthenticator())[0].status_code == 400
+    refused, _, _ = log_in_with(client, passkey_owner)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert refused.json["detail"] == ("Too many failed logins from your address: try again "
+                                      "in 15 minutes.")
+    assert client.get("/settings/account").status_code == 302  # not logged in
+
+
 def test_an_answer_for_another_origin_is_refused(client, passkey_owner, user):
     answer, _, _ = log_in_with(client, passkey_owner, origin="https://evil.example")
     assert answer.status_code == 400

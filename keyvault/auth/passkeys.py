@@ -23,7 +23,7 @@ from ..api.errors import from_service_error, problem, respond
 from ..request_context import origin
 from ..service import ServiceError, passkeys
 from ..settings.forms import ActionForm, PasskeyNameForm
-from ..web import in_sudo_mode, no_store, relying_party, sudo_required
+from ..web import in_sudo_mode, no_store, relying_party, retry_after, sudo_required
 from .views import _finish_login
 
 bp = Blueprint("passkeys", __name__)
@@ -86,7 +86,10 @@ def login():
     try:
         user = passkeys.authenticate(body.get("credential"), rp, origin())
     except ServiceError as error:
-        return _refusal(error)
+        refusal = _refusal(error)
+        if error.status == 429:  # the address has been guessing (service.guessing)
+            refusal.headers.update(retry_after())
+        return refusal
     return _finish_login(user, body.get("next"), answer=lambda target: jsonify(redirect=target))
 
 

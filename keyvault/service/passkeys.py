@@ -44,7 +44,8 @@ from webauthn.helpers.structs import (
 from .. import clock
 from ..extensions import db
 from ..models import Passkey, User, WebAuthnChallenge
-from .errors import InvalidInput, KeyNotFound, ServiceError
+from . import guessing
+from .errors import InvalidInput, KeyNotFound, ServiceError, TooManyFailures
 from .events import Origin, record
 from .validation import clean_label, is_row_id
 
@@ -256,13 +257,21 @@ def authenticate(credential: Any, rp: RelyingParty, origin: Origin, *,
     (PIN or biometrics), which with the device itself makes two factors; `login.succeeded` is
     logged. With it, the answer is a second factor after the password: it must come from one of
     that account's passkeys, and the caller logs the login. Every refusal is PasskeyRefused
-    (or InvalidInput for a malformed answer) and is logged as `passkey.failed`.
+    (or InvalidInput for a malformed answer) and is logged as `passkey.failed`; a login's
+    failures count toward the address's guessing limit (TooManyFailures: service.guessing).
     """
     try:
         parsed = parse_authentication_credential_json(_as_dict(credential))
     except (WebAuthnException, ValueError, TypeError, KeyError) as error:
         raise InvalidInput("The passkey's answer is not in the form a browser sends.") from error
     purpose = "login" if expected_user_id is None else "second_factor"
+    # A failed passkey login counts toward the address's guessing limit, as a wrong password.
+    try:
+        attempt = guessing.begin(None, origin, None, None) if expected_user_id is None else None
+    except TooManyFailures:
+        minutes = int(guessing.WINDOW.total_seconds() // 60)
+        raise TooManyFailures(f"Too many failed logins from your address: try again in "
+                              f"{minutes} minutes.") from None
     try:
         challenge = _consume(parsed.response.client_data_json, purpose, expected_user_id)
     except PasskeyRefused:
@@ -297,6 +306,7 @@ def authenticate(credential: Any, rp: RelyingParty, origin: Origin, *,
     passkey.sign_count = verified.new_sign_count
     passkey.backed_up = verified.credential_backed_up
     passkey.last_used_at = now
+    guessing.succeeded(attempt)
     if expected_user_id is None:
         user.last_login_at = now
         record("login.succeeded", user.id, origin, method="passkey", passkey=passkey.name)
