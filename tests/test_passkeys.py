@@ -355,3 +355,21 @@ def test_the_relying_party_follows_the_base_url(tmp_path):
                         "KEYVAULT_WEBAUTHN_RP_ID": "other.com"})
     with pytest.raises(ConfigError, match="KEYVAULT_WEBAUTHN_RP_ID"):
         load(tmp_path, {"KEYVAULT_WEBAUTHN_RP_ID": "https://example.com"})
+
+
+def test_deleting_the_account_deletes_its_passkeys(client, auth, passkey_owner, user):
+    auth.login()
+    token = page_token(client, "/settings/account")
+    post_json(client, "/login/passkey/options", token=token)  # a challenge left pending
+    deleted = client.post("/settings/account/delete", data={"csrf_token": token})
+    assert deleted.status_code == 302
+    assert db.session.query(Passkey).count() == 0
+    assert log_in_with(client, passkey_owner)[0].json["detail"].startswith(
+        "KeyVault does not know this passkey")
+
+
+def test_failed_passkey_logins_read_as_words(client, passkey_owner, user):
+    log_in_with(client, passkey_owner, origin="https://evil.example")
+    [event] = db.session.query(SecurityEvent).filter_by(event="passkey.failed").all()
+    assert service.describe(event) == ("Failed passkey login",
+                                       "The passkey's answer did not verify. Passkey “Laptop”.")

@@ -163,3 +163,19 @@ def test_an_answer_counts_once(page, live_server, authenticator):
     assert again.status == 400
     assert again.headers["content-type"] == "application/problem+json"
     assert "expired or was already used" in again.json()["detail"]
+
+
+def test_without_javascript_the_login_page_is_the_password_form(browser, live_server, make_user):
+    """The passkey button needs the script: without JavaScript it stays hidden, and the
+    password logs in as ever."""
+    make_user(EMAIL)
+    context = browser.new_context(base_url=live_server.url.replace("127.0.0.1", "localhost"),
+                                  java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/login")
+    expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/settings/api-keys")
+    context.close()
