@@ -268,6 +268,13 @@ def test_malformed_registrations_get_a_clear_400_and_add_nothing(client, auth, u
     no_name = post_json(client, "/settings/passkeys", {"name": " ", "credential":
                                                        SoftAuthenticator().create(options)}, token)
     assert no_name.status_code == 400 and no_name.json["field"] == "name"
+    options = post_json(client, "/settings/passkeys/options", token=token).json
+    elsewhere = post_json(client, "/settings/passkeys", {"name": "x", "credential":
+                          SoftAuthenticator().create(options, origin="https://evil.example")},
+                          token)
+    assert elsewhere.status_code == 400
+    assert elsewhere.json["detail"] == ("Your browser's answer did not verify, so no passkey was "
+                                        "added. Try again.")
     bad = post_json(client, "/settings/passkeys", {"name": "x", "credential": {"id": 3}}, token)
     assert bad.json["detail"] == "The passkey's answer is not in the form a browser sends."
     assert db.session.query(Passkey).count() == 0

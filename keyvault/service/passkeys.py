@@ -210,7 +210,8 @@ def register_passkey(user: User, name: Any, credential: Any, rp: RelyingParty,
             credential=parsed, expected_challenge=challenge, expected_rp_id=rp.id,
             expected_origin=rp.origin)
     except (WebAuthnException, ValueError, TypeError, KeyError) as error:
-        raise PasskeyRefused(f"The passkey could not be registered: {error}.") from error
+        raise PasskeyRefused("Your browser's answer did not verify, so no passkey was added. "
+                             "Try again.") from error
     passkey = Passkey(
         user_id=user.id, credential_id=bytes_to_base64url(verified.credential_id),
         public_key=verified.credential_public_key, sign_count=verified.sign_count,
