@@ -82,6 +82,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from .admin.views import bp as admin_bp
     from .api.views import bp as api_bp
+    from .auth.passkeys import bp as passkeys_bp
     from .auth.views import bp as auth_bp
     from .health import bp as health_bp
     from .settings import two_factor  # noqa: F401 - its pages join the settings blueprint
@@ -93,6 +94,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.exempt(api_bp)  # the API authenticates with keys only, never the session cookie
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
+    app.register_blueprint(passkeys_bp)
     app.register_blueprint(settings_bp, url_prefix="/settings")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(api_bp, url_prefix="/api")

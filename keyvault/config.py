@@ -160,6 +160,24 @@ def _base_url(raw: str | None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _webauthn_rp_id(raw: str | None, base_url: str | None) -> str | None:
+    """KEYVAULT_WEBAUTHN_RP_ID: the domain passkeys are bound to (`example.com` lets them work on
+    every subdomain; `keys.example.com` on that host only). It must be the host of
+    KEYVAULT_BASE_URL or a domain that host belongs to; unset, it is that host. Changing it
+    later makes every registered passkey stop working."""
+    host = urlsplit(base_url).hostname if base_url else None
+    if raw is None or not raw.strip():
+        return host
+    rp_id = raw.strip().lower().rstrip(".")
+    if "/" in rp_id or ":" in rp_id or " " in rp_id or "." not in rp_id and rp_id != "localhost":
+        raise ConfigError("KEYVAULT_WEBAUTHN_RP_ID must be a domain name such as example.com "
+                          f"(no scheme, port or path), got {raw!r}")
+    if host is not None and host != rp_id and not host.endswith("." + rp_id):
+        raise ConfigError(f"KEYVAULT_WEBAUTHN_RP_ID {rp_id!r} must be the host of "
+                          f"KEYVAULT_BASE_URL ({host}) or a domain it belongs to")
+    return rp_id
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -193,6 +211,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
     scopes, scope_descriptions = parse_scope_catalogue(env.get("KEYVAULT_SCOPES"))
     max_body = _int(env, "KEYVAULT_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
     csrf_minutes = _int(env, "KEYVAULT_CSRF_MINUTES", 12 * 60, minimum=1)
+    base_url = _base_url(env.get("KEYVAULT_BASE_URL"))
 
     return {
         "KEYVAULT_ENV": environment,
@@ -224,7 +243,10 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
-        "KEYVAULT_BASE_URL": _base_url(env.get("KEYVAULT_BASE_URL")),
+        "KEYVAULT_BASE_URL": base_url,
+        # Passkeys (service.passkeys): the origin is KEYVAULT_BASE_URL's, so production needs
+        # that set (over HTTPS); development without it uses the host each request came to.
+        "KEYVAULT_WEBAUTHN_RP_ID": _webauthn_rp_id(env.get("KEYVAULT_WEBAUTHN_RP_ID"), base_url),
         # A form's token works for this long after the page was shown (errors.py: a friendly
         # "form expired" page; nothing is done).
         "KEYVAULT_CSRF_MINUTES": csrf_minutes,

@@ -81,6 +81,25 @@ def external_url(endpoint: str, **values) -> str:
     return path
 
 
+def relying_party():
+    """Who asks for passkeys (service.passkeys.RelyingParty): the origin of KEYVAULT_BASE_URL and
+    KEYVAULT_WEBAUTHN_RP_ID (by default that URL's host). Without a base URL, development uses
+    the host this request came to (http://localhost works: browsers count it as secure);
+    production has no passkeys then (None), since a Host header proves nothing."""
+    from .service.passkeys import RelyingParty
+
+    base = current_app.config["KEYVAULT_BASE_URL"]
+    if base:
+        parts = urlsplit(base)
+        return RelyingParty(current_app.config["KEYVAULT_WEBAUTHN_RP_ID"],
+                            f"{parts.scheme}://{parts.netloc}")
+    if current_app.config["KEYVAULT_ENV"] == "production":
+        return None
+    host = urlsplit(request.host_url)
+    return RelyingParty(current_app.config["KEYVAULT_WEBAUTHN_RP_ID"] or host.hostname,
+                        f"{host.scheme}://{host.netloc}")
+
+
 def mark_authenticated() -> None:
     """Remember when the person last proved who they are (login or password confirmation)."""
     session[AUTH_AT] = int(clock.now().timestamp())

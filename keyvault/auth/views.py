@@ -44,12 +44,17 @@ def _start_session(user) -> None:
     mark_authenticated()
 
 
-def _finish_login(user, target: str):
+def _finish_login(user, target: str, answer=redirect):
     """Every way of logging in ends here, once the person has proved all they must: a fresh
-    session, this browser remembered as theirs, and on to `target` (or, for an administrator who
-    must have a second factor and has none, to its set-up)."""
+    session, this browser remembered as theirs, and on to `target` (a local path: safe_next), or
+    for an administrator who must have a second factor and has none, to its set-up.
+    `answer(target)` makes the response: a redirect for a form, JSON for the passkey script."""
     _start_session(user)
-    response = send_to_enrolment() if enrolment_required() else redirect(target)
+    if enrolment_required():
+        response = send_to_enrolment() if answer is redirect \
+            else answer(url_for("settings.two_factor_setup"))
+    else:
+        response = answer(target)
     return remember_device(response, user.id)
 
 

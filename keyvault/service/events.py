@@ -119,7 +119,16 @@ _TITLES = {
     "2fa.recovery_used": "Logged in with a recovery code",
     "2fa.recovery_regenerated": "New recovery codes made",
     "2fa.reset_by_admin": "Two-factor authentication reset",
+    "passkey.added": "Passkey added",
+    "passkey.renamed": "Passkey renamed",
+    "passkey.removed": "Passkey removed",
+    "passkey.failed": "Failed passkey login",
 }
+_PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
+                     "unknown_credential": "The passkey is not registered here.",
+                     "other_account": "The passkey belongs to another account.",
+                     "invalid": "The passkey's answer did not verify.",
+                     "inactive": "The account is deactivated."}
 _LOGIN_FAILURES = {"wrong_password": "Wrong password.",
                    "inactive": "The account is deactivated.",
                    "unknown_email": "No account has that email."}
@@ -171,6 +180,16 @@ def describe(event: SecurityEvent) -> EventText:
                          "clean-up.")
     elif event.event == "login.failed":
         parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
+    elif event.event == "login.succeeded" and details.get("method") == "passkey":
+        parts.append(f"With the passkey “{details.get('passkey')}”, instead of the password.")
+    elif event.event in ("passkey.added", "passkey.removed"):
+        parts.append(f"“{details.get('name')}”.")
+    elif event.event == "passkey.renamed":
+        parts.append(f"Renamed from “{details.get('name_from')}” to “{details.get('name_to')}”.")
+    elif event.event == "passkey.failed":
+        parts.append(_PASSKEY_FAILURES.get(details.get("reason"), ""))
+        if details.get("passkey"):
+            parts.append(f"Passkey “{details['passkey']}”.")
     elif event.event == "password.changed":
         parts.append("Every session was logged out." if event.user_agent == CLI_AGENT
                      else "Every other session was logged out.")
@@ -179,8 +198,10 @@ def describe(event: SecurityEvent) -> EventText:
     elif event.event == "key.expired_use":
         parts.append("Someone presented this key after it expired; it was refused.")
     elif event.event == "login.succeeded" and details.get("second_factor"):
-        parts.append("With a recovery code." if details["second_factor"] == "recovery"
-                     else "With a code from the authenticator app.")
+        parts.append({
+            "recovery": "With a recovery code.",
+            "passkey": f"With the passkey “{details.get('passkey')}” after the password.",
+        }.get(details["second_factor"], "With a code from the authenticator app."))
     elif event.event == "2fa.enabled":
         parts.append("Logging in now asks for a code after the password; ten recovery codes "
                      "were made.")

@@ -70,19 +70,20 @@ _KINDS = {
 }
 
 
-def begin(email: str, origin: Origin, user_id: int | None,
+def begin(email: str | None, origin: Origin, user_id: int | None,
           device: Device | None, kind: str = "password") -> PasswordAttempt | None:
     """Count a password (or, `kind="code"`, a second-factor code) check before it is made;
     TooManyFailures when a bucket is full.
 
     `user_id` is the account's id when it exists (for the log only); a `device` counts as known
-    only for the account it logged in to. None when the limit is switched off.
+    only for the account it logged in to. None when the limit is switched off. Without an
+    `email` (a passkey login names no account until it is checked) only the address counts.
     """
     words, metric, event = _KINDS[kind]
     allowed = current_app.config["KEYVAULT_LOGIN_MAX_FAILURES"]
     if not allowed:
         return None
-    account = account_key(email)
+    account = account_key(email) if email is not None else ""
     known = device if device is not None and user_id is not None \
         and device.user_id == user_id else None
     _lock()
@@ -97,9 +98,10 @@ def begin(email: str, origin: Origin, user_id: int | None,
         unknown = PasswordAttempt.device.is_(None)
         by_address = db.session.scalar(recent.where(
             PasswordAttempt.ip_address == (origin.ip_address or "")[:45], unknown))
-        by_account = db.session.scalar(recent.where(PasswordAttempt.account == account, unknown))
+        by_account = db.session.scalar(recent.where(PasswordAttempt.account == account, unknown)) \
+            if email is not None else 0
         full = by_address >= allowed or by_account >= allowed
-        whose = "your address or for this account"
+        whose = "your address or for this account" if email is not None else "your address"
     if full:
         from .. import metrics
 

@@ -39,6 +39,7 @@ from . import guessing
 from .accounts import finish_login
 from .errors import InvalidInput
 from .events import Origin, record
+from .passkeys import has_passkeys
 
 STEP_SECONDS = 30
 DRIFT_STEPS = 1
@@ -60,10 +61,19 @@ class TwoFactorStatus(NamedTuple):
 
 
 def methods(user: User) -> list[str]:
-    """The user's second factors ("totp"); empty when a password alone logs them in."""
+    """The user's second factors ("totp", and then "passkey" if they have one); empty when a
+    password alone logs them in.
+
+    Two-factor authentication is turned on with an authenticator app, which comes with recovery
+    codes; a passkey then also answers the login's second step. Passkeys alone do not make the
+    password ask for more (as on GitHub): they log in on their own, without the password, and
+    someone whose only passkey is lost is not locked out of an account with no recovery codes.
+    """
     enabled = db.session.scalar(select(TotpCredential.id).where(
         TotpCredential.user_id == user.id, TotpCredential.enabled_at.is_not(None)))
-    return ["totp"] if enabled is not None else []
+    if enabled is None:
+        return []
+    return ["totp", "passkey"] if has_passkeys(user.id) else ["totp"]
 
 
 def users_with_methods() -> set[int]:

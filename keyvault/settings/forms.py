@@ -16,6 +16,7 @@ from wtforms.validators import DataRequired, Optional, StopValidation, Validatio
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..service import InvalidInput
+from ..service.passkeys import clean_name
 from ..service.submissions import new_token
 from ..service.validation import DESCRIPTION_MAX, LABEL_MAX, clean_description, clean_label
 
@@ -140,3 +141,12 @@ class ActionForm(FlaskForm):
     """A button-only form (revoke, delete): carries just the CSRF token."""
 
     submit = SubmitField()
+
+
+class PasskeyNameForm(FlaskForm):
+    """A passkey's name (a key label's rules): when adding one, and to rename it."""
+
+    name = StringField("Name", filters=[strip],
+                       validators=[DataRequired("Give the passkey a name, such as “Work laptop”."),
+                                   ServiceRule(clean_name, LABEL_MAX)])
+    submit = SubmitField("Rename")

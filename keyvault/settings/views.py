@@ -12,7 +12,7 @@ from .. import clock, service
 from ..auth.forms import ChangePasswordForm
 from ..extensions import db
 from ..request_context import origin
-from ..service import scopes, second_factor, submissions, usage
+from ..service import passkeys, scopes, second_factor, submissions, usage
 from ..service.validation import PASSWORD_RULE
 from ..web import (
     known_device,
@@ -30,6 +30,7 @@ from .forms import (
     ActionForm,
     CreateKeyForm,
     EditKeyForm,
+    PasskeyNameForm,
     RollKeyForm,
     choices,
 )
@@ -348,6 +349,8 @@ def _account_page(password_form: ChangePasswordForm | None = None, status: int =
         "settings/account.html", form=ActionForm(),
         password_form=password_form or ChangePasswordForm(formdata=None),
         password_rule=PASSWORD_RULE, two_factor=second_factor.status(current_user),
+        passkeys=passkeys.list_passkeys(current_user),
+        rename_form=PasskeyNameForm(formdata=None),
     ), status, headers or {}
 
 

@@ -158,6 +158,23 @@ def two_factor_login(w: World) -> None:
     w.page.wait_for_url("**/login/two-factor")
 
 
+def account_with_passkeys(w: World) -> None:
+    from keyvault.extensions import db
+    from keyvault.models import Passkey
+
+    for number, name in enumerate(("Work laptop", LONG_LABEL[:40])):
+        db.session.add(Passkey(user_id=w.person.id, credential_id=f"credential-{number}",
+                               public_key=b"not used here", name=name, backed_up=number == 1,
+                               last_used_at=clock.now() if number else None))
+    db.session.commit()
+    account(w)
+
+
+def new_passkey(w: World) -> None:
+    w.log_in()
+    w.page.goto("/settings/passkeys/new")
+
+
 def admin_keys(w: World) -> None:
     w.log_in(ADMIN)
     w.page.goto("/admin/keys")
@@ -183,7 +200,8 @@ def api_docs_signed_in(w: World) -> None:
 
 SCREENS: list[Callable[[World], None]] = [
     signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
-    new_key_shown_once, edit_key, key_page, roll_step, security_log, account, admin_keys,
+    new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
+    account_with_passkeys, new_passkey, admin_keys,
     not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
     api_docs, api_docs_signed_in,
 ]
