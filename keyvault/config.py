@@ -149,6 +149,30 @@ def _base_url(raw: str | None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _secret_scanning_keys(raw: str | None) -> str | None:
+    """KEYVAULT_SECRET_SCANNING_KEYS: where the public keys that sign leaked-key reports are
+    (GitHub's public_keys document): an https URL, or a path to a JSON file; None turns the
+    intake off. Plain http only to this machine (a local mirror, the tests): fetched over the
+    network without TLS, anyone on the path could sign reports."""
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname or (parts.scheme == "http"
+                                  and parts.hostname not in LOOPBACK_HOSTS):
+            raise ConfigError("KEYVAULT_SECRET_SCANNING_KEYS must be an https URL (http only "
+                              f"to this machine) or a file, got {raw!r}")
+        return raw
+    if "://" in raw or not Path(raw).is_file():
+        raise ConfigError("KEYVAULT_SECRET_SCANNING_KEYS must be an https URL or an existing "
+                          f"JSON file, got {raw!r}")
+    return raw
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -211,6 +235,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
         "KEYVAULT_BASE_URL": _base_url(env.get("KEYVAULT_BASE_URL")),
+        "KEYVAULT_SECRET_SCANNING_KEYS": _secret_scanning_keys(
+            env.get("KEYVAULT_SECRET_SCANNING_KEYS")),
         # A form's token works for this long after the page was shown (errors.py: a friendly
         # "form expired" page; nothing is done).
         "KEYVAULT_CSRF_MINUTES": csrf_minutes,

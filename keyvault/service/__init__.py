@@ -14,6 +14,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - verify      judging presented keys (the hot path), then recording their use
 - usage       per-key, per-day use counts: counted in memory, written every few seconds
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
+- leaks       keys found in public (secret scanning reports): recognise, revoke, log
 
 Views and the command line use the names below (`service.create_key`, …).
 """
@@ -63,6 +64,7 @@ from .keys import (
     roll_key,
     update_key,
 )
+from .leaks import FoundToken, report_found_tokens
 from .pagination import Page
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
@@ -80,7 +82,8 @@ __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
-    "EventText", "WrongPassword", "change_password", "describe", "events_for_key",
+    "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
+    "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",

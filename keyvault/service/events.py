@@ -112,6 +112,7 @@ _TITLES = {
     "key.rolled": "Key rolled",
     "key.revoked": "Key revoked",
     "key.expired_use": "Expired key presented",
+    "key.leaked": "Key revoked: found in public",
 }
 _LOGIN_FAILURES = {"wrong_password": "Wrong password.",
                    "inactive": "The account is deactivated.",
@@ -162,6 +163,12 @@ def describe(event: SecurityEvent) -> EventText:
         if details.get("reason") == "unused":
             parts.append(f"Unused for {details.get('unused_days')} days, so revoked by a "
                          "clean-up.")
+    elif event.event == "key.leaked":
+        url = details.get("url")
+        parts.append(f"Revoked because it was found in public at {url}." if url
+                     else "Revoked because it was found in public.")
+        if details.get("source"):
+            parts.append(f"Found in: {details['source'].replace('_', ' ').lower()}.")
     elif event.event == "login.failed":
         parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
     elif event.event == "password.changed":
