@@ -305,6 +305,17 @@ def test_a_signed_report_that_is_not_a_list_of_matches_is_a_400(client, signer, 
     assert_nothing_changed(key, before)
 
 
+def test_a_signed_report_that_is_not_json_is_a_415(client, signer, live):
+    key, value = live
+    before = event_count()
+    body = report(value)
+    response = client.post(URL, data=body, headers={"Content-Type": "text/plain",
+                                                     **signer.headers(body)})
+    assert response.status_code == 415
+    assert response.mimetype == "application/problem+json"
+    assert_nothing_changed(key, before)
+
+
 def test_malformed_json_unsigned_is_a_401_not_a_400(client):
     """Nobody learns anything about the body's handling without a valid signature."""
     assert post(client, b"[{\"token\": ").status_code == 401

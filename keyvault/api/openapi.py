@@ -20,6 +20,7 @@ from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KE
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
+from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
 from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 
@@ -33,7 +34,11 @@ def _model_schemas() -> dict:
                                                            for m in RESPONSE_MODELS]
     _, top = models_json_schema(pairs, ref_template=_REF)
     verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
-    return {**top["$defs"], **verify["$defs"], "VerifyResult": {"oneOf": verify["anyOf"]}}
+    report = FoundTokens.json_schema(ref_template=_REF, mode="validation")
+    labels = TokenLabels.json_schema(ref_template=_REF, mode="serialization")
+    return {**top["$defs"], **verify["$defs"], "VerifyResult": {"oneOf": verify["anyOf"]},
+            **report.pop("$defs"), "LeakReport": report, **labels.pop("$defs"),
+            "TokenLabels": labels}
 
 
 def _schemas(scopes: list[str], prefix: str) -> dict:
@@ -213,6 +218,8 @@ def document() -> dict:
             {"name": "Users", "description": "The owner of the presenting key."},
             {"name": "Personal API keys", "description": "The owner's keys."},
             {"name": "Verification", "description": "For services and gateways."},
+            {"name": "Leaked keys", "description": "For secret scanners that find keys in "
+                                                  "public (GitHub's partner program)."},
             {"name": "Documentation", "description": "This document."},
         ],
         "paths": paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, _examples(

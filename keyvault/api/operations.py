@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .examples import EXAMPLE_HOST, EXAMPLE_KEY_ID
+from .signatures import HEADER_MAX, IDENTIFIER_HEADER, RETRY_AFTER_SECONDS, SIGNATURE_HEADER
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -230,6 +231,7 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             ],
             header_only=True,
         )},
+        "/api/secret_scanning/": {"post": _secret_scanning(ex)},
         "/api/schema/": {"get": {
             "operationId": "getSchema", "tags": ["Documentation"],
             "summary": "This document", "description": "The OpenAPI 3.1 document. No key needed.",
@@ -251,3 +253,78 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
                 "examples": _media("<!doctype html>\n<html lang=\"en\">\n…", "Abridged")}}}},
         }},
     }
+
+
+_SIGNATURE_HEADERS = (" and ".join(f"`{h}`" for h in (IDENTIFIER_HEADER, SIGNATURE_HEADER)))
+
+
+def _signature_problem(status: int, title: str, description: str, detail: str,
+                       headers: dict | None = None) -> dict:
+    response: dict[str, Any] = {"description": description, "content": {PROBLEM: {
+        "schema": _ref("schemas", "Problem"), "examples": _media(
+            {"type": "about:blank", "title": title, "status": status, "detail": detail})}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _secret_scanning(ex: dict) -> dict:
+    """POST /api/secret_scanning/: authenticated by its signature, not by a key."""
+    return {
+        "operationId": "reportLeakedKeys", "tags": ["Leaked keys"],
+        "summary": "Report keys found in public",
+        "description": (
+            "For GitHub's secret scanning partner program (and any reporter that uses its "
+            "format): a JSON list of matches found in public. Every one that is a live key of "
+            "this instance is revoked at once, its owner's security log gets `key.leaked` with "
+            "the URL, and each match is answered `true_positive` (a key this instance issued, "
+            "revoked now or before) or `false_positive`, identified by the SHA-256 of the "
+            "token. A rolled key's old value still inside its grace period revokes the whole "
+            "key.\n\nNo API key: the request is authenticated by its signature, "
+            f"{_SIGNATURE_HEADERS}: ECDSA P-256 with SHA-256 over the raw body, DER, base64, "
+            "by a key the operator trusts (KEYVAULT_SECRET_SCANNING_KEYS, GitHub's "
+            "public_keys document). Anything unsigned or wrongly signed is 401 and changes "
+            "nothing; the body is read only after its signature checks out. Off (404) unless "
+            "the operator set KEYVAULT_SECRET_SCANNING_KEYS."),
+        "x-required-scope": None, "security": [],
+        "parameters": [
+            {"name": IDENTIFIER_HEADER, "in": "header", "required": True,
+             "description": "The `key_identifier` of the public key that signed the body.",
+             "schema": {"type": "string", "maxLength": HEADER_MAX},
+             "example": "bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c"},
+            {"name": SIGNATURE_HEADER, "in": "header", "required": True,
+             "description": "The signature of the raw request body: ECDSA P-256 with SHA-256, "
+                            "DER-encoded, base64.",
+             "schema": {"type": "string", "maxLength": HEADER_MAX},
+             "example": "MEUCIQDaMKqrGnE27S0kgMrEK0eYBmyG0LeZismAEz/BgZyt7AIgXt9fErtRS4XaeSt/"
+                        "AO1RtBY66YcAdjxji410VQV4xg=="},
+        ],
+        "requestBody": {"description": "The matches, as the reporter signed them.",
+                        "required": True, "content": {JSON: {
+                            "schema": _ref("schemas", "LeakReport"),
+                            "examples": _media(ex["report"])}}},
+        "responses": {
+            "200": _json("TokenLabels", "One label per match, in the order sent.",
+                         _media(ex["labels"]),
+                         {"Cache-Control": _ref("headers", "NoStore")}),
+            "400": _ref("responses", "BadRequest"),
+            "401": _signature_problem(
+                401, "Unauthorized", "The signature headers are missing, name a key the "
+                "server does not trust, or do not match the body.",
+                "The signature does not match the request body."),
+            "404": _signature_problem(
+                404, "Not Found", "The intake is off: KEYVAULT_SECRET_SCANNING_KEYS is not set.",
+                "The requested URL was not found on the server."),
+            "413": _ref("responses", "PayloadTooLarge"),
+            "415": _ref("responses", "UnsupportedMediaType"),
+            "503": _signature_problem(
+                503, "Service Unavailable", "The trusted public keys cannot be read (their "
+                "URL is unreachable, or the file is unreadable); nothing was decided.",
+                "The keys that sign reports cannot be read right now; nothing was decided. "
+                "Try again later.",
+                {"Retry-After": {"required": True, "description": "Seconds to wait.",
+                                 "schema": {"type": "string"},
+                                 "example": str(RETRY_AFTER_SECONDS)}}),
+        },
+    }
+

@@ -330,6 +330,9 @@ def secret_scanning():
             503, "Service Unavailable", "The keys that sign reports cannot be read right now; "
             "nothing was decided. Try again later.",
             {"Retry-After": str(signatures.RETRY_AFTER_SECONDS)}))
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the report as JSON, with the header Content-Type: "
+                                   "application/json.")
     found = parse_report(parse_json(body))
     ours = service.report_found_tokens(
         [service.FoundToken(m.token, m.type, m.url, m.source) for m in found], origin())
