@@ -586,3 +586,20 @@ def test_no_forged_request_gets_anything_but_a_401(client, body, identifier, sig
                                    "Github-Public-Key-Signature": signature})
     assert response.status_code == 401
     assert response.mimetype == "application/problem+json"
+
+
+def test_reported_tokens_are_counted_by_label(client, signer, user, make_key):
+    from keyvault import metrics
+    from tests.test_metrics import samples, value
+
+    name = "keyvault_secret_scanning_tokens_total"
+    before = samples(metrics.exposition().decode())
+    _, ours = make_key(user)
+    body = report(ours, tokens.generate("kv"), "ghp_" + "y" * 36)
+    assert post(client, body, signer.headers(body)).status_code == 200
+    post(client, body)  # unsigned: not a report, not counted
+    after = samples(metrics.exposition().decode())
+    assert value(after, name, label="true_positive") - value(before, name,
+                                                            label="true_positive") == 1
+    assert value(after, name, label="false_positive") - value(before, name,
+                                                             label="false_positive") == 2
