@@ -603,3 +603,32 @@ def test_reported_tokens_are_counted_by_label(client, signer, user, make_key):
                                                             label="true_positive") == 1
     assert value(after, name, label="false_positive") - value(before, name,
                                                              label="false_positive") == 2
+
+
+# ---------------------------------------------------------------- keyvault keys scan
+
+
+def test_keys_scan_finds_keys_in_files_and_says_which_still_work(app, user, make_key, tmp_path):
+    live, live_value = make_key(user, label="deploy")
+    gone, gone_value = make_key(user, label="old")
+    service.revoke_key(user, gone.public_id, service.Origin())
+    unknown = tokens.generate("kv")
+    broken = unknown[:-6] + ("000000" if unknown[-6:] != "000000" else "000001")
+    env = tmp_path / ".env"
+    env.write_text(f"# deploy\nKEYVAULT_KEY={live_value}\nOLD={gone_value} NEW={unknown}\n"
+                   f"BROKEN={broken}\nGLUED=x{live_value}\n")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["keys", "scan", str(env), "-"], input=f"token: {live_value}\n")
+    assert result.exit_code == 1  # a live key was found
+    assert result.stdout.splitlines() == [
+        f"{env}:2: {live.mask} LIVE (key {live.public_id}, deploy)",
+        f"{env}:3: {gone.mask} revoked (key {gone.public_id}, old)",
+        f"{env}:3: {tokens.mask(unknown)} not issued here",
+        f"<stdin>:1: {live.mask} LIVE (key {live.public_id}, deploy)",
+    ]
+    assert "4 key(s) found, 2 live." in result.stderr
+    assert live_value not in result.output and unknown not in result.output
+    assert revoked_at(live) is None  # scanning changes nothing
+    clean = tmp_path / "clean.txt"
+    clean.write_text(f"OLD={gone_value}\n")
+    assert runner.invoke(args=["keys", "scan", str(clean)]).exit_code == 0
