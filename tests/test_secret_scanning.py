@@ -218,6 +218,9 @@ def test_an_unsigned_report_is_refused_and_changes_nothing(client, live):
     assert response.status_code == 401
     assert response.mimetype == "application/problem+json"
     assert "signed" in response.json["detail"]
+    assert response.headers["WWW-Authenticate"] == (
+        'Signature realm="keyvault", '
+        'headers="Github-Public-Key-Identifier Github-Public-Key-Signature"')
     assert_nothing_changed(key, before)
 
 

@@ -7,7 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from .examples import EXAMPLE_HOST, EXAMPLE_KEY_ID
-from .signatures import HEADER_MAX, IDENTIFIER_HEADER, RETRY_AFTER_SECONDS, SIGNATURE_HEADER
+from .signatures import (
+    CHALLENGE,
+    HEADER_MAX,
+    IDENTIFIER_HEADER,
+    RETRY_AFTER_SECONDS,
+    SIGNATURE_HEADER,
+)
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -311,7 +317,11 @@ def _secret_scanning(ex: dict) -> dict:
             "401": _signature_problem(
                 401, "Unauthorized", "The signature headers are missing, name a key the "
                 "server does not trust, or do not match the body.",
-                "The signature does not match the request body."),
+                "The signature does not match the request body.",
+                {"WWW-Authenticate": {
+                    "required": True, "schema": {"type": "string"}, "example": CHALLENGE,
+                    "description": "A challenge naming the two signature headers (HTTP "
+                                   "requires one with every 401; no key is involved)."}}),
             "404": _signature_problem(
                 404, "Not Found", "The intake is off: KEYVAULT_SECRET_SCANNING_KEYS is not set.",
                 "The requested URL was not found on the server."),

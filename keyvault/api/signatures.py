@@ -35,6 +35,8 @@ FETCH_TIMEOUT_SECONDS = 5
 DOCUMENT_MAX_BYTES = 256 * 1024
 HEADER_MAX = 512  # an identifier is 64 hex digits, a signature about 96 base64 characters
 RETRY_AFTER_SECONDS = 60
+# HTTP requires a challenge with every 401: no standard scheme fits, so it names the headers.
+CHALLENGE = f'Signature realm="keyvault", headers="{IDENTIFIER_HEADER} {SIGNATURE_HEADER}"'
 log = logging.getLogger("keyvault")
 
 PublicKeys = dict[str, ec.EllipticCurvePublicKey]

@@ -324,7 +324,8 @@ def secret_scanning():
         signatures.check(current_app, body, request.headers.get(signatures.IDENTIFIER_HEADER),
                          request.headers.get(signatures.SIGNATURE_HEADER))
     except signatures.SignatureRefused as refused:
-        return respond(problem(401, "Unauthorized", str(refused)))
+        return respond(problem(401, "Unauthorized", str(refused),
+                               {"WWW-Authenticate": signatures.CHALLENGE}))
     except signatures.KeysUnavailable:
         return respond(problem(
             503, "Service Unavailable", "The keys that sign reports cannot be read right now; "
