@@ -7,10 +7,11 @@ import sys
 from importlib import metadata
 
 import click
+from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 from flask_migrate.cli import db as flask_migrate_db
 
-from . import backup, service
+from . import backup, service, tokens
 from .service import Origin
 
 
@@ -204,6 +205,34 @@ def keys_revoke(key_id):
     except service.ServiceError as error:
         _fail(error)
     click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {key.user.email}.")
+
+
+_SCAN_STATES = {"valid": "LIVE", "user_inactive": "live once its owner is activated",
+                "revoked": "revoked", "expired": "expired", "not_found": "not issued here"}
+
+
+@keys_group.command("scan")
+@click.argument("files", nargs=-1, required=True, type=click.File("r", errors="replace"))
+@with_appcontext
+def keys_scan(files):
+    """Find this instance's keys in FILES (- for standard input), as a secret scanner would:
+    where each is, masked, and whether it still works. Exit status 1 when one is live."""
+    prefix = current_app.config["KEYVAULT_KEY_PREFIX"]
+    pattern, found = tokens.finder(prefix), []
+    for handle in files:
+        name = getattr(handle, "name", "<stdin>")  # a test runner's stdin has no name
+        for number, line in enumerate(handle, 1):
+            found += [(f"{name}:{number}", match.group())
+                      for match in pattern.finditer(line)
+                      if tokens.is_well_formed(match.group(), prefix)]
+    verdicts = service.check_keys([v for _, v in found], [[] for _ in found]) if found else []
+    live = 0
+    for (where, value), verdict in zip(found, verdicts, strict=True):
+        live += verdict.code in ("valid", "user_inactive")
+        key = f" (key {verdict.public_id}, {verdict.label})" if verdict.public_id else ""
+        click.echo(f"{where}: {tokens.mask(value)} {_SCAN_STATES[verdict.code]}{key}")
+    click.echo(f"{len(found)} key(s) found, {live} live.", err=True)
+    sys.exit(1 if live else 0)
 
 
 @keys_group.command("prune")

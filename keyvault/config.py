@@ -178,6 +178,30 @@ def _webauthn_rp_id(raw: str | None, base_url: str | None) -> str | None:
     return rp_id
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _secret_scanning_keys(raw: str | None) -> str | None:
+    """KEYVAULT_SECRET_SCANNING_KEYS: where the public keys that sign leaked-key reports are
+    (GitHub's public_keys document): an https URL, or a path to a JSON file; None turns the
+    intake off. Plain http only to this machine (a local mirror, the tests): fetched over the
+    network without TLS, anyone on the path could sign reports."""
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname or (parts.scheme == "http"
+                                  and parts.hostname not in LOOPBACK_HOSTS):
+            raise ConfigError("KEYVAULT_SECRET_SCANNING_KEYS must be an https URL (http only "
+                              f"to this machine) or a file, got {raw!r}")
+        return raw
+    if "://" in raw or not Path(raw).is_file():
+        raise ConfigError("KEYVAULT_SECRET_SCANNING_KEYS must be an https URL or an existing "
+                          f"JSON file, got {raw!r}")
+    return raw
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -247,6 +271,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         # Passkeys (service.passkeys): the origin is KEYVAULT_BASE_URL's, so production needs
         # that set (over HTTPS); development without it uses the host each request came to.
         "KEYVAULT_WEBAUTHN_RP_ID": _webauthn_rp_id(env.get("KEYVAULT_WEBAUTHN_RP_ID"), base_url),
+        "KEYVAULT_SECRET_SCANNING_KEYS": _secret_scanning_keys(
+            env.get("KEYVAULT_SECRET_SCANNING_KEYS")),
         # A form's token works for this long after the page was shown (errors.py: a friendly
         # "form expired" page; nothing is done).
         "KEYVAULT_CSRF_MINUTES": csrf_minutes,

@@ -90,6 +90,9 @@ class KeyStore:
         self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
+        self._mark = mark
+        # Verify's statements (one key or two) are written once; a longer list (a leaked-key
+        # report) gets its own.
         self._select = {n: _SELECT.format(marks=", ".join([mark] * n)) for n in (1, 2)}
         self._touch = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
                        f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
@@ -155,7 +158,9 @@ class KeyStore:
 
     def lookup(self, digests: list[str]) -> list[KeyRow]:
         """The rows whose current or grace-period digest is one of `digests`: one round trip."""
-        rows = self._run(self._select[len(digests)], (*digests, *digests), fetch=True)
+        count = len(digests)
+        sql = self._select.get(count) or _SELECT.format(marks=", ".join([self._mark] * count))
+        rows = self._run(sql, (*digests, *digests), fetch=True)
         converted = []
         for row in rows:
             row = list(row)

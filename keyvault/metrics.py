@@ -65,6 +65,9 @@ class _Metrics:
         self.database_errors = Counter("keyvault_database_errors",
                                        "Requests that ended in a database failure (503), by kind.",
                                        ["kind"])
+        self.leak_reports = Counter("keyvault_secret_scanning_tokens",
+                                    "Tokens in signed leaked-key reports, by the label answered.",
+                                    ["label"])
         # Live processes that serve KeyVault; a dead worker's share is removed by
         # mark_process_dead (multiprocess_dir's watcher).
         self.processes = Gauge("keyvault_processes", "Processes serving KeyVault.",
@@ -106,6 +109,12 @@ def record_verify(endpoint: str, code: str) -> None:
 def record_rate_limited(limit_name: str) -> None:
     """A request refused with 429 by the limit `limit_name` (the rate limiter calls this)."""
     _get().rate_limited.labels(limit_name).inc()
+
+
+def record_reported_token(label: str) -> None:
+    """One token of a leaked-key report, answered `true_positive` or `false_positive`."""
+    metrics = _get()
+    metrics.child(metrics.leak_reports, label).inc()
 
 
 def record_database_error(kind: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 
@@ -52,6 +53,13 @@ def is_well_formed(key: str, prefix: str = DEFAULT_PREFIX) -> bool:
     if not _ALPHABET_SET.issuperset(rest):
         return False
     return checksum(rest[:BODY_LENGTH]) == rest[BODY_LENGTH:]
+
+
+def finder(prefix: str = DEFAULT_PREFIX) -> re.Pattern[str]:
+    """The regular expression that finds keys in text, as published for secret scanners: the
+    prefix, `_` and 46 base62 characters between word boundaries. A match is a key only when
+    its checksum holds (is_well_formed), which a scanner can check without asking anyone."""
+    return re.compile(rf"\b{re.escape(prefix)}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}\b")
 
 
 def mask(key: str) -> str:

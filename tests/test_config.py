@@ -110,6 +110,9 @@ def test_an_empty_instance_secret_file_is_an_error(tmp_path):
     ("KEYVAULT_SCOPES", "a b:c=words"),
     ("KEYVAULT_USAGE_FLUSH_SECONDS", "0"),
     ("KEYVAULT_USAGE_FLUSH_SECONDS", "soon"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "http://keys.example.com/public_keys"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "ftp://keys.example.com/public_keys"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "/no/such/public_keys.json"),
 ])
 def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
     """A value KeyVault cannot use stops start-up with the variable's name in the message."""
@@ -124,6 +127,11 @@ def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
     ("KEYVAULT_MAX_BODY_BYTES", "4096", "MAX_CONTENT_LENGTH", 4096),
     ("KEYVAULT_DATABASE_URL", "postgresql+psycopg://u@h/d", "SQLALCHEMY_DATABASE_URI",
      "postgresql+psycopg://u@h/d"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "https://api.github.com/meta/public_keys/secret_scanning",
+     "KEYVAULT_SECRET_SCANNING_KEYS", "https://api.github.com/meta/public_keys/secret_scanning"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "http://127.0.0.1:8080/keys",
+     "KEYVAULT_SECRET_SCANNING_KEYS", "http://127.0.0.1:8080/keys"),
+    ("KEYVAULT_SECRET_SCANNING_KEYS", "", "KEYVAULT_SECRET_SCANNING_KEYS", None),
 ])
 def test_good_values_are_used(tmp_path, name, value, key, expected):
     """Valid variables end up in the app's configuration."""

@@ -7,6 +7,8 @@ matches the document (errors included: problem+json, Allow on 405, WWW-Authentic
 
 from __future__ import annotations
 
+import io
+
 import hypothesis.strategies as st
 import pytest
 import schemathesis
@@ -15,7 +17,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.parameters import ParameterLocation
 
 from keyvault import create_app, service
+from keyvault.api.signatures import HEADER_MAX
 from tests.conftest import TEST_PEPPER, TEST_SECRET_KEY
+from tests.test_secret_scanning import Signer, document
 
 # The document depends on configuration only (scopes, prefix, limits), not on the database, so it
 # is read once at import from an app that never connects; requests go to a per-test app below.
@@ -38,9 +42,39 @@ class Target:
         self.other_key_id = other_key_id
 
 
+class TrustedReporter:
+    """WSGI middleware that signs what the fuzzer sends to the leaked-key intake, as a trusted
+    reporter (GitHub) would, so generated reports reach the code behind the signature check.
+
+    Only a case that carries both signature headers, each within the document's limits, is
+    signed (its header values replaced by a real signature of the exact body bytes): a case
+    that leaves a header out or breaks its schema is passed on as it is, and must be refused.
+    """
+
+    HEADERS = ("HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER", "HTTP_GITHUB_PUBLIC_KEY_SIGNATURE")
+
+    def __init__(self, wsgi_app, signer: Signer):
+        self.wsgi_app, self.signer = wsgi_app, signer
+
+    def __call__(self, environ, start_response):
+        values = [environ.get(name) for name in self.HEADERS]
+        if (environ["PATH_INFO"] == "/api/secret_scanning/"
+                and all(v is not None and len(v) <= HEADER_MAX for v in values)):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ[self.HEADERS[0]] = self.signer.identifier
+            environ[self.HEADERS[1]] = self.signer.signature(body)
+        return self.wsgi_app(environ, start_response)
+
+
 @pytest.fixture
-def target(make_app) -> Target:
-    app = make_app()
+def target(make_app, tmp_path) -> Target:
+    signer = Signer()
+    keys = tmp_path / "public_keys.json"
+    keys.write_bytes(document(signer))
+    app = make_app(KEYVAULT_SECRET_SCANNING_KEYS=str(keys))
+    app.wsgi_app = TrustedReporter(app.wsgi_app, signer)
     with app.app_context():  # released before the requests: each gets its own context
         origin = service.Origin("127.0.0.1", "pytest")
         owner = service.sign_up("fuzz@example.com", "correct horse battery", origin)

@@ -203,3 +203,21 @@ def test_key_ids_never_look_like_command_line_options():
     assert not [i for i in ids if i.startswith("-")]
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_published_pattern_finds_keys_in_text_and_nothing_else():
+    """The README's regular expression: prefix, `_`, 46 base62 characters, word boundaries."""
+    key = tokens.generate("kv")
+    text = (f'API_KEY={key}\nheaders = {{"Authorization": "Bearer {key}"}}\n'
+            f"x{key} {key}x {key[:-1]} kv_{'a' * 47} acme_{key[3:]}")
+    finder = tokens.finder("kv")
+    assert finder.pattern == r"\bkv_[0-9A-Za-z]{46}\b"
+    assert [m.group() for m in finder.finditer(text)] == [key, key]
+    assert tokens.finder("acme").findall(text) == [f"acme_{key[3:]}"]
+
+
+def test_the_checksum_tells_a_key_from_lookalikes_the_pattern_finds():
+    key = tokens.generate("kv")
+    lookalike = key[:-6] + ("000000" if key[-6:] != "000000" else "000001")
+    assert tokens.finder("kv").fullmatch(lookalike)
+    assert tokens.is_well_formed(key, "kv") and not tokens.is_well_formed(lookalike, "kv")

@@ -4,6 +4,7 @@ story. The docs page builds each operation's curl command and example answer fro
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from .. import clock
@@ -92,4 +93,9 @@ def _examples(prefix: str, expires: str) -> dict:
             "iat": int(datetime.fromisoformat(_CREATED).timestamp()),
         },
         "revoked": {"active": False, "code": "revoked"},
+        "report": [{"token": value, "type": "keyvault_personal_api_key",
+                    "url": "https://github.com/octocat/deploy-scripts/blob/5f2a1c0/.env",
+                    "source": "content"}],
+        "labels": [{"token_hash": hashlib.sha256(value.encode()).hexdigest(),
+                    "token_type": "keyvault_personal_api_key", "label": "true_positive"}],
     }

@@ -262,7 +262,8 @@ class SecurityEvent(_Response):
     id: int
     event: str = Field(description=(
         "The machine-readable code, e.g. `key.created`, `key.rolled`, `key.updated`, "
-        "`key.revoked`, `login.succeeded`, `login.failed`, `sudo.failed`, `login.throttled`, "
+        "`key.revoked`, `key.leaked` (revoked because it was found in public; `details` has "
+        "the `url`), `login.succeeded`, `login.failed`, `sudo.failed`, `login.throttled`, "
         "`password.changed`. `title` and `summary` say the same for people."))
     title: str = Field(description="What happened, for people, e.g. `Key rolled`.")
     summary: str = Field(description=(

@@ -16,6 +16,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
 - second_factor  two-factor: authenticator app (TOTP), recovery codes, the login's second step
   (used as `service.second_factor.methods(user)`, …)
+- leaks       keys found in public (secret scanning reports): recognise, revoke, log
 
 Views and the command line use the names below (`service.create_key`, …).
 """
@@ -66,6 +67,7 @@ from .keys import (
     roll_key,
     update_key,
 )
+from .leaks import FoundToken, report_found_tokens
 from .pagination import Page
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
@@ -83,7 +85,8 @@ __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
     "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
-    "EventText", "WrongPassword", "change_password", "describe", "events_for_key",
+    "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
+    "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",
     "admin_list_keys", "admin_list_users", "admin_revoke_key", "check_keys", "check_password",
     "clean_description", "clean_label", "clean_scopes", "create_key", "delete_account",

@@ -123,6 +123,7 @@ _TITLES = {
     "passkey.renamed": "Passkey renamed",
     "passkey.removed": "Passkey removed",
     "passkey.failed": "Failed passkey login",
+    "key.leaked": "Key revoked: found in public",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -178,6 +179,12 @@ def describe(event: SecurityEvent) -> EventText:
         if details.get("reason") == "unused":
             parts.append(f"Unused for {details.get('unused_days')} days, so revoked by a "
                          "clean-up.")
+    elif event.event == "key.leaked":
+        url = details.get("url")
+        parts.append(f"Revoked because it was found in public at {url}." if url
+                     else "Revoked because it was found in public.")
+        if details.get("source"):
+            parts.append(f"Found in: {details['source'].replace('_', ' ').lower()}.")
     elif event.event == "login.failed":
         parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
     elif event.event == "login.succeeded" and details.get("method") == "passkey":

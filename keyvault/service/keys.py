@@ -260,12 +260,14 @@ def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | 
     return key
 
 
-def revoke(key: ApiKey, now: datetime, origin: Origin, **details: Any) -> None:
-    """Mark a key revoked (its grace-period value too) and log it; the caller commits.
+def revoke(key: ApiKey, now: datetime, origin: Origin, *, event: str = "key.revoked",
+           **details: Any) -> None:
+    """Mark a key revoked (its grace-period value too) and log it as `event`; the caller commits.
 
     The old value's digest stays, so a service that presents it hears `revoked`, as for the
-    current value, rather than `not_found`; its grace period ends now.
+    current value, rather than `not_found`; its grace period ends now. A revocation with a
+    reason of its own is logged as that one event (`key.leaked`), not as two.
     """
     key.revoked_at = now
     key.previous_expires_at = None
-    record("key.revoked", key.user_id, origin, key, **details)
+    record(event, key.user_id, origin, key, **details)
