@@ -201,12 +201,13 @@ def application() -> BufferedWSGI:
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
     logs.configure(fmt)
     app = create_app()
-    from .service import usage
+    from .service import mail, usage
 
+    stop_mail = mail.start_sender(app)
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"], fmt,
-                        on_stop=lambda: usage.close(app))
+                        on_stop=lambda: (stop_mail(), usage.close(app)))
 
 
 def _one_queue_server():
