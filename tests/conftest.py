@@ -303,12 +303,12 @@ class SmtpServer:
 
 
 def text_of(message: EmailMessage) -> str:
-    """A mail's plain-text body."""
-    return message.get_body(("plain",)).get_content()
+    """A mail's plain-text body, with the line ends of a text file."""
+    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 def html_of(message: EmailMessage) -> str:
-    return message.get_body(("html",)).get_content()
+    return message.get_body(("html",)).get_content().replace("\r\n", "\n")
 
 
 @pytest.fixture(scope="session")

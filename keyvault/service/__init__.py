@@ -14,6 +14,9 @@ get models, verdicts or a ServiceError back. One module per concern:
 - verify      judging presented keys (the hot path), then recording their use
 - usage       per-key, per-day use counts: counted in memory, written every few seconds
 - admin       across accounts: list, revoke, (de)activate users, prune unused keys
+- mail        the outbox: mail queued in the caller's transaction, sent by leased senders
+- notifications  which events mail whom; expiry reminders; a dead key still presented
+- resets      password reset by a signed, single-use link mailed to the account
 
 Views and the command line use the names below (`service.create_key`, …).
 """
@@ -45,6 +48,7 @@ from .errors import (
     KeyLimitReached,
     KeyNotFound,
     KeyNotLive,
+    ResetLinkInvalid,
     ScopeNotAllowed,
     ServiceError,
     TooManyFailures,
@@ -64,6 +68,7 @@ from .keys import (
     update_key,
 )
 from .pagination import Page
+from .resets import request_reset, reset_password, user_for_token
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
 from .validation import (
@@ -88,4 +93,5 @@ __all__ = [
     "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "set_user_active", "sign_up", "update_key", "verify_key",
+    "ResetLinkInvalid", "request_reset", "reset_password", "user_for_token",
 ]

@@ -35,6 +35,8 @@ from ..models import MailOutbox
 log = logging.getLogger("keyvault.mail")
 
 RETRY_CAP = timedelta(hours=1)
+# Mails that carry a secret (a reset link): their bodies are blanked once sent.
+SECRET_KINDS = frozenset({"password_reset"})
 BATCH = 50
 SENDER_JOIN_SECONDS = 10
 
@@ -178,7 +180,8 @@ def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
                             next_attempt_at=retry_at)
             else:
                 sent += 1
-                _finish(mail_id, sender, attempts=attempts, sent_at=clock.now())
+                blank = {"text_body": "", "html_body": ""} if mail.kind in SECRET_KINDS else {}
+                _finish(mail_id, sender, attempts=attempts, sent_at=clock.now(), **blank)
         if not claimed_any:
             break
     return SendReport(sent, failed, gave_up)

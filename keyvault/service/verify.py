@@ -2,7 +2,7 @@
 
 Two steps, so that nothing happens to a key before the request that presented it is accepted:
 `check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
-side effect; `record_use` then stamps `last_used_at` and logs uses of expired keys, for the
+side effect; `record_use` then stamps `last_used_at` and logs uses of expired and revoked keys, for the
 verdicts the caller decides to act on. The HTTP side (keyvault.api.gate) calls both.
 """
 
@@ -18,7 +18,7 @@ from .. import clock, tokens
 from ..keystore import KeyRow, keystore
 from ..models import key_status
 from . import usage
-from .events import Origin, note_expired_use
+from .events import REFUSED_USE_EVENTS, Origin, note_refused_use
 from .keys import pepper
 from .scopes import effective, has_scope
 
@@ -89,7 +89,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
                app: Flask | None = None) -> None:
     """What presenting these keys leaves behind: a use counted for each known key, by verdict
     (service.usage: in memory, written every few seconds), `last_used_at` for valid ones (at
-    most once a minute per key), a security-log event for expired ones (at most once an hour).
+    most once a minute per key), a security-log event for expired and revoked ones (at most
+    once an hour), which mails the owner at most once a day (events.note_refused_use).
 
     Call it only with the verdicts of keys whose request is going ahead, never for a subject
     key when the caller asking about it was refused.
@@ -104,8 +105,9 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
             last = verdict.last_used_at
             if last is None or now - last >= LAST_USED_RESOLUTION:
                 keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-        elif verdict.code == "expired":
-            note_expired_use(app, verdict.key_id, verdict.user_id, origin or Origin())
+        elif verdict.code in REFUSED_USE_EVENTS:  # expired or revoked: logged, owner mailed
+            note_refused_use(app, verdict.key_id, verdict.user_id, origin or Origin(),
+                             verdict.code)
 
 
 def verify_key(value: str, required_scopes: list[str] | None = None,
