@@ -2,6 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     HiddenField,
     RadioField,
@@ -140,3 +141,12 @@ class ActionForm(FlaskForm):
     """A button-only form (revoke, delete): carries just the CSRF token."""
 
     submit = SubmitField()
+
+
+class NotificationsForm(FlaskForm):
+    """The mails a person may turn off; security notices always go."""
+
+    expiring = BooleanField("A key of mine expires in 7 days, and again in 1 day")
+    presented = BooleanField("A revoked or expired key of mine is still being presented "
+                             "(at most once a day per key)")
+    submit = SubmitField("Save mail preferences")
