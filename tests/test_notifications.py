@@ -5,6 +5,7 @@ on the account page, the security notices cannot. Never a key's value."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -212,13 +213,17 @@ def test_turned_off_presented_notices_are_not_mailed_but_still_logged(app, user,
 # ---------------------------------------------------------------- preferences
 
 
+def mail_csrf(page: str) -> str:
+    return re.search(r'name="mail-csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+
+
 def test_the_account_page_turns_the_reminders_off_and_on(app, client, auth, user):
     auth.login()
     page = client.get("/settings/account").get_data(as_text=True)
     assert page.count('checked') == 2
     assert "We always mail" in page
     answer = client.post("/settings/account/notifications",
-                         data={"presented": "y", "csrf_token": csrf_from(page)})
+                         data={"mail-presented": "y", "mail-csrf_token": mail_csrf(page)})
     assert answer.status_code == 303
     db.session.expire_all()
     stored = db.session.get(User, user.id)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import smtplib
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -162,7 +161,7 @@ def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
             attempts = mail.attempts + 1
             try:
                 _deliver(app, mail)
-            except (smtplib.SMTPException, OSError) as error:
+            except Exception as error:  # noqa: BLE001 - any failure is retried, never a poison row
                 reason = f"{type(error).__name__}: {error}"[:500]
                 if attempts >= config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
                     gave_up += 1

@@ -36,6 +36,7 @@ from .forms import (
 )
 
 USAGE_DAYS = 30
+NOTIFICATIONS_PREFIX = "mail"  # its fields' ids differ from the password form's (submit, csrf)
 KEY_EVENTS = 20
 
 bp = Blueprint("settings", __name__)
@@ -345,7 +346,8 @@ def security_log():
 
 def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,
                   headers: dict | None = None):
-    notices = NotificationsForm(formdata=None, expiring=current_user.notify_expiring,
+    notices = NotificationsForm(formdata=None, prefix=NOTIFICATIONS_PREFIX,
+                                expiring=current_user.notify_expiring,
                                 presented=current_user.notify_presented)
     return render_template(
         "settings/account.html", form=ActionForm(),
@@ -384,7 +386,7 @@ def change_password():
 @bp.post("/account/notifications")
 def notification_preferences():
     """Turn the reminders on or off; the security notices are not the person's to turn off."""
-    form = NotificationsForm()
+    form = NotificationsForm(prefix=NOTIFICATIONS_PREFIX)
     if not form.validate_on_submit():
         abort(400)
     notifications.set_preferences(current_user._get_current_object(),
