@@ -48,7 +48,7 @@ def mailed_link(app, smtp_server, client, email: str) -> str:
 
 def test_the_answer_is_the_same_whether_or_not_the_account_exists(app, client, make_user,
                                                                   smtp_server):
-    make_user("ada@example.com")
+    ada = make_user("ada@example.com")
     gone = make_user("gone@example.com")
     service.set_user_active(None, gone.id, False, service.Origin.system())
     answers = {email: ask_for_reset(client, email) for email in
@@ -60,6 +60,10 @@ def test_the_answer_is_the_same_whether_or_not_the_account_exists(app, client, m
     assert len(set(bodies.values())) == 1
     assert "Check your mail" in bodies["ada@example.com"]
     assert send_mail(app).sent == 1  # the account's mail only: none for unknown or deactivated
+    logged = db.session.execute(select(SecurityEvent.user_id, SecurityEvent.details).where(
+        SecurityEvent.event == "password.reset_requested").order_by(SecurityEvent.id)).all()
+    assert [(row.user_id, row.details.get("reason")) for row in logged] == [
+        (ada.id, None), (None, "unknown_email"), (gone.id, "inactive")]
     [message] = smtp_server.wait_for(1)
     assert message["To"] == "ada@example.com"
     assert "within 30 minutes" in text_of(message)

@@ -172,6 +172,8 @@ def describe(event: SecurityEvent) -> EventText:
                          "clean-up.")
     elif event.event == "login.failed":
         parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
+    elif event.event == "password.reset_requested" and details.get("reason") == "inactive":
+        parts.append("No mail was sent: the account is deactivated.")
     elif event.event == "password.reset":
         parts.append("Set through a reset link mailed to the account; every session was "
                      "logged out.")

@@ -74,10 +74,13 @@ def request_reset(email: str, origin: Origin) -> None:
     """Mail a reset link to the account with this email, if there is an active one."""
     user = user_by_email(email)
     if user is None or not user.is_active:
-        # The same rendering work as for an account, so the answer's timing tells nothing.
+        # About the work done for an account (a mail rendered, a row written, a commit), so the
+        # answer's timing tells nothing; logged as a failed login for an unknown email is.
         mail.render("password_reset", account=email, minutes=30,
                     reset_url=mail.link("auth.reset_password", token=_signer().dumps([0, 0, ""])))
-        db.session.rollback()
+        record("password.reset_requested", user.id if user is not None else None, origin,
+               reason="inactive" if user is not None else "unknown_email")
+        db.session.commit()
         return
     mail.queue(user.email, "password_reset", minutes=int(RESET_VALID.total_seconds() // 60),
                reset_url=mail.link("auth.reset_password", token=make_token(user)))
