@@ -250,6 +250,44 @@ def keys_prune(unused_days, dry_run):
     click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.")
 
 
+@click.group("mail", help="The outgoing mail.")
+def mail_group():
+    pass
+
+
+@mail_group.command("send-pending")
+@with_appcontext
+def mail_send_pending():
+    """Send the mail that is due, then exit (safe next to running servers: each mail goes once)."""
+    from flask import current_app
+
+    from .service import mail
+
+    mail.warn_about_setup(current_app)
+    report = mail.send_pending()
+    click.echo(f"Sent {report.sent} mail(s); {report.failed} failed and will be retried; "
+               f"gave up on {report.gave_up}.")
+    if report.failed or report.gave_up:
+        sys.exit(1)
+
+
+@click.group("notify", help="Mail people about their keys.")
+def notify_group():
+    pass
+
+
+@notify_group.command("expiring")
+@with_appcontext
+def notify_expiring():
+    """Queue the 7-day and 1-day expiry reminders that are due (safe from cron, as often as
+    you like: each goes once per key and threshold). `mail send-pending` or a running server
+    sends them."""
+    from .service import notifications
+
+    count = notifications.notify_expiring()
+    click.echo(f"Queued {count} expiry reminder(s).")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, type=int, show_default=True)
@@ -269,6 +307,8 @@ def register(app) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(keys_group)
     app.cli.add_command(serve)
+    app.cli.add_command(mail_group)
+    app.cli.add_command(notify_group)
     backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 
 
@@ -300,6 +340,8 @@ cli.add_command(flask_migrate_db, "db")
 cli.add_command(users_group)
 cli.add_command(keys_group)
 cli.add_command(serve)
+cli.add_command(mail_group)
+cli.add_command(notify_group)
 
 
 def main() -> None:

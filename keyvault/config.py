@@ -202,6 +202,19 @@ def _secret_scanning_keys(raw: str | None) -> str | None:
     return raw
 
 
+def _smtp_url(raw: str | None) -> str | None:
+    """KEYVAULT_SMTP_URL, checked now so a typo stops start-up rather than every mail."""
+    from .smtp import parse_url
+
+    if raw is None or not raw.strip():
+        return None
+    try:
+        parse_url(raw)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return raw.strip()
+
+
 def load(instance_path: Path, env: dict | None = None) -> dict:
     """The app's configuration as a dict for app.config."""
     env = dict(os.environ if env is None else env)
@@ -259,6 +272,14 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         **_rate_limits(env),
         "KEYVAULT_USAGE_FLUSH_SECONDS": _int(env, "KEYVAULT_USAGE_FLUSH_SECONDS", 5, minimum=1),
         "KEYVAULT_ARGON2": {},
+        # E-mail (service.mail): no SMTP URL means the log in development, nothing in production.
+        "KEYVAULT_SMTP_URL": _smtp_url(env.get("KEYVAULT_SMTP_URL")),
+        "KEYVAULT_MAIL_FROM": env.get("KEYVAULT_MAIL_FROM", "").strip()
+        or "KeyVault <keyvault@localhost>",
+        "KEYVAULT_MAIL_SEND_SECONDS": _int(env, "KEYVAULT_MAIL_SEND_SECONDS", 5),
+        "KEYVAULT_MAIL_MAX_ATTEMPTS": _int(env, "KEYVAULT_MAIL_MAX_ATTEMPTS", 8, minimum=1),
+        "KEYVAULT_MAIL_RETRY_SECONDS": _int(env, "KEYVAULT_MAIL_RETRY_SECONDS", 60, minimum=1),
+        "KEYVAULT_MAIL_LEASE_SECONDS": _int(env, "KEYVAULT_MAIL_LEASE_SECONDS", 300, minimum=1),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAX_CONTENT_LENGTH": max_body,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -1,5 +1,6 @@
 """Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay, the second
-factor (TotpCredential, RecoveryCode) and passkeys (Passkey, WebAuthnChallenge) (SQLAlchemy 2.0)."""
+factor (TotpCredential, RecoveryCode), passkeys (Passkey, WebAuthnChallenge) and mail
+(MailOutbox, KeyNotice) (SQLAlchemy 2.0)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -81,6 +83,9 @@ class User(UserMixin, db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Part of the session's user id: raising it ends every browser session the user has.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The notices a person may turn off (service.notifications); security notices always go.
+    notify_expiring: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_presented: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
@@ -275,3 +280,42 @@ class WebAuthnChallenge(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now(),
                                                  index=True)
+
+
+class MailOutbox(db.Model):
+    """One mail to send (service.mail): queued in the transaction of the action that caused it,
+    sent later by whichever sender claims it first (a lease in `claimed_until`), retried with
+    backoff until `sent_at`, or given up on (`gave_up_at`) with the last error kept."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "sent_at", "gave_up_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(255))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(40))  # its template, for the log line
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # the sender holding the lease
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class KeyNotice(db.Model):
+    """A notice about a key that was mailed (service.notifications), so each goes once: per
+    expiry threshold and expiry date, or per day for a dead key still being presented. Inserted
+    in the transaction that queues the mail; the unique constraint settles races."""
+
+    __tablename__ = "key_notices"
+    __table_args__ = (UniqueConstraint("key_id", "kind", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # expires_7d, expires_1d, presented
+    period: Mapped[str] = mapped_column(String(32))  # the expiry it warned of, or the UTC day
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())

@@ -1,6 +1,6 @@
 """Rate limits on the doors a program knocks at: the API (per key), verify and forward_auth (per
-calling key) and sign-up (per address). Password guessing has its own, exact limit
-(service.guessing).
+calling key), sign-up (per address) and password-reset mails (per email address asked for).
+Password guessing has its own, exact limit (service.guessing).
 
 Counts live in this process's memory by default (WindowCounts), or in a `limits` storage
 (Flask-Limiter's own engine) shared by every worker and instance through
@@ -33,8 +33,10 @@ DOORS = {
     "api": "KEYVAULT_RATELIMIT_API",
     "verify": "KEYVAULT_RATELIMIT_VERIFY",
     "signup": "KEYVAULT_RATELIMIT_SIGNUP",
+    "reset": "KEYVAULT_RATELIMIT_RESET",  # password-reset mails, per email address asked for
 }
-DEFAULTS = {"api": "1200/minute", "verify": "60000/minute", "signup": "10/hour"}
+DEFAULTS = {"api": "1200/minute", "verify": "60000/minute", "signup": "10/hour",
+            "reset": "5/hour"}
 STORAGE_ERROR_LOG_EVERY = 60.0
 
 

@@ -227,15 +227,17 @@ def application() -> BufferedWSGI:
     logs.configure(fmt)
     app = create_app()
     from .api.fastlane import takes
-    from .service import usage
+    from .service import mail, usage
 
+    stop_mail = mail.start_sender(app)
     # On SQLite the verify fast path's read never waits (module docstring); a PostgreSQL
     # round trip would hold up every connection of the worker, so there it takes a thread.
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"],
-                        on_stop=lambda: usage.close(app), inline=takes if sqlite else None)
+                        on_stop=lambda: (stop_mail(), usage.close(app)),
+                        inline=takes if sqlite else None)
 
 
 def _one_queue_server():

@@ -8,10 +8,14 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -99,16 +103,20 @@ def _clear(db) -> None:
 
 
 @pytest.fixture
-def make_app(database_url):
-    """Build an app on the session's database with extra overrides (config per test)."""
+def make_app(database_url, request):
+    """Build an app on the session's database with extra overrides (config per test). A test
+    that asks for `smtp_server` gets apps that send their mail to it (KEYVAULT_SMTP_URL)."""
     from keyvault import create_app, keystore
     from keyvault.extensions import db
     from keyvault.service import usage
 
     built = []
+    mail = {}
+    if "smtp_server" in request.fixturenames:
+        mail["KEYVAULT_SMTP_URL"] = request.getfixturevalue("smtp_server").url
 
     def factory(**overrides):
-        app = create_app({**base_overrides(database_url), **overrides})
+        app = create_app({**base_overrides(database_url), **mail, **overrides})
         built.append(app)
         return app
 
@@ -279,6 +287,92 @@ def enrolled(client, auth, user, frozen):
     return secret, codes
 
 
+# ---------------------------------------------------------------- a real SMTP server
+
+
+class SmtpServer:
+    """aiosmtpd on loopback, keeping every mail it accepts as an EmailMessage in `messages`.
+
+    `refuse` set to an SMTP reply ("451 4.3.0 Try again later") makes it answer every mail so.
+    """
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        self.refuse: str | None = None
+        self._arrived = threading.Condition()
+        self.controller = Controller(self, hostname="127.0.0.1", port=_free_port())
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.controller.port}"
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook
+        if self.refuse is not None:
+            return self.refuse
+        message = message_from_bytes(envelope.original_content or envelope.content,
+                                     policy=email_policy.default)
+        with self._arrived:
+            self.messages.append(message)
+            self._arrived.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[EmailMessage]:
+        """The messages, once at least `count` have arrived; AssertionError after `timeout` s."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise AssertionError(f"{count} mail(s) expected within {timeout} s, "
+                                     f"got {len(self.messages)}")
+            return list(self.messages)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+def text_of(message: EmailMessage) -> str:
+    """A mail's plain-text body, with the line ends of a text file."""
+    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+def html_of(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content().replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="session")
+def smtp_server_process():
+    server = SmtpServer()
+    server.controller.start()
+    yield server
+    server.controller.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_server_process):
+    """A real SMTP server (aiosmtpd on 127.0.0.1), emptied for this test: `.messages`,
+    `.wait_for(count, timeout)`, `.url`, `.refuse`.
+
+    Asking for it points every app this test builds (`app`, `make_app`) at it through
+    KEYVAULT_SMTP_URL. Mail is queued in the outbox and sent by `send_mail(app)` (below, the
+    `keyvault mail send-pending` code) or a server's background sender: the session's shared
+    `live_server` runs none (tests in this process share its database and send themselves), so
+    for mail queued through it call `send_mail(app)`; `start_server(..., smtp=smtp_server)` starts
+    a `keyvault serve` of its own whose background sender delivers here every second.
+    """
+    smtp_server_process.messages.clear()
+    smtp_server_process.refuse = None
+    yield smtp_server_process
+    smtp_server_process.refuse = None
+
+
+def send_mail(app):
+    """Send the outbox's due mail now (what `keyvault mail send-pending` does)."""
+    from keyvault.service import mail
+
+    with app.app_context():
+        return mail.send_pending(app)
+
+
 # ---------------------------------------------------------------- a controlled clock
 
 T0 = datetime(2030, 3, 10, 12, 0, tzinfo=UTC)
@@ -324,14 +418,19 @@ class LiveServer:
 
 
 def start_server(database_url: str, log_path: Path, workers: int = 2,
-                 extra_env: dict | None = None) -> LiveServer:
-    """`keyvault serve` exactly as operators run it (granian), on a free port."""
+                 extra_env: dict | None = None, smtp: SmtpServer | None = None) -> LiveServer:
+    """`keyvault serve` exactly as operators run it (granian), on a free port. With `smtp`, its
+    background sender delivers mail there every second; without, it sends none (tests that
+    share its database send their own)."""
     port = _free_port()
+    mail = ({"KEYVAULT_SMTP_URL": smtp.url, "KEYVAULT_MAIL_SEND_SECONDS": "1"} if smtp
+            else {"KEYVAULT_MAIL_SEND_SECONDS": "0"})
     env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
            "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
            # every browser test signs up from 127.0.0.1: more than a person's hourly quota
            # (the limit itself is tested in tests/test_rate_limits.py)
            "KEYVAULT_RATELIMIT_SIGNUP": "1000/hour",
+           **mail,
            **(extra_env or {})}
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(

@@ -173,8 +173,10 @@ def test_admin_revokes_any_key_and_the_owner_sees_it(admin_client, client, auth,
     assert service.verify_key(people.alice_value).code == "valid"
 
     new = [e for e in events_of(people.bob) if e.id not in before]
+    # ... and presenting the revoked key afterwards is logged too (events.note_refused_use)
     assert [(e.event, e.key_id, e.ip_address, e.details.get("by_admin")) for e in new] == [
-        ("key.revoked", people.bob_key.id, ADMIN_ADDRESS, "admin@example.com")]
+        ("key.revoked", people.bob_key.id, ADMIN_ADDRESS, "admin@example.com"),
+        ("key.revoked_use", people.bob_key.id, "127.0.0.1", None)]
     assert not any(e.event == "key.revoked" for e in events_of(people.admin))
 
     auth.login("bob@example.com")

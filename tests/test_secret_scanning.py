@@ -126,14 +126,32 @@ def test_a_signed_report_revokes_the_key_and_logs_where_it_was_found(
                               "label": "true_positive"}]
     assert value not in response.get_data(as_text=True)  # the hash, never the token
     assert response.headers["Cache-Control"] == "no-store"
-    assert verify(client, verifier, value) == {"active": False, "code": "revoked"}
     [event] = leaked_events(key)
     assert (event.user_id, event.key_label, event.key_mask) == (user.id, "deploy", key.mask)
     assert event.details == {"url": FOUND_AT, "source": "content", "type": TYPE}
     assert event_count() == before + 1  # the revocation is that one event, not two
+    assert verify(client, verifier, value) == {"active": False, "code": "revoked"}
     text = service.describe(event)
     assert text.title == "Key revoked: found in public"
     assert text.summary == f"Revoked because it was found in public at {FOUND_AT}. Found in: content."
+
+
+def test_a_signed_report_mails_the_owner(app, client, signer, user, make_key, smtp_server):
+    """The owner hears of it at once: one mail through a real SMTP server naming the key, where
+    it was found and that it was revoked, and never its value."""
+    from tests.conftest import send_mail, text_of
+
+    _, value = make_key(user, label="deploy")
+    send_mail(app)  # the key-created notice, out of the way
+    smtp_server.messages.clear()
+    body = report(value)
+    assert post(client, body, signer.headers(body)).status_code == 200
+    send_mail(app)
+    [message] = smtp_server.wait_for(1)
+    assert message["To"] == user.email
+    text = text_of(message)
+    assert "deploy" in text and FOUND_AT in text and "revoked" in text.lower()
+    assert value not in message.as_string()
 
 
 def test_the_owner_reads_the_event_in_the_security_log(client, signer, user, make_key):

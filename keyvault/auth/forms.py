@@ -1,11 +1,11 @@
-"""Sign-up, log-in, re-authentication and password-change forms (CSRF via Flask-WTF).
+"""Sign-up, log-in, re-authentication, password-change and reset forms (CSRF via Flask-WTF).
 
 Every message is written here, in the person's words: none of WTForms' defaults ("This field is
 required.", "Field must be between 8 and 1024 characters long.") reaches a page.
 """
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField, SubmitField
+from wtforms import EmailField, HiddenField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, StopValidation
 
 from ..service.validation import EMAIL_MAX, PASSWORD_MAX, PASSWORD_MIN, PASSWORD_RULE
@@ -84,3 +84,15 @@ class TwoFactorCodeForm(FlaskForm):
         DataRequired("Enter the 6-digit code from your authenticator app, or a recovery code."),
         Length(max=32, message="That code is not right.")])
     submit = SubmitField("Verify")
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email", validators=email_validators())
+    submit = SubmitField("Mail me a reset link")
+
+
+class ResetPasswordForm(FlaskForm):
+    token = HiddenField()
+    password = PasswordField("New password", validators=new_password_validators())
+    confirm = PasswordField("Repeat new password", validators=repeat_validators("password"))
+    submit = SubmitField("Set new password")

@@ -1,5 +1,5 @@
-"""Sign up, log in (and its second step), log out, and confirm the password for sensitive
-actions."""
+"""Sign up, log in (and its second step), log out, reset a forgotten password, and confirm
+the password for sensitive actions."""
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -18,7 +18,14 @@ from ..web import (
     safe_next,
     send_to_enrolment,
 )
-from .forms import ConfirmPasswordForm, LoginForm, SignUpForm, TwoFactorCodeForm
+from .forms import (
+    ConfirmPasswordForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ResetPasswordForm,
+    SignUpForm,
+    TwoFactorCodeForm,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -201,3 +208,58 @@ def confirm():
             return redirect(safe_next(form.next.data, url_for(HOME)))
         form.password.errors.append("That password is not right.")
     return render_template("auth/confirm.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password():
+    """Ask for a reset link by mail; the same answer whether or not the address has an account."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        email = service.normalise_email(form.email.data)
+        counted = limiter().hit("reset", email)
+        if counted is not None and not counted.allowed:
+            metrics.record_rate_limited("reset")
+            form.email.errors = [f"Too many reset links asked for this address: try again in "
+                                 f"{_in_words(counted.reset)}."]
+            return render_template("auth/forgot.html", form=form), 429, dict(counted.headers())
+        service.request_reset(email, origin())
+        return render_template("auth/forgot_sent.html", email=email)
+    return render_template("auth/forgot.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/password/reset", methods=["GET", "POST"])
+def reset_password():
+    """The link from the mail (`?token=`, which the access log scrubs): choose a new password.
+    The page sends no Referer, so the token goes nowhere else."""
+    form = ResetPasswordForm()
+    token = form.token.data if request.method == "POST" else request.args.get("token", "")
+    try:
+        service.user_for_token(token)
+    except service.ResetLinkInvalid as error:
+        return _reset_refused(error)
+    form.token.data = token
+    if form.validate_on_submit():
+        try:
+            service.reset_password(token, form.password.data, origin())
+        except service.ResetLinkInvalid as error:
+            return _reset_refused(error)
+        except service.ServiceError as error:
+            form.password.errors.append(error.detail)
+        else:
+            logout_user()
+            session.clear()
+            flash("Your password has been reset and every session logged out. Log in with the "
+                  "new password.", "success")
+            return redirect(url_for("auth.login"), 303)
+    page = render_template("auth/reset.html", form=form, password_rule=PASSWORD_RULE)
+    return page, 400 if form.errors else 200, NO_REFERRER
+
+
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+
+
+def _reset_refused(error):
+    page = render_template("errors/error.html", code=error.status, title=error.title,
+                           detail=error.detail, action_url=url_for("auth.forgot_password"),
+                           action="Ask for a new reset link")
+    return page, error.status, NO_REFERRER

@@ -17,6 +17,9 @@ get models, verdicts or a ServiceError back. One module per concern:
 - second_factor  two-factor: authenticator app (TOTP), recovery codes, the login's second step
   (used as `service.second_factor.methods(user)`, …)
 - leaks       keys found in public (secret scanning reports): recognise, revoke, log
+- mail        the outbox: mail queued in the caller's transaction, sent by leased senders
+- notifications  which events mail whom; expiry reminders; a dead key still presented
+- resets      password reset by a signed, single-use link mailed to the account
 
 Views and the command line use the names below (`service.create_key`, …).
 """
@@ -49,6 +52,7 @@ from .errors import (
     KeyLimitReached,
     KeyNotFound,
     KeyNotLive,
+    ResetLinkInvalid,
     ScopeNotAllowed,
     ServiceError,
     TooManyFailures,
@@ -69,6 +73,7 @@ from .keys import (
 )
 from .leaks import FoundToken, report_found_tokens
 from .pagination import Page
+from .resets import request_reset, reset_password, user_for_token
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
 from .validation import (
@@ -94,4 +99,5 @@ __all__ = [
     "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
+    "ResetLinkInvalid", "request_reset", "reset_password", "user_for_token",
 ]

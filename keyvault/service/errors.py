@@ -66,3 +66,9 @@ class ScopeNotAllowed(ServiceError):
 class EmailTaken(ServiceError):
     status = 409
     title = "Email already registered"
+
+
+class ResetLinkInvalid(ServiceError):
+    """A password-reset link that was altered, has expired, or was already used."""
+
+    title = "Reset link not valid"

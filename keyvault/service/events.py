@@ -9,15 +9,18 @@ from typing import Any, NamedTuple
 
 from flask import Flask, has_app_context
 from sqlalchemy import or_, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import selectinload
 
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, SecurityEvent, User
+from . import notifications
 from .pagination import Page, paginate
 
-EXPIRED_USE_EVERY = timedelta(hours=1)
+REFUSED_USE_EVERY = timedelta(hours=1)
+# The verdicts whose keys are logged (and their owners mailed) when still presented.
+REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use"}
 log = logging.getLogger("keyvault")
 
 
@@ -51,7 +54,8 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
     """Add a security-log event to the current transaction; the caller commits.
 
     The event keeps the key's label and mask as they are now, so the log still tells what
-    happened after the key is renamed or rolled.
+    happened after the key is renamed or rolled. An event that mails someone queues the mail in
+    the same transaction (service.notifications).
     """
     row = SecurityEvent(
         user_id=user_id,
@@ -72,6 +76,7 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
         row.key = key
         row.key_label, row.key_mask = key.label, key.mask
     db.session.add(row)
+    notifications.after_record(row)
 
 
 def page_events(owner: User, limit: int, cursor: str | None, key: ApiKey | None = None) -> Page:
@@ -102,6 +107,8 @@ _TITLES = {
     "sudo.failed": "Wrong password when confirming an action",
     "logout": "Logged out everywhere",
     "password.changed": "Password changed",
+    "password.reset": "Password reset by e-mail link",
+    "password.reset_requested": "Password reset link mailed",
     "password.change_failed": "Wrong current password when changing the password",
     "user.activated": "Account activated",
     "user.deactivated": "Account deactivated",
@@ -124,6 +131,7 @@ _TITLES = {
     "passkey.removed": "Passkey removed",
     "passkey.failed": "Failed passkey login",
     "key.leaked": "Key revoked: found in public",
+    "key.revoked_use": "Revoked key presented",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -144,7 +152,7 @@ def duration(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-def _scopes(scopes: list[str]) -> str:
+def scopes_in_words(scopes: list[str]) -> str:
     return ", ".join("* (full access)" if scope == "*" else scope for scope in scopes)
 
 
@@ -155,7 +163,7 @@ def describe(event: SecurityEvent) -> EventText:
     parts: list[str] = []
     if event.event == "key.created":
         if details.get("scopes"):
-            parts.append(f"Scopes granted: {_scopes(details['scopes'])}.")
+            parts.append(f"Scopes granted: {scopes_in_words(details['scopes'])}.")
         if "expires_at" in details:
             expires = details["expires_at"]
             parts.append(f"Expires {expires[:16].replace('T', ' ')} UTC." if expires
@@ -164,9 +172,9 @@ def describe(event: SecurityEvent) -> EventText:
         if "label_from" in details:
             parts.append(f"Renamed from “{details['label_from']}” to “{details['label_to']}”.")
         if details.get("scopes_added"):
-            parts.append(f"Scopes granted: {_scopes(details['scopes_added'])}.")
+            parts.append(f"Scopes granted: {scopes_in_words(details['scopes_added'])}.")
         if details.get("scopes_removed"):
-            parts.append(f"Scopes removed: {_scopes(details['scopes_removed'])}.")
+            parts.append(f"Scopes removed: {scopes_in_words(details['scopes_removed'])}.")
         if "description" in details.get("fields", []):
             parts.append("Description changed.")
         if not parts and details.get("fields"):  # events logged before the changes were kept
@@ -197,6 +205,11 @@ def describe(event: SecurityEvent) -> EventText:
         parts.append(_PASSKEY_FAILURES.get(details.get("reason"), ""))
         if details.get("passkey"):
             parts.append(f"Passkey “{details['passkey']}”.")
+    elif event.event == "password.reset_requested" and details.get("reason") == "inactive":
+        parts.append("No mail was sent: the account is deactivated.")
+    elif event.event == "password.reset":
+        parts.append("Set through a reset link mailed to the account; every session was "
+                     "logged out.")
     elif event.event == "password.changed":
         parts.append("Every session was logged out." if event.user_agent == CLI_AGENT
                      else "Every other session was logged out.")
@@ -220,6 +233,8 @@ def describe(event: SecurityEvent) -> EventText:
         parts.append("The old recovery codes stopped working.")
     elif event.event == "2fa.reset_by_admin" and not details.get("by_admin"):
         parts.append("Reset by an operator at the command line; the password alone logs in.")
+    elif event.event == "key.revoked_use":
+        parts.append("Someone presented this key after it was revoked; it was refused.")
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
                 "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(
@@ -239,28 +254,40 @@ def performed_by(event: SecurityEvent) -> str:
     return ""
 
 
-def note_expired_use(app: Flask, key_id: int, user_id: int, origin: Origin) -> None:
-    """Log a use of an expired key, at most once an hour per key so it cannot flood the log.
+def note_refused_use(app: Flask, key_id: int, user_id: int, origin: Origin,
+                     code: str = "expired") -> None:
+    """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
+    the log, and with it mail the owner at most once a day (service.notifications).
 
-    Callable outside an app context (the verify fast path): it pushes one of its own.
+    Callable outside an app context (the verify fast path): it pushes one of its own. It never
+    fails or holds up the verdict: with the database busy, the event is dropped (and logged).
     """
     if not has_app_context():
         with app.app_context():
-            return note_expired_use(app, key_id, user_id, origin)
-    since = clock.now() - EXPIRED_USE_EVERY
+            return note_refused_use(app, key_id, user_id, origin, code)
+    event = REFUSED_USE_EVENTS[code]
+    since = clock.now() - REFUSED_USE_EVERY
     recent = db.session.scalar(
         select(SecurityEvent.id).where(
             SecurityEvent.key_id == key_id,
-            SecurityEvent.event == "key.expired_use",
+            SecurityEvent.event == event,
             SecurityEvent.created_at > since,
         ).limit(1)
     )
-    if recent is None:
-        record("key.expired_use", user_id, origin, key_id=key_id)
+    if recent is not None:
+        return None
+    try:
+        record(event, user_id, origin, key_id=key_id)
+        mailed = notifications.key_presented(key_id, code, origin.ip_address)
         try:
             db.session.commit()
-        except OperationalError:  # a writer holds the lock: the verdict must not wait for it
+        except IntegrityError:  # another worker mailed about this key today: log the event only
+            if not mailed:
+                raise
             db.session.rollback()
-            log.warning("security log: key.expired_use for key %s not written (database busy)",
-                        key_id)
+            record(event, user_id, origin, key_id=key_id)
+            db.session.commit()
+    except OperationalError:  # a writer holds the lock: the verdict must not wait for it
+        db.session.rollback()
+        log.warning("security log: %s for key %s not written (database busy)", event, key_id)
     return None

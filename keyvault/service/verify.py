@@ -2,7 +2,7 @@
 
 Two steps, so that nothing happens to a key before the request that presented it is accepted:
 `check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
-side effect; `record_use` then stamps `last_used_at` and logs uses of expired keys, for the
+side effect; `record_use` then stamps `last_used_at` and logs uses of expired and revoked keys, for the
 verdicts the caller decides to act on. The HTTP side (keyvault.api.gate) calls both.
 """
 
@@ -20,7 +20,7 @@ from .. import clock, tokens
 from ..keystore import KeyRow, keystore
 from ..models import key_status
 from . import usage
-from .events import Origin, note_expired_use
+from .events import REFUSED_USE_EVENTS, Origin, note_refused_use
 from .keys import pepper
 from .scopes import effective, has_scope
 
@@ -97,7 +97,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
                app: Flask | None = None) -> None:
     """What presenting these keys leaves behind: a use counted for each known key, by verdict
     (service.usage: in memory, written every few seconds), `last_used_at` for valid ones (at
-    most once a minute per key), a security-log event for expired ones (at most once an hour).
+    most once a minute per key), a security-log event for expired and revoked ones (at most
+    once an hour), which mails the owner at most once a day (events.note_refused_use).
 
     Call it only with the verdicts of keys whose request is going ahead, never for a subject
     key when the caller asking about it was refused.
@@ -115,8 +116,9 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
         for verdict in stale:
             if verdict.active:
                 keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-            else:
-                note_expired_use(app, verdict.key_id, verdict.user_id, origin or Origin())
+            else:  # expired or revoked: logged, owner mailed
+                note_refused_use(app, verdict.key_id, verdict.user_id, origin or Origin(),
+                                 verdict.code)
 
     runner = write_elsewhere.get()
     if runner is None:
@@ -137,10 +139,11 @@ def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
 
 
 def _leaves_a_write(verdict: Verdict, now: datetime) -> bool:
-    """A valid key not stamped within the resolution, or an expired one (the security log)."""
+    """A valid key not stamped within the resolution, or an expired or revoked one (the
+    security log, and perhaps a mail to the owner)."""
     if verdict.active:
         return verdict.last_used_at is None or now - verdict.last_used_at >= LAST_USED_RESOLUTION
-    return verdict.code == "expired"
+    return verdict.code in REFUSED_USE_EVENTS
 
 
 def verify_key(value: str, required_scopes: list[str] | None = None,

@@ -2,6 +2,7 @@
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     HiddenField,
     RadioField,
@@ -150,3 +151,12 @@ class PasskeyNameForm(FlaskForm):
                        validators=[DataRequired("Give the passkey a name, such as “Work laptop”."),
                                    ServiceRule(clean_name, LABEL_MAX)])
     submit = SubmitField("Rename")
+
+
+class NotificationsForm(FlaskForm):
+    """The mails a person may turn off; security notices always go."""
+
+    expiring = BooleanField("A key of mine expires in 7 days, and again in 1 day")
+    presented = BooleanField("A revoked or expired key of mine is still being presented "
+                             "(at most once a day per key)")
+    submit = SubmitField("Save mail preferences")

@@ -1,5 +1,5 @@
-"""The account-settings pages: API keys, the security log, and deleting the account
-(two-factor authentication: settings/two_factor.py, on this blueprint)."""
+"""The account-settings pages: API keys, the security log, mail preferences, and deleting the
+account (two-factor authentication: settings/two_factor.py, on this blueprint)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .. import clock, service
 from ..auth.forms import ChangePasswordForm
 from ..extensions import db
 from ..request_context import origin
-from ..service import passkeys, scopes, second_factor, submissions, usage
+from ..service import notifications, passkeys, scopes, second_factor, submissions, usage
 from ..service.validation import PASSWORD_RULE
 from ..web import (
     known_device,
@@ -30,12 +30,14 @@ from .forms import (
     ActionForm,
     CreateKeyForm,
     EditKeyForm,
+    NotificationsForm,
     PasskeyNameForm,
     RollKeyForm,
     choices,
 )
 
 USAGE_DAYS = 30
+NOTIFICATIONS_PREFIX = "mail"  # its fields' ids differ from the password form's (submit, csrf)
 KEY_EVENTS = 20
 
 bp = Blueprint("settings", __name__)
@@ -345,12 +347,16 @@ def security_log():
 
 def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,
                   headers: dict | None = None):
+    notices = NotificationsForm(formdata=None, prefix=NOTIFICATIONS_PREFIX,
+                                expiring=current_user.notify_expiring,
+                                presented=current_user.notify_presented)
     return render_template(
         "settings/account.html", form=ActionForm(),
         password_form=password_form or ChangePasswordForm(formdata=None),
         password_rule=PASSWORD_RULE, two_factor=second_factor.status(current_user),
         passkeys=passkeys.list_passkeys(current_user),
         rename_form=PasskeyNameForm(formdata=None),
+        notifications_form=notices,
     ), status, headers or {}
 
 
@@ -378,6 +384,18 @@ def change_password():
     login_user(user)  # this session carries the new session epoch: it alone stays logged in
     mark_authenticated()
     flash("Your password has been changed. Every other session has been logged out.", "success")
+    return redirect(url_for(".account"), 303)
+
+
+@bp.post("/account/notifications")
+def notification_preferences():
+    """Turn the reminders on or off; the security notices are not the person's to turn off."""
+    form = NotificationsForm(prefix=NOTIFICATIONS_PREFIX)
+    if not form.validate_on_submit():
+        abort(400)
+    notifications.set_preferences(current_user._get_current_object(),
+                                  expiring=form.expiring.data, presented=form.presented.data)
+    flash("Saved your mail preferences.", "success")
     return redirect(url_for(".account"), 303)
 
 

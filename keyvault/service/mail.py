@@ -1,0 +1,221 @@
+"""E-mail through an outbox: queued in the caller's transaction, sent later by any sender.
+
+`queue` renders a mail from its templates (templates/mail/<kind>.txt and .html, sharing
+_layout.*) and adds it to the current transaction: the mail exists iff the action that caused it
+commits, and the request never waits for an SMTP server. `send_pending` (the command
+`keyvault mail send-pending`, and the background sender each `keyvault serve` worker runs)
+claims due rows with a lease: an UPDATE that succeeds only while nobody else holds the row, so
+two senders never send one mail, and one killed mid-way loses nothing (its lease runs out and
+another sends the mail). A failure is retried with exponential backoff, and given up after
+KEYVAULT_MAIL_MAX_ATTEMPTS with the error kept. The log gets one line per failure, never a body.
+
+Without KEYVAULT_SMTP_URL, development writes each whole mail to the log (a developer needs the
+reset link); production keeps the mails queued and warns at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import NamedTuple
+
+from flask import Flask, current_app, has_request_context
+from sqlalchemy import or_, select, update
+
+from .. import clock, smtp
+from ..extensions import db
+from ..models import MailOutbox
+
+log = logging.getLogger("keyvault.mail")
+
+RETRY_CAP = timedelta(hours=1)
+# Mails that carry a secret (a reset link): their bodies are blanked once sent.
+SECRET_KINDS = frozenset({"password_reset"})
+BATCH = 50
+SENDER_JOIN_SECONDS = 10
+
+
+class Rendered(NamedTuple):
+    subject: str
+    text: str
+    html: str
+
+
+def render(kind: str, **context) -> Rendered:
+    """A mail's subject and bodies; the .txt template sets `subject`."""
+    env = current_app.jinja_env
+    text_module = env.get_template(f"mail/{kind}.txt").make_module(context)
+    html = env.get_template(f"mail/{kind}.html").render(subject=text_module.subject, **context)
+    return Rendered(" ".join(str(text_module.subject).split()), str(text_module).strip() + "\n",
+                    html)
+
+
+def queue(to: str, kind: str, **context) -> MailOutbox:
+    """Add a mail to the current transaction; the caller commits (or rolls back: no mail)."""
+    mail = render(kind, account=to, **context)
+    row = MailOutbox(to_address=to, subject=mail.subject[:255], text_body=mail.text,
+                     html_body=mail.html, kind=kind, created_at=clock.now(),
+                     next_attempt_at=clock.now(), attempts=0)
+    db.session.add(row)
+    return row
+
+
+def link(endpoint: str, **values) -> str:
+    """A link for a mail, on KEYVAULT_BASE_URL (web.external_url), inside a request or not."""
+    from ..web import external_url
+
+    if has_request_context():
+        return external_url(endpoint, **values)
+    with current_app.test_request_context("/"):
+        return external_url(endpoint, **values)
+
+
+# ---------------------------------------------------------------- sending
+
+
+class SendReport(NamedTuple):
+    sent: int
+    failed: int  # will be retried
+    gave_up: int
+
+
+def _due():
+    now = clock.now()
+    return (MailOutbox.sent_at.is_(None), MailOutbox.gave_up_at.is_(None),
+            MailOutbox.next_attempt_at <= now,
+            or_(MailOutbox.claimed_until.is_(None), MailOutbox.claimed_until < now))
+
+
+def _claim(mail_id: int, sender: str, lease: timedelta) -> bool:
+    """Take the row for `lease`; False when another sender holds it or it is done."""
+    claimed = db.session.execute(
+        update(MailOutbox).where(MailOutbox.id == mail_id, *_due())
+        .values(claimed_until=clock.now() + lease, claimed_by=sender)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return claimed.rowcount == 1
+
+
+def _message(app: Flask, mail: MailOutbox) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = app.config["KEYVAULT_MAIL_FROM"]
+    message["To"] = mail.to_address
+    message["Subject"] = mail.subject
+    message["Date"] = format_datetime(clock.now())
+    message["Message-ID"] = make_msgid(domain="keyvault")
+    message.set_content(mail.text_body)
+    message.add_alternative(mail.html_body, subtype="html")
+    return message
+
+
+def _deliver(app: Flask, mail: MailOutbox) -> None:
+    url = app.config["KEYVAULT_SMTP_URL"]
+    if url is None:  # development (production never gets here: send_pending keeps the mail)
+        log.info("mail (no KEYVAULT_SMTP_URL set, so written here) to %s: %s\n%s",
+                 mail.to_address, mail.subject, mail.text_body)
+        return
+    smtp.send(smtp.parse_url(url), _message(app, mail))
+
+
+def _finish(mail_id: int, sender: str, **values) -> None:
+    done = db.session.execute(
+        update(MailOutbox).where(MailOutbox.id == mail_id, MailOutbox.claimed_by == sender)
+        .values(claimed_until=None, claimed_by=None, **values)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if done.rowcount != 1:
+        log.warning("mail %s: the lease ran out while sending; another sender may repeat it",
+                    mail_id)
+
+
+def backoff(app: Flask, attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failure: doubling from the first, capped."""
+    first = timedelta(seconds=app.config["KEYVAULT_MAIL_RETRY_SECONDS"])
+    return min(first * 2 ** (attempts - 1), RETRY_CAP)
+
+
+def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
+    """Send every mail that is due (up to `limit`), each by the one sender that claims it."""
+    app = app or current_app._get_current_object()
+    config = app.config
+    if config["KEYVAULT_SMTP_URL"] is None and config["KEYVAULT_ENV"] == "production":
+        return SendReport(0, 0, 0)  # kept for when an SMTP server is configured
+    sender, lease = secrets.token_hex(8), timedelta(seconds=config["KEYVAULT_MAIL_LEASE_SECONDS"])
+    sent = failed = gave_up = 0
+    while sent + failed + gave_up < limit:
+        candidates = db.session.scalars(
+            select(MailOutbox.id).where(*_due())
+            .order_by(MailOutbox.next_attempt_at, MailOutbox.id).limit(min(BATCH, limit))).all()
+        db.session.commit()  # end the read, so claims see other senders' commits
+        claimed_any = False
+        for mail_id in candidates:
+            if sent + failed + gave_up >= limit or not _claim(mail_id, sender, lease):
+                continue
+            claimed_any = True
+            mail = db.session.get(MailOutbox, mail_id)
+            attempts = mail.attempts + 1
+            try:
+                _deliver(app, mail)
+            except Exception as error:  # noqa: BLE001 - any failure is retried, never a poison row
+                reason = f"{type(error).__name__}: {error}"[:500]
+                if attempts >= config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
+                    gave_up += 1
+                    log.error("mail %s (%s) not sent after %d attempts; giving up: %s",
+                              mail_id, mail.kind, attempts, reason)
+                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
+                            gave_up_at=clock.now())
+                else:
+                    failed += 1
+                    retry_at = clock.now() + backoff(app, attempts)
+                    log.warning("mail %s (%s) not sent (attempt %d); retrying at %s: %s",
+                                mail_id, mail.kind, attempts, retry_at.isoformat(timespec="seconds"),
+                                reason)
+                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
+                            next_attempt_at=retry_at)
+            else:
+                sent += 1
+                blank = {"text_body": "", "html_body": ""} if mail.kind in SECRET_KINDS else {}
+                _finish(mail_id, sender, attempts=attempts, sent_at=clock.now(), **blank)
+        if not claimed_any:
+            break
+    return SendReport(sent, failed, gave_up)
+
+
+def warn_about_setup(app: Flask) -> None:
+    """At start-up: say so when mail cannot reach anyone, or its links have no host."""
+    if app.config["KEYVAULT_SMTP_URL"] is None and app.config["KEYVAULT_ENV"] == "production":
+        log.warning("KEYVAULT_SMTP_URL is not set: mail (password resets, key notices) stays "
+                    "queued and nobody receives it")
+    if app.config["KEYVAULT_BASE_URL"] is None:
+        log.warning("KEYVAULT_BASE_URL is not set: links in mails are paths without a host")
+
+
+def start_sender(app: Flask) -> Callable[[], None]:
+    """A thread that sends due mail every KEYVAULT_MAIL_SEND_SECONDS (0: none); returns stop()."""
+    warn_about_setup(app)
+    interval = app.config["KEYVAULT_MAIL_SEND_SECONDS"]
+    if not interval:
+        return lambda: None
+    stopping = threading.Event()
+
+    def run() -> None:
+        while not stopping.wait(interval):
+            try:
+                with app.app_context():
+                    send_pending(app)
+            except Exception as error:  # noqa: BLE001 - a database outage must not end the thread
+                log.error("mail sender: %s; trying again in %s s", type(error).__name__, interval)
+
+    thread = threading.Thread(target=run, name="keyvault-mail", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(timeout=SENDER_JOIN_SECONDS)
+
+    return stop

@@ -1,0 +1,130 @@
+"""Mails to the person an event concerns, decided from the security log (events.record calls
+`after_record` for every event) and by `keyvault notify expiring`.
+
+Security notices always go: a key created on the account or revoked because it leaked, the
+password changed or reset, and the other account events listed in ACCOUNT_NOTICES (the second
+factor and passkeys changing). The others, a key expiring soon and a dead key still being
+presented, go unless the person turned them off (users.notify_expiring, notify_presented).
+Each mail is queued in the transaction of its event (service.mail), so it exists iff the event
+does; a key_notices row in the same transaction makes a reminder go once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import clock
+from ..extensions import db
+from ..models import ApiKey, KeyNotice, SecurityEvent, User
+from . import mail
+
+# Account events that mail the person, described in words by events.describe.
+ACCOUNT_NOTICES = {"password.changed", "password.reset",
+                   "2fa.enabled", "2fa.disabled", "2fa.reset_by_admin", "2fa.recovery_regenerated",
+                   "passkey.added", "passkey.removed"}
+KEY_NOTICES = {"key.created": "key_created", "key.leaked": "key_leaked"}
+# (kind, how long before the expiry), nearest first.
+EXPIRY_THRESHOLDS = (("expires_1d", timedelta(days=1)), ("expires_7d", timedelta(days=7)))
+
+
+def after_record(event: SecurityEvent) -> None:
+    """Queue the mail `event` calls for, if any, in its transaction (no commit)."""
+    if event.event not in KEY_NOTICES and event.event not in ACCOUNT_NOTICES:
+        return
+    user = db.session.get(User, event.user_id) if event.user_id is not None else None
+    if user is None:
+        return
+    if event.event in ACCOUNT_NOTICES:
+        from .events import describe
+
+        text = describe(event)
+        mail.queue(user.email, "account_notice", title=text.title, summary=text.summary,
+                   when=event.created_at, address=event.ip_address, agent=event.user_agent,
+                   log_url=mail.link("settings.security_log"),
+                   reset_url=mail.link("auth.forgot_password"))
+        return
+    mail.queue(user.email, KEY_NOTICES[event.event], **_key_context(event))
+
+
+def _key_context(event: SecurityEvent) -> dict:
+    from .events import performed_by, scopes_in_words
+
+    details = event.details or {}
+    expires = details.get("expires_at")
+    key = event.key
+    return {
+        "label": event.key_label, "mask": event.key_mask,
+        "scopes": scopes_in_words(details.get("scopes") or (key.scopes if key else [])),
+        "expiry": (f"Expires {expires[:16].replace('T', ' ')} UTC." if expires
+                   else "Never expires."),
+        "when": event.created_at, "address": event.ip_address, "agent": event.user_agent,
+        "actor": performed_by(event), "url": details.get("url"), "source": details.get("source"),
+        "key_url": mail.link("settings.key_page", public_id=key.public_id) if key
+        else mail.link("settings.api_keys"),
+        "reset_url": mail.link("auth.forgot_password"),
+    }
+
+
+def _noticed(key_id: int, kind: str, period: str) -> bool:
+    return bool(db.session.scalar(select(exists().where(
+        KeyNotice.key_id == key_id, KeyNotice.kind == kind, KeyNotice.period == period))))
+
+
+def notify_expiring(now: datetime | None = None) -> int:
+    """Queue the reminders due now: a live key expiring within 7 days gets one, and again
+    within 1 day; each once per key, threshold and expiry date (a key whose expiry moves gets
+    reminded of the new one). Commits each; returns how many were queued."""
+    from ..web import relative
+
+    now = now or clock.now()
+    longest = EXPIRY_THRESHOLDS[-1][1]
+    keys = db.session.scalars(
+        select(ApiKey).join(User).where(
+            ApiKey.revoked_at.is_(None), ApiKey.expires_at > now,
+            ApiKey.expires_at <= now + longest, User.is_active.is_(True),
+            User.notify_expiring.is_(True)).order_by(ApiKey.id)).all()
+    queued = 0
+    for key in keys:
+        kind = next(kind for kind, before in EXPIRY_THRESHOLDS if key.expires_at - now <= before)
+        period = key.expires_at.isoformat(timespec="seconds")
+        if _noticed(key.id, kind, period):
+            continue
+        db.session.add(KeyNotice(key_id=key.id, kind=kind, period=period, created_at=now))
+        mail.queue(key.user.email, "key_expiring", label=key.label, mask=key.mask,
+                   expires_at=key.expires_at, within=relative(key.expires_at, now),
+                   key_url=mail.link("settings.key_page", public_id=key.public_id),
+                   settings_url=mail.link("settings.account"))
+        try:
+            db.session.commit()
+        except IntegrityError:  # another run queued this one a moment ago
+            db.session.rollback()
+            continue
+        queued += 1
+    return queued
+
+
+def key_presented(key_id: int, state: str, address: str | None) -> bool:
+    """Queue today's "your <expired|revoked> key is still being used" mail unless it went
+    today or the owner turned it off; the caller commits (an IntegrityError: it just went)."""
+    now = clock.now()
+    day = now.date().isoformat()
+    if _noticed(key_id, "presented", day):
+        return False
+    key = db.session.get(ApiKey, key_id)
+    if key is None or not key.user.notify_presented or not key.user.is_active:
+        return False
+    db.session.add(KeyNotice(key_id=key_id, kind="presented", period=day, created_at=now))
+    mail.queue(key.user.email, "key_presented", label=key.label, mask=key.mask, state=state,
+               when=now, address=address,
+               key_url=mail.link("settings.key_page", public_id=key.public_id),
+               settings_url=mail.link("settings.account"))
+    return True
+
+
+def set_preferences(user: User, *, expiring: bool, presented: bool) -> None:
+    """The person's choice of the notices that may be turned off."""
+    user.notify_expiring, user.notify_presented = expiring, presented
+    db.session.commit()
