@@ -88,6 +88,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._held: list = []
         self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
+        self._write_due = False  # write_pending is scheduled (touch_later)
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
         self._mark = mark
@@ -187,6 +188,43 @@ class KeyStore:
                         self._pending.setdefault(later, at)
                 break
         return True
+
+    def touch_later(self, key_id: int, when: datetime) -> bool:
+        """Keep a usage stamp for write_pending (the server's threads, after a verdict answered
+        on its event loop). True when no write is due yet: the caller schedules one."""
+        with self._lock:
+            if len(self._pending) < PENDING_MAX:
+                self._pending.setdefault(key_id, when)
+            due, self._write_due = self._write_due, True
+            return not due
+
+    def write_pending(self) -> bool:
+        """Write every held stamp in one transaction: a burst of first uses (a thousand keys
+        verified after a quiet minute) is one write, not one each. False (stamps kept) when a
+        writer holds the lock."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._write_due = False
+        if not pending:
+            return True
+        bind = self._bind_time
+        rows = [(bind(when), key_id, bind(when)) for key_id, when in pending.items()]
+        connection, cursor = self._cursor()
+        try:
+            cursor.execute("BEGIN")
+            cursor.executemany(self._touch, rows)
+            cursor.execute("COMMIT")
+            return True
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            cursor.execute("ROLLBACK")
+            with self._lock:  # kept for the next write; a newer stamp of the same key wins
+                for key_id, when in pending.items():
+                    if len(self._pending) < PENDING_MAX:
+                        self._pending.setdefault(key_id, when)
+            if not self._lock_busy(error):
+                raise DBAPIError.instance(self._touch, rows[0], error,
+                                          self.engine.dialect.loaded_dbapi.Error) from error
+            return False
 
     def _stamp_or_defer(self, key_id: int, when: datetime, threshold: datetime) -> bool:
         """Write one stamp; when a writer holds the lock, keep it for later (False)."""

@@ -254,6 +254,26 @@ def performed_by(event: SecurityEvent) -> str:
     return ""
 
 
+NOTED = "keyvault.refused_use_noted"
+NOTED_MAX = 10_000
+
+
+def _noted(app: Flask) -> dict:
+    """(key id, verdict) -> the time of its latest refused-use event, as this process knows it."""
+    noted = app.extensions.setdefault(NOTED, {})
+    if len(noted) >= NOTED_MAX:
+        noted.clear()
+    return noted
+
+
+def refused_use_due(app: Flask, key_id: int, code: str, now) -> bool:
+    """May a use of this dead key be due for the security log? Not when this process saw its
+    event within the hour: then the check (an app context and a query) is skipped, so a client
+    that keeps presenting a revoked key costs a verify no more than a valid one does."""
+    seen = app.extensions.get(NOTED, {}).get((key_id, code))
+    return seen is None or now - seen >= REFUSED_USE_EVERY
+
+
 def note_refused_use(app: Flask, key_id: int, user_id: int, origin: Origin,
                      code: str = "expired") -> None:
     """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
@@ -266,14 +286,15 @@ def note_refused_use(app: Flask, key_id: int, user_id: int, origin: Origin,
         with app.app_context():
             return note_refused_use(app, key_id, user_id, origin, code)
     event = REFUSED_USE_EVENTS[code]
-    since = clock.now() - REFUSED_USE_EVERY
+    now = clock.now()
     recent = db.session.scalar(
-        select(SecurityEvent.id).where(
+        select(SecurityEvent.created_at).where(
             SecurityEvent.key_id == key_id,
             SecurityEvent.event == event,
-            SecurityEvent.created_at > since,
-        ).limit(1)
+            SecurityEvent.created_at > now - REFUSED_USE_EVERY,
+        ).order_by(SecurityEvent.created_at.desc()).limit(1)
     )
+    _noted(app)[key_id, code] = recent or now
     if recent is not None:
         return None
     try:
@@ -289,5 +310,6 @@ def note_refused_use(app: Flask, key_id: int, user_id: int, origin: Origin,
             db.session.commit()
     except OperationalError:  # a writer holds the lock: the verdict must not wait for it
         db.session.rollback()
+        _noted(app).pop((key_id, code), None)  # try again at the next use
         log.warning("security log: %s for key %s not written (database busy)", event, key_id)
     return None

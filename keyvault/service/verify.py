@@ -13,6 +13,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from flask import Flask, current_app
 
@@ -20,7 +21,7 @@ from .. import clock, tokens
 from ..keystore import KeyRow, keystore
 from ..models import key_status
 from . import usage
-from .events import REFUSED_USE_EVENTS, Origin, note_refused_use
+from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
 from .keys import pepper
 from .scopes import effective, has_scope
 
@@ -108,23 +109,24 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     now = clock.now()
     usage.count(app, [(v.key_id, v.code) for v in verdicts if v.key_id is not None], now,
                 origin.ip_address if origin is not None else None)
-    stale = [verdict for verdict in verdicts if _leaves_a_write(verdict, now)]
+    stale = [verdict for verdict in verdicts if _leaves_a_write(app, verdict, now)]
     if not stale:
         return
 
-    def write() -> None:
-        for verdict in stale:
-            if verdict.active:
-                keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-            else:  # expired or revoked: logged, owner mailed
-                note_refused_use(app, verdict.key_id, verdict.user_id, origin or Origin(),
-                                 verdict.code)
-
     runner = write_elsewhere.get()
-    if runner is None:
-        write()
-    else:
-        runner(lambda: _logging_failures(app, write))
+    for verdict in stale:
+        if verdict.active and runner is None:
+            keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
+        elif verdict.active:  # batched: one write for the stamps of many verdicts
+            if keystore(app).touch_later(verdict.key_id, now):
+                runner(lambda: _logging_failures(app, keystore(app).write_pending))
+        else:  # expired or revoked: logged, owner mailed
+            note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
+                           origin or Origin(), verdict.code)
+            if runner is None:
+                note()
+            else:
+                runner(lambda note=note: _logging_failures(app, note))
 
 
 def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
@@ -138,12 +140,13 @@ def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
         report(app, error, "POST", "(usage stamp after a verdict)", "-")
 
 
-def _leaves_a_write(verdict: Verdict, now: datetime) -> bool:
-    """A valid key not stamped within the resolution, or an expired or revoked one (the
-    security log, and perhaps a mail to the owner)."""
+def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
+    """A valid key not stamped within the resolution, or an expired or revoked one whose use
+    may be due for the security log (and perhaps a mail to the owner)."""
     if verdict.active:
         return verdict.last_used_at is None or now - verdict.last_used_at >= LAST_USED_RESOLUTION
-    return verdict.code in REFUSED_USE_EVENTS
+    return verdict.code in REFUSED_USE_EVENTS and refused_use_due(app, verdict.key_id,
+                                                                  verdict.code, now)
 
 
 def verify_key(value: str, required_scopes: list[str] | None = None,
