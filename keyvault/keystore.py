@@ -10,6 +10,7 @@ Nothing is cached: every call reads the database, so revocation is seen on the v
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import datetime
 from typing import NamedTuple
@@ -88,7 +89,6 @@ class KeyStore:
         self._lock = threading.Lock()
         self._held: list = []
         self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
-        self._write_due = False  # write_pending is scheduled (touch_later)
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
         self._mark = mark
@@ -189,42 +189,43 @@ class KeyStore:
                 break
         return True
 
-    def touch_later(self, key_id: int, when: datetime) -> bool:
-        """Keep a usage stamp for write_pending (the server's threads, after a verdict answered
-        on its event loop). True when no write is due yet: the caller schedules one."""
+    def touch_later(self, key_id: int, when: datetime) -> None:
+        """Keep a usage stamp for write_pending, which the usage counter's timer calls
+        (service.usage): a verdict answered on the server's event loop writes nothing."""
         with self._lock:
             if len(self._pending) < PENDING_MAX:
                 self._pending.setdefault(key_id, when)
-            due, self._write_due = self._write_due, True
-            return not due
 
     def write_pending(self) -> bool:
-        """Write every held stamp in one transaction: a burst of first uses (a thousand keys
-        verified after a quiet minute) is one write, not one each. False (stamps kept) when a
-        writer holds the lock."""
+        """Write every held stamp in one transaction, on a pooled connection (it runs on a
+        timer's thread): the first uses of a thousand keys after a quiet minute are one write,
+        not a thousand. False (stamps kept for the next) when a writer held the lock too long."""
         with self._lock:
             pending, self._pending = self._pending, {}
-            self._write_due = False
         if not pending:
             return True
         bind = self._bind_time
         rows = [(bind(when), key_id, bind(when)) for key_id, when in pending.items()]
-        connection, cursor = self._cursor()
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        connection = self.engine.raw_connection()
         try:
+            cursor = connection.cursor()
             cursor.execute("BEGIN")
             cursor.executemany(self._touch, rows)
             cursor.execute("COMMIT")
             return True
-        except self.engine.dialect.loaded_dbapi.Error as error:
-            cursor.execute("ROLLBACK")
-            with self._lock:  # kept for the next write; a newer stamp of the same key wins
+        except dbapi_error as error:
+            with contextlib.suppress(dbapi_error):
+                cursor.execute("ROLLBACK")
+            with self._lock:  # kept for the next write
                 for key_id, when in pending.items():
                     if len(self._pending) < PENDING_MAX:
                         self._pending.setdefault(key_id, when)
             if not self._lock_busy(error):
-                raise DBAPIError.instance(self._touch, rows[0], error,
-                                          self.engine.dialect.loaded_dbapi.Error) from error
+                raise DBAPIError.instance(self._touch, rows[0], error, dbapi_error) from error
             return False
+        finally:
+            connection.close()
 
     def _stamp_or_defer(self, key_id: int, when: datetime, threshold: datetime) -> bool:
         """Write one stamp; when a writer holds the lock, keep it for later (False)."""

@@ -109,6 +109,7 @@ class UsageCounter:
                 dropped, self.dropped = self.dropped, 0
             if dropped:
                 log.warning("key usage: %d uses not counted (too many rows held)", dropped)
+            self._write_stamps()
             if not batch:
                 return True
             try:
@@ -121,6 +122,20 @@ class UsageCounter:
                     for row, tally in batch.items():
                         self._merge(row, tally)
                 return False
+
+    def _write_stamps(self) -> None:
+        """The last_used_at stamps of verdicts answered on the server's event loop
+        (keystore.touch_later), in one transaction with them all."""
+        store = self._app.extensions.get("keyvault.keystore")  # none made: nothing held
+        if store is None:
+            return
+        try:
+            if not store.write_pending():
+                log.warning("key usage: last-used stamps not written yet (database busy); "
+                            "kept for the next flush")
+        except Exception as error:  # noqa: BLE001 - kept by the keystore; the log says why
+            log.warning("key usage: last-used stamps not written yet (%s)",
+                        type(error).__name__)
 
     def _write(self, batch: dict[tuple[int, date, str], Tally]) -> None:
         engine = self._engine_for_flush()

@@ -117,9 +117,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     for verdict in stale:
         if verdict.active and runner is None:
             keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-        elif verdict.active:  # batched: one write for the stamps of many verdicts
-            if keystore(app).touch_later(verdict.key_id, now):
-                runner(lambda: _logging_failures(app, keystore(app).write_pending))
+        elif verdict.active:  # written with the use counts, a batch every few seconds
+            keystore(app).touch_later(verdict.key_id, now)
         else:  # expired or revoked: logged, owner mailed
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
                            origin or Origin(), verdict.code)
