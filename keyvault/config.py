@@ -45,6 +45,15 @@ def _flag(env: dict, name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _make_instance_folder(instance_path: Path) -> None:
     """Create the instance folder for its owner only (0700): it holds the generated secrets and
     the embedded database, whose files SQLite creates with the process's umask (often 0644).
@@ -267,6 +276,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),
+        "KEYVAULT_LISTEN_SOCKETS": _choice(env, "KEYVAULT_LISTEN_SOCKETS", "auto",
+                                           ("auto", "per-worker", "shared")),
         "KEYVAULT_LOG_FORMAT": _log_format(env, production),
         "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
         **_rate_limits(env),

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from . import logs
 
@@ -248,20 +249,45 @@ def application() -> BufferedWSGI:
                         inline=takes if sqlite else None)
 
 
-def _one_queue_server():
-    """granian's server, with one listening socket that every worker accepts from.
+MIGRATE_REQUESTS = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
-    On Linux granian gives each worker a socket of its own (SO_REUSEPORT); the kernel resets the
-    connections queued on a worker's socket when that worker stops — as SIGHUP's rolling
-    restart makes each old worker do — unless net.ipv4.tcp_migrate_req=1 (granian warns about
-    it). With one shared socket, a stopping worker only stops taking connections and the rest
-    take what is queued: a restart loses nothing, without a sysctl. tests/test_server.py holds
-    this to account.
+
+def kernel_migrates_requests() -> bool:
+    """net.ipv4.tcp_migrate_req=1: a closing SO_REUSEPORT socket hands its queued connections
+    to the others of its group instead of resetting them (Linux 5.14+)."""
+    try:
+        return MIGRATE_REQUESTS.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def per_worker_sockets(mode: str) -> bool:
+    """KEYVAULT_LISTEN_SOCKETS: `per-worker`, `shared`, or `auto` (per-worker where the kernel
+    migrates a stopping socket's queue, else shared). Why it matters: _server_class."""
+    return mode == "per-worker" or (mode == "auto" and kernel_migrates_requests())
+
+
+def _server_class(per_worker: bool):
+    """granian's server, listening one of two ways.
+
+    Per worker (granian's own way on Linux): each worker accepts from a SO_REUSEPORT socket of
+    its own, and the kernel spreads new connections over them evenly. But when a worker stops,
+    as SIGHUP's rolling restart makes each old one do, the kernel resets the connections queued
+    on its socket, unless net.ipv4.tcp_migrate_req=1 moves them to the others.
+
+    Shared: one socket that every worker accepts from. A stopping worker only stops taking
+    connections, and the rest take what is queued: a restart loses nothing without the sysctl.
+    But whichever worker is awake first takes a burst of new connections, and keep-alive
+    clients then stay with it: on the bench, 32 connections split 32/0 in some runs, leaving a
+    core idle (bench/README.md). tests/test_server.py holds both to account.
     """
     import socket
 
     from granian.net import SocketSpec
     from granian.server import Server
+
+    if per_worker:
+        return Server
 
     class OneQueueServer(Server):
         def _init_shared_socket(self):
@@ -279,7 +305,7 @@ def _one_queue_server():
 
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
-          log_format: str = "text") -> None:
+          log_format: str = "text", listen_sockets: str = "auto") -> None:
     """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
 
     SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
@@ -291,7 +317,13 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
     os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
-    _one_queue_server()(
+    per_worker = per_worker_sockets(listen_sockets)
+    if workers > 1 and not per_worker:
+        logging.getLogger("keyvault").warning(
+            "one listening socket shared by %d workers: restarts lose nothing, but connections "
+            "may not spread evenly over the workers; set sysctl net.ipv4.tcp_migrate_req=1 to "
+            "give each worker its own (README: The server)", workers)
+    _server_class(per_worker)(
         target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
@@ -309,4 +341,4 @@ def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> N
     app = create_app()  # generate instance secrets once, before workers race for them
     with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
         serve("keyvault.server:application", host, port, workers, threads,
-              app.config["KEYVAULT_LOG_FORMAT"])
+              app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"])

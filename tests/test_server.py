@@ -4,17 +4,21 @@ scrubbed access logs, and instances side by side."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from keyvault import tokens
+from keyvault.server import kernel_migrates_requests
 from tests.conftest import start_server, stop_server
 
 
@@ -152,13 +156,25 @@ def test_sigterm_lets_requests_in_flight_finish(own_server, user, make_key, serv
         requests.get(f"{server.url}/healthz", timeout=2)
 
 
+def require_migrating_kernel() -> None:
+    """Per-worker sockets lose no restart only where the kernel migrates a closing socket's
+    queue: .ci/run sets it, as the README tells operators to."""
+    assert kernel_migrates_requests(), (
+        "net.ipv4.tcp_migrate_req is not 1: run `sysctl -w net.ipv4.tcp_migrate_req=1` "
+        "(as root; .ci/run does) for keyvault serve's per-worker sockets")
+
+
+@pytest.mark.parametrize("sockets", ["shared", "per-worker"])
 def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, make_key,
-                                                              service_key):
+                                                              service_key, sockets):
     """SIGHUP starts a new worker before stopping each old one: four clients that verify in a
     loop the whole time, each on a new connection (so there are always connections waiting to
-    be accepted), see no error, and both workers are replaced."""
+    be accepted), see no error, and both workers are replaced — with one shared listening
+    socket, and with a socket per worker."""
+    if sockets == "per-worker":
+        require_migrating_kernel()
     _, value = make_key(user, scopes=["user:read"])
-    server = own_server()
+    server = own_server(KEYVAULT_LISTEN_SOCKETS=sockets)
 
     def worker_pids() -> set[int]:
         return {int(line.split()[-1]) for line in server.log().splitlines()
@@ -231,3 +247,49 @@ def test_two_instances_on_one_host_each_serve(own_server, tmp_path):
     for server in (first, second, first):
         assert requests.get(f"{server.url}/readyz", timeout=5).status_code == 200
     assert list(home.iterdir()) == []
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def _connections_per_worker(server, port: int) -> list[int]:
+    """Established connections to `port` held by each worker process (/proc, no tools)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                established.add(fields[9])  # the socket's inode
+    counts = []
+    for worker in _children(server.process.pid):
+        inodes = set()
+        for fd in Path(f"/proc/{worker}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        counts.append(len(inodes & established))
+    return counts
+
+
+def test_a_socket_per_worker_spreads_a_burst_of_connections_over_the_workers(own_server):
+    """32 keep-alive connections opened at once (a benchmark's, a proxy's pool) land on both
+    workers: with one shared socket, whichever worker was awake took them all in some runs and
+    kept them, leaving a core idle."""
+    require_migrating_kernel()
+    server = own_server(KEYVAULT_LISTEN_SOCKETS="per-worker")
+    host, port = address(server.url)
+    connections = [socket.create_connection((host, port), timeout=5) for _ in range(32)]
+    try:
+        for connection in connections:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: keyvault\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        counts = _connections_per_worker(server, port)
+        assert len(counts) == 2 and sum(counts) == 32, counts
+        assert min(counts) >= 4, counts  # an even split is 16/16; 3 or fewer: p < 1e-5
+    finally:
+        for connection in connections:
+            connection.close()
