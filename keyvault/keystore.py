@@ -89,6 +89,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._held: list = []
         self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
+        self._later: dict[int, tuple[str, datetime]] = {}  # touch_later: public id, when
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
         self._mark = mark
@@ -97,6 +98,9 @@ class KeyStore:
         self._select = {n: _SELECT.format(marks=", ".join([mark] * n)) for n in (1, 2)}
         self._touch = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
                        f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
+        self._touch_same_key = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
+                                f" AND public_id = {mark}"
+                                f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
         self._readers = [(i, p) for i, p in enumerate(_reader(c, dialect) for c in COLUMNS)
                          if p is not None]
         self._bind_time = _k.last_used_at.type.dialect_impl(dialect).bind_processor(dialect)
@@ -189,40 +193,44 @@ class KeyStore:
                 break
         return True
 
-    def touch_later(self, key_id: int, when: datetime) -> None:
+    def touch_later(self, key_id: int, public_id: str, when: datetime) -> None:
         """Keep a usage stamp for write_pending, which the usage counter's timer calls
         (service.usage): a verdict answered on the server's event loop writes nothing."""
         with self._lock:
-            if len(self._pending) < PENDING_MAX:
-                self._pending.setdefault(key_id, when)
+            if len(self._later) < PENDING_MAX:
+                self._later.setdefault(key_id, (public_id, when))
 
     def write_pending(self) -> bool:
         """Write every held stamp in one transaction, on a pooled connection (it runs on a
         timer's thread): the first uses of a thousand keys after a quiet minute are one write,
-        not a thousand. False (stamps kept for the next) when a writer held the lock too long."""
+        not a thousand. The key's public id must still match: SQLite hands a deleted key's row
+        id to the next key made. False (stamps kept for the next) when a writer held the lock
+        too long."""
         with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
+            held, self._later = self._later, {}
+        if not held:
             return True
         bind = self._bind_time
-        rows = [(bind(when), key_id, bind(when)) for key_id, when in pending.items()]
+        rows = [(bind(when), key_id, public_id, bind(when))
+                for key_id, (public_id, when) in held.items()]
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             cursor.execute("BEGIN")
-            cursor.executemany(self._touch, rows)
+            cursor.executemany(self._touch_same_key, rows)
             cursor.execute("COMMIT")
             return True
         except dbapi_error as error:
             with contextlib.suppress(dbapi_error):
                 cursor.execute("ROLLBACK")
             with self._lock:  # kept for the next write
-                for key_id, when in pending.items():
-                    if len(self._pending) < PENDING_MAX:
-                        self._pending.setdefault(key_id, when)
+                for key_id, stamp in held.items():
+                    if len(self._later) < PENDING_MAX:
+                        self._later.setdefault(key_id, stamp)
             if not self._lock_busy(error):
-                raise DBAPIError.instance(self._touch, rows[0], error, dbapi_error) from error
+                raise DBAPIError.instance(self._touch_same_key, rows[0], error,
+                                          dbapi_error) from error
             return False
         finally:
             connection.close()

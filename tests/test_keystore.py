@@ -93,7 +93,7 @@ def test_stamps_held_for_later_are_written_together_and_kept_while_a_writer_hold
     keys = [make_key(user, label=f"k{n}")[0] for n in range(5)]
     store, when = keystore.keystore(), clock.now()
     for key in keys:
-        store.touch_later(key.id, when)
+        store.touch_later(key.id, key.public_id, when)
     with writer_holding_the_lock(database_url, keys[0].id, user.id,
                                  also=tuple(key.id for key in keys[1:])):
         assert store.write_pending() is False

@@ -60,21 +60,24 @@ class UsageCounter:
         self._engine: Engine | None = None
         self._lock = threading.Lock()  # guards _counts and _timer
         self._flushing = threading.Lock()  # one flush at a time
-        self._counts: dict[tuple[int, date, str], Tally] = {}
+        # (key id, its public id, day, outcome): the public id too, because SQLite hands a
+        # deleted key's row id to the next key made, and counts must not move to that one.
+        self._counts: dict[tuple[int, str, date, str], Tally] = {}
         self._timer: threading.Timer | None = None
         self._closed = False
         self.dropped = 0
 
-    def add(self, key_id: int, outcome: str, now: datetime, address: str | None) -> None:
+    def add(self, key_id: int, public_id: str, outcome: str, now: datetime,
+            address: str | None) -> None:
         """Count one presentation; memory only."""
         with self._lock:
-            self._merge((key_id, now.date(), outcome), Tally(1, now, address))
+            self._merge((key_id, public_id, now.date(), outcome), Tally(1, now, address))
             if self._timer is None and not self._closed:
                 self._timer = threading.Timer(self.every, self._on_timer)
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _merge(self, row: tuple[int, date, str], tally: Tally) -> None:
+    def _merge(self, row: tuple[int, str, date, str], tally: Tally) -> None:
         """Add to the held counts (the caller holds _lock); bounded by PENDING_MAX."""
         held = self._counts.get(row)
         if held is not None:
@@ -137,16 +140,19 @@ class UsageCounter:
             log.warning("key usage: last-used stamps not written yet (%s)",
                         type(error).__name__)
 
-    def _write(self, batch: dict[tuple[int, date, str], Tally]) -> None:
+    def _write(self, batch: dict[tuple[int, str, date, str], Tally]) -> None:
         engine = self._engine_for_flush()
-        # A key deleted since it was counted (its account was) has nothing to add to.
+        # A key deleted since it was counted (its account was) has nothing to add to, and a
+        # new key that got its row id is another key.
         with engine.connect() as conn:
-            ids = {key_id for key_id, _, _ in batch}
-            live = set(conn.scalars(select(ApiKey.id).where(ApiKey.id.in_(ids))))
+            ids = {key_id for key_id, _, _, _ in batch}
+            live = dict(conn.execute(select(ApiKey.id, ApiKey.public_id)
+                                     .where(ApiKey.id.in_(ids))).all())
             conn.rollback()
         rows = [{"key_id": key_id, "day": day, "outcome": outcome, "count": tally.count,
                  "last_seen_at": tally.last_seen_at, "last_address": tally.last_address}
-                for (key_id, day, outcome), tally in batch.items() if key_id in live]
+                for (key_id, public_id, day, outcome), tally in batch.items()
+                if live.get(key_id) == public_id]
         if not rows:
             return
         try:
@@ -219,14 +225,15 @@ def counter(app: Flask) -> UsageCounter:
     return held
 
 
-def count(app: Flask, key_ids_and_outcomes, now: datetime, address: str | None) -> None:
-    """Count presentations: (key id, verdict code) pairs. Memory only (nothing here touches
-    the database), and it never raises: the verdict it follows stands whatever happens here."""
+def count(app: Flask, presented, now: datetime, address: str | None) -> None:
+    """Count presentations: (key id, public id, verdict code) triples. Memory only (nothing
+    here touches the database), and it never raises: the verdict it follows stands whatever
+    happens here."""
     try:
         held = counter(app)
         address = address[:45] if address else None
-        for key_id, outcome in key_ids_and_outcomes:
-            held.add(key_id, outcome, now, address)
+        for key_id, public_id, outcome in presented:
+            held.add(key_id, public_id, outcome, now, address)
     except Exception:  # noqa: BLE001 - a count is never worth a verdict (a thread that would
         log.exception("key usage: a use was not counted")  # not start, say)
 

@@ -107,7 +107,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     if app is None:
         app = current_app._get_current_object()
     now = clock.now()
-    usage.count(app, [(v.key_id, v.code) for v in verdicts if v.key_id is not None], now,
+    usage.count(app, [(v.key_id, v.public_id, v.code) for v in verdicts if v.key_id is not None],
+                now,
                 origin.ip_address if origin is not None else None)
     stale = [verdict for verdict in verdicts if _leaves_a_write(app, verdict, now)]
     if not stale:
@@ -118,7 +119,7 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
         if verdict.active and runner is None:
             keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
         elif verdict.active:  # written with the use counts, a batch every few seconds
-            keystore(app).touch_later(verdict.key_id, now)
+            keystore(app).touch_later(verdict.key_id, verdict.public_id, now)
         else:  # expired or revoked: logged, owner mailed
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
                            origin or Origin(), verdict.code)
