@@ -11,10 +11,11 @@ hot path keeps one per thread). bench/README.md has the figures that chose this.
 
 One kind of request skips the threads: the verify fast path on SQLite (`inline`), whose verdict
 is a read from a file in this process that never waits for a writer (WAL). It is answered on
-the event loop itself, and the writes it leaves behind (usage stamp, security log), which may
-wait for a lock, go to the threads (service.verify.write_elsewhere). Handing a request to a
-thread and back costs more than the verdict, and the threads' turns at the GIL behind a busy
-loop were what made verify's p99 several times its p50.
+the event loop itself; the writes it leaves behind, which may wait for a lock, are made
+elsewhere: security-log events on the threads (service.verify.write_elsewhere), usage stamps
+with the use counts every few seconds (keystore.touch_later). Handing a request to a thread and
+back costs more than the verdict, and the threads' turns at the GIL behind a busy loop were
+what made verify's p99 several times its p50.
 """
 
 from __future__ import annotations
