@@ -65,6 +65,7 @@ class UsageCounter:
         self._counts: dict[tuple[int, str, date, str], Tally] = {}
         self._timer: threading.Timer | None = None
         self._closed = False
+        self._stamps_kept = False  # the keystore holds stamps a flush could not write
         self.dropped = 0
 
     def add(self, key_id: int, public_id: str, outcome: str, now: datetime,
@@ -94,7 +95,8 @@ class UsageCounter:
                 return
         self.flush()
         with self._lock:  # what a failed flush kept is tried again a period later
-            if self._counts and self._timer is None and not self._closed:
+            if (self._counts or self._stamps_kept) and self._timer is None \
+                    and not self._closed:
                 self._timer = threading.Timer(self.every, self._on_timer)
                 self._timer.daemon = True
                 self._timer.start()
@@ -128,15 +130,18 @@ class UsageCounter:
 
     def _write_stamps(self) -> None:
         """The last_used_at stamps of verdicts answered on the server's event loop
-        (keystore.touch_later), in one transaction with them all."""
+        (keystore.touch_later), in one transaction with them all; kept ones make the timer
+        come round again even if no use is counted meanwhile."""
         store = self._app.extensions.get("keyvault.keystore")  # none made: nothing held
         if store is None:
             return
         try:
-            if not store.write_pending():
+            self._stamps_kept = not store.write_pending()
+            if self._stamps_kept:
                 log.warning("key usage: last-used stamps not written yet (database busy); "
                             "kept for the next flush")
         except Exception as error:  # noqa: BLE001 - kept by the keystore; the log says why
+            self._stamps_kept = True
             log.warning("key usage: last-used stamps not written yet (%s)",
                         type(error).__name__)
 
