@@ -268,13 +268,40 @@ def per_worker_sockets(mode: str) -> bool:
     return mode == "per-worker" or (mode == "auto" and kernel_migrates_requests())
 
 
-def _server_class(per_worker: bool):
-    """granian's server, listening one of two ways.
+def _listening_socket(host: str, port: int, backlog: int, reuse_port: bool):
+    """A listening TCP socket that hands a connection over only once its request has arrived
+    (TCP_DEFER_ACCEPT). That matters when a worker stops: granian then closes the connections
+    it has accepted but not yet read a byte from (hyper's graceful shutdown), and without this a
+    client that had just connected lost its request."""
+    import socket
 
-    Per worker (granian's own way on Linux): each worker accepts from a SO_REUSEPORT socket of
-    its own, and the kernel spreads new connections over them evenly. But when a worker stops,
-    as SIGHUP's rolling restart makes each old one do, the kernel resets the connections queued
-    on its socket, unless net.ipv4.tcp_migrate_req=1 moves them to the others.
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class(per_worker: bool):
+    """granian's server, listening one of two ways, on sockets KeyVault makes (_listening_socket).
+
+    Per worker: each worker accepts from a SO_REUSEPORT socket of its own, and the kernel
+    spreads new connections over them evenly. But when a worker stops, as SIGHUP's rolling
+    restart makes each old one do, the kernel resets the connections queued on its socket,
+    unless net.ipv4.tcp_migrate_req=1 moves them to the others. The socket is made in the main
+    process just before the worker is forked, and the main process lets go of its copy once the
+    worker has it, so the socket closes (and its queue moves on) when the worker stops.
 
     Shared: one socket that every worker accepts from. A stopping worker only stops taking
     connections, and the rest take what is queued: a restart loses nothing without the sysctl.
@@ -284,25 +311,42 @@ def _server_class(per_worker: bool):
     """
     import socket
 
-    from granian.net import SocketSpec
+    from granian._granian import SocketHolder
     from granian.server import Server
 
-    if per_worker:
-        return Server
-
-    class OneQueueServer(Server):
+    class KeyVaultServer(Server):
         def _init_shared_socket(self):
             if self.bind_uds:
                 return super()._init_shared_socket()
-            self._ssp = None
-            self._shd = SocketSpec(self.bind_addr, self.bind_port, self.backlog).build()
-            self._sfd = self._shd.get_fd()
-            self._sso = socket.socket(fileno=self._sfd)
-            self._sso.set_inheritable(True)
-            # A connection is handed to a worker only once its request has arrived
-            self._sso.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+            self._ssp = self._shd = self._sso = None
+            if not per_worker:
+                self._hold(_listening_socket(self.bind_addr, self.bind_port, self.backlog,
+                                             reuse_port=False))
 
-    return OneQueueServer
+        def _hold(self, sock: socket.socket) -> None:
+            self._sso, self._sfd = sock, sock.fileno()
+            self._shd = SocketHolder(self._sfd, False, self.backlog)
+
+        def _spawn_worker(self, idx, target, callback_loader):
+            if not per_worker or self.bind_uds:
+                return super()._spawn_worker(idx, target, callback_loader)
+            sock = _listening_socket(self.bind_addr, self.bind_port, self.backlog,
+                                     reuse_port=True)
+            self._hold(sock)
+            worker = super()._spawn_worker(idx, target, callback_loader)
+            self._ssp = self._shd = self._sso = None
+            start = worker.start
+
+            def start_and_let_go():
+                try:
+                    start()  # forks: the worker has its copy of the socket
+                finally:
+                    sock.close()
+
+            worker.start = start_and_let_go
+            return worker
+
+    return KeyVaultServer
 
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,

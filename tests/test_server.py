@@ -169,8 +169,8 @@ def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, 
                                                               service_key, sockets):
     """SIGHUP starts a new worker before stopping each old one: four clients that verify in a
     loop the whole time, each on a new connection (so there are always connections waiting to
-    be accepted), see no error, and both workers are replaced — with one shared listening
-    socket, and with a socket per worker."""
+    be accepted), and four that pause between connecting and sending, see no error, and both
+    workers are replaced — with one shared listening socket, and with a socket per worker."""
     if sockets == "per-worker":
         require_migrating_kernel()
     _, value = make_key(user, scopes=["user:read"])
@@ -195,7 +195,31 @@ def test_sighup_replaces_the_workers_without_losing_a_request(own_server, user, 
             except requests.RequestException as error:
                 failures.append(repr(error))
 
+    def hesitant_client():
+        """Connects, then takes 20 ms to send its request: a worker that stops in between must
+        not close the connection unanswered (granian closes what it accepted but has not read)."""
+        host, port = address(server.url)
+        body = json.dumps({"key": value}).encode()
+        request = (b"POST /api/verify/ HTTP/1.1\r\nHost: keyvault\r\n"
+                   b"Content-Type: application/json\r\nConnection: close\r\n"
+                   + f"Authorization: Bearer {service_key}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        while not done.is_set():
+            try:
+                with socket.create_connection((host, port), timeout=5) as sock:
+                    time.sleep(0.02)
+                    sock.sendall(request)
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                if not answer.startswith(b"HTTP/1.1 200 "):
+                    failures.append(answer[:100] or "closed unanswered")
+                answered.append(1)
+            except OSError as error:
+                failures.append(repr(error))
+
     clients = [threading.Thread(target=client) for _ in range(4)]
+    clients += [threading.Thread(target=hesitant_client) for _ in range(4)]
     for thread in clients:
         thread.start()
     try:
