@@ -278,6 +278,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),
         "KEYVAULT_LISTEN_SOCKETS": _choice(env, "KEYVAULT_LISTEN_SOCKETS", "auto",
                                            ("auto", "per-worker", "shared")),
+        "KEYVAULT_PIN_WORKERS": _choice(env, "KEYVAULT_PIN_WORKERS", "auto", ("auto", "off")),
         "KEYVAULT_LOG_FORMAT": _log_format(env, production),
         "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
         **_rate_limits(env),

@@ -226,6 +226,7 @@ def application() -> BufferedWSGI:
     """What each granian worker serves: its own app, engine and connection pool."""
     from . import create_app
 
+    _pin()  # before granian and the app start their threads: they inherit it
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
     logs.configure(fmt)
     app = create_app()
@@ -233,9 +234,6 @@ def application() -> BufferedWSGI:
     # reach, a full collection in the middle of a request no longer walks the whole app.
     gc.collect()
     gc.freeze()
-    # The loop answers verify itself; a thread that holds the GIL (a batch of stamps, the usage
-    # counts) lets it go after 1 ms rather than Python's default 5, which set verify's p99.
-    sys.setswitchinterval(0.001)
     from .api.fastlane import takes
     from .service import mail, usage
 
@@ -248,6 +246,27 @@ def application() -> BufferedWSGI:
                         app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: (stop_mail(), usage.close(app)),
                         inline=takes if sqlite else None)
+
+
+WORKER_INDEX = "KEYVAULT_WORKER_INDEX"  # set for each worker by KeyVaultServer, before the fork
+PIN = "KEYVAULT_SERVE_PIN"
+
+
+def pins_workers(setting: str, workers: int) -> bool:
+    """KEYVAULT_PIN_WORKERS: `auto` pins each worker to a CPU of its own when there is exactly
+    one worker per CPU this process may use (so instances side by side on one host, each with
+    that many workers, still share every CPU evenly); `off` never does."""
+    return setting == "auto" and workers == len(os.sched_getaffinity(0))
+
+
+def _pin() -> None:
+    """Keep this worker's threads on its own CPU (pins_workers). Its event loop and granian's
+    I/O thread hand every request to each other; spread over both CPUs, each waited for a CPU
+    the other worker held, and that wait set verify's p99 (bench/README.md)."""
+    if os.environ.get(PIN) != "1":
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[int(os.environ[WORKER_INDEX]) % len(cpus)]})
 
 
 MIGRATE_REQUESTS = Path("/proc/sys/net/ipv4/tcp_migrate_req")
@@ -328,20 +347,23 @@ def _server_class(per_worker: bool):
             self._shd = SocketHolder(self._sfd, False, self.backlog)
 
         def _spawn_worker(self, idx, target, callback_loader):
-            if not per_worker or self.bind_uds:
-                return super()._spawn_worker(idx, target, callback_loader)
-            sock = _listening_socket(self.bind_addr, self.bind_port, self.backlog,
-                                     reuse_port=True)
-            self._hold(sock)
+            sock = None
+            if per_worker and not self.bind_uds:
+                sock = _listening_socket(self.bind_addr, self.bind_port, self.backlog,
+                                         reuse_port=True)
+                self._hold(sock)
             worker = super()._spawn_worker(idx, target, callback_loader)
-            self._ssp = self._shd = self._sso = None
+            if sock is not None:
+                self._ssp = self._shd = self._sso = None
             start = worker.start
 
             def start_and_let_go():
+                os.environ[WORKER_INDEX] = str(idx)  # the fork copies it (_pin)
                 try:
                     start()  # forks: the worker has its copy of the socket
                 finally:
-                    sock.close()
+                    if sock is not None:
+                        sock.close()
 
             worker.start = start_and_let_go
             return worker
@@ -350,7 +372,8 @@ def _server_class(per_worker: bool):
 
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
-          log_format: str = "text", listen_sockets: str = "auto") -> None:
+          log_format: str = "text", listen_sockets: str = "auto",
+          pin_workers: str = "auto") -> None:
     """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
 
     SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
@@ -359,16 +382,19 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
+    from granian.log import logger as granian_log
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
     os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
+    pinned = pins_workers(pin_workers, workers)
+    os.environ[PIN] = "1" if pinned else "0"
     per_worker = per_worker_sockets(listen_sockets)
     if workers > 1 and not per_worker:
         logging.getLogger("keyvault").warning(
             "one listening socket shared by %d workers: restarts lose nothing, but connections "
             "may not spread evenly over the workers; set sysctl net.ipv4.tcp_migrate_req=1 to "
             "give each worker its own (README: The server)", workers)
-    _server_class(per_worker)(
+    server = _server_class(per_worker)(
         target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
@@ -377,7 +403,11 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
         log_level=LogLevels.info, log_dictconfig=logs.granian_config(log_format),
         log_access=False,  # KeyVault writes its own, scrubbed (keyvault.logs)
         respawn_failed_workers=True, respawn_interval=1.0, workers_kill_timeout=30,
-    ).serve()
+    )
+    if pinned:  # in granian's log, now configured, beside its own start-up lines
+        granian_log.info("One worker per CPU: each keeps to a CPU of its own "
+                         "(KEYVAULT_PIN_WORKERS=off lets them roam)")
+    server.serve()
 
 
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
@@ -386,4 +416,5 @@ def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> N
     app = create_app()  # generate instance secrets once, before workers race for them
     with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
         serve("keyvault.server:application", host, port, workers, threads,
-              app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"])
+              app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"],
+              app.config["KEYVAULT_PIN_WORKERS"])

@@ -114,6 +114,7 @@ def test_an_empty_instance_secret_file_is_an_error(tmp_path):
     ("KEYVAULT_SECRET_SCANNING_KEYS", "ftp://keys.example.com/public_keys"),
     ("KEYVAULT_SECRET_SCANNING_KEYS", "/no/such/public_keys.json"),
     ("KEYVAULT_LISTEN_SOCKETS", "reuseport"),
+    ("KEYVAULT_PIN_WORKERS", "on"),
 ])
 def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
     """A value KeyVault cannot use stops start-up with the variable's name in the message."""
@@ -135,6 +136,8 @@ def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value):
     ("KEYVAULT_SECRET_SCANNING_KEYS", "", "KEYVAULT_SECRET_SCANNING_KEYS", None),
     ("KEYVAULT_LISTEN_SOCKETS", " Per-Worker ", "KEYVAULT_LISTEN_SOCKETS", "per-worker"),
     ("KEYVAULT_LISTEN_SOCKETS", "", "KEYVAULT_LISTEN_SOCKETS", "auto"),
+    ("KEYVAULT_PIN_WORKERS", " OFF ", "KEYVAULT_PIN_WORKERS", "off"),
+    ("KEYVAULT_PIN_WORKERS", "", "KEYVAULT_PIN_WORKERS", "auto"),
 ])
 def test_good_values_are_used(tmp_path, name, value, key, expected):
     """Valid variables end up in the app's configuration."""

@@ -317,3 +317,59 @@ def test_a_socket_per_worker_spreads_a_burst_of_connections_over_the_workers(own
     finally:
         for connection in connections:
             connection.close()
+
+
+def allowed_cpus(pid: int) -> dict[int, str]:
+    """Each thread of a process -> the CPUs it may run on (Cpus_allowed_list)."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                threads[int(task.name)] = line.split(":", 1)[1].strip()
+    return threads
+
+
+def spawned_workers(server) -> list[int]:
+    return [int(line.split()[-1]) for line in server.log().splitlines()
+            if "Spawning worker-" in line]
+
+
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_one_worker_per_cpu_keeps_each_worker_on_its_own_cpu(database_url, tmp_path, user,
+                                                             make_key, service_key, setting):
+    """With as many workers as CPUs, `auto` gives each worker (every thread of it: the event
+    loop, granian's I/O thread, the app's threads) a CPU of its own, a different one each;
+    `off` leaves them free to run anywhere. Either way the workers answer."""
+    cpus = sorted(os.sched_getaffinity(0))
+    _, value = make_key(user, scopes=["user:read"])
+    server = start_server(database_url, tmp_path / "serve.log", workers=len(cpus),
+                          extra_env={"KEYVAULT_PIN_WORKERS": setting})
+    try:
+        for _ in range(4 * len(cpus)):  # new connections: each worker gets some
+            _, response = verify(server.url, service_key, value)
+            assert response.json()["active"] is True
+        workers = spawned_workers(server)
+        assert len(workers) == len(cpus)
+        placed = [set(allowed_cpus(pid).values()) for pid in workers]
+        everywhere = allowed_cpus(os.getpid())[os.getpid()]
+        if setting == "auto":
+            assert all(len(threads) == 1 for threads in placed), placed
+            assert sorted(int(threads.pop()) for threads in placed) == cpus
+            assert "One worker per CPU: each keeps to a CPU of its own" in server.log()
+        else:
+            assert placed == [{everywhere}] * len(cpus), placed
+    finally:
+        stop_server(server)
+
+
+def test_workers_are_pinned_only_one_to_a_cpu():
+    """More or fewer workers than CPUs, or `off`: nobody is pinned (instances side by side
+    would otherwise pile onto the first CPUs)."""
+    from keyvault.server import pins_workers
+
+    cpus = len(os.sched_getaffinity(0))
+    assert pins_workers("auto", cpus)
+    assert not pins_workers("auto", cpus + 1)
+    assert not pins_workers("off", cpus)
+    if cpus > 1:
+        assert not pins_workers("auto", cpus - 1)
