@@ -4,6 +4,7 @@ upsert, never a write per verify; a flush that meets a held lock keeps its count
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import timedelta
 
@@ -122,6 +123,38 @@ def test_a_flush_that_meets_a_held_lock_keeps_its_counts(app, client, user, make
     assert counts(key) == {}
     assert usage.flush(app) is True
     assert counts(key) == {"valid": 5}
+
+
+def test_the_flush_at_shutdown_waits_out_a_brief_lock(app, client, user, make_key, service_key):
+    """Stopping writes what the process counted even while another writer holds the lock for
+    a moment (every worker of a stopping server flushes at once): the last flush, which has no
+    next one to keep its counts for, tries again until the lock is free."""
+    key, value = make_key(user, label="last words")
+    verify_times(client, service_key[1], value, 3)
+    engine = create_engine(db.engine.url)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_for_a_second():
+        holder = hold_the_write_lock(engine)
+        locked.set()
+        time.sleep(1.0)
+        holder.rollback()
+        holder.close()
+        done.set()
+
+    thread = threading.Thread(target=hold_for_a_second)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        usage.close(app)
+        assert done.is_set()  # it waited the lock out
+        assert time.monotonic() - started < 5
+    finally:
+        thread.join()
+        engine.dispose()
+    assert counts(key) == {"valid": 3}
+    assert counts(service_key[0]) == {"valid": 3}
 
 
 def test_what_a_process_holds_is_bounded(app, monkeypatch, user, make_key):

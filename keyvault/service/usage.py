@@ -15,6 +15,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -31,6 +32,7 @@ from ..models import ApiKey, KeyUsageDay
 
 PENDING_MAX = 10_000  # distinct (key, day, outcome) rows a process holds while flushes fail
 WAIT_MS = 100  # how long a flush waits for a lock another transaction holds
+LAST_FLUSH_SECONDS = 5.0  # how long the flush at shutdown keeps trying: there is no next one
 OUTCOMES = ("valid", "insufficient_scope", "expired", "revoked", "user_inactive")
 log = logging.getLogger("keyvault")
 _table = KeyUsageDay.__table__
@@ -190,11 +192,25 @@ class UsageCounter:
         if timer is not None:
             timer.cancel()
         if write:
-            self.flush()
+            self._last_flush()
         with self._flushing:  # after a timer's flush in progress has given its connection back
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+    def _last_flush(self) -> None:
+        """Flush at shutdown, trying again for a while when a writer holds the lock (the other
+        workers stopping at the same moment flush too): nothing comes after it."""
+        deadline = time.monotonic() + LAST_FLUSH_SECONDS
+        while not (self.flush() and not self._stamps_kept):
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    rows = len(self._counts)
+                log.error("key usage: not written at shutdown (database busy or down), so "
+                          "lost: %d use-count rows%s", rows,
+                          ", and last-used stamps" if self._stamps_kept else "")
+                return
+            time.sleep(0.05)
 
 
 def _upsert(dialect: str):
