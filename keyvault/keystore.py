@@ -11,6 +11,7 @@ Nothing is cached: every call reads the database, so revocation is seen on the v
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from datetime import datetime
 from typing import NamedTuple
@@ -253,10 +254,16 @@ class KeyStore:
         self._run(self._touch, (bind(when), key_id, bind(threshold)), fetch=False)
 
     def _lock_busy(self, error: Exception) -> bool:
-        """Did this statement give up waiting for another transaction's lock?"""
-        if self.engine.dialect.name == "sqlite":
-            return "locked" in str(error) or "busy" in str(error)
-        return getattr(error, "sqlstate", None) == "55P03"  # lock_not_available
+        return lock_busy(error)
+
+
+def lock_busy(error: Exception) -> bool:
+    """Did this statement give up waiting for another transaction's lock? (A driver's error,
+    or SQLAlchemy's wrapping one.)"""
+    error = getattr(error, "orig", None) or error
+    if isinstance(error, sqlite3.Error):
+        return "locked" in str(error) or "busy" in str(error)
+    return getattr(error, "sqlstate", None) == "55P03"  # PostgreSQL's lock_not_available
 
 
 def keystore(app: Flask | None = None) -> KeyStore:

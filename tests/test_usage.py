@@ -3,6 +3,7 @@ upsert, never a write per verify; a flush that meets a held lock keeps its count
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -155,6 +156,21 @@ def test_the_flush_at_shutdown_waits_out_a_brief_lock(app, client, user, make_ke
         engine.dispose()
     assert counts(key) == {"valid": 3}
     assert counts(service_key[0]) == {"valid": 3}
+
+
+def test_the_flush_at_shutdown_does_not_wait_for_a_database_that_is_gone(app, client, user,
+                                                                         make_key, service_key,
+                                                                         caplog):
+    """Only a held lock is worth waiting for: when the database cannot be opened at all, the
+    last flush gives up at once and says what was lost."""
+    _, value = make_key(user, label="nowhere to go")
+    verify_times(client, service_key[1], value, 2)
+    usage.counter(app)._engine = create_engine("sqlite:////nonexistent-keyvault-dir/gone.db")
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="keyvault"):
+        usage.close(app)
+    assert time.monotonic() - started < 1
+    assert "so lost: 2 use-count rows" in caplog.text
 
 
 def test_what_a_process_holds_is_bounded(app, monkeypatch, user, make_key):

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..keystore import lock_busy
 from ..models import ApiKey, KeyUsageDay
 
 PENDING_MAX = 10_000  # distinct (key, day, outcome) rows a process holds while flushes fail
@@ -68,6 +69,7 @@ class UsageCounter:
         self._timer: threading.Timer | None = None
         self._closed = False
         self._stamps_kept = False  # the keystore holds stamps a flush could not write
+        self._only_busy = True  # the last flush failed, if it did, only on a held lock
         self.dropped = 0
 
     def add(self, key_id: int, public_id: str, outcome: str, now: datetime,
@@ -116,6 +118,7 @@ class UsageCounter:
                 dropped, self.dropped = self.dropped, 0
             if dropped:
                 log.warning("key usage: %d uses not counted (too many rows held)", dropped)
+            self._only_busy = True
             self._write_stamps()
             if not batch:
                 return True
@@ -123,6 +126,7 @@ class UsageCounter:
                 self._write(batch)
                 return True
             except Exception as error:  # noqa: BLE001 - whatever it is, keep the counts
+                self._only_busy &= lock_busy(error)
                 log.warning("key usage: %d rows not written yet (%s); kept for the next flush",
                             len(batch), type(error).__name__)
                 with self._lock:
@@ -144,6 +148,7 @@ class UsageCounter:
                             "kept for the next flush")
         except Exception as error:  # noqa: BLE001 - kept by the keystore; the log says why
             self._stamps_kept = True
+            self._only_busy = False
             log.warning("key usage: last-used stamps not written yet (%s)",
                         type(error).__name__)
 
@@ -200,10 +205,11 @@ class UsageCounter:
 
     def _last_flush(self) -> None:
         """Flush at shutdown, trying again for a while when a writer holds the lock (the other
-        workers stopping at the same moment flush too): nothing comes after it."""
+        workers stopping at the same moment flush too): nothing comes after it. Any other
+        failure (the database is gone) is not worth waiting for."""
         deadline = time.monotonic() + LAST_FLUSH_SECONDS
         while not (self.flush() and not self._stamps_kept):
-            if time.monotonic() >= deadline:
+            if not self._only_busy or time.monotonic() >= deadline:
                 with self._lock:
                     rows = len(self._counts)
                 log.error("key usage: not written at shutdown (database busy or down), so "

@@ -137,7 +137,7 @@ def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
     try:
         write()
     except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
-        report(app, error, "POST", "(usage stamp after a verdict)", "-")
+        report(app, error, "POST", "(refused-use note after a verdict)", "-")
 
 
 def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
