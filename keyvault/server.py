@@ -252,11 +252,15 @@ WORKER_INDEX = "KEYVAULT_WORKER_INDEX"  # set for each worker by KeyVaultServer,
 PIN = "KEYVAULT_SERVE_PIN"
 
 
-def pins_workers(setting: str, workers: int) -> bool:
-    """KEYVAULT_PIN_WORKERS: `auto` pins each worker to a CPU of its own when there is exactly
-    one worker per CPU this process may use (so instances side by side on one host, each with
-    that many workers, still share every CPU evenly); `off` never does."""
-    return setting == "auto" and workers == len(os.sched_getaffinity(0))
+def pins_workers(setting: str, workers: int, sqlite: bool) -> bool:
+    """KEYVAULT_PIN_WORKERS: `auto` pins each worker to a CPU of its own on SQLite, when there
+    is exactly one worker per CPU this process may use (so instances side by side on one host,
+    each with that many workers, still share every CPU evenly); `off` never does.
+
+    Only on SQLite, where a worker does all of a request's work itself. With PostgreSQL its
+    backends need those CPUs too: pinned, verify's p99 rose from 24-28 ms to 38-570 ms on the
+    benchmark (bench/README.md)."""
+    return setting == "auto" and sqlite and workers == len(os.sched_getaffinity(0))
 
 
 def _pin() -> None:
@@ -373,7 +377,7 @@ def _server_class(per_worker: bool):
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
           log_format: str = "text", listen_sockets: str = "auto",
-          pin_workers: str = "auto") -> None:
+          pin_workers: str = "auto", sqlite: bool = True) -> None:
     """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
 
     SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
@@ -386,7 +390,7 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
     os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
-    pinned = pins_workers(pin_workers, workers)
+    pinned = pins_workers(pin_workers, workers, sqlite)
     os.environ[PIN] = "1" if pinned else "0"
     per_worker = per_worker_sockets(listen_sockets)
     if workers > 1 and not per_worker:
@@ -417,4 +421,5 @@ def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> N
     with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
         serve("keyvault.server:application", host, port, workers, threads,
               app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"],
-              app.config["KEYVAULT_PIN_WORKERS"])
+              app.config["KEYVAULT_PIN_WORKERS"],
+              app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"))
