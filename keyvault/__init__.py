@@ -1,189 +1,37 @@
-"""KeyVault: a self-hostable service for personal API keys."""
+"""KeyVault: a self-hostable service for personal API keys.
+
+The modules form layers, and each imports only layers below it (ARCHITECTURE.md has the
+picture; the `[tool.importlinter]` contracts in pyproject.toml enforce it, run by `make test`):
+
+    cli                      the `keyvault` command (and `backup`)
+    server                   `keyvault serve`: granian, the RSGI bridge, sockets, supervisor
+    wsgi                     the app for other WSGI servers
+    app                      create_app: config → extensions → blueprints → errors → middleware
+    api | auth | settings | admin | ops      blueprints, independent of each other
+    http                     HTTP helpers: problems, credentials, context, gate, errors, pages
+    config                   settings from KEYVAULT_* (knows the scopes, limits, SMTP URLs)
+    service                  what KeyVault does; no request, no HTTP
+    failures                 what a failure leaves in the log (once per kind per interval)
+    metrics | logs | ratelimit               counters, log lines, limits
+    keystore                 key lookups and usage stamps, in SQL
+    models                   the tables
+    extensions               db, migrate, login manager, csrf: unattached
+    clock | tokens | passwords | redact | jsonio | smtp | links       leaf helpers
+
+`create_app` here is the app with the command line attached (`flask --app keyvault ...`);
+keyvault.app.create_app builds the same app without it.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from flask import Flask
 
-from flask import Flask, g, request
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from . import config as config_module
-from . import ratelimit
-from .extensions import csrf, db, login_manager, migrate
-from .jsonio import OrjsonProvider
-from .request_context import note
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def resource_dir(name: str) -> Path:
-    """templates/, static/ and migrations/: top-level in a checkout, inside the package in a wheel."""
-    packaged = PACKAGE_DIR / name
-    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
-
-
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-
-
-# Production: browsers use HTTPS only, for two years, subdomains included (every answer, the API
-# and the verify fast path too: request_context.AroundRequest).
-HSTS = "max-age=63072000; includeSubDomains"
+from . import app as _app
+from . import cli
 
 
 def create_app(overrides: dict | None = None) -> Flask:
-    """Build an app: config → extensions → blueprints → errors → CLI."""
-    instance_path = os.environ.get("KEYVAULT_INSTANCE_PATH") or None
-    app = Flask(
-        __name__,
-        template_folder=str(resource_dir("templates")),
-        static_folder=str(resource_dir("static")),
-        instance_path=instance_path,
-        instance_relative_config=True,
-    )
-    app.json = OrjsonProvider(app)
-    env = dict(os.environ)
-    for name, value in (overrides or {}).items():
-        if name.startswith("KEYVAULT_") and isinstance(value, str):
-            env[name] = value  # string overrides go through the same parsing as the environment
-    app.config.update(config_module.load(Path(app.instance_path), env))
-    app.config.update({k: v for k, v in (overrides or {}).items() if not isinstance(v, str)
-                       or not k.startswith("KEYVAULT_")})
-    _database_timeouts(app)
-
-    db.init_app(app)
-    migrate.init_app(app, db, directory=str(resource_dir("migrations")), render_as_batch=True,
-                     compare_type=True)
-    csrf.init_app(app)
-    login_manager.init_app(app)
-    ratelimit.init_app(app)
-    login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to see that page."
-    login_manager.session_protection = "basic"
-
-    from . import models
-
-    @login_manager.user_loader
-    def load_user(session_id: str):
-        """The session's user, unless deactivated or their sessions were ended since login."""
-        user_id, _, epoch = session_id.partition(":")
-        try:
-            user = db.session.get(models.User, int(user_id))
-        except ValueError:
-            return None
-        if user is None or not user.is_active or epoch != str(user.session_epoch):
-            return None
-        return user
-
-    from .admin.views import bp as admin_bp
-    from .api.views import bp as api_bp
-    from .auth.passkeys import bp as passkeys_bp
-    from .auth.views import bp as auth_bp
-    from .health import bp as health_bp
-    from .settings import two_factor  # noqa: F401 - its pages join the settings blueprint
-    from .settings.views import bp as settings_bp
-
-    # "/api/users/@me" answers like "/api/users/@me/" instead of redirecting, so a key in the
-    # query string is never echoed into a Location header.
-    app.url_map.strict_slashes = False
-    csrf.exempt(api_bp)  # the API authenticates with keys only, never the session cookie
-    app.register_blueprint(health_bp)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(passkeys_bp)
-    app.register_blueprint(settings_bp, url_prefix="/settings")
-    app.register_blueprint(admin_bp, url_prefix="/admin")
-    app.register_blueprint(api_bp, url_prefix="/api")
-    from . import metrics
-
-    metrics.init_app(app)  # /metrics, and the route each request is timed under
-
-    @app.get("/favicon.ico")
-    def favicon():
-        """Browsers and feed readers ask for /favicon.ico whatever the page links: never a 404."""
-        return app.send_static_file("img/favicon.ico")
-
-    from . import errors
-
-    errors.register(app)
-
-    from .api.fastlane import VerifyFastLane
-    from .request_context import AroundRequest
-
-    production = app.config["KEYVAULT_ENV"] == "production"
-    app.wsgi_app = AroundRequest(VerifyFastLane(app.wsgi_app, app), app.config["MAX_CONTENT_LENGTH"],
-                                 (("Strict-Transport-Security", HSTS),) if production else ())
-    proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
-    if proxies:  # outermost, so every layer sees the client's address
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-
-    from . import cli
-
+    """The app (keyvault.app.create_app) with KeyVault's commands on `app.cli`."""
+    app = _app.create_app(overrides)
     cli.register(app)
-
-    @app.before_request
-    def note_route():
-        """The access log names the route (its rule), never the raw path with its ids."""
-        note(route=request.url_rule.rule if request.url_rule is not None else None)
-
-    @app.after_request
-    def security_headers(response):
-        headers = response.headers  # nosniff, request id and timing: request_context.AroundRequest
-        path = request.path
-        if not path.startswith("/api/") or path.startswith("/api/docs"):  # pages, not JSON
-            headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            headers.setdefault("X-Frame-Options", "DENY")
-            headers.setdefault("Referrer-Policy", "same-origin")
-            if g.get("no_store"):
-                headers["Cache-Control"] = "no-store"
-                headers["Pragma"] = "no-cache"
-        return response
-
-    from .web import CookieSessionInterface, register_filters
-
-    app.session_interface = CookieSessionInterface()
-    register_filters(app)
     return app
-
-
-def _database_timeouts(app: Flask) -> None:
-    """No request waits on the database for longer than KEYVAULT_DATABASE_TIMEOUT seconds to
-    connect (PostgreSQL) or to get the write lock (SQLite's busy timeout); past that it gets a
-    503 (keyvault.errors)."""
-    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    connect_args = options.setdefault("connect_args", {})
-    timeout = app.config["KEYVAULT_DATABASE_TIMEOUT"]
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        connect_args.setdefault("timeout", timeout)
-    else:  # PostgreSQL: lock_timeout plays SQLite's busy timeout
-        options.setdefault("pool_pre_ping", True)
-        options.setdefault("pool_timeout", timeout)
-        connect_args.setdefault("connect_timeout", timeout)
-        connect_args.setdefault("options", f"-c lock_timeout={timeout * 1000}")
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record):
-    """SQLite: WAL so readers never wait for the writer (the busy timeout is a connect argument:
-    _database_timeouts)."""
-    module = type(dbapi_connection).__module__
-    if "sqlite" not in module:
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def database_ready() -> bool:
-    try:
-        db.session.execute(text("SELECT 1"))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        db.session.rollback()
-        return False

@@ -11,8 +11,9 @@ from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 from flask_migrate.cli import db as flask_migrate_db
 
-from . import backup, service, tokens
-from .service import Origin
+from . import backup, clock, server, service, tokens
+from .app import create_app
+from .service import Origin, mail, notifications
 
 
 def _fail(error: service.ServiceError):
@@ -155,8 +156,6 @@ def keys_create(email, label, scopes, expires_in_days, description):
     """Create a key and print its value, alone on stdout, this one time."""
     from datetime import timedelta
 
-    from . import clock
-
     if not scopes:
         raise click.UsageError(
             "Choose what the key may do with --scope (repeat it for more), or --scope '*' for "
@@ -259,10 +258,6 @@ def mail_group():
 @with_appcontext
 def mail_send_pending():
     """Send the mail that is due, then exit (safe next to running servers: each mail goes once)."""
-    from flask import current_app
-
-    from .service import mail
-
     mail.warn_about_setup(current_app)
     report = mail.send_pending()
     click.echo(f"Sent {report.sent} mail(s); {report.failed} failed and will be retried; "
@@ -282,8 +277,6 @@ def notify_expiring():
     """Queue the 7-day and 1-day expiry reminders that are due (safe from cron, as often as
     you like: each goes once per key and threshold). `mail send-pending` or a running server
     sends them."""
-    from .service import notifications
-
     count = notifications.notify_expiring()
     click.echo(f"Queued {count} expiry reminder(s).")
 
@@ -297,10 +290,8 @@ def notify_expiring():
               help="Threads per worker that run requests (default: 8).")
 def serve(host, port, workers, threads):
     """Serve KeyVault in production: granian, with bodies read before a thread is used."""
-    from .server import DEFAULT_THREADS, run
-
-    run(host=host, port=port, workers=workers or os.cpu_count() or 1,
-        threads=threads or DEFAULT_THREADS)
+    server.run(host=host, port=port, workers=workers or os.cpu_count() or 1,
+               threads=threads or server.DEFAULT_THREADS)
 
 
 def register(app) -> None:
@@ -329,8 +320,6 @@ def cli(ctx: click.Context):
     Configured by KEYVAULT_* environment variables (KEYVAULT_DATABASE_URL, ...); with none
     set, it uses the SQLite database under instance/.
     """
-    from . import create_app
-
     # Commands that need the app load it through this, as `flask` would (with_appcontext).
     ctx.obj = ScriptInfo(create_app=create_app, set_debug_flag=False, load_dotenv_defaults=False)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from . import tokens
+from .ratelimit import DEFAULTS, DOORS, parse_quota
 from .service.scopes import BUILT_IN
+from .smtp import parse_url
 
 DEFAULT_SCOPES = BUILT_IN
 
@@ -131,8 +133,6 @@ def _log_format(env: dict, production: bool) -> str:
 
 
 def _rate_limits(env: dict) -> dict:
-    from .ratelimit import DEFAULTS, DOORS, parse_quota
-
     try:
         return {setting: parse_quota(door, env.get(setting, DEFAULTS[door]))
                 for door, setting in DOORS.items()}
@@ -213,8 +213,6 @@ def _secret_scanning_keys(raw: str | None) -> str | None:
 
 def _smtp_url(raw: str | None) -> str | None:
     """KEYVAULT_SMTP_URL, checked now so a typo stops start-up rather than every mail."""
-    from .smtp import parse_url
-
     if raw is None or not raw.strip():
         return None
     try:

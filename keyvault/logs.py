@@ -20,7 +20,7 @@ import orjson
 from .redact import scrub
 
 FORMATS = ("json", "text")
-# Where keyvault.request_context leaves a request's id and what the app noted for this log.
+# Where keyvault.http.context leaves a request's id and what the app noted for this log.
 REQUEST_ID, LOG_FIELDS = "keyvault.request_id", "keyvault.log"
 access_log = logging.getLogger("keyvault.access")
 

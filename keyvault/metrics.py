@@ -1,13 +1,13 @@
-"""Prometheus metrics, and `/metrics` for a key that carries `metrics:read`.
+"""Prometheus counters (served at /metrics by keyvault.ops).
 
 What is counted, and where:
-- `keyvault_verify_total{endpoint, code}`: every verify decision, in keyvault.api.gate (the
+- `keyvault_verify_total{endpoint, code}`: every verify decision, in keyvault.http.gate (the
   Flask view and the fast path alike) and forward_auth: the subject key's verdict (`valid`,
   `expired`, `revoked`, `not_found`, `malformed`, `user_inactive`, `insufficient_scope`) when the
   caller is let in, else `caller_refused`, `bad_request`, `error` (database down) or, on
   forward_auth, `no_key`.
 - `keyvault_request_duration_seconds{route, method}`: every request, timed by
-  request_context.AroundRequest; `route` is the URL rule (`/api/personal_api_keys/<public_id>/`),
+  http.context.AroundRequest; `route` is the URL rule (`/api/personal_api_keys/<public_id>/`),
   never the raw path, and `<unmatched>` for anything no rule matched (methods outside the
   standard few are `other`).
 - `keyvault_rate_limited_total{limit}`: 429 answers, by limit name (`record_rate_limited`).
@@ -21,9 +21,7 @@ workers, marks dead workers (their live gauges stop counting) and deletes it on 
 prometheus_client import waits for the first metric, so a process decides its mode only after
 `keyvault serve` has set PROMETHEUS_MULTIPROC_DIR.
 
-Who may read: an API key with the built-in scope `metrics:read` whose owner is an
-administrator (sign-up is open, so a scope alone would let anyone in). Anonymous callers get
-401, other keys 403, as problem+json.
+Who may read: keyvault.ops.views.scrape says.
 """
 
 from __future__ import annotations
@@ -36,9 +34,13 @@ import tempfile
 import threading
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Flask
+from sqlalchemy import func, or_, select
 
+from . import clock
+from .extensions import db
 from .logs import LOG_FIELDS
+from .models import ApiKey, User
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "<unmatched>"
@@ -46,9 +48,6 @@ METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Seconds; verify answers in about a millisecond, password checks take hundreds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-bp = Blueprint("metrics", __name__)
-NO_KEY = ("/metrics needs an administrator's API key with the scope 'metrics:read', sent as "
-          "'Authorization: Bearer <key>'.")
 
 
 class _Metrics:
@@ -123,7 +122,7 @@ def record_database_error(kind: str) -> None:
 
 def observe_request(environ: dict, method: str, seconds: float) -> None:
     """A request's duration, by its route: the URL rule Flask matched, or the fast path's, as
-    noted for the access log (request_context.note); UNMATCHED when nothing matched."""
+    noted for the access log (http.context.note); UNMATCHED when nothing matched."""
     route = (environ.get(LOG_FIELDS) or {}).get("route") or UNMATCHED
     if method not in METHODS:  # a client may send any token as its method
         method = "other"
@@ -132,8 +131,6 @@ def observe_request(environ: dict, method: str, seconds: float) -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)
-
     if os.environ.get(MULTIPROC_ENV):  # a worker of `keyvault serve`: count it from the start
         _get().processes.set(1)  # again: metrics made before a fork start at 0 in the child
 
@@ -142,12 +139,6 @@ def init_app(app: Flask) -> None:
 
 
 def _live_keys() -> int:
-    from sqlalchemy import func, or_, select
-
-    from . import clock
-    from .extensions import db
-    from .models import ApiKey, User
-
     now = clock.now()
     return db.session.scalar(
         select(func.count(ApiKey.id)).join(ApiKey.user).where(
@@ -180,29 +171,6 @@ def exposition() -> bytes:
     scraped.register(_Live())
     return generate_latest(registry) + generate_latest(scraped)
 
-
-@bp.get("/metrics")
-def metrics():
-    from .api import gate
-    from .api.credentials import bearer_value
-    from .api.errors import problem, respond
-    from .request_context import origin
-    from .service import get_user
-    from .service.scopes import READ_METRICS
-
-    header = request.headers.get("Authorization")  # a scraper's bearer token; never the URL
-    admission = gate.admit(bearer_value(header) if header is not None else None, [READ_METRICS],
-                           origin(), missing=NO_KEY)
-    if admission.refusal is not None:
-        return respond(admission.refusal)
-    owner = get_user(admission.caller.user_id)
-    if owner is None or not owner.is_admin:
-        return respond(problem(403, "Forbidden", "Metrics are for administrators: use a key of "
-                               "an administrator's account that carries 'metrics:read'."))
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    return current_app.response_class(exposition(), status=200, headers={
-        "Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 
 # ---------------------------------------------------------------- keyvault serve

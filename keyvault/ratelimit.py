@@ -7,7 +7,7 @@ Counts live in this process's memory by default (WindowCounts), or in a `limits`
 KEYVAULT_RATELIMIT_STORAGE_URL (`redis://host:6379/0`). Windows are fixed and aligned to the
 clock, so every instance counts the same window; a hit is one atomic increment (Redis INCR),
 which is what keeps parallel requests from slipping past a limit. Flask-Limiter's decorators
-are not used because the verify fast path answers without Flask: the gate (api.gate.admit)
+are not used because the verify fast path answers without Flask: the gate (http.gate.admit)
 calls this for both.
 
 A limiter that cannot reach its storage lets requests through and logs it (once a minute):

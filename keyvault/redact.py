@@ -1,7 +1,7 @@
 """Hiding keys that clients put where they do not belong: URLs, Referers, User-Agents.
 
 Standard library only: the access log (keyvault.server) and the security log
-(keyvault.request_context) both use it.
+(keyvault.http.context) both use it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import logs
+from . import logs, metrics
+from .api.fastlane import takes
+from .app import create_app
+from .service import mail, usage
+from .service.verify import write_elsewhere
 
 # Python threads per worker process that run the app.
 DEFAULT_THREADS = 8
@@ -150,8 +154,6 @@ class BufferedWSGI:
 
     def _call_here(self, environ: dict) -> tuple[int, list, bytes]:
         """Answer on the event loop; writes that may wait for a lock go to the threads."""
-        from .service.verify import write_elsewhere
-
         token = write_elsewhere.set(self._jobs.put)
         try:
             return self._call_safely(environ)
@@ -224,8 +226,6 @@ def _settle(future: asyncio.Future, answer) -> None:
 
 def application() -> BufferedWSGI:
     """What each granian worker serves: its own app, engine and connection pool."""
-    from . import create_app
-
     _pin()  # before granian and the app start their threads: they inherit it
     fmt = os.environ.get("KEYVAULT_SERVE_LOG_FORMAT", "text")
     logs.configure(fmt)
@@ -234,9 +234,6 @@ def application() -> BufferedWSGI:
     # reach, a full collection in the middle of a request no longer walks the whole app.
     gc.collect()
     gc.freeze()
-    from .api.fastlane import takes
-    from .service import mail, usage
-
     stop_mail = mail.start_sender(app)
     # On SQLite the verify fast path's read never waits (module docstring); a PostgreSQL
     # round trip would hold up every connection of the worker, so there it takes a thread.
@@ -415,8 +412,6 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
 
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
-    from . import create_app, metrics
-
     app = create_app()  # generate instance secrets once, before workers race for them
     with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
         serve("keyvault.server:application", host, port, workers, threads,

@@ -1,5 +1,5 @@
 """WSGI entry point for other servers (`keyvault serve` is the supported one: README)."""
 
-from . import create_app
+from .app import create_app
 
 app = create_app()

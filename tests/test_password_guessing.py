@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from keyvault.web import DEVICE_COOKIE
+from keyvault.http.browser import DEVICE_COOKIE
 from tests.conftest import PASSWORD, AuthActions
 
 

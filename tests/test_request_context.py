@@ -1,4 +1,4 @@
-"""Work for every request (request_context.AroundRequest) reaches every route, the verify fast
+"""Work for every request (http.context.AroundRequest) reaches every route, the verify fast
 path included: a request id, a timing, nosniff."""
 
 from __future__ import annotations

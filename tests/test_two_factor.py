@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from keyvault import service
 from keyvault.extensions import db
+from keyvault.http.browser import DEVICE_COOKIE
 from keyvault.models import RecoveryCode, SecurityEvent, TotpCredential, User
-from keyvault.web import DEVICE_COOKIE
 from tests.conftest import AuthActions, csrf_from
 from tests.two_factor_steps import (
     code_at,

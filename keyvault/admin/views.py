@@ -4,11 +4,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from .. import service
+from ..http.browser import enrolment_required, send_to_enrolment
+from ..http.context import origin
+from ..http.forms import ActionForm
 from ..models import KEY_STATUSES
-from ..request_context import origin
 from ..service import second_factor
-from ..settings.forms import ActionForm
-from ..web import enrolment_required, send_to_enrolment
 
 bp = Blueprint("admin", __name__)
 

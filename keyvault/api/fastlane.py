@@ -4,10 +4,10 @@ Verify is on the hot path of every request the calling services serve. Flask's r
 context, routing, session, CSRF and after-request hooks cost more than the verification itself
 (bench/README.md has the figures), and none of them matters for a JSON call authenticated by an
 Authorization header. This WSGI middleware answers exactly those calls, refusals and errors
-included, through the same pipeline as the Flask view (gate.verify: one lookup for caller and
+included, through the same pipeline as the Flask view (verify.verify: one lookup for caller and
 subject, the same body model, the same answers), so it writes the very bytes the view would.
 Anything else (a key in the body or the query, a form body, a body of unknown length) goes to
-Flask. Work for every request (request id, timing) wraps both: keyvault.request_context.
+Flask. Work for every request (request id, timing) wraps both: keyvault.http.context.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
-from ..errors import report
-from ..request_context import note, origin_of, request_id
-from . import gate
-from .credentials import bearer_value, parse_json
-from .errors import Answer, from_error, from_http_exception
+from ..http.context import note, origin_of, request_id
+from ..http.credentials import bearer_value, parse_json
+from ..http.errors import report
+from ..http.problems import Answer, from_error, from_http_exception
+from . import verify
 from .schemas import VerifyRequest
 
 PATH = "/api/verify/"
@@ -67,11 +67,11 @@ class VerifyFastLane:
             return self.too_large
 
         def read_body() -> VerifyRequest:
-            return gate.verify_request(parse_json(environ["wsgi.input"].read(length)))
+            return verify.verify_request(parse_json(environ["wsgi.input"].read(length)))
 
         caller = bearer_value(environ["HTTP_AUTHORIZATION"], basic=True)
         try:
-            return gate.verify(caller, read_body, origin_of(environ), app=self.app)
+            return verify.verify(caller, read_body, origin_of(environ), app=self.app)
         except Exception as error:  # noqa: BLE001 - answered and logged as in Flask (errors.py)
             report(self.app, error, "POST", PATH, request_id(environ))
             return from_error(error, self.max_body)

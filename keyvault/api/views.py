@@ -2,7 +2,7 @@
 
 Views are thin: read the request → parse it with a model from .schemas → call the service →
 answer with a model. Every presented key goes through .gate; every error leaves through
-keyvault.errors' one handler as problem+json.
+keyvault.http.errors' one handler as problem+json.
 """
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from werkzeug.exceptions import NotFound, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from .. import metrics, service
-from ..request_context import origin
-from ..service.pagination import clean_limit
-from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
-from ..web import external_url
-from . import gate, openapi, reference, signatures
-from .credentials import (
+from ..http import gate
+from ..http.context import origin
+from ..http.credentials import (
     bearer_value,
     json_body,
     parse_json,
     read_credential,
     refuse_json_sent_as_form,
 )
-from .errors import problem, respond
+from ..http.problems import problem, respond
+from ..links import external_url
+from ..service.pagination import clean_limit
+from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from . import openapi, reference, signatures
+from . import verify as verification
 from .leak_schemas import TokenLabels, parse_report
 from .schemas import (
     ApiKey,
@@ -246,7 +248,7 @@ def _verify_body() -> VerifyRequest:
         raise UnsupportedMediaType('Send JSON such as {"key": "..."} with the header '
                                    "Content-Type: application/json, or token=... as a form.")
     if body is not None or not request.form:
-        return gate.verify_request(body)
+        return verification.verify_request(body)
     form = parse(VerifyForm, request.form.to_dict())
     return VerifyRequest(key=form.token, scopes=form.required_scopes)
 
@@ -254,7 +256,7 @@ def _verify_body() -> VerifyRequest:
 @bp.post("/verify/")
 def verify():
     """Is this key valid, whose is it and what may it do? One database round trip for both keys."""
-    return respond(gate.verify(_credential(basic=True), _verify_body, origin()))
+    return respond(verification.verify(_credential(basic=True), _verify_body, origin()))
 
 
 verify.required_scope = VERIFY

@@ -19,11 +19,11 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from ..api.errors import from_service_error, problem, respond
-from ..request_context import origin
+from ..http.browser import in_sudo_mode, no_store, relying_party, retry_after, safe_next, sudo_required
+from ..http.context import origin
+from ..http.forms import ActionForm, PasskeyNameForm
+from ..http.problems import from_service_error, problem, respond
 from ..service import ServiceError, passkeys, second_factor
-from ..settings.forms import ActionForm, PasskeyNameForm
-from ..web import in_sudo_mode, no_store, relying_party, retry_after, safe_next, sudo_required
 from .views import HOME, _finish_login, _pending_login
 
 bp = Blueprint("passkeys", __name__)

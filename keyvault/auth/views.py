@@ -5,11 +5,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import clock, metrics, service
-from ..ratelimit import limiter
-from ..request_context import origin
-from ..service import second_factor
-from ..service.validation import PASSWORD_RULE
-from ..web import (
+from ..http.browser import (
     enrolment_required,
     known_device,
     mark_authenticated,
@@ -18,7 +14,8 @@ from ..web import (
     safe_next,
     send_to_enrolment,
 )
-from .forms import (
+from ..http.context import origin
+from ..http.forms import (
     ConfirmPasswordForm,
     ForgotPasswordForm,
     LoginForm,
@@ -26,6 +23,9 @@ from .forms import (
     SignUpForm,
     TwoFactorCodeForm,
 )
+from ..ratelimit import limiter
+from ..service import second_factor
+from ..service.validation import PASSWORD_RULE
 
 bp = Blueprint("auth", __name__)
 

@@ -7,6 +7,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - validation  what people type: labels, descriptions, emails, passwords, expiries
 - scopes      the catalogue, the built-in scope names, holding and granting scopes
 - events      the security log, and Origin (where a change came from)
+- event_text  the security log in words (titles, particulars, who made a change)
 - pagination  keyset pages and their cursors
 - accounts    sign-up, login and its guessing limit, sudo checks, sessions
 - keys        the ownership check; create, edit, roll, revoke
@@ -59,7 +60,8 @@ from .errors import (
     UserNotFound,
     WrongPassword,
 )
-from .events import EventText, Origin, describe, page_events, performed_by
+from .event_text import EventText, describe, performed_by
+from .events import Origin, page_events
 from .keys import (
     create_key,
     events_for_key,

@@ -19,7 +19,8 @@ from ..models import (
 )
 from . import guessing
 from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
-from .events import Origin, record
+from .events import Origin, finish_login, record
+from .second_factor import methods
 from .validation import clean_email, clean_password, has_control_characters, is_row_id, normalise_email
 
 # Wrong passwords at the login form, at a confirmation prompt, and as the current password when
@@ -94,19 +95,10 @@ def log_in(email: str, password: str, origin: Origin,
     guessing.succeeded(attempt)
     if passwords.needs_rehash(hasher, user.password_hash):
         user.password_hash = passwords.hash_password(hasher, password)
-    from .second_factor import methods  # it finishes logins too (finish_login, below)
-
     if not methods(user):  # else the login's second step finishes it
         finish_login(user, origin)
     db.session.commit()
     return user
-
-
-def finish_login(user: User, origin: Origin, **details) -> None:
-    """The person proved who they are (password, and second factor when they have one): note
-    the login in the transaction; the caller commits."""
-    user.last_login_at = clock.now()
-    record("login.succeeded", user.id, origin, **details)
 
 
 def end_sessions(user: User, origin: Origin) -> None:

@@ -24,9 +24,9 @@ from typing import NamedTuple
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, text, update
 
-from .. import clock
+from .. import clock, metrics
 from ..extensions import db
-from ..models import PasswordAttempt
+from ..models import PasswordAttempt, SecurityEvent
 from .errors import TooManyFailures
 from .events import Origin, record
 from .validation import normalise_email
@@ -103,8 +103,6 @@ def begin(email: str | None, origin: Origin, user_id: int | None,
         full = by_address >= allowed or by_account >= allowed
         whose = "your address or for this account" if email is not None else "your address"
     if full:
-        from .. import metrics
-
         metrics.record_rate_limited(metric)
         _note_throttled(event, user_id, origin, now)
         db.session.commit()
@@ -131,8 +129,6 @@ def _note_throttled(event: str, user_id: int | None, origin: Origin, now) -> Non
     """`login.throttled` (or `2fa.throttled`) in the security log, once per window per address:
     refusals cost no argon2, so a row each would let an address fill the log as fast as it can
     send."""
-    from ..models import SecurityEvent
-
     seen = db.session.scalar(select(func.count(SecurityEvent.id)).where(
         SecurityEvent.event == event,
         or_(SecurityEvent.ip_address == origin.ip_address, SecurityEvent.user_id == user_id)

@@ -29,6 +29,7 @@ from sqlalchemy import or_, select, update
 
 from .. import clock, smtp
 from ..extensions import db
+from ..links import external_url
 from ..models import MailOutbox
 
 log = logging.getLogger("keyvault.mail")
@@ -66,9 +67,7 @@ def queue(to: str, kind: str, **context) -> MailOutbox:
 
 
 def link(endpoint: str, **values) -> str:
-    """A link for a mail, on KEYVAULT_BASE_URL (web.external_url), inside a request or not."""
-    from ..web import external_url
-
+    """A link for a mail, on KEYVAULT_BASE_URL (links.external_url), inside a request or not."""
     if has_request_context():
         return external_url(endpoint, **values)
     with current_app.test_request_context("/"):

@@ -20,8 +20,9 @@ from .. import clock
 from ..extensions import db
 from ..models import ApiKey, KeyNotice, SecurityEvent, User
 from . import mail
+from .event_text import describe, performed_by, scopes_in_words
 
-# Account events that mail the person, described in words by events.describe.
+# Account events that mail the person, described in words by event_text.describe.
 ACCOUNT_NOTICES = {"password.changed", "password.reset",
                    "2fa.enabled", "2fa.disabled", "2fa.reset_by_admin", "2fa.recovery_regenerated",
                    "passkey.added", "passkey.removed"}
@@ -38,8 +39,6 @@ def after_record(event: SecurityEvent) -> None:
     if user is None:
         return
     if event.event in ACCOUNT_NOTICES:
-        from .events import describe
-
         text = describe(event)
         mail.queue(user.email, "account_notice", title=text.title, summary=text.summary,
                    when=event.created_at, address=event.ip_address, agent=event.user_agent,
@@ -50,8 +49,6 @@ def after_record(event: SecurityEvent) -> None:
 
 
 def _key_context(event: SecurityEvent) -> dict:
-    from .events import performed_by, scopes_in_words
-
     details = event.details or {}
     expires = details.get("expires_at")
     key = event.key
@@ -77,8 +74,6 @@ def notify_expiring(now: datetime | None = None) -> int:
     """Queue the reminders due now: a live key expiring within 7 days gets one, and again
     within 1 day; each once per key, threshold and expiry date (a key whose expiry moves gets
     reminded of the new one). Commits each; returns how many were queued."""
-    from ..web import relative
-
     now = now or clock.now()
     longest = EXPIRY_THRESHOLDS[-1][1]
     keys = db.session.scalars(
@@ -94,7 +89,7 @@ def notify_expiring(now: datetime | None = None) -> int:
             continue
         db.session.add(KeyNotice(key_id=key.id, kind=kind, period=period, created_at=now))
         mail.queue(key.user.email, "key_expiring", label=key.label, mask=key.mask,
-                   expires_at=key.expires_at, within=relative(key.expires_at, now),
+                   expires_at=key.expires_at, within=clock.relative(key.expires_at, now),
                    key_url=mail.link("settings.key_page", public_id=key.public_id),
                    settings_url=mail.link("settings.account"))
         try:

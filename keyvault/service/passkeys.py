@@ -4,7 +4,7 @@ A ceremony starts with options holding a fresh challenge, which is kept here (it
 webauthn_challenges) for CHALLENGE_LIFETIME; the browser's answer names the challenge, and the
 challenge is deleted before the answer is checked, so no answer counts twice, on any worker.
 The relying party (the domain passkeys are bound to, and the origin pages are served from)
-comes from the caller (keyvault.web.relying_party): nothing here knows about HTTP.
+comes from the caller (keyvault.http.browser.relying_party): nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -45,9 +45,8 @@ from .. import clock
 from ..extensions import db
 from ..models import Passkey, User, WebAuthnChallenge
 from . import guessing
-from .accounts import finish_login
 from .errors import InvalidInput, KeyNotFound, ServiceError, TooManyFailures
-from .events import Origin, record
+from .events import Origin, finish_login, record
 from .validation import clean_label, is_row_id
 
 CHALLENGE_LIFETIME = timedelta(minutes=5)

@@ -36,9 +36,8 @@ from .. import clock
 from ..extensions import db
 from ..models import RecoveryCode, TotpCredential, User
 from . import guessing
-from .accounts import finish_login
 from .errors import InvalidInput
-from .events import Origin, record
+from .events import Origin, finish_login, record
 from .passkeys import has_passkeys
 
 STEP_SECONDS = 30

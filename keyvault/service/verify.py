@@ -3,7 +3,7 @@
 Two steps, so that nothing happens to a key before the request that presented it is accepted:
 `check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
 side effect; `record_use` then stamps `last_used_at` and logs uses of expired and revoked keys, for the
-verdicts the caller decides to act on. The HTTP side (keyvault.api.gate) calls both.
+verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from functools import partial
 
 from flask import Flask, current_app
 
-from .. import clock, tokens
+from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
 from ..models import key_status
 from . import usage
@@ -132,12 +132,10 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
 def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
     """A write made after its verdict was sent: a failure is logged as a request's would be
     (a database one once per kind and interval, without SQL); nobody is waiting to hear it."""
-    from ..errors import report
-
     try:
         write()
     except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
-        report(app, error, "POST", "(refused-use note after a verdict)", "-")
+        failures.report(app, error, "POST", "(refused-use note after a verdict)", "-")
 
 
 def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:

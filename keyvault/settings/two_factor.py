@@ -7,11 +7,10 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import service
-from ..auth.forms import TwoFactorCodeForm
-from ..request_context import origin
+from ..http.browser import enrolment_required, no_store, send_to_enrolment, sudo_required
+from ..http.context import origin
+from ..http.forms import ActionForm, TwoFactorCodeForm
 from ..service import second_factor
-from ..web import enrolment_required, no_store, send_to_enrolment, sudo_required
-from .forms import ActionForm
 from .views import bp
 
 SETUP = "settings.two_factor_setup"

@@ -9,12 +9,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import clock, service
-from ..auth.forms import ChangePasswordForm
 from ..extensions import db
-from ..request_context import origin
-from ..service import notifications, passkeys, scopes, second_factor, submissions, usage
-from ..service.validation import PASSWORD_RULE
-from ..web import (
+from ..http.browser import (
     known_device,
     mark_authenticated,
     no_store,
@@ -22,12 +18,12 @@ from ..web import (
     retry_after,
     sudo_required,
 )
-from .chart import usage_chart
-from .chart import words as outcome_words
-from .forms import (
+from ..http.context import origin
+from ..http.forms import (
     EXPIRY_CHOICES,
     PRESET_HINTS,
     ActionForm,
+    ChangePasswordForm,
     CreateKeyForm,
     EditKeyForm,
     NotificationsForm,
@@ -35,6 +31,10 @@ from .forms import (
     RollKeyForm,
     choices,
 )
+from ..service import notifications, passkeys, scopes, second_factor, submissions, usage
+from ..service.validation import PASSWORD_RULE
+from .chart import usage_chart
+from .chart import words as outcome_words
 
 USAGE_DAYS = 30
 NOTIFICATIONS_PREFIX = "mail"  # its fields' ids differ from the password form's (submit, csrf)

@@ -1,70 +1,34 @@
-"""The one error handler: problem+json under /api/, the app's own error page everywhere else,
-and the one place that decides what an error leaves in the log."""
+"""The one error handler: problem+json under /api/, the app's own error page everywhere else;
+what an error leaves in the log is keyvault.failures' to say."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
-import time
 
 from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import metrics
-from .api.errors import (
-    DATABASE_ERRORS,
+from .. import failures
+from ..extensions import db
+from ..failures import DATABASE_ERRORS
+from ..service import ServiceError
+from .context import request_id
+from .problems import (
     RETRY_AFTER_SECONDS,
     MalformedBody,
     from_error,
     respond,
 )
-from .extensions import db
-from .request_context import request_id
-from .service import ServiceError
 
-log = logging.getLogger("keyvault")
 EXPECTED = (HTTPException, ServiceError, MalformedBody)
 CSRF_EXPIRED = "The CSRF token has expired."  # flask_wtf.csrf's reason when the time limit passed
-# One log line per kind of database failure per interval: an outage under load must not write
-# a line (let alone a traceback holding SQL parameters, key digests among them) per request.
-DATABASE_LOG_INTERVAL = 30.0
-
-
-class _FailureLog:
-    """When each kind of database failure was last logged, for one app."""
-
-    def __init__(self):
-        self.last: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def due(self, kind: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            if now - self.last.get(kind, -DATABASE_LOG_INTERVAL) < DATABASE_LOG_INTERVAL:
-                return False
-            self.last[kind] = now
-            return True
 
 
 def report(app, error: Exception, method: str, path: str, request: str) -> None:
-    """Log an error a request ended in, if it is worth a line: database failures once per kind
-    per DATABASE_LOG_INTERVAL, without SQL; anything unexpected with its traceback."""
-    if isinstance(error, EXPECTED):
-        return
-    if isinstance(error, DATABASE_ERRORS):
-        cause = getattr(error, "orig", None) or error
-        kind = type(cause).__name__
-        metrics.record_database_error(kind)
-        if not app.extensions.setdefault("keyvault.failure_log", _FailureLog()).due(kind):
-            return
-        first_line = (str(cause).strip().splitlines() or [""])[0][:200]
-        log.error("database unavailable (%s: %s) on %s %s (request %s); answering 503, "
-                  "logged at most every %d s", kind, first_line, method, path, request,
-                  DATABASE_LOG_INTERVAL)
-        return
-    log.error("unhandled error on %s %s (request %s)", method, path, request, exc_info=error)
+    """Log an error a request ended in, if it is worth a line (keyvault.failures says how)."""
+    if not isinstance(error, EXPECTED):
+        failures.report(app, error, method, path, request)
 
 
 def register(app) -> None:

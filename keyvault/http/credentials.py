@@ -10,7 +10,7 @@ from flask import Request
 from werkzeug.exceptions import BadRequest
 
 from ..jsonio import decode
-from .errors import MalformedBody
+from .problems import MalformedBody
 
 FIELD = "personal_api_key"
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from ..failures import DATABASE_ERRORS
 from ..jsonio import encode
 from ..service import ServiceError
 
@@ -92,14 +91,11 @@ def from_malformed_body(error: MalformedBody) -> Answer:
     return problem(400, "Malformed JSON", str(error))
 
 
-# A database that is down, unreachable or busy past KEYVAULT_DATABASE_TIMEOUT: the client may
-# try again soon, and nothing was decided (verify never says yes without the database).
-DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER_SECONDS = 5  # after a database failure (503)
 
 
 def from_error(error: Exception, max_body: int | None = None) -> Answer:
-    """Any error an API request can end in, as its problem answer (keyvault.errors logs)."""
+    """Any error an API request can end in, as its problem answer (keyvault.failures logs)."""
     if isinstance(error, DATABASE_ERRORS):
         return DATABASE_UNAVAILABLE
     if isinstance(error, ServiceError):

@@ -9,8 +9,11 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 
-from . import clock
-from .request_context import origin
+from .. import clock, service
+from ..service import second_factor
+from ..service.guessing import Device
+from ..service.passkeys import RelyingParty
+from .context import origin
 
 AUTH_AT = "auth_at"
 
@@ -41,8 +44,6 @@ def known_device():
     without one or with one that does not verify."""
     from itsdangerous import BadSignature
 
-    from .service.guessing import Device
-
     raw = request.cookies.get(DEVICE_COOKIE)
     if not raw:
         return None
@@ -67,18 +68,6 @@ def remember_device(response, user_id: int):
     return response
 
 
-def external_url(endpoint: str, **values) -> str:
-    """A link to hand out (API pagination): absolute on KEYVAULT_BASE_URL when it is set; else,
-    behind KEYVAULT_TRUSTED_PROXIES, on the host and scheme the proxy forwarded; else relative
-    (`/api/...`, which a client resolves against the URL it called). Never on the Host header
-    of a request that came straight from the client: anyone can write `Host: evil.com`."""
-    path = url_for(endpoint, **values)
-    base = current_app.config["KEYVAULT_BASE_URL"]
-    if base:
-        return base + path[len(request.script_root):]
-    if current_app.config["KEYVAULT_TRUSTED_PROXIES"]:
-        return url_for(endpoint, _external=True, **values)
-    return path
 
 
 def relying_party():
@@ -86,8 +75,6 @@ def relying_party():
     KEYVAULT_WEBAUTHN_RP_ID (by default that URL's host). Without a base URL, development uses
     the host this request came to (http://localhost works: browsers count it as secure);
     production has no passkeys then (None), since a Host header proves nothing."""
-    from .service.passkeys import RelyingParty
-
     base = current_app.config["KEYVAULT_BASE_URL"]
     if base:
         parts = urlsplit(base)
@@ -121,8 +108,6 @@ def reauthenticate():
         return None
     if request.method != "POST":
         return redirect(url_for("auth.confirm", next=request.full_path.rstrip("?")))
-    from . import service
-
     password = request.form.get("sudo_password")
     status, error = 200, None
     if password is not None:
@@ -142,8 +127,6 @@ def reauthenticate():
 
 def retry_after() -> dict:
     """The header of a 429 for an address that has been guessing passwords."""
-    from . import service
-
     return {"Retry-After": str(int(service.FAILURE_WINDOW.total_seconds()))}
 
 
@@ -154,8 +137,6 @@ def enrolment_required() -> bool:
         return False
     if not current_user.is_authenticated or not current_user.is_admin:
         return False
-    from .service import second_factor
-
     return not second_factor.methods(current_user)
 
 
@@ -181,32 +162,11 @@ def no_store() -> None:
     g.no_store = True
 
 
-def format_datetime(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
-
-
-def relative(value, now) -> str:
-    """'in 30 days', '2 hours ago': how far a moment is from now, in its largest unit.
-
-    A future moment is rounded to the nearest whole unit (a key made for 30 days "expires in 30
-    days" a second after it was made, not 29), a past one down ("2 hours ago" until it is 3).
-    """
-    seconds = (value - now).total_seconds()
-    future = seconds > 0
-    seconds = abs(seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = int(seconds / size + 0.5) if future else int(seconds // size)
-            text = f"{count} {unit}{'s' if count != 1 else ''}"
-            break
-    else:
-        text = "less than a minute"
-    return f"in {text}" if future else f"{text} ago"
 
 
 def register_filters(app) -> None:
-    app.add_template_filter(format_datetime, "datetime")
-    app.add_template_filter(relative, "relative")
+    app.add_template_filter(clock.format_datetime, "datetime")
+    app.add_template_filter(clock.relative, "relative")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

@@ -18,10 +18,10 @@ from time import perf_counter
 
 from flask import request
 
-from . import metrics
-from .logs import LOG_FIELDS, REQUEST_ID  # environ keys: the request's id, the log's facts
-from .redact import scrub
-from .service import Origin
+from .. import metrics
+from ..logs import LOG_FIELDS, REQUEST_ID  # environ keys: the request's id, the log's facts
+from ..redact import scrub
+from ..service import Origin
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _log_fields: ContextVar[dict | None] = ContextVar("keyvault_log_fields", default=None)

@@ -1,0 +1,81 @@
+"""The one pipeline for a presented key, in HTTP terms: judge it, then answer or let it in.
+
+API routes (`requires`), verify (keyvault.api.verify), forward_auth and /metrics all come here,
+from Flask or from the verify fast path: the credential and the required scopes go in,
+service.check_keys judges every key of the request in one lookup, `refusal` maps a caller's
+verdict to its 401 or 403, and only a request that is let in records its keys' use (last used,
+expired-use events). A subject key (verify's) is never touched when its caller is refused.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from flask import Flask
+
+from .. import metrics, service
+from ..ratelimit import Outcome, limiter
+from ..service import Origin, Verdict
+from .context import note
+from .problems import Answer, forbidden_scope, too_many_requests, unauthorized
+
+INVALID_KEY_DETAIL = {
+    "malformed": "The API key is malformed (wrong prefix, length or checksum).",
+    "not_found": "The API key is not recognised.",
+    "revoked": "The API key has been revoked.",
+    "expired": "The API key has expired.",
+    "user_inactive": "The API key's owner is deactivated.",
+}
+NO_KEY = "This endpoint needs an API key: send it as 'Authorization: Bearer <key>'."
+
+
+class Admission(NamedTuple):
+    """The caller's verdict, the subject's (verify only, when the caller is let in), the answer
+    that ends the request when the caller is refused, and the caller's count at its door."""
+
+    caller: Verdict | None
+    subject: Verdict | None = None
+    refusal: Answer | None = None
+    counted: Outcome | None = None
+
+    def rate_limit_headers(self) -> tuple[tuple[str, str], ...]:
+        return self.counted.headers() if self.counted is not None else ()
+
+
+def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
+    """The one mapping from a caller's verdict to HTTP: None to go on, else its 401 or 403."""
+    if verdict.code == "insufficient_scope":
+        return forbidden_scope(" ".join(needed))
+    if not verdict.active:
+        return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
+    return None
+
+
+def admit(credential: str | None, needed: list[str], origin: Origin, *,
+          subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
+          door: str = "api", app: Flask | None = None) -> Admission:
+    """Judge the caller's key (and a subject key, in the same lookup), count it at its door
+    (ratelimit: 429 past the quota), and record what a judged key leaves behind: the caller's
+    always, the subject's only when the caller is let in."""
+    if credential is None:
+        return Admission(None, refusal=unauthorized(missing, key_presented=False))
+    values, required = [credential], [needed]
+    if subject is not None:
+        values.append(subject[0])
+        required.append(subject[1])
+    verdicts = service.check_keys(values, required, app=app)
+    caller = verdicts[0]
+    if caller.public_id is not None:
+        note(key_id=caller.public_id)
+    refused = refusal(caller, needed)
+    counted = None
+    if refused is None:
+        counted = limiter(app).hit(door, caller.key_id)
+        if counted is not None and not counted.allowed:
+            metrics.record_rate_limited(door)
+            refused = too_many_requests(counted)
+    if refused is not None:
+        service.record_use([caller], origin, app=app)
+        return Admission(caller, refusal=refused, counted=counted)
+    service.record_use(verdicts, origin, app=app)
+    return Admission(caller, verdicts[1] if subject is not None else None, counted=counted)

@@ -1,0 +1,1 @@
+"""Blueprint for operators' probes and scrapers: /healthz, /readyz and /metrics."""

@@ -1,0 +1,172 @@
+"""The security log in words: an event's title and particulars, and who made the change.
+Read by the pages, the API and the mail (service.notifications); knows nothing of recording."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..models import SecurityEvent
+
+CLI_AGENT = "keyvault-cli"  # the user agent of changes made on the command line (Origin.system)
+
+
+class EventText(NamedTuple):
+    """An event as people read it: what happened, and the particulars."""
+
+    title: str
+    summary: str
+
+
+_TITLES = {
+    "user.created": "Account created",
+    "login.succeeded": "Logged in",
+    "login.failed": "Failed login",
+    "login.throttled": "Logins refused after too many wrong passwords",
+    "sudo.failed": "Wrong password when confirming an action",
+    "logout": "Logged out everywhere",
+    "password.changed": "Password changed",
+    "password.reset": "Password reset by e-mail link",
+    "password.reset_requested": "Password reset link mailed",
+    "password.change_failed": "Wrong current password when changing the password",
+    "user.activated": "Account activated",
+    "user.deactivated": "Account deactivated",
+    "user.admin_granted": "Made an administrator",
+    "user.admin_revoked": "No longer an administrator",
+    "key.created": "Key created",
+    "key.updated": "Key changed",
+    "key.rolled": "Key rolled",
+    "key.revoked": "Key revoked",
+    "key.expired_use": "Expired key presented",
+    "2fa.enabled": "Two-factor authentication turned on",
+    "2fa.disabled": "Two-factor authentication turned off",
+    "2fa.failed": "Wrong two-factor code at login",
+    "2fa.throttled": "Two-factor codes refused after too many wrong ones",
+    "2fa.recovery_used": "Logged in with a recovery code",
+    "2fa.recovery_regenerated": "New recovery codes made",
+    "2fa.reset_by_admin": "Two-factor authentication reset",
+    "passkey.added": "Passkey added",
+    "passkey.renamed": "Passkey renamed",
+    "passkey.removed": "Passkey removed",
+    "passkey.failed": "Failed passkey login",
+    "key.leaked": "Key revoked: found in public",
+    "key.revoked_use": "Revoked key presented",
+}
+_PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
+                     "unknown_credential": "The passkey is not registered here.",
+                     "other_account": "The passkey belongs to another account.",
+                     "invalid": "The passkey's answer did not verify.",
+                     "inactive": "The account is deactivated."}
+_LOGIN_FAILURES = {"wrong_password": "Wrong password.",
+                   "inactive": "The account is deactivated.",
+                   "unknown_email": "No account has that email."}
+
+
+def duration(seconds: int) -> str:
+    """'1 hour', '24 hours', '7 days', '90 seconds': a span in its largest whole unit."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def scopes_in_words(scopes: list[str]) -> str:
+    return ", ".join("* (full access)" if scope == "*" else scope for scope in scopes)
+
+
+def describe(event: SecurityEvent) -> EventText:
+    """The event's title and what changed, in words: never a raw code like `key.rolled`."""
+    details = event.details or {}
+    title = _TITLES.get(event.event, event.event.replace(".", " ").replace("_", " ").capitalize())
+    parts: list[str] = []
+    if event.event == "key.created":
+        if details.get("scopes"):
+            parts.append(f"Scopes granted: {scopes_in_words(details['scopes'])}.")
+        if "expires_at" in details:
+            expires = details["expires_at"]
+            parts.append(f"Expires {expires[:16].replace('T', ' ')} UTC." if expires
+                         else "Never expires.")
+    elif event.event == "key.updated":
+        if "label_from" in details:
+            parts.append(f"Renamed from “{details['label_from']}” to “{details['label_to']}”.")
+        if details.get("scopes_added"):
+            parts.append(f"Scopes granted: {scopes_in_words(details['scopes_added'])}.")
+        if details.get("scopes_removed"):
+            parts.append(f"Scopes removed: {scopes_in_words(details['scopes_removed'])}.")
+        if "description" in details.get("fields", []):
+            parts.append("Description changed.")
+        if not parts and details.get("fields"):  # events logged before the changes were kept
+            parts.append(f"Changed: {', '.join(details['fields'])}.")
+    elif event.event == "key.rolled":
+        grace = details.get("grace_period_seconds") or 0
+        parts.append(f"Rolled; old value valid for {duration(grace)}." if grace
+                     else "Rolled; the old value stopped working at once.")
+    elif event.event == "key.revoked":
+        if details.get("reason") == "unused":
+            parts.append(f"Unused for {details.get('unused_days')} days, so revoked by a "
+                         "clean-up.")
+    elif event.event == "key.leaked":
+        url = details.get("url")
+        parts.append(f"Revoked because it was found in public at {url}." if url
+                     else "Revoked because it was found in public.")
+        if details.get("source"):
+            parts.append(f"Found in: {details['source'].replace('_', ' ').lower()}.")
+    elif event.event == "login.failed":
+        parts.append(_LOGIN_FAILURES.get(details.get("reason"), ""))
+    elif event.event == "login.succeeded" and details.get("method") == "passkey":
+        parts.append(f"With the passkey “{details.get('passkey')}”, instead of the password.")
+    elif event.event in ("passkey.added", "passkey.removed"):
+        parts.append(f"“{details.get('name')}”.")
+    elif event.event == "passkey.renamed":
+        parts.append(f"Renamed from “{details.get('name_from')}” to “{details.get('name_to')}”.")
+    elif event.event == "passkey.failed":
+        parts.append(_PASSKEY_FAILURES.get(details.get("reason"), ""))
+        if details.get("passkey"):
+            parts.append(f"Passkey “{details['passkey']}”.")
+    elif event.event == "password.reset_requested" and details.get("reason") == "inactive":
+        parts.append("No mail was sent: the account is deactivated.")
+    elif event.event == "password.reset":
+        parts.append("Set through a reset link mailed to the account; every session was "
+                     "logged out.")
+    elif event.event == "password.changed":
+        parts.append("Every session was logged out." if event.user_agent == CLI_AGENT
+                     else "Every other session was logged out.")
+    elif event.event == "user.deactivated":
+        parts.append("Sessions ended; the account's keys stop working until it is activated.")
+    elif event.event == "key.expired_use":
+        parts.append("Someone presented this key after it expired; it was refused.")
+    elif event.event == "login.succeeded" and details.get("second_factor"):
+        parts.append({
+            "recovery": "With a recovery code.",
+            "passkey": f"With the passkey “{details.get('passkey')}” after the password.",
+        }.get(details["second_factor"], "With a code from the authenticator app."))
+    elif event.event == "2fa.enabled":
+        parts.append("Logging in now asks for a code after the password; ten recovery codes "
+                     "were made.")
+    elif event.event == "2fa.failed":
+        parts.append("The password was right; the code was not. Nobody was logged in.")
+    elif event.event == "2fa.recovery_used":
+        parts.append(f"{details.get('left', 0)} recovery codes left.")
+    elif event.event == "2fa.recovery_regenerated":
+        parts.append("The old recovery codes stopped working.")
+    elif event.event == "2fa.reset_by_admin" and not details.get("by_admin"):
+        parts.append("Reset by an operator at the command line; the password alone logs in.")
+    elif event.event == "key.revoked_use":
+        parts.append("Someone presented this key after it was revoked; it was refused.")
+    if details.get("by_admin"):
+        what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
+                "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(
+            event.event, "Done")
+        parts.insert(0, f"{what} by an administrator.")
+    return EventText(title, " ".join(part for part in parts if part))
+
+
+def performed_by(event: SecurityEvent) -> str:
+    """Who made the change, when it was not the person in their browser."""
+    if event.actor_label is not None:
+        return f"API key “{event.actor_label}” ({event.actor_mask})"
+    if event.details and event.details.get("by_admin"):
+        return "An administrator"
+    if event.user_agent == CLI_AGENT:
+        return "The command line"
+    return ""
