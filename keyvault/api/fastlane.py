@@ -20,7 +20,7 @@ from ..http.credentials import bearer_value, parse_json
 from ..http.errors import report
 from ..http.problems import Answer, from_error, from_http_exception
 from . import verify
-from .schemas import VerifyRequest
+from .inputs import VerifyRequest
 
 PATH = "/api/verify/"
 

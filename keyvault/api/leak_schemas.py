@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from .. import service
-from .schemas import _Request
+from .inputs import _Request
 
 TOKEN_MAX, URL_MAX, NAME_MAX, REPORT_MAX = 256, 2048, 100, 1000
 

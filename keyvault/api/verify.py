@@ -15,7 +15,8 @@ from ..http.gate import admit
 from ..http.problems import Answer, MalformedBody, from_error, unauthorized
 from ..service import Origin
 from ..service.scopes import VERIFY
-from .schemas import VerifyRequest, parse, verify_answer
+from .inputs import VerifyRequest, parse
+from .schemas import verify_answer
 
 NO_VERIFY_KEY = f"Authenticate with your service's own key carrying '{VERIFY}'."
 VERIFY_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))

@@ -32,21 +32,9 @@ from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference, signatures
 from . import verify as verification
+from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, parse
 from .leak_schemas import TokenLabels, parse_report
-from .schemas import (
-    ApiKey,
-    ApiKeyPage,
-    ApiKeyWithValue,
-    CreateKey,
-    RollKey,
-    SecurityEvent,
-    SecurityEventPage,
-    UpdateKey,
-    User,
-    VerifyForm,
-    VerifyRequest,
-    parse,
-)
+from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
 

@@ -1,0 +1,180 @@
+"""The API's request models: they parse what comes in (types, unknown fields, limits) and
+generate the OpenAPI document's request components (keyvault.api.openapi), so the contract has
+one source. The domain rules (what a label may hold, which scopes a key may grant, when a key
+may expire) stay in keyvault.service, which forms and the command line call too; the field
+constraints the schema states are taken from there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from .. import service
+from ..service.validation import (
+    DESCRIPTION_MAX,
+    DESCRIPTION_PATTERN,
+    GRACE_MAX_SECONDS,
+    LABEL_MAX,
+    LABEL_PATTERN,
+    clean_grace_period,
+)
+
+CREDENTIAL_DESCRIPTION = (
+    "Alternative place for the caller's key (a string). Read only when there is no "
+    "Authorization header, and then anything but the right key is a 401; never a fall-back "
+    "when the header's key is wrong.")
+
+
+# ---------------------------------------------------------------- requests
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# The patterns describe service.validation's rules for the schema; the service enforces them,
+# with messages that say which rule a value broke.
+Label = Annotated[str, Field(json_schema_extra={"pattern": LABEL_PATTERN}, description=(
+    f"1 to {LABEL_MAX} characters once surrounding spaces are trimmed; no control characters."))]
+Description = Annotated[str | None, Field(json_schema_extra={"pattern": DESCRIPTION_PATTERN}, description=(
+    f"Free text, at most {DESCRIPTION_MAX} characters once trimmed; tabs and line breaks are "
+    "the only control characters allowed."))]
+Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
+# An ISO 8601 date-time, parsed (and judged) by service.validation.clean_expiry.
+DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+# Scope items are refined per instance (the catalogue) when the document is built.
+GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
+
+
+class CreateKey(_Request):
+    label: Label
+    description: Description = None
+    scopes: GrantedScopes = Field(None, description=(
+        "Scopes from the catalogue. Omitted: the presenting key's own scopes. A key can never "
+        "grant a scope it lacks (403)."))
+    expires_at: DateTimeText | None = Field(None, description=(
+        "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
+        "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
+        "omitted or null, the new key ends when it does."))
+    personal_api_key: Credential = None
+
+
+class UpdateKey(_Request):
+    """Only the fields given change; null leaves a field as it is."""
+
+    label: Label | None = None
+    description: Description = None
+    scopes: GrantedScopes = Field(None, description=(
+        "Narrowing only: the API cannot add scopes to a key (403)."))
+    personal_api_key: Credential = None
+
+
+class RollKey(_Request):
+    grace_period_seconds: Annotated[int, BeforeValidator(clean_grace_period)] = Field(
+        0, ge=0, le=GRACE_MAX_SECONDS,
+        description="How long the old value keeps working; 0 stops it at once.")
+    personal_api_key: Credential = None
+
+
+class FormCredential(_Request):
+    personal_api_key: Credential = None
+
+
+class VerifyRequest(_Request):
+    """The key your service was handed, and the scopes it must hold. `token`, RFC 7662's name,
+    is accepted in place of `key` when there is no `key`. Other fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(description="The key your service was handed.")
+    scopes: list[str] | None = Field(
+        None, description="Scopes the key must hold, else `insufficient_scope`.")
+    personal_api_key: Credential = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_stands_for_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            if not isinstance(data["token"], str):
+                raise service.InvalidInput("The key to check must be text.", "token")
+            if "key" not in data:
+                return {**data, "key": data["token"]}
+        return data
+
+
+class VerifyForm(_Request):
+    """RFC 7662 style: `token=`, scopes space- or comma-separated. `key=` is accepted in place
+    of `token` (and wins when both are sent); `scope=` in place of `scopes`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str = Field(description="The key your service was handed.")
+    scopes: str | None = None
+    scope: str | None = Field(None, description="Used when `scopes` is absent.")
+    personal_api_key: Credential = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_stands_for_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "key" in data:
+            return {**data, "token": data["key"]}
+        return data
+
+    @property
+    def required_scopes(self) -> list[str]:
+        scopes = self.scopes if self.scopes is not None else (self.scope or "")
+        return scopes.replace(",", " ").split()
+
+
+def parse(model: type[_Request], body: Any) -> Any:
+    """`body` (a parsed JSON object, or a form's fields) as `model`; InvalidInput naming the
+    field when it does not fit."""
+    if not isinstance(body, dict):
+        raise service.InvalidInput("Send the request's fields as a JSON object, such as "
+                                   '{"label": "deploy"}.')
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise _invalid_input(error) from None
+
+
+_EXPECTED = {"string_type": "text", "list_type": "a list", "int_type": "a whole number",
+             "bool_type": "true or false"}
+# What each field is, in words: a problem's `detail` speaks of the thing, its `field` names it.
+_NOUNS = {"label": "The label", "description": "The description", "scopes": "The scopes",
+          "expires_at": "The expiry", "grace_period_seconds": "The grace period",
+          "key": "The key to check", "token": "The key to check",
+          "personal_api_key": "The API key", "scope": "The scopes"}
+
+
+def _invalid_input(error: ValidationError) -> service.InvalidInput:
+    """The first problem pydantic found, in people's words; `field` names the field."""
+    problems = error.errors(include_url=False)
+    unknown = sorted(str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden")
+    if unknown:
+        listed = ", ".join(f"“{name}”" for name in unknown)
+        return service.InvalidInput(
+            f"This request does not take {listed}: leave {'them' if len(unknown) > 1 else 'it'} "
+            "out.", unknown[0])
+    first = problems[0]
+    name = str(first["loc"][0]) if first["loc"] else None
+    noun = _NOUNS.get(name or "", "A value")
+    kind = first["type"]
+    if kind == "missing":
+        return service.InvalidInput(f"{noun} is missing.", name)
+    if len(first["loc"]) > 1 and kind in _EXPECTED:
+        return service.InvalidInput(f"{noun} must be a list of names (text).", name)
+    if kind in _EXPECTED:
+        return service.InvalidInput(f"{noun} must be {_EXPECTED[kind]}.", name)
+    if kind == "too_short" and name == "scopes":
+        return service.InvalidInput("Choose at least one scope, or * for full access.", name)
+    return service.InvalidInput(f"{noun} is not valid: {first['msg'].lower()}.", name)
