@@ -224,3 +224,17 @@ def test_an_expired_key_is_answered_and_logged_on_the_fast_lane(client, user, ma
     events = db.session.scalars(select(SecurityEvent).where(
         SecurityEvent.key_id == key.id, SecurityEvent.event == "key.expired_use")).all()
     assert [(e.user_id, e.ip_address) for e in events] == [(user.id, "203.0.113.7")]
+
+
+def test_the_fast_path_is_decided_once_per_request():
+    """keyvault serve's bridge asks whether the fast path takes a request, then VerifyFastLane
+    asks again: the second reads the first's decision instead of deciding anew."""
+    from keyvault.api.fastlane import TAKEN, takes
+
+    environ = {"PATH_INFO": "/api/verify/", "REQUEST_METHOD": "POST",
+               "HTTP_AUTHORIZATION": "Bearer x", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": "2"}
+    assert takes(environ) is True and environ[TAKEN] is True
+    environ["PATH_INFO"] = "/api/users/@me/"  # not looked at again
+    assert takes(environ) is True
+    assert takes({"PATH_INFO": "/api/users/@me/", "REQUEST_METHOD": "GET"}) is False

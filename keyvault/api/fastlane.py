@@ -32,13 +32,21 @@ def _is_json(content_type: str) -> bool:
         mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
+TAKEN = "keyvault.fast_path"  # environ key: takes' decision, made once per request
+
+
 def takes(environ: dict) -> bool:
     """Is this a request the fast path answers: POST /api/verify/, a key in Authorization, a
-    JSON body of known (or no) length?"""
-    return (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
+    JSON body of known (or no) length? Decided once: keyvault serve's bridge asks first (to
+    answer it on the event loop), then VerifyFastLane reads the same answer."""
+    decided = environ.get(TAKEN)
+    if decided is None:
+        decided = environ[TAKEN] = (
+            environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
             and "HTTP_AUTHORIZATION" in environ
             and _is_json(environ.get("CONTENT_TYPE", ""))
             and (environ.get("CONTENT_LENGTH") or "0").isdigit())
+    return decided
 
 
 _STATUS_LINES = {status: f"{status} {reason}" for status, reason in HTTP_STATUS_CODES.items()}
