@@ -6,16 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
 from .. import clock, service
 from ..extensions import db
 from ..http.browser import (
-    known_device,
-    mark_authenticated,
     no_store,
     reauthenticate,
-    retry_after,
     sudo_required,
 )
 from ..http.context import origin
@@ -23,21 +20,16 @@ from ..http.forms import (
     EXPIRY_CHOICES,
     PRESET_HINTS,
     ActionForm,
-    ChangePasswordForm,
     CreateKeyForm,
     EditKeyForm,
-    NotificationsForm,
-    PasskeyNameForm,
     RollKeyForm,
     choices,
 )
-from ..service import notifications, passkeys, scopes, second_factor, submissions, usage
-from ..service.validation import PASSWORD_RULE
+from ..service import scopes, submissions, usage
 from .chart import usage_chart
 from .chart import words as outcome_words
 
 USAGE_DAYS = 30
-NOTIFICATIONS_PREFIX = "mail"  # its fields' ids differ from the password form's (submit, csrf)
 KEY_EVENTS = 20
 
 bp = Blueprint("settings", __name__)
@@ -327,88 +319,6 @@ def revoke_key(public_id: str):
         abort(404)
     flash(f"Revoked “{key.label}” ({key.mask}). It no longer works.", "success")
     return redirect(url_for(".api_keys"))
-
-
-@bp.get("/security-log")
-def security_log():
-    """The log, newest first; `?key=<public id>` shows one key's events only."""
-    key_id, cursor = request.args.get("key"), request.args.get("cursor")
-    try:
-        key = service.get_key(current_user, key_id) if key_id is not None else None
-        page = service.page_events(current_user, 50, cursor, key=key)
-    except service.KeyNotFound:
-        abort(404)
-    except service.InvalidInput:
-        abort(400)
-    rows = [(event, service.describe(event), service.performed_by(event))
-            for event in page.results]
-    return render_template("settings/security_log.html", page=page, rows=rows, key=key)
-
-
-def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,
-                  headers: dict | None = None):
-    notices = NotificationsForm(formdata=None, prefix=NOTIFICATIONS_PREFIX,
-                                expiring=current_user.notify_expiring,
-                                presented=current_user.notify_presented)
-    return render_template(
-        "settings/account.html", form=ActionForm(),
-        password_form=password_form or ChangePasswordForm(formdata=None),
-        password_rule=PASSWORD_RULE, two_factor=second_factor.status(current_user),
-        passkeys=passkeys.list_passkeys(current_user),
-        rename_form=PasskeyNameForm(formdata=None),
-        notifications_form=notices,
-    ), status, headers or {}
-
-
-@bp.get("/account")
-def account():
-    return _account_page()
-
-
-@bp.post("/account/password")
-def change_password():
-    """The current password, then the new one twice; every other session ends, this one stays."""
-    form = ChangePasswordForm()
-    if not form.validate_on_submit():
-        return _account_page(form, 400)
-    user = current_user._get_current_object()
-    try:
-        service.change_password(user, form.current_password.data, form.new_password.data,
-                                origin(), known_device())
-    except service.TooManyFailures as refusal:
-        form.current_password.errors.append(refusal.detail)
-        return _account_page(form, 429, retry_after())
-    except service.ServiceError as error:
-        getattr(form, error.field or "current_password").errors.append(error.detail)
-        return _account_page(form, 400)
-    login_user(user)  # this session carries the new session epoch: it alone stays logged in
-    mark_authenticated()
-    flash("Your password has been changed. Every other session has been logged out.", "success")
-    return redirect(url_for(".account"), 303)
-
-
-@bp.post("/account/notifications")
-def notification_preferences():
-    """Turn the reminders on or off; the security notices are not the person's to turn off."""
-    form = NotificationsForm(prefix=NOTIFICATIONS_PREFIX)
-    if not form.validate_on_submit():
-        abort(400)
-    notifications.set_preferences(current_user._get_current_object(),
-                                  expiring=form.expiring.data, presented=form.presented.data)
-    flash("Saved your mail preferences.", "success")
-    return redirect(url_for(".account"), 303)
-
-
-@bp.post("/account/delete")
-@sudo_required
-def delete_account():
-    form = ActionForm()
-    if not form.validate_on_submit():
-        abort(400)
-    service.delete_account(current_user._get_current_object(), origin())
-    logout_user()
-    flash("Your account and all its keys have been deleted.", "info")
-    return redirect(url_for("auth.login"))
 
 
 def _key_or_404(public_id: str):
