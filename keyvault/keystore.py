@@ -66,6 +66,8 @@ _SELECT = (
 # PostgreSQL's lock_timeout on the hot path's own connections), before it is deferred.
 TOUCH_WAIT_MS = 100
 PENDING_MAX = 10_000
+# Held stamps a request's own thread writes after its verdict; the timer writes the rest.
+WRITE_HERE_MAX = 16
 
 
 def _reader(column, dialect):
@@ -89,8 +91,7 @@ class KeyStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list = []
-        self._pending: dict[int, datetime] = {}  # usage stamps that met a held lock
-        self._later: dict[int, tuple[str, datetime]] = {}  # touch_later: public id, when
+        self._stamps: dict[int, tuple[str, datetime]] = {}  # held usage stamps: public id, when
         dialect = engine.dialect
         mark = "?" if dialect.dbapi.paramstyle == "qmark" else "%s"
         self._mark = mark
@@ -98,8 +99,6 @@ class KeyStore:
         # report) gets its own.
         self._select = {n: _SELECT.format(marks=", ".join([mark] * n)) for n in (1, 2)}
         self._touch = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
-                       f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
-        self._touch_same_key = (f"UPDATE api_keys SET last_used_at = {mark} WHERE id = {mark}"
                                 f" AND public_id = {mark}"
                                 f" AND (last_used_at IS NULL OR last_used_at <= {mark})")
         self._readers = [(i, p) for i, p in enumerate(_reader(c, dialect) for c in COLUMNS)
@@ -175,31 +174,45 @@ class KeyStore:
             converted.append(KeyRow._make(row))
         return converted
 
-    def touch(self, key_id: int, now: datetime, threshold: datetime) -> bool:
-        """Set last_used_at unless another worker already did within the resolution.
-
-        A usage stamp never holds up a verdict: when a writer holds the lock for longer than
-        TOUCH_WAIT_MS the stamp is kept here, and written with the next one that gets through
-        (last_used_at catches up; it never moves backwards). False when it had to wait.
-        """
-        if not self._stamp_or_defer(key_id, now, threshold):
-            return False
+    def stamp(self, key_id: int, public_id: str, when: datetime, *, write: bool) -> bool:
+        """The one way `last_used_at` is written: the stamp is held here, then written by
+        `write_held` now (`write`, on a thread that may wait 100 ms for a lock: TOUCH_WAIT_MS)
+        or by `write_pending` on the usage counter's timer (a verdict answered on the server's
+        event loop writes nothing). A stamp that meets a writer's lock stays held and goes with
+        the next write; it never moves last_used_at backwards. False when it had to wait."""
         with self._lock:
-            pending, self._pending = list(self._pending.items()), {}
-        for index, (other, when) in enumerate(pending):
-            if other != key_id and not self._stamp_or_defer(other, when, when):
-                with self._lock:  # a writer holds the lock again: the rest wait for the next
-                    for later, at in pending[index + 1:]:
-                        self._pending.setdefault(later, at)
-                break
+            held = self._stamps.get(key_id)
+            if held is None and len(self._stamps) >= PENDING_MAX:
+                return False
+            if held is None or held[1] < when:
+                self._stamps[key_id] = (public_id, when)
+        return self.write_held() if write else True
+
+    def write_held(self, most: int = WRITE_HERE_MAX) -> bool:
+        """Write up to `most` held stamps, one statement each, on this thread's hot-path
+        connection (it waits TOUCH_WAIT_MS at most for a lock); the rest wait for the timer's
+        write_pending. False, with the stamps kept, when a writer held the lock."""
+        with self._lock:
+            taken = list(self._stamps.items())[:most]
+            for key_id, _ in taken:
+                del self._stamps[key_id]
+        bind = self._bind_time
+        for index, (key_id, (public_id, when)) in enumerate(taken):
+            try:
+                self._run(self._touch, (bind(when), key_id, public_id, bind(when)), fetch=False)
+            except DBAPIError as error:
+                self._hold_again(taken[index:])
+                if not self._lock_busy(error.orig):
+                    raise
+                return False
         return True
 
-    def touch_later(self, key_id: int, public_id: str, when: datetime) -> None:
-        """Keep a usage stamp for write_pending, which the usage counter's timer calls
-        (service.usage): a verdict answered on the server's event loop writes nothing."""
+    def _hold_again(self, stamps) -> None:
         with self._lock:
-            if len(self._later) < PENDING_MAX:
-                self._later.setdefault(key_id, (public_id, when))
+            for key_id, (public_id, when) in stamps:
+                held = self._stamps.get(key_id)
+                if held is None or held[1] < when:
+                    self._stamps[key_id] = (public_id, when)
 
     def write_pending(self) -> bool:
         """Write every held stamp in one transaction, on a pooled connection (it runs on a
@@ -208,7 +221,7 @@ class KeyStore:
         id to the next key made. False (stamps kept for the next) when a writer held the lock
         too long."""
         with self._lock:
-            held, self._later = self._later, {}
+            held, self._stamps = self._stamps, {}
         if not held:
             return True
         bind = self._bind_time
@@ -219,39 +232,19 @@ class KeyStore:
         try:
             cursor = connection.cursor()
             cursor.execute("BEGIN")
-            cursor.executemany(self._touch_same_key, rows)
+            cursor.executemany(self._touch, rows)
             cursor.execute("COMMIT")
             return True
         except dbapi_error as error:
             with contextlib.suppress(dbapi_error):
                 cursor.execute("ROLLBACK")
-            with self._lock:  # kept for the next write
-                for key_id, stamp in held.items():
-                    if len(self._later) < PENDING_MAX:
-                        self._later.setdefault(key_id, stamp)
+            self._hold_again(held.items())  # kept for the next write
             if not self._lock_busy(error):
-                raise DBAPIError.instance(self._touch_same_key, rows[0], error,
+                raise DBAPIError.instance(self._touch, rows[0], error,
                                           dbapi_error) from error
             return False
         finally:
             connection.close()
-
-    def _stamp_or_defer(self, key_id: int, when: datetime, threshold: datetime) -> bool:
-        """Write one stamp; when a writer holds the lock, keep it for later (False)."""
-        try:
-            self._stamp(key_id, when, threshold)
-            return True
-        except DBAPIError as error:
-            if not self._lock_busy(error.orig):
-                raise
-            with self._lock:
-                if len(self._pending) < PENDING_MAX:
-                    self._pending.setdefault(key_id, when)
-            return False
-
-    def _stamp(self, key_id: int, when: datetime, threshold: datetime) -> None:
-        bind = self._bind_time
-        self._run(self._touch, (bind(when), key_id, bind(threshold)), fetch=False)
 
     def _lock_busy(self, error: Exception) -> bool:
         return lock_busy(error)

@@ -13,7 +13,7 @@ One kind of request skips the threads: the verify fast path on SQLite (`inline`)
 is a read from a file in this process that never waits for a writer (WAL). It is answered on
 the event loop itself; the writes it leaves behind, which may wait for a lock, are made
 elsewhere: security-log events on the threads (service.verify.write_elsewhere), usage stamps
-with the use counts every few seconds (keystore.touch_later). Handing a request to a thread and
+with the use counts every few seconds (keystore.stamp). Handing a request to a thread and
 back costs more than the verdict, and the threads' turns at the GIL behind a busy loop were
 what made verify's p99 several times its p50.
 """

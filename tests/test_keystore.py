@@ -63,8 +63,8 @@ def test_previous_digest_index_is_partial_and_unique(app, user, make_key):
 
 def test_stamps_met_by_a_held_lock_are_written_later_and_none_is_lost(app, user, make_key,
                                                                      database_url):
-    """A usage stamp that meets another writer's lock is deferred (touch answers False, at once);
-    the next stamp that gets through writes every deferred one, with its own time."""
+    """A usage stamp that meets another writer's lock is held (stamp answers False, at once);
+    the next stamp that gets through writes every held one, with its own time."""
     from datetime import timedelta
 
     from tests.test_database_locks import writer_holding_the_lock
@@ -73,12 +73,12 @@ def test_stamps_met_by_a_held_lock_are_written_later_and_none_is_lost(app, user,
     (a, _), (b, _), (c, _) = (make_key(user, label=label) for label in "abc")
     now = clock.now()
     with writer_holding_the_lock(database_url, a.id, user.id, also=(b.id,)):
-        assert store.touch(a.id, now, now - timedelta(minutes=1)) is False
-        assert store.touch(b.id, now + timedelta(seconds=1), now) is False
+        assert store.stamp(a.id, a.public_id, now, write=True) is False
+        assert store.stamp(b.id, b.public_id, now + timedelta(seconds=1), write=True) is False
     db.session.expire_all()
     assert [db.session.get(ApiKey, k.id).last_used_at for k in (a, b)] == [None, None]
     later = now + timedelta(seconds=5)
-    assert store.touch(c.id, later, later - timedelta(minutes=1)) is True
+    assert store.stamp(c.id, c.public_id, later, write=True) is True
     db.session.expire_all()
     assert [db.session.get(ApiKey, k.id).last_used_at for k in (a, b, c)] == [
         now, now + timedelta(seconds=1), later]
@@ -86,14 +86,14 @@ def test_stamps_met_by_a_held_lock_are_written_later_and_none_is_lost(app, user,
 
 def test_stamps_held_for_later_are_written_together_and_kept_while_a_writer_holds_the_lock(
         app, user, make_key, database_url):
-    """touch_later only holds stamps; write_pending (the usage counter's timer) writes them all
+    """A stamp made on the event loop is only held; write_pending (the usage counter's timer) writes them all
     in one transaction, or (a writer holding the lock) keeps them for the next, losing none."""
     from tests.test_database_locks import writer_holding_the_lock
 
     keys = [make_key(user, label=f"k{n}")[0] for n in range(5)]
     store, when = keystore.keystore(), clock.now()
     for key in keys:
-        store.touch_later(key.id, key.public_id, when)
+        assert store.stamp(key.id, key.public_id, when, write=False)
     with writer_holding_the_lock(database_url, keys[0].id, user.id,
                                  also=tuple(key.id for key in keys[1:])):
         assert store.write_pending() is False
@@ -102,3 +102,21 @@ def test_stamps_held_for_later_are_written_together_and_kept_while_a_writer_hold
     assert store.write_pending() is True
     db.session.expire_all()
     assert [db.session.get(ApiKey, key.id).last_used_at for key in keys] == [when] * 5
+
+
+def test_a_stamp_never_moves_last_used_at_backwards_and_a_later_one_wins(app, user, make_key):
+    """Two stamps held for one key keep the later time; writing an older one after a newer
+    changes nothing."""
+    from datetime import timedelta
+
+    store = keystore.keystore()
+    key, _ = make_key(user)
+    now = clock.now()
+    assert store.stamp(key.id, key.public_id, now + timedelta(seconds=2), write=False)
+    assert store.stamp(key.id, key.public_id, now, write=False)  # older: the held one stays
+    assert store.write_pending() is True
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).last_used_at == now + timedelta(seconds=2)
+    assert store.stamp(key.id, key.public_id, now, write=True) is True
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).last_used_at == now + timedelta(seconds=2)

@@ -286,7 +286,7 @@ def test_counts_stay_with_their_key_when_its_row_id_is_reused(app, user, make_ke
     now = clock.now()
     usage.counter(app).add(old_id, old_public, "valid", now, "192.0.2.1")
     store = keystore.keystore(app)
-    store.touch_later(old_id, old_public, now)
+    store.stamp(old_id, old_public, now, write=False)
     db.session.delete(old)
     db.session.commit()
     # The next key made with the old row id (SQLite's own choice; PostgreSQL never reuses one,

@@ -136,7 +136,7 @@ class UsageCounter:
 
     def _write_stamps(self) -> None:
         """The last_used_at stamps of verdicts answered on the server's event loop
-        (keystore.touch_later), in one transaction with them all; kept ones make the timer
+        (keystore.stamp), in one transaction with them all; kept ones make the timer
         come round again even if no use is counted meanwhile."""
         store = self._app.extensions.get("keyvault.keystore")  # none made: nothing held
         if store is None:

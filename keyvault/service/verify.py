@@ -116,10 +116,8 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
 
     runner = write_elsewhere.get()
     for verdict in stale:
-        if verdict.active and runner is None:
-            keystore(app).touch(verdict.key_id, now, now - LAST_USED_RESOLUTION)
-        elif verdict.active:  # written with the use counts, a batch every few seconds
-            keystore(app).touch_later(verdict.key_id, verdict.public_id, now)
+        if verdict.active:  # on the event loop (a runner), written with the use counts
+            keystore(app).stamp(verdict.key_id, verdict.public_id, now, write=runner is None)
         else:  # expired or revoked: logged, owner mailed
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
                            origin or Origin(), verdict.code)
