@@ -415,10 +415,12 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
 
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
-    from . import create_app, metrics
+    from . import create_app, metrics, ratelimit
 
     app = create_app()  # generate instance secrets once, before workers race for them
-    with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
+    # the workers' Prometheus counters, summed at /metrics; their rate-limit counts, shared
+    with metrics.multiprocess_dir(), ratelimit.shared_between_workers(
+            app.config["KEYVAULT_RATELIMIT_STORAGE_URL"]):
         serve("keyvault.server:application", host, port, workers, threads,
               app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"],
               app.config["KEYVAULT_PIN_WORKERS"],
