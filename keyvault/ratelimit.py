@@ -1,5 +1,5 @@
 """Rate limits on the doors a program knocks at: the API (per key), verify and forward_auth (per
-calling key), sign-up (per address) and password-reset mails (per email address asked for).
+calling key), sign-up (per address) and password-reset mails (service.resets has the rule).
 Password guessing has its own, exact limit (service.guessing).
 
 Where counts live (KEYVAULT_RATELIMIT_STORAGE_URL):
@@ -44,10 +44,11 @@ DOORS = {
     "api": "KEYVAULT_RATELIMIT_API",
     "verify": "KEYVAULT_RATELIMIT_VERIFY",
     "signup": "KEYVAULT_RATELIMIT_SIGNUP",
-    "reset": "KEYVAULT_RATELIMIT_RESET",  # password-reset mails, per email address asked for
+    "reset": "KEYVAULT_RATELIMIT_RESET",  # reset mails per address asked for, per client
+    "reset_total": "KEYVAULT_RATELIMIT_RESET_TOTAL",  # ... per address, strangers altogether
 }
 DEFAULTS = {"api": "1200/minute", "verify": "60000/minute", "signup": "10/hour",
-            "reset": "5/hour"}
+            "reset": "5/hour", "reset_total": "10/hour"}
 STORAGE_ERROR_LOG_EVERY = 60.0
 
 
