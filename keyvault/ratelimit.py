@@ -159,10 +159,12 @@ class SharedWindowCounts:
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         first = int.from_bytes(digest[:8], "little")
         slot, table, mask = self._SLOT, self._table, self.SLOTS - 1
+        # Work is kept out of the lock where it can be: a worker that loses its CPU while
+        # holding it stops every other worker's event loop until it runs again.
+        now = time.time()
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                now = time.time()
                 free = -1
                 for probe in range(self.PROBES):
                     offset = ((first + probe) & mask) * slot.size
