@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import logs, metrics
+from . import logs, metrics, ratelimit
 from .api.fastlane import takes
 from .app import create_app
 from .service import mail, usage
@@ -413,7 +413,9 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     app = create_app()  # generate instance secrets once, before workers race for them
-    with metrics.multiprocess_dir():  # the workers' Prometheus counters, summed at /metrics
+    # the workers' Prometheus counters, summed at /metrics; their rate-limit counts, shared
+    with metrics.multiprocess_dir(), ratelimit.shared_between_workers(
+            app.config["KEYVAULT_RATELIMIT_STORAGE_URL"]):
         serve("keyvault.server:application", host, port, workers, threads,
               app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"],
               app.config["KEYVAULT_PIN_WORKERS"],

@@ -444,10 +444,10 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
         if process.poll() is not None:
             raise RuntimeError(f"keyvault serve exited early:\n{log_path.read_text()}")
         try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
+            if requests.get(url + "/readyz", timeout=2).status_code == 200:
                 return LiveServer(url, process, log_path)
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or a worker still starting on a busy machine
         time.sleep(0.2)
     process.terminate()
     raise RuntimeError(f"keyvault serve did not become ready:\n{log_path.read_text()}")

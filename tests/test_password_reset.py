@@ -1,6 +1,6 @@
 """Password reset by e-mail: the same answer whether or not the address has an account, a
 signed link that works once for 30 minutes, every session ended, the change logged and mailed,
-a rate limit per address, and the token never in the access log."""
+a rate limit per address and client, and the token never in the access log."""
 
 from __future__ import annotations
 
@@ -149,6 +149,8 @@ def test_a_weak_new_password_is_refused_in_words(app, client, make_user, smtp_se
 
 
 def test_reset_mails_are_limited_per_address(make_app, make_user, smtp_server):
+    """From one client, KEYVAULT_RATELIMIT_RESET links per address (the whole rule, with other
+    clients and the owner's browser: tests/test_rate_limits.py, on the real server)."""
     app = make_app(KEYVAULT_RATELIMIT_RESET="2/hour")
     client = app.test_client()
     with app.app_context():

@@ -1,23 +1,38 @@
 """Rate limits on every door (keyvault.ratelimit): the API per key, verify and forward_auth per
-calling key, sign-up per address — 429 problem+json with Retry-After and the IETF draft's
-RateLimit-Policy / RateLimit fields, a window that resets, counts shared through a real Redis
-by two real servers, and a Redis outage that never stops KeyVault."""
+calling key, sign-up per address, reset links per address and client — 429 problem+json with
+Retry-After and the IETF draft's RateLimit-Policy / RateLimit fields, a window that resets,
+counts shared by the workers of one real `keyvault serve` without Redis (and kept across
+SIGHUP), counts shared through a real Redis by two real servers, and a Redis outage that never
+stops KeyVault."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from keyvault import ratelimit
-from keyvault.ratelimit import RateLimiter, WindowCounts, parse_quota
-from tests.conftest import AuthActions, _free_port, start_server, stop_server
+from keyvault.extensions import db
+from keyvault.models import MailOutbox
+from keyvault.ratelimit import (
+    RateLimiter,
+    SharedWindowCounts,
+    WindowCounts,
+    parse_quota,
+    shared_between_workers,
+)
+from tests.conftest import PASSWORD, AuthActions, _free_port, csrf_from, start_server, stop_server
 
 
 def bearer(value: str) -> dict:
@@ -259,3 +274,198 @@ def test_memory_counts_start_no_threads(monkeypatch):
     for _ in range(2000):
         limits.hit("verify", "caller")
     assert started == []
+
+
+# ---------------------------------------------------------------- one server, many workers
+
+
+def test_shared_counts_are_exact_across_processes_and_threads():
+    """Four forked processes (as granian forks workers) of four threads each, 250 hits each on
+    one key: every hit gets its own number, 1 to 4,000 — no increment is lost or doubled."""
+    context = multiprocessing.get_context("fork")
+    with shared_between_workers("memory://"):
+        fd = int(os.environ[ratelimit.SHARED_COUNTS_FD])
+        results = context.SimpleQueue()
+
+        def worker():
+            counts = SharedWindowCounts(fd)
+            got = []
+
+            def hits():
+                got.extend(counts.incr("kv/api/1/key-a", 60) for _ in range(250))
+
+            threads = [threading.Thread(target=hits) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            results.put(got)
+
+        processes = [context.Process(target=worker) for _ in range(4)]
+        for process in processes:
+            process.start()
+        numbers = [n for _ in processes for n in results.get()]
+        for process in processes:
+            process.join(timeout=30)
+        assert sorted(numbers) == list(range(1, 4001))
+        assert SharedWindowCounts(fd).incr("kv/api/1/key-a", 60) == 4001  # a worker started later
+
+
+class SmallTable(SharedWindowCounts):
+    SLOTS = 8
+    PROBES = 4
+    SIZE = SLOTS * SharedWindowCounts._SLOT.size
+
+
+def test_shared_counts_reuse_finished_slots_and_keep_busy_counts_when_crowded(monkeypatch,
+                                                                                caplog):
+    """A finished window's slots are taken again; when every slot a new key may use is live,
+    the smallest count gives way (logged), so a flood of one-hit callers cannot wipe a busy one."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: now[0])
+    fd = os.memfd_create("test-counts")
+    os.ftruncate(fd, SmallTable.SIZE)
+    try:
+        table = SmallTable(fd)
+        assert [table.incr("busy", 60) for _ in range(5)] == [1, 2, 3, 4, 5]
+        for n in range(7):
+            assert table.incr(f"one-hit-{n}", 60) == 1
+        now[0] += 61  # every window is over: all eight slots are free again
+        assert [table.incr(f"next-{n}", 60) for n in range(8)] == [1] * 8
+        assert [table.incr("busy", 60) for _ in range(50)][-1] == 50
+        for n in range(20):  # more callers than slots, none of them ever dropped while busy
+            table.incr(f"flood-{n}", 60)
+        assert table.incr("busy", 60) == 51
+        assert "rate-limit table is crowded" in caplog.text
+    finally:
+        os.close(fd)
+
+
+def within_one_hour_window() -> None:
+    """Make sure the next minute of calls falls in one `…/hour` window."""
+    if time.time() % 3600 > 3540:
+        wait_for_next_window(3600)
+
+
+def worker_pids(server) -> set[int]:
+    return {int(line.split()[-1]) for line in server.log().splitlines()
+            if "Spawning worker-" in line}
+
+
+def test_an_api_limit_is_exact_across_the_workers_of_one_server(database_url, tmp_path, app,
+                                                                make_user, make_key):
+    """Without Redis, 30 parallel calls (each on a new connection, which the kernel spreads
+    over the two workers' sockets) to a `20/hour` limit let exactly 20 through; the workers
+    that SIGHUP puts in their place go on from the same count."""
+    _, value = make_key(make_user("ada@example.com"), scopes=["user:read"])
+    server = start_server(database_url, tmp_path / "kv.log", workers=2, extra_env={
+        "KEYVAULT_RATELIMIT_API": "20/hour", "KEYVAULT_LISTEN_SOCKETS": "per-worker"})
+    try:
+        within_one_hour_window()
+
+        def call(_):
+            return requests.get(f"{server.url}/api/users/@me/", headers=bearer(value),
+                                timeout=10)
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(call, range(30)))
+        statuses = [answer.status_code for answer in answers]
+        assert statuses.count(200) == 20 and statuses.count(429) == 10, statuses
+        assert sorted(remaining(a) for a in answers if a.status_code == 200) == list(range(20))
+
+        before = worker_pids(server)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "Stopping old worker-2" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # and on through the old worker's exit
+        assert len(worker_pids(server) - before) == 2, server.log()[-2000:]
+        after = [call(n).status_code for n in range(6)]
+        assert after == [429] * 6
+    finally:
+        stop_server(server)
+
+
+def sign_up(url: str, email: str, headers: dict | None = None) -> int:
+    browser = requests.Session()
+    page = browser.get(f"{url}/signup", headers=headers, timeout=10)
+    answer = browser.post(f"{url}/signup", headers=headers, timeout=10, allow_redirects=False,
+                          data={"email": email, "password": PASSWORD, "confirm": PASSWORD,
+                                "csrf_token": csrf_from(page.text)})
+    return answer.status_code
+
+
+def test_the_signup_limit_is_exact_across_the_workers_of_one_server(database_url, tmp_path,
+                                                                    app):
+    """Eight parallel sign-ups from one address, each a new browser, against `3/hour` on two
+    workers: three accounts, five refusals."""
+    server = start_server(database_url, tmp_path / "kv.log", workers=2, extra_env={
+        "KEYVAULT_RATELIMIT_SIGNUP": "3/hour", "KEYVAULT_LISTEN_SOCKETS": "per-worker"})
+    try:
+        within_one_hour_window()
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda n: sign_up(server.url, f"user{n}@example.com"),
+                                     range(8)))
+        assert sorted(statuses) == [302] * 3 + [429] * 5, statuses
+    finally:
+        stop_server(server)
+
+
+def test_nobody_elsewhere_can_spend_the_owners_reset_links(database_url, tmp_path, app,
+                                                           make_user):
+    """The reset rule (service.resets), on two workers behind a trusted proxy that names each
+    client: a stranger spends only their own links for the address (2 an hour here); the
+    owner's browser, logged in before, still gets one even from the stranger's very address;
+    a second stranger is held by the address's total (3 an hour from all strangers), which
+    the owner's browser is not."""
+    make_user("ada@example.com")
+    server = start_server(database_url, tmp_path / "kv.log", workers=2, extra_env={
+        "KEYVAULT_RATELIMIT_RESET": "2/hour", "KEYVAULT_RATELIMIT_RESET_TOTAL": "3/hour",
+        "KEYVAULT_TRUSTED_PROXIES": "1", "KEYVAULT_LISTEN_SOCKETS": "per-worker"})
+    stranger, other_stranger = "198.51.100.7", "203.0.113.9"
+
+    def ask(browser: requests.Session, address: str) -> requests.Response:
+        via = {"X-Forwarded-For": address}
+        page = browser.get(f"{server.url}/password/forgot", headers=via, timeout=10)
+        return browser.post(f"{server.url}/password/forgot", headers=via, timeout=10,
+                            data={"email": "Ada@example.com", "csrf_token": csrf_from(page.text)})
+
+    def links_mailed() -> int:
+        db.session.rollback()
+        return db.session.scalar(select(func.count(MailOutbox.id)).where(
+            MailOutbox.to_address == "ada@example.com", MailOutbox.kind == "password_reset"))
+
+    try:
+        within_one_hour_window()
+        owner = requests.Session()
+        page = owner.get(f"{server.url}/login", timeout=10)
+        logged_in = owner.post(f"{server.url}/login", timeout=10, allow_redirects=False,
+                               headers={"X-Forwarded-For": "192.0.2.50"},
+                               data={"email": "ada@example.com", "password": PASSWORD,
+                                     "next": "", "csrf_token": csrf_from(page.text)})
+        assert logged_in.status_code == 302 and "kv_device" in owner.cookies
+        owner.post(f"{server.url}/logout", timeout=10, data={
+            "csrf_token": csrf_from(owner.get(f"{server.url}/settings/api-keys").text)})
+        assert "kv_device" in owner.cookies  # logging out keeps the browser known
+
+        assert [ask(requests.Session(), stranger).status_code for _ in range(2)] == [200, 200]
+        refused = ask(requests.Session(), stranger)
+        assert refused.status_code == 429
+        assert "Too many reset links asked for this address from here" in refused.text
+        assert refused.headers["RateLimit-Policy"] == '"reset";q=2;w=3600'
+
+        assert ask(owner, stranger).status_code == 200  # the owner's browser, anywhere
+
+        assert ask(requests.Session(), other_stranger).status_code == 200  # the third of 3
+        total = ask(requests.Session(), other_stranger)
+        assert total.status_code == 429
+        assert total.headers["RateLimit-Policy"] == '"reset_total";q=3;w=3600'
+        assert "can still ask for one" in total.text
+        assert ask(requests.Session(), "192.0.2.99").status_code == 429  # any new stranger
+
+        assert ask(owner, "192.0.2.50").status_code == 200
+        assert links_mailed() == 5  # 2 + 1 for strangers, 2 for the owner
+        assert ask(requests.Session(), stranger).status_code == 429
+        assert links_mailed() == 5
+    finally:
+        stop_server(server)

@@ -216,15 +216,23 @@ def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
         email = service.normalise_email(form.email.data)
-        counted = limiter().hit("reset", email)
+        counted = service.count_reset_ask(email, origin(), known_device())
         if counted is not None and not counted.allowed:
             metrics.record_rate_limited("reset")
-            form.email.errors = [f"Too many reset links asked for this address: try again in "
-                                 f"{_in_words(counted.reset)}."]
+            form.email.errors = [_too_many_resets(counted)]
             return render_template("auth/forgot.html", form=form), 429, dict(counted.headers())
         service.request_reset(email, origin())
         return render_template("auth/forgot_sent.html", email=email)
     return render_template("auth/forgot.html", form=form), 400 if form.errors else 200
+
+
+def _too_many_resets(counted) -> str:
+    """In words: too many asked from here (this client or browser), or from everywhere else."""
+    wait = _in_words(counted.reset)
+    if counted.quota.door == "reset_total":
+        return (f"Too many reset links asked for this address: try again in {wait}. A browser "
+                "that has logged in to the account before can still ask for one.")
+    return f"Too many reset links asked for this address from here: try again in {wait}."
 
 
 @bp.route("/password/reset", methods=["GET", "POST"])

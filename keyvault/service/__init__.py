@@ -75,7 +75,7 @@ from .keys import (
 )
 from .leaks import FoundToken, report_found_tokens
 from .pagination import Page
-from .resets import request_reset, reset_password, user_for_token
+from .resets import count_reset_ask, request_reset, reset_password, user_for_token
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
 from .validation import (
@@ -101,5 +101,5 @@ __all__ = [
     "list_keys", "live_key_count", "log_in", "normalise_email", "page_events", "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
-    "ResetLinkInvalid", "request_reset", "reset_password", "user_for_token",
+    "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

@@ -6,6 +6,13 @@ epoch, signed with SECRET_KEY: using it changes both, and so does any other pass
 "log out everywhere", so every link sent before stops working. Nothing about it is stored.
 Asking for a link answers the same, with about the same work, whether or not the address has an
 account; a deactivated account gets no mail.
+
+How many links may be asked for (count_reset_ask), so that nobody can spend the owner's links:
+- a browser that has logged in to the account before (its signed device cookie) has a count of
+  its own, KEYVAULT_RATELIMIT_RESET (5 an hour), that nothing done elsewhere touches;
+- any other ask counts for the email address from its client address (the same 5 an hour per
+  client), and for the email address from all such clients together, KEYVAULT_RATELIMIT_RESET_TOTAL
+  (10 an hour): strangers, however many addresses they use, mail the owner at most that often.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from sqlalchemy import update
 from .. import clock, passwords
 from ..extensions import db
 from ..models import User
+from ..ratelimit import Outcome, limiter
 from . import mail
 from .accounts import _hasher, user_by_email
 from .errors import ResetLinkInvalid
 from .events import Origin, record
+from .guessing import Device
 from .validation import clean_password
 
 RESET_VALID = timedelta(minutes=30)
@@ -68,6 +77,20 @@ def user_for_token(token: str) -> User:
             fingerprint, _fingerprint(user.password_hash, user.session_epoch)):
         raise ResetLinkInvalid(USED)
     return user
+
+
+def count_reset_ask(email: str, origin: Origin, device: Device | None) -> Outcome | None:
+    """Count one ask for a link to the normalised `email` (the rule in the module docstring):
+    the count that refuses it, else the last one made; None when no limit is set."""
+    counts = limiter()
+    if device is not None:
+        user = user_by_email(email)
+        if user is not None and device.user_id == user.id:
+            return counts.hit("reset", f"browser/{user.id}/{device.id}")
+    here = counts.hit("reset", f"{email}/{origin.ip_address or 'unknown'}")
+    if here is not None and not here.allowed:
+        return here
+    return counts.hit("reset_total", email) or here
 
 
 def request_reset(email: str, origin: Origin) -> None:
