@@ -6,9 +6,11 @@ can never take is given up after the first refusal."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
+from datetime import timedelta
 
 import pytest
 from flask_migrate import upgrade
@@ -16,15 +18,18 @@ from sqlalchemy import create_engine, select, text
 
 from keyvault import create_app, mailbox, service
 from keyvault.extensions import db
-from keyvault.models import User
+from keyvault.models import MailOutbox, User
+from keyvault.service import mail
 from tests.conftest import (
     PASSWORD,
     PROJECT_ROOT,
     T0,
     TEST_PEPPER,
     TEST_SECRET_KEY,
+    SmtpServer,
     base_overrides,
     fresh_postgresql_database,
+    send_mail,
 )
 from tests.test_auth import errors_in
 
@@ -238,3 +243,74 @@ def test_upgrading_a_database_with_look_alike_accounts_keeps_and_reports_them(ol
         assert service.find_user("Alice@Example.com").id == 1
         db.session.remove()
         db.engine.dispose()
+
+
+# ---------------------------------------------------------------- mail it cannot take
+
+
+def outbox() -> list[MailOutbox]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(MailOutbox).order_by(MailOutbox.id)))
+
+
+def queue_notice(to: str) -> None:
+    mail.queue(to, "account_notice", title="Password changed", summary="Details.", when=T0,
+               address="192.0.2.1", agent="pytest", log_url="https://k.example/log",
+               reset_url="https://k.example/reset")
+    db.session.commit()
+
+
+def test_mail_to_an_address_needing_smtputf8_is_given_up_after_one_try(app, smtp_server, frozen,
+                                                                       caplog):
+    """The server does not offer SMTPUTF8 (aiosmtpd's default, as a server with it turned off):
+    one attempt, then given up with the reason kept and logged, never tried again."""
+    queue_notice("\u0430lice@example.com")
+    with caplog.at_level(logging.ERROR, logger="keyvault.mail"):
+        assert send_mail(app) == (0, 0, 1)
+    [row] = outbox()
+    assert row.attempts == 1 and row.gave_up_at == T0 and row.sent_at is None
+    assert row.last_error.startswith("RecipientRefused: ")
+    assert "SMTPUTF8" in row.last_error
+    [line] = [r.getMessage() for r in caplog.records if r.name == "keyvault.mail"]
+    assert "the server cannot take the address; giving up after 1 attempt(s)" in line
+    assert "SMTPUTF8" in line
+    frozen.at = T0 + timedelta(days=2)
+    assert send_mail(app) == (0, 0, 0)
+    assert smtp_server.messages == [] and smtp_server.recipients_tried == []
+
+
+def test_the_same_mail_goes_through_a_server_that_offers_smtputf8(make_app, frozen):
+    """The refusal above is the server's missing capability, not the address itself."""
+    server = SmtpServer(smtputf8=True)
+    server.controller.start()
+    try:
+        app = make_app(KEYVAULT_SMTP_URL=server.url)
+        with app.app_context():
+            queue_notice("\u0430lice@example.com")
+            assert send_mail(app) == (1, 0, 0)
+        [message] = server.wait_for(1)
+        assert message["To"] == "\u0430lice@example.com"
+    finally:
+        server.controller.stop()
+
+
+def test_a_permanent_refusal_of_the_recipient_is_given_up_after_one_try(app, smtp_server):
+    smtp_server.refuse_recipient = "550 5.1.1 No such user here"
+    queue_notice("nobody@example.com")
+    assert send_mail(app) == (0, 0, 1)
+    [row] = outbox()
+    assert row.attempts == 1 and row.gave_up_at is not None
+    assert "550 5.1.1 No such user here" in row.last_error
+    assert smtp_server.recipients_tried == ["nobody@example.com"]
+
+
+def test_a_temporary_refusal_of_the_recipient_is_retried(app, smtp_server, frozen):
+    smtp_server.refuse_recipient = "450 4.2.1 Mailbox busy, try later"
+    queue_notice("busy@example.com")
+    assert send_mail(app) == (0, 1, 0)
+    [row] = outbox()
+    assert row.gave_up_at is None and "450" in row.last_error
+    smtp_server.refuse_recipient = None
+    frozen.at = T0 + timedelta(hours=1)
+    assert send_mail(app) == (1, 0, 0)
+    assert smtp_server.wait_for(1)[0]["To"] == "busy@example.com"
