@@ -16,7 +16,7 @@ picture; the `[tool.importlinter]` contracts in pyproject.toml enforce it, run b
     keystore                 key lookups and usage stamps, in SQL
     models                   the tables
     extensions               db, migrate, login manager, csrf: unattached
-    clock | tokens | passwords | redact | jsonio | smtp | links       leaf helpers
+    clock | tokens | passwords | redact | jsonio | smtp | links | mailbox   leaf helpers
 
 `create_app` here is the app with the command line attached (`flask --app keyvault ...`);
 keyvault.app.create_app builds the same app without it.

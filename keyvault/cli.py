@@ -49,9 +49,48 @@ def users_create(email: str, admin: bool, password_stdin: bool):
     password = _read_password(password_stdin)
     try:
         user = service.sign_up(email, password, Origin.system(), is_admin=admin)
+    except service.EmailTaken as error:
+        _refuse_taken(email, error)
     except service.ServiceError as error:
         _fail(error)
     click.echo(f"Created user {user.email} (id {user.id}{', admin' if admin else ''}).", err=True)
+
+
+def _shown(email: str) -> str:
+    """An address for an operator: look-alikes differ only in their escaped form."""
+    if email.isascii():
+        return email
+    return f"{email} ({email.encode('ascii', 'backslashreplace').decode()})"
+
+
+def _refuse_taken(email: str, error: service.EmailTaken):
+    """The address as typed, up to letter case: the service's words. Anything else (a
+    look-alike, or a form only normalisation makes equal): which account it is the mailbox of."""
+    email = email.strip()
+    if error.existing is None or error.existing == email.lower():
+        _fail(error)
+    raise click.ClickException(
+        f"{error.detail} {_shown(email)} is the same mailbox as the account "
+        f"{_shown(error.existing)} (id {error.existing_id}): one mailbox has one account.")
+
+
+@users_group.command("doubles")
+@with_appcontext
+def users_doubles():
+    """List accounts whose addresses look the same (one mailbox); nothing is merged.
+
+    Accounts made before KeyVault compared mailboxes may share one; decide which to keep
+    (deactivate or delete the others) after asking their owners."""
+    groups = service.mailbox_doubles()
+    if not groups:
+        click.echo("No accounts share a mailbox.")
+        return
+    for group in groups:
+        click.echo(f"{len(group)} accounts share one mailbox:")
+        for user in group:
+            last = _when(user.last_login_at) if user.last_login_at else "never"
+            click.echo(f"  id {user.id}  {_shown(user.email)}  created {_when(user.created_at)}, "
+                       f"last login {last}{'' if user.is_active else ', deactivated'}")
 
 
 @users_group.command("set-password")

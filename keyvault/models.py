@@ -75,7 +75,11 @@ class User(UserMixin, db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # service.validation.clean_email
+    # SHA-256 of the address's confusable skeleton (keyvault.mailbox): equal keys, one mailbox.
+    # Not unique: accounts made before it existed may share one (`keyvault users doubles` lists
+    # them); sign-up refuses a new account on a taken key under a lock (service.accounts).
+    mailbox_key: Mapped[str] = mapped_column(String(64), index=True, server_default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)

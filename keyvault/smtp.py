@@ -11,6 +11,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.utils import getaddresses
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -61,6 +62,18 @@ class StartTlsRefused(smtplib.SMTPException):
     """starttls=require, and the server does not offer STARTTLS."""
 
 
+class RecipientRefused(smtplib.SMTPException):
+    """The server will never take this recipient: the address needs SMTPUTF8 (non-ASCII
+    characters) and the server does not offer it, or the server refused the address with a
+    permanent (5xx) reply. Sending again cannot help, unlike a 4xx reply or a lost connection."""
+
+
+def _needs_smtputf8(message: EmailMessage) -> bool:
+    """A recipient address with non-ASCII characters can only travel with SMTPUTF8 (RFC 6531)."""
+    recipients = getaddresses([str(value) for value in message.get_all("To", [])])
+    return any(not address.isascii() for _, address in recipients)
+
+
 def send(settings: SmtpSettings, message: EmailMessage, timeout: float = TIMEOUT_SECONDS) -> None:
     """Deliver `message` to the server, or raise (smtplib.SMTPException or OSError)."""
     context = ssl.create_default_context()
@@ -79,4 +92,14 @@ def send(settings: SmtpSettings, message: EmailMessage, timeout: float = TIMEOUT
                 raise StartTlsRefused("the server does not offer STARTTLS (starttls=require)")
         if settings.username is not None:
             client.login(settings.username, settings.password or "")
-        client.send_message(message)
+        if _needs_smtputf8(message) and not client.has_extn("smtputf8"):
+            raise RecipientRefused("the address has non-ASCII characters and the server does not "
+                                   "offer SMTPUTF8, which such an address needs")
+        try:
+            client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            replies = error.recipients.values()
+            if not replies or any(not 500 <= code < 600 for code, _ in replies):
+                raise  # a temporary refusal (4xx): worth another try later
+            reply = "; ".join(f"{code} {text.decode('utf-8', 'replace')}" for code, text in replies)
+            raise RecipientRefused(f"the server refused the recipient for good: {reply}") from None

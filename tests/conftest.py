@@ -293,20 +293,33 @@ def enrolled(client, auth, user, frozen):
 class SmtpServer:
     """aiosmtpd on loopback, keeping every mail it accepts as an EmailMessage in `messages`.
 
-    `refuse` set to an SMTP reply ("451 4.3.0 Try again later") makes it answer every mail so.
+    `refuse` set to an SMTP reply ("451 4.3.0 Try again later") makes it answer every mail so;
+    `refuse_recipient` ("550 5.1.1 No such user") answers every RCPT TO so. Like aiosmtpd by
+    default (and a server with SMTPUTF8 turned off), it does not offer SMTPUTF8 unless
+    `smtputf8=True`, so an address with non-ASCII characters cannot be sent to it.
     """
 
-    def __init__(self):
+    def __init__(self, smtputf8: bool = False):
         from aiosmtpd.controller import Controller
 
         self.messages: list[EmailMessage] = []
         self.refuse: str | None = None
+        self.refuse_recipient: str | None = None
+        self.recipients_tried: list[str] = []
         self._arrived = threading.Condition()
-        self.controller = Controller(self, hostname="127.0.0.1", port=_free_port())
+        self.controller = Controller(self, hostname="127.0.0.1", port=_free_port(),
+                                     enable_SMTPUTF8=smtputf8)
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.controller.port}"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # aiosmtpd's
+        self.recipients_tried.append(address)
+        if self.refuse_recipient is not None:
+            return self.refuse_recipient
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook
         if self.refuse is not None:
@@ -350,7 +363,7 @@ def smtp_server_process():
 @pytest.fixture
 def smtp_server(smtp_server_process):
     """A real SMTP server (aiosmtpd on 127.0.0.1), emptied for this test: `.messages`,
-    `.wait_for(count, timeout)`, `.url`, `.refuse`.
+    `.wait_for(count, timeout)`, `.url`, `.refuse`, `.refuse_recipient`, `.recipients_tried`.
 
     Asking for it points every app this test builds (`app`, `make_app`) at it through
     KEYVAULT_SMTP_URL. Mail is queued in the outbox and sent by `send_mail(app)` (below, the
@@ -360,9 +373,10 @@ def smtp_server(smtp_server_process):
     a `keyvault serve` of its own whose background sender delivers here every second.
     """
     smtp_server_process.messages.clear()
-    smtp_server_process.refuse = None
+    smtp_server_process.recipients_tried.clear()
+    smtp_server_process.refuse = smtp_server_process.refuse_recipient = None
     yield smtp_server_process
-    smtp_server_process.refuse = None
+    smtp_server_process.refuse = smtp_server_process.refuse_recipient = None
 
 
 def send_mail(app):

@@ -61,6 +61,7 @@ def source_files(folder: str) -> list[str]:
     "keyvault/migrations/env.py",
     "keyvault/migrations/alembic.ini",
     "keyvault/migrations/script.py.mako",
+    "keyvault/confusables.txt",  # keyvault/mailbox.py reads it
 ])
 def test_wheel_contains(wheel_names, path):
     """The files the app opens at run time are in the wheel, inside the package."""

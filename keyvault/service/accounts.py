@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
+from ..mailbox import mailbox_key
 from ..models import (
     ApiKey,
     FormSubmission,
@@ -38,21 +39,67 @@ def _hasher():
 
 
 def user_by_email(email: str) -> User | None:
-    """The account for an email; None for one no account can have (PostgreSQL refuses NUL)."""
-    email = normalise_email(email)
-    if has_control_characters(email):
+    """The account for an email; None for one no account can have (PostgreSQL refuses NUL).
+
+    Addresses are stored in their normal form (keyvault.mailbox); an account made before that
+    form existed is still found by its address as stored then (trimmed, lower-cased), and that
+    one wins when both exist: it is exactly what its owner types.
+    """
+    normal = normalise_email(email)
+    literal = (email or "").strip().lower()
+    if has_control_characters(normal) or has_control_characters(literal):
         return None
-    return db.session.scalar(select(User).where(User.email == email))
+    users = db.session.scalars(select(User).where(User.email.in_({normal, literal}))
+                               .order_by(User.id)).all()
+    return next((user for user in users if user.email == literal), users[0] if users else None)
+
+
+EMAIL_TAKEN = "An account with this email already exists."
+_MAILBOX_LOCK = 0x6B765F6D  # PostgreSQL advisory lock space for sign-ups: "kv_m"
+
+
+def _lock_mailbox(key: str) -> None:
+    """Hold other sign-ups of this mailbox until the commit, so two look-alike addresses signing
+    up at once cannot both find it free.
+
+    Not a unique index: accounts made before mailbox keys existed may share one (they are
+    reported, never merged), and a lock works whether or not such doubles exist. PostgreSQL: an
+    advisory lock on the key, so sign-ups of other mailboxes do not wait; SQLite: its one write
+    lock, taken by a write that changes nothing before the check reads.
+    """
+    db.session.commit()  # end any read: SQLite refuses to turn an old snapshot into a write
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:key AS integer))"),
+            {"space": _MAILBOX_LOCK, "key": int(key[:8], 16) - 2**31})
+    else:
+        db.session.execute(update(User).where(User.id == 0).values(id=User.id))
+
+
+def _same_mailbox(email: str, key: str) -> User | None:
+    """The account this address belongs to: its own, else the oldest that looks the same."""
+    users = db.session.scalars(select(User).where(or_(User.email == email,
+                                                      User.mailbox_key == key))
+                               .order_by(User.id)).all()
+    return next((user for user in users if user.email == email), users[0] if users else None)
 
 
 def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False) -> User:
+    """A new account, unless its mailbox has one: EmailTaken, with the same words whether the
+    address is taken or only looks like one that is (its `existing` names that account)."""
     email = clean_email(email)
     password = clean_password(password)
-    if user_by_email(email) is not None:
-        raise EmailTaken("An account with this email already exists.", "email")
+    key = mailbox_key(email)
+    password_hash = passwords.hash_password(_hasher(), password)  # slow: before the lock
+    _lock_mailbox(key)
+    existing = _same_mailbox(email, key)
+    if existing is not None:
+        db.session.rollback()
+        raise EmailTaken(EMAIL_TAKEN, "email", existing=existing.email, existing_id=existing.id)
     user = User(
         email=email,
-        password_hash=passwords.hash_password(_hasher(), password),
+        mailbox_key=key,
+        password_hash=password_hash,
         is_admin=is_admin,
         created_at=clock.now(),
     )
@@ -63,7 +110,7 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise EmailTaken("An account with this email already exists.", "email") from None
+        raise EmailTaken(EMAIL_TAKEN, "email", existing=email) from None
     return user
 
 

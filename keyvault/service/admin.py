@@ -42,6 +42,18 @@ def admin_list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.email)))
 
 
+def mailbox_doubles() -> list[list[User]]:
+    """Accounts that share a mailbox (keyvault.mailbox), oldest first in each group: made before
+    sign-up compared mailboxes. Listed for an operator to settle, never merged here."""
+    shared = (select(User.mailbox_key).where(User.mailbox_key != "")
+              .group_by(User.mailbox_key).having(func.count() > 1))
+    groups: dict[str, list[User]] = {}
+    for user in db.session.scalars(select(User).where(User.mailbox_key.in_(shared))
+                                   .order_by(User.id)):
+        groups.setdefault(user.mailbox_key, []).append(user)
+    return sorted(groups.values(), key=lambda group: group[0].id)
+
+
 def admin_revoke_key(admin: User, public_id: str, origin: Origin) -> ApiKey:
     return revoke_key_by_id(public_id, origin, by_admin=admin)
 

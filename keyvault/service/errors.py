@@ -64,8 +64,17 @@ class ScopeNotAllowed(ServiceError):
 
 
 class EmailTaken(ServiceError):
+    """The address, or one that looks the same (keyvault.mailbox), has an account: `existing`
+    and `existing_id` name it for operators (the sign-up page never shows them)."""
+
     status = 409
     title = "Email already registered"
+
+    def __init__(self, detail: str, field: str | None = None, *, existing: str | None = None,
+                 existing_id: int | None = None):
+        super().__init__(detail, field)
+        self.existing = existing
+        self.existing_id = existing_id
 
 
 class ResetLinkInvalid(ServiceError):

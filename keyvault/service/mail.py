@@ -7,7 +7,9 @@ commits, and the request never waits for an SMTP server. `send_pending` (the com
 claims due rows with a lease: an UPDATE that succeeds only while nobody else holds the row, so
 two senders never send one mail, and one killed mid-way loses nothing (its lease runs out and
 another sends the mail). A failure is retried with exponential backoff, and given up after
-KEYVAULT_MAIL_MAX_ATTEMPTS with the error kept. The log gets one line per failure, never a body.
+KEYVAULT_MAIL_MAX_ATTEMPTS with the error kept; a recipient the server can never take
+(smtp.RecipientRefused: no SMTPUTF8 for a non-ASCII address, a 5xx refusal) is given up at
+once. The log gets one line per failure, never a body.
 
 Without KEYVAULT_SMTP_URL, development writes each whole mail to the log (a developer needs the
 reset link); production keeps the mails queued and warns at start-up.
@@ -162,7 +164,14 @@ def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
                 _deliver(app, mail)
             except Exception as error:  # noqa: BLE001 - any failure is retried, never a poison row
                 reason = f"{type(error).__name__}: {error}"[:500]
-                if attempts >= config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
+                if isinstance(error, smtp.RecipientRefused):  # the next try would be refused too
+                    gave_up += 1
+                    log.error("mail %s (%s) not sent: the server cannot take the address; "
+                              "giving up after %d attempt(s): %s", mail_id, mail.kind, attempts,
+                              reason)
+                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
+                            gave_up_at=clock.now())
+                elif attempts >= config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
                     gave_up += 1
                     log.error("mail %s (%s) not sent after %d attempts; giving up: %s",
                               mail_id, mail.kind, attempts, reason)

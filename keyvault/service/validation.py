@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import current_app
 
+from .. import mailbox
 from .errors import InvalidInput
 
 LABEL_MAX = 40
@@ -65,11 +66,18 @@ def clean_description(description: Any) -> str:
 
 
 def normalise_email(email: str) -> str:
-    return (email or "").strip().lower()
+    """An address as it is stored (keyvault.mailbox.normal_form: NFKC, trimmed, lower-cased,
+    the domain in IDNA); text that is no address comes back lower-cased and finds nobody."""
+    return mailbox.lookup_form(email or "")
 
 
 def clean_email(email: Any) -> str:
-    email = normalise_email(email if isinstance(email, str) else "")
+    """The normal form of a new account's address; who else has that mailbox is the caller's
+    question (keyvault.mailbox.mailbox_key, service.accounts.sign_up)."""
+    try:
+        email = mailbox.normal_form(email if isinstance(email, str) else "")
+    except ValueError:
+        email = ""
     if not email or "@" not in email or len(email) > EMAIL_MAX or has_control_characters(email):
         raise InvalidInput("Enter a valid email address.", "email")
     return email
