@@ -29,6 +29,7 @@ from sqlalchemy import or_, select, update
 
 from .. import clock, smtp
 from ..extensions import db
+from ..logs import FailureLog
 from ..models import MailOutbox
 
 log = logging.getLogger("keyvault.mail")
@@ -202,6 +203,7 @@ def start_sender(app: Flask) -> Callable[[], None]:
     if not interval:
         return lambda: None
     stopping = threading.Event()
+    failures = FailureLog(log, "mail sender")
 
     def run() -> None:
         while not stopping.wait(interval):
@@ -209,7 +211,11 @@ def start_sender(app: Flask) -> Callable[[], None]:
                 with app.app_context():
                     send_pending(app)
             except Exception as error:  # noqa: BLE001 - a database outage must not end the thread
-                log.error("mail sender: %s; trying again in %s s", type(error).__name__, interval)
+                kind = type(getattr(error, "orig", None) or error).__name__
+                failures.failed(kind, "%s; trying again every %s s", kind, interval)
+            else:
+                failures.recovered()
+
 
     thread = threading.Thread(target=run, name="keyvault-mail", daemon=True)
     thread.start()
