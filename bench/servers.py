@@ -166,7 +166,7 @@ def start_keyvault(env: dict, log_path: Path, workers: int) -> Server:
     """Exactly `keyvault serve --port P --workers W`: granian, KeyVault's bridge, its default
     threads per worker, its access log on stdout."""
     port = free_port()
-    argv = [sys.executable, "-m", "keyvault.cli", "serve", "--port", str(port),
+    argv = [sys.executable, "-m", "keyvault", "serve", "--port", str(port),
             "--workers", str(workers)]
     return launch("keyvault", argv, env, log_path, workers, port, "granian")
 

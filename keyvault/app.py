@@ -44,6 +44,9 @@ CONTENT_SECURITY_POLICY = (
 # Production: browsers use HTTPS only, for two years, subdomains included (every answer, the API
 # and the verify fast path too: http.context.AroundRequest).
 HSTS = "max-age=63072000; includeSubDomains"
+# Answers built from the configuration and the files alone, the same whoever asks (the API's
+# answers are no-store: http.context.AroundRequest).
+SAME_FOR_EVERYONE = ("/api/docs", "/static/", "/favicon.ico")
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -130,6 +133,9 @@ def create_app(overrides: dict | None = None) -> Flask:
             if g.get("no_store"):
                 headers["Cache-Control"] = "no-store"
                 headers["Pragma"] = "no-cache"
+            elif not path.startswith(SAME_FOR_EVERYONE):
+                # Who is logged in, the CSRF token, flashed messages: a page is its cookie's.
+                response.vary.add("Cookie")
         return response
 
     app.session_interface = CookieSessionInterface()

@@ -376,6 +376,3 @@ def main() -> None:
     """The `keyvault` console script: KeyVault's own commands only (no Flask `run`/`shell`)."""
     cli(prog_name="keyvault")
 
-
-if __name__ == "__main__":
-    main()

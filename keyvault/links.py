@@ -7,14 +7,12 @@ from flask import current_app, request, url_for
 
 
 def external_url(endpoint: str, **values) -> str:
-    """A link to hand out (API pagination): absolute on KEYVAULT_BASE_URL when it is set; else,
-    behind KEYVAULT_TRUSTED_PROXIES, on the host and scheme the proxy forwarded; else relative
-    (`/api/...`, which a client resolves against the URL it called). Never on the Host header
-    of a request that came straight from the client: anyone can write `Host: evil.com`."""
+    """A link to hand out (API pagination, mail): absolute on KEYVAULT_BASE_URL when it is set,
+    else relative (`/api/...`, which a client resolves against the URL it called). Never on the
+    request's Host, nor on the X-Forwarded-Host a proxy relays (nginx's `$host` is whatever the
+    client wrote): `Host: evil.com` must not put evil.com in anyone's reset link."""
     path = url_for(endpoint, **values)
     base = current_app.config["KEYVAULT_BASE_URL"]
     if base:
         return base + path[len(request.script_root):]
-    if current_app.config["KEYVAULT_TRUSTED_PROXIES"]:
-        return url_for(endpoint, _external=True, **values)
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -20,6 +21,9 @@ import orjson
 from .redact import scrub
 
 FORMATS = ("json", "text")
+# A background task that meets the same failure every few seconds (the database is down) says so
+# once per kind per this many seconds, and once when it works again.
+FAILURE_LOG_SECONDS = 60.0
 # Where keyvault.http.context leaves a request's id and what the app noted for this log.
 REQUEST_ID, LOG_FIELDS = "keyvault.request_id", "keyvault.log"
 access_log = logging.getLogger("keyvault.access")
@@ -124,3 +128,43 @@ def granian_config(fmt: str) -> dict | None:
         return None
     formatter = {"()": "keyvault.logs.JsonFormatter"}
     return {"formatters": {"generic": formatter, "access": formatter}}
+
+
+class FailureLog:
+    """The log of one background task (the mail sender, the usage flush): one line per kind of
+    failure per `every` seconds, however often the task meets it, with how many were left out;
+    and one line when the task works again. An outage must not write a line per run per worker.
+    """
+
+    def __init__(self, logger: logging.Logger, task: str, every: float = FAILURE_LOG_SECONDS):
+        self.logger, self.task, self.every = logger, task, every
+        self._last: dict[str, float] = {}  # kind -> when it was last written
+        self._left_out: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, kind: str, message: str, *args, level: int = logging.ERROR) -> bool:
+        """Write `task: message` unless this kind was written less than `every` seconds ago;
+        True when it was written."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.every:
+                self._left_out[kind] = self._left_out.get(kind, 0) + 1
+                return False
+            self._last[kind] = now
+            left_out = self._left_out.pop(kind, 0)
+        more = f" ({left_out} more since the last line)" if left_out else ""
+        self.logger.log(level, f"%s: {message}; said at most every %g s{more}", self.task, *args,
+                        self.every)
+        return True
+
+    def recovered(self) -> None:
+        """The task worked: one line if a failure was written since it last worked."""
+        with self._lock:
+            if not self._last:
+                return
+            kinds, left_out = sorted(self._last), sum(self._left_out.values())
+            self._last.clear()
+            self._left_out.clear()
+        more = f", {left_out} more not written" if left_out else ""
+        self.logger.info("%s: working again (after %s%s)", self.task, ", ".join(kinds), more)

@@ -37,6 +37,8 @@ from flask import Flask, current_app
 from limits import parse
 from limits.storage import storage_from_string
 
+from .logs import FailureLog
+
 log = logging.getLogger("keyvault.ratelimit")
 
 # The doors and their configuration settings.
@@ -153,7 +155,7 @@ class SharedWindowCounts:
         self._fd = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
         self._table = mmap.mmap(self._fd, self.SIZE)
         self._lock = threading.Lock()
-        self._last_full_log = -math.inf
+        self._crowded = FailureLog(log, "rate limits", STORAGE_ERROR_LOG_EVERY)
 
     def incr(self, key: str, expiry: float) -> int:
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
@@ -191,11 +193,9 @@ class SharedWindowCounts:
         slot, mask = self._SLOT, self.SLOTS - 1
         offsets = [((first + probe) & mask) * slot.size for probe in range(self.PROBES)]
         smallest = min(offsets, key=lambda offset: slot.unpack_from(self._table, offset)[2])
-        if now - self._last_full_log >= STORAGE_ERROR_LOG_EVERY:
-            self._last_full_log = now
-            log.warning("the rate-limit table is crowded: small counts are being dropped to make "
-                        "room (a flood of callers? KEYVAULT_RATELIMIT_STORAGE_URL=redis:// has "
-                        "no such bound)")
+        self._crowded.failed("crowded", "the table is crowded: small counts are being dropped "
+                             "to make room (a flood of callers? KEYVAULT_RATELIMIT_STORAGE_URL="
+                             "redis:// has no such bound)", level=logging.WARNING)
         return smallest
 
 
@@ -232,8 +232,7 @@ class RateLimiter:
     def __init__(self, storage_url: str, quotas: dict[str, Quota | None]):
         self.storage = _storage(storage_url)
         self.quotas = quotas
-        self._last_error_log = -math.inf
-        self._lock = threading.Lock()
+        self._failures = FailureLog(log, "rate limits", STORAGE_ERROR_LOG_EVERY)
 
     def hit(self, door: str, who: str) -> Outcome | None:
         """Count one request by `who` at `door`; None when the door has no limit (or the
@@ -252,13 +251,8 @@ class RateLimiter:
         return Outcome(quota, count <= quota.amount, max(quota.amount - count, 0), reset)
 
     def _storage_failed(self, error: Exception) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last_error_log < STORAGE_ERROR_LOG_EVERY:
-                return
-            self._last_error_log = now
-        log.error("rate-limit storage unreachable (%s); requests are not being limited",
-                  type(error).__name__)
+        self._failures.failed("storage", "storage unreachable (%s); requests are not being "
+                              "limited", type(error).__name__)
 
 
 def init_app(app: Flask) -> None:

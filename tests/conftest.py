@@ -448,7 +448,7 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
            **(extra_env or {})}
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "keyvault.cli", "serve", "--port", str(port),
+            [sys.executable, "-m", "keyvault", "serve", "--port", str(port),
              "--workers", str(workers)],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
         )

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
-from keyvault.api.reference import KEY_VARIABLE
+from keyvault.api.reference import KEY_VARIABLE, URL_VARIABLE
 from keyvault.service.scopes import READ_KEYS
 
 OPERATION = re.compile(r'<section class="card op" id="([^"]+)" data-testid="operation">(.*?)</section>',
@@ -218,10 +218,13 @@ def test_curl_command_works_as_printed(live_server, make_user, make_key, operati
     world = World(caller_key.public_id, caller, subject_key.public_id, subject)
     page = requests.get(f"{live_server.url}/api/docs/", timeout=10).text
     [command] = reference(page)[operation_id].curl
-    assert live_server.url in command  # the page speaks of the server that serves it
+    # Without KEYVAULT_BASE_URL the page cannot know the server's address (a Host header proves
+    # nothing): the commands read it from $KEYVAULT_URL, as the page tells the reader to set.
+    assert f'"${URL_VARIABLE}"/api/' in command or f'"${URL_VARIABLE}"\'/api/' in command
+    assert "127.0.0.1" not in command
     command = command.replace(EXAMPLE_KEY_ID, world.subject_id).replace(
         example_value("kv"), world.subject)
     run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, KEY_VARIABLE: caller})
+                         env={**os.environ, KEY_VARIABLE: caller, URL_VARIABLE: live_server.url})
     assert run.returncode == 0, run.stderr
     check(run.stdout.replace("\r\n", "\n"), world)

@@ -36,7 +36,7 @@ def keyvault(url: str, *args: str) -> subprocess.CompletedProcess:
     """The `keyvault` command line, as an operator runs it, on the database at `url`."""
     env = {**os.environ, "KEYVAULT_DATABASE_URL": url, "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY,
            "KEYVAULT_KEY_PEPPER": TEST_PEPPER}
-    return subprocess.run([sys.executable, "-m", "keyvault.cli", *args], env=env, cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "keyvault", *args], env=env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -175,3 +176,39 @@ def test_an_outage_under_load_fails_closed_and_recovers(cluster, keys, tmp_path)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 2
     engine.dispose()
+
+
+def test_background_tasks_log_an_outage_once_and_its_end(cluster, keys, tmp_path, smtp_server):
+    """Through an outage of several seconds, each worker's mail sender (every second here) and
+    usage flush (every second here, counts held from the load) write one line per kind of
+    failure, not one per round, and one line when they work again."""
+    value, caller = keys
+    server = start_server(cluster.url, tmp_path / "serve.log", smtp=smtp_server,
+                          extra_env={"KEYVAULT_USAGE_FLUSH_SECONDS": "1"})
+    try:
+        with Load(server.url, value, caller) as load:
+            time.sleep(1.5)
+            cluster.stop()  # uses of the last second are still held: the flush meets the outage
+            time.sleep(8)
+            cluster.start()
+            up = time.monotonic()
+            deadline = up + 30
+            while not (any(a[2] == 200 for a in load.since(up))
+                       and server.log().count("mail sender: working again") == 2
+                       and "key usage: working again" in server.log()):
+                assert time.monotonic() < deadline, server.log()[-3000:]
+                time.sleep(0.2)
+        lines = server.log().splitlines()
+        for task in ("mail sender", "key usage"):
+            failures = [line for line in lines if f"{task}: " in line and "at most every" in line]
+            kinds = {re.sub(r"\d+", "N", line.split(f"{task}: ", 1)[1].split(";")[0])
+                     for line in failures}
+            # ~8 rounds per worker before: now at most one line per kind per worker (2 workers)
+            assert 1 <= len(failures) <= 2 * len(kinds), failures
+            assert all("more since the last line" not in line for line in failures)
+            recovered = [line for line in lines if f"{task}: working again" in line]
+            assert 1 <= len(recovered) <= 2, recovered
+            assert any("more not written" in line for line in recovered), recovered
+        assert "Traceback" not in server.log()
+    finally:
+        stop_server(server)

@@ -128,7 +128,7 @@ def test_a_sender_killed_after_claiming_loses_no_mail(app, smtp_server, database
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         stalled = subprocess.Popen(
-            [sys.executable, "-m", "keyvault.cli", "mail", "send-pending"], cwd=PROJECT_ROOT,
+            [sys.executable, "-m", "keyvault", "mail", "send-pending"], cwd=PROJECT_ROOT,
             env=_cli_env(database_url, f"smtp://127.0.0.1:{silent.getsockname()[1]}",
                          KEYVAULT_MAIL_LEASE_SECONDS="3"),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -152,7 +152,10 @@ def _accepts(clean, text) -> bool:
 
 
 TRICKY = st.sampled_from([" ", "\t", "\n", "\r", "\x00", "\x0b", "\x1c", "\x85", "\xa0",
-                          "\u2028", "\u3000", "\ufeff", "a", "é", "日"])
+                          "\u2028", "\u3000", "\ufeff", "a", "é", "日",
+                          # bidi controls, refused, and their neighbours (ZWJ, LRM's blanks)
+                          "\u202e", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c",
+                          "\u200d", "\u200a", "\u202f", "\u2065"])
 
 
 @pytest.mark.parametrize(("field", "clean"), [("label", service.clean_label),

@@ -117,7 +117,7 @@ def test_installed_wheel_migrates_and_serves(wheel, tmp_path):
     run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60}
 
     assert (target / "bin" / "keyvault").is_file()  # the console script ships too
-    upgrade = subprocess.run([sys.executable, "-S", "-m", "keyvault.cli", "db", "upgrade"],
+    upgrade = subprocess.run([sys.executable, "-S", "-m", "keyvault", "db", "upgrade"],
                              check=False, **run)
     assert upgrade.returncode == 0, upgrade.stderr
     head = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()

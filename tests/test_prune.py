@@ -132,7 +132,7 @@ def test_keyvault_command_prunes(database_url, user, make_key):
     env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
            "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER}
     result = subprocess.run(
-        [sys.executable, "-m", "keyvault.cli", "keys", "prune", "--unused-days", "7"],
+        [sys.executable, "-m", "keyvault", "keys", "prune", "--unused-days", "7"],
         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert stale.public_id in result.stdout and fresh.public_id not in result.stdout

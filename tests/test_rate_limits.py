@@ -239,7 +239,7 @@ def test_a_redis_outage_lets_requests_through_and_is_logged_once(database_url, t
             assert answer.status_code == 200 and answer.json()["active"] is True
             assert "RateLimit" not in answer.headers  # not counted: said so by omission
         log = server.log()
-        assert log.count("rate-limit storage unreachable") == 1
+        assert log.count("rate limits: storage unreachable") == 1
     finally:
         stop_server(server)
 
@@ -336,7 +336,7 @@ def test_shared_counts_reuse_finished_slots_and_keep_busy_counts_when_crowded(mo
         for n in range(20):  # more callers than slots, none of them ever dropped while busy
             table.incr(f"flood-{n}", 60)
         assert table.incr("busy", 60) == 51
-        assert "rate-limit table is crowded" in caplog.text
+        assert "rate limits: the table is crowded" in caplog.text
     finally:
         os.close(fd)
 

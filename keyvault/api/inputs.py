@@ -44,10 +44,13 @@ class _Request(BaseModel):
 # The patterns describe service.validation's rules for the schema; the service enforces them,
 # with messages that say which rule a value broke.
 Label = Annotated[str, Field(json_schema_extra={"pattern": LABEL_PATTERN}, description=(
-    f"1 to {LABEL_MAX} characters once surrounding spaces are trimmed; no control characters."))]
+    f"1 to {LABEL_MAX} characters once surrounding spaces are trimmed; no control characters "
+    "and no characters that change the direction of text (U+202A–U+202E, U+2066–U+2069, "
+    "U+200E, U+200F, U+061C)."))]
 Description = Annotated[str | None, Field(json_schema_extra={"pattern": DESCRIPTION_PATTERN}, description=(
     f"Free text, at most {DESCRIPTION_MAX} characters once trimmed; tabs and line breaks are "
-    "the only control characters allowed."))]
+    "the only control characters allowed; no characters that change the direction of text "
+    "(as for `label`)."))]
 Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
 # An ISO 8601 date-time, parsed (and judged) by service.validation.clean_expiry.
 DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

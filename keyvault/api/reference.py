@@ -11,6 +11,10 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 KEY_VARIABLE = "KEYVAULT_KEY"  # the curl commands read the caller's key from this variable
+# Without KEYVAULT_BASE_URL the commands read the server's address from this variable: the page
+# is built from configuration alone, never from the Host a request names (anyone can write
+# `Host: evil.example`, and a shared cache would hand that page to everybody).
+URL_VARIABLE = "KEYVAULT_URL"
 JSON_MEDIA = ("application/json", "application/problem+json")
 
 
@@ -45,7 +49,15 @@ def resolve(document: dict, item: Any) -> Any:
     return item
 
 
-def groups(document: dict, base_url: str) -> list[Group]:
+def address(base_url: str | None, path: str) -> str:
+    """`path` (and its query) on KEYVAULT_BASE_URL as one shell word; without a base URL, on
+    the $KEYVAULT_URL the reader sets."""
+    if base_url:
+        return shlex.quote(base_url + path)
+    return f'"${URL_VARIABLE}"' + shlex.quote(path)
+
+
+def groups(document: dict, base_url: str | None) -> list[Group]:
     """Every operation, under its first tag, in the order of the document's tags and paths."""
     found: dict[str, list[Operation]] = {tag["name"]: [] for tag in document.get("tags", [])}
     for path, item in document["paths"].items():
@@ -72,10 +84,10 @@ def _first_example(media: dict) -> Any:
     return media.get("example")
 
 
-def curl(document: dict, base_url: str, path: str, method: str, item: dict,
+def curl(document: dict, base_url: str | None, path: str, method: str, item: dict,
          operation: dict) -> str:
     """A curl command that performs the operation with the document's example values, the key
-    taken from $KEYVAULT_KEY."""
+    taken from $KEYVAULT_KEY (and the server's address from $KEYVAULT_URL without a base URL)."""
     query, headers = [], []
     for parameter in (resolve(document, p) for p in
                       [*item.get("parameters", []), *operation.get("parameters", [])]):
@@ -88,11 +100,11 @@ def curl(document: dict, base_url: str, path: str, method: str, item: dict,
             query.append((parameter["name"], value))
         elif parameter["in"] == "header":
             headers.append(f"{parameter['name']}: {value}")
-    url = base_url.rstrip("/") + path + ("?" + urlencode(query, safe=":,") if query else "")
+    target = path + ("?" + urlencode(query, safe=":,") if query else "")
     success = _success(document, operation)
     flags = "-sS" + (" -i" if success and not success[1].get("content") else "")
     words = [f"curl {flags}" + ("" if method == "get" else f" -X {method.upper()}")
-             + f" {shlex.quote(url)}"]
+             + f" {address(base_url, target)}"]
     if operation.get("security"):
         words.append(f'-H "Authorization: Bearer ${KEY_VARIABLE}"')
     words += [f"-H {shlex.quote(header)}" for header in headers]

@@ -348,7 +348,10 @@ def schema():
 @bp.get("/docs/")
 def docs():
     spec = openapi.document()
+    base_url = current_app.config["KEYVAULT_BASE_URL"]  # never the request's Host
     return render_template(
-        "api/docs.html", spec=spec, groups=reference.groups(spec, request.host_url),
-        error_examples=reference.error_answers(spec), base_url=request.host_url,
-        key_variable=reference.KEY_VARIABLE, prefix=current_app.config["KEYVAULT_KEY_PREFIX"])
+        "api/docs.html", spec=spec, groups=reference.groups(spec, base_url),
+        error_examples=reference.error_answers(spec), base_url=base_url,
+        me=reference.address(base_url, "/api/users/@me/"),
+        key_variable=reference.KEY_VARIABLE, url_variable=reference.URL_VARIABLE,
+        prefix=current_app.config["KEYVAULT_KEY_PREFIX"])

@@ -2,7 +2,8 @@
 
 `AroundRequest` wraps the whole WSGI app, so whatever it does reaches every route, the fast path
 included: it gives each request an id (`X-Request-Id`, kept from the client when it is a sane
-token), times it (`Server-Timing`) and sets the headers every answer carries. `origin()` is
+token), times it (`Server-Timing`) and sets the headers every answer carries (`no-store` on
+every API and /metrics answer that does not set its own Cache-Control). `origin()` is
 where a request came from, for the security log, in the browser blueprints and the API alike.
 """
 
@@ -24,6 +25,10 @@ from ..redact import scrub
 from ..service import Origin
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# API (and /metrics) answers depend on the key presented (in a header, the body or the query),
+# so no cache may keep one; the two documents under /api/ are built from configuration alone,
+# the same for all.
+_SAME_FOR_EVERYONE = ("/api/docs", "/api/docs/", "/api/schema", "/api/schema/")
 _log_fields: ContextVar[dict | None] = ContextVar("keyvault_log_fields", default=None)
 
 
@@ -89,9 +94,14 @@ class AroundRequest:
         ident = incoming if incoming and _SANE_ID.fullmatch(incoming) else self._new_id()
         environ[REQUEST_ID] = ident
         fields = environ[LOG_FIELDS] = {}
+        path = environ.get("PATH_INFO", "")
+        private = (path.startswith("/api/") and path not in _SAME_FOR_EVERYONE
+                   or path.startswith("/metrics"))
 
         def start(status, headers, exc_info=None):
             headers.append(("X-Content-Type-Options", "nosniff"))  # set nowhere else
+            if private and not any(name.lower() == "cache-control" for name, _ in headers):
+                headers.append(("Cache-Control", "no-store"))
             headers.append(("X-Request-Id", ident))
             headers.extend(self.headers)
             seconds = perf_counter() - started

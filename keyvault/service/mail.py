@@ -1,8 +1,9 @@
 """E-mail through an outbox: queued in the caller's transaction, sent later by any sender.
 
 `queue` renders a mail from its templates (templates/mail/<kind>.txt and .html, sharing
-_layout.*) and adds it to the current transaction: the mail exists iff the action that caused it
-commits, and the request never waits for an SMTP server. `send_pending` (the command
+_layout.*), every value it prints made inert (line breaks and bidi controls as escapes), and
+adds it to the current transaction: the mail exists iff the action that caused it commits, and
+the request never waits for an SMTP server. `send_pending` (the command
 `keyvault mail send-pending`, and the background sender each `keyvault serve` worker runs)
 claims due rows with a lease: an UPDATE that succeeds only while nobody else holds the row, so
 two senders never send one mail, and one killed mid-way loses nothing (its lease runs out and
@@ -24,15 +25,18 @@ from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flask import Flask, current_app, has_request_context
+from jinja2 import Environment
 from sqlalchemy import or_, select, update
 
 from .. import clock, smtp
 from ..extensions import db
 from ..links import external_url
+from ..logs import FailureLog
 from ..models import MailOutbox
+from .validation import inert
 
 log = logging.getLogger("keyvault.mail")
 
@@ -41,6 +45,7 @@ RETRY_CAP = timedelta(hours=1)
 SECRET_KINDS = frozenset({"password_reset"})
 BATCH = 50
 SENDER_JOIN_SECONDS = 10
+MAIL_TEMPLATES = "keyvault.mail_templates"
 
 
 class Rendered(NamedTuple):
@@ -49,13 +54,28 @@ class Rendered(NamedTuple):
     html: str
 
 
+def _finalize(value: Any) -> Any:
+    """Every value a mail template prints, tamed (validation.inert): text that came from a
+    request or a report never starts a line of its own or turns the text around it."""
+    return type(value)(inert(value)) if isinstance(value, str) else value
+
+
+def _mail_templates() -> Environment:
+    """The app's templates, printing every value through _finalize; one per app."""
+    env = current_app.extensions.get(MAIL_TEMPLATES)
+    if env is None:
+        env = current_app.extensions[MAIL_TEMPLATES] = current_app.jinja_env.overlay(
+            finalize=_finalize)
+    return env
+
+
 def render(kind: str, **context) -> Rendered:
-    """A mail's subject and bodies; the .txt template sets `subject`."""
-    env = current_app.jinja_env
+    """A mail's subject and bodies; the .txt template sets `subject`, one line of tamed text."""
+    env = _mail_templates()
     text_module = env.get_template(f"mail/{kind}.txt").make_module(context)
-    html = env.get_template(f"mail/{kind}.html").render(subject=text_module.subject, **context)
-    return Rendered(" ".join(str(text_module.subject).split()), str(text_module).strip() + "\n",
-                    html)
+    subject = inert(" ".join(str(text_module.subject).split()))
+    html = env.get_template(f"mail/{kind}.html").render(subject=subject, **context)
+    return Rendered(subject, str(text_module).strip() + "\n", html)
 
 
 def queue(to: str, kind: str, **context) -> MailOutbox:
@@ -210,6 +230,7 @@ def start_sender(app: Flask) -> Callable[[], None]:
     if not interval:
         return lambda: None
     stopping = threading.Event()
+    failures = FailureLog(log, "mail sender")
 
     def run() -> None:
         while not stopping.wait(interval):
@@ -217,7 +238,10 @@ def start_sender(app: Flask) -> Callable[[], None]:
                 with app.app_context():
                     send_pending(app)
             except Exception as error:  # noqa: BLE001 - a database outage must not end the thread
-                log.error("mail sender: %s; trying again in %s s", type(error).__name__, interval)
+                kind = type(getattr(error, "orig", None) or error).__name__
+                failures.failed(kind, "%s; trying again every %s s", kind, interval)
+            else:
+                failures.recovered()
 
     thread = threading.Thread(target=run, name="keyvault-mail", daemon=True)
     thread.start()

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..keystore import lock_busy
+from ..logs import FailureLog
 from ..models import ApiKey, KeyUsageDay
 
 PENDING_MAX = 10_000  # distinct (key, day, outcome) rows a process holds while flushes fail
@@ -70,6 +71,7 @@ class UsageCounter:
         self._closed = False
         self._stamps_kept = False  # the keystore holds stamps a flush could not write
         self._only_busy = True  # the last flush failed, if it did, only on a held lock
+        self._failures = FailureLog(log, "key usage")  # an outage: a line a minute, not a flush
         self.dropped = 0
 
     def add(self, key_id: int, public_id: str, outcome: str, now: datetime,
@@ -115,24 +117,29 @@ class UsageCounter:
         with self._flushing:
             with self._lock:
                 batch, self._counts = self._counts, {}
-                dropped, self.dropped = self.dropped, 0
-            if dropped:
-                log.warning("key usage: %d uses not counted (too many rows held)", dropped)
+                dropped = self.dropped
+            if dropped and self._failures.failed(
+                    "rows held", "%d uses not counted (too many rows held)", dropped,
+                    level=logging.WARNING):
+                with self._lock:  # counted on until a line says how many
+                    self.dropped -= dropped
             self._only_busy = True
             self._write_stamps()
-            if not batch:
-                return True
             try:
-                self._write(batch)
-                return True
+                if batch:
+                    self._write(batch)
             except Exception as error:  # noqa: BLE001 - whatever it is, keep the counts
                 self._only_busy &= lock_busy(error)
-                log.warning("key usage: %d rows not written yet (%s); kept for the next flush",
-                            len(batch), type(error).__name__)
+                kind = _kind(error)
+                self._failures.failed(f"rows: {kind}", "%d rows not written yet (%s); kept for "
+                                      "the next flush", len(batch), kind, level=logging.WARNING)
                 with self._lock:
                     for row, tally in batch.items():
                         self._merge(row, tally)
                 return False
+            if not self._stamps_kept:
+                self._failures.recovered()
+            return True
 
     def _write_stamps(self) -> None:
         """The last_used_at stamps of verdicts answered on the server's event loop
@@ -144,13 +151,15 @@ class UsageCounter:
         try:
             self._stamps_kept = not store.write_pending()
             if self._stamps_kept:
-                log.warning("key usage: last-used stamps not written yet (database busy); "
-                            "kept for the next flush")
+                self._failures.failed("stamps: busy", "last-used stamps not written yet "
+                                      "(database busy); kept for the next flush",
+                                      level=logging.WARNING)
         except Exception as error:  # noqa: BLE001 - kept by the keystore; the log says why
             self._stamps_kept = True
             self._only_busy = False
-            log.warning("key usage: last-used stamps not written yet (%s)",
-                        type(error).__name__)
+            kind = _kind(error)
+            self._failures.failed(f"stamps: {kind}", "last-used stamps not written yet (%s)",
+                                  kind, level=logging.WARNING)
 
     def _write(self, batch: dict[tuple[int, str, date, str], Tally]) -> None:
         engine = self._engine_for_flush()
@@ -217,6 +226,11 @@ class UsageCounter:
                           ", and last-used stamps" if self._stamps_kept else "")
                 return
             time.sleep(0.05)
+
+
+def _kind(error: Exception) -> str:
+    """A failure's kind for the log: the driver's exception class under SQLAlchemy's wrapper."""
+    return type(getattr(error, "orig", None) or error).__name__
 
 
 def _upsert(dialect: str):

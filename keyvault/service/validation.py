@@ -25,6 +25,35 @@ PASSWORD_MAX = 1024
 GRACE_MAX_SECONDS = 7 * 24 * 3600
 PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 LINE_BREAKS = "\t\n\r"
+# Characters that reorder the text around them (embeddings, overrides, isolates, marks): in a
+# label they make "gpj.exe" read as "exe.jpg" on a page, in a mail subject, in a terminal.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                          "\u2066\u2067\u2068\u2069")
+BIDI_REFUSAL = ("cannot hold characters that change the direction of text (such as U+202E, "
+                "right-to-left override): they make text read as something it is not.")
+
+
+def has_bidi_controls(text: str) -> bool:
+    return not BIDI_CONTROLS.isdisjoint(text)
+
+
+def inert(text: str) -> str:
+    """Text from elsewhere (a leak report's `source`, a label kept from before a rule) made
+    safe for one line of a mail: control characters, line and paragraph separators and bidi
+    controls written as escapes (`\\n`, `\\u202e`), so nothing it holds can start a line or
+    turn the text around it."""
+    if text.isprintable() and BIDI_CONTROLS.isdisjoint(text):
+        return text  # the common case, in one pass (isprintable is False for all of the above)
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def _unsafe(char: str) -> bool:
+    return char in BIDI_CONTROLS or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def _escape(char: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return named.get(char) or f"\\u{ord(char):04x}"
 
 
 def has_control_characters(text: str, allowed: str = "") -> bool:
@@ -42,6 +71,8 @@ def clean_label(label: Any) -> str:
         raise InvalidInput("The label must be text.", "label")
     _refuse_control_characters(label, "label", "The label cannot hold tabs, line breaks or other "
                                "control characters.")
+    if has_bidi_controls(label):
+        raise InvalidInput(f"The label {BIDI_REFUSAL}", "label")
     label = label.strip()
     if not label:
         raise InvalidInput("Give the key a label, such as what it is for.", "label")
@@ -58,6 +89,8 @@ def clean_description(description: Any) -> str:
         raise InvalidInput("The description must be text.", "description")
     _refuse_control_characters(description, "description", "The description cannot hold control "
                                "characters (tabs and line breaks are fine).", allowed=LINE_BREAKS)
+    if has_bidi_controls(description):
+        raise InvalidInput(f"The description {BIDI_REFUSAL}", "description")
     description = description.strip()
     if len(description) > DESCRIPTION_MAX:
         raise InvalidInput(f"Keep the description to {DESCRIPTION_MAX} characters or fewer; this "
@@ -171,6 +204,7 @@ def is_public_id(public_id: Any) -> bool:
 _CONTROL = "\\u0000-\\u001F\\u007F-\\u009F"
 _CONTROL_BUT_LINE_BREAKS = "\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F"
 _LINE_BREAKS = "\\t\\n\\r"
+_BIDI = "\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069"  # BIDI_CONTROLS
 _BLANK = "\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000"
 
 
@@ -181,6 +215,6 @@ def _trimmed_text(most: int, blank: str, refused: str, required: bool) -> str:
     return f"^[{blank}]*{core}{'' if required else '?'}[{blank}]*$"
 
 
-LABEL_PATTERN = _trimmed_text(LABEL_MAX, _BLANK, _CONTROL, required=True)
+LABEL_PATTERN = _trimmed_text(LABEL_MAX, _BLANK, _CONTROL + _BIDI, required=True)
 DESCRIPTION_PATTERN = _trimmed_text(DESCRIPTION_MAX, _BLANK + _LINE_BREAKS,
-                                    _CONTROL_BUT_LINE_BREAKS, required=False)
+                                    _CONTROL_BUT_LINE_BREAKS + _BIDI, required=False)
