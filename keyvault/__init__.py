@@ -120,6 +120,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    from . import wire
+
+    wire.init_app(app)  # outermost of all: bytes nothing should read are refused before anything
 
     from . import cli
 

@@ -17,6 +17,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from ..errors import report
 from ..request_context import note, origin_of, request_id
+from ..wire import UNREADABLE
 from . import gate
 from .credentials import bearer_value, parse_json
 from .errors import Answer, from_error, from_http_exception
@@ -34,8 +35,10 @@ def _is_json(content_type: str) -> bool:
 
 def takes(environ: dict) -> bool:
     """Is this a request the fast path answers: POST /api/verify/, a key in Authorization, a
-    JSON body of known (or no) length?"""
+    JSON body of known (or no) length, and nothing in it the app cannot read (keyvault.wire:
+    Flask answers those)?"""
     return (environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
+            and UNREADABLE not in environ
             and "HTTP_AUTHORIZATION" in environ
             and _is_json(environ.get("CONTENT_TYPE", ""))
             and (environ.get("CONTENT_LENGTH") or "0").isdigit())
