@@ -7,8 +7,8 @@ outside visible ASCII (a Latin-1 0xE9, the UTF-8 of a no-break space), so a gate
 `X-KeyVault-Required-Scopes` with one such byte vanished and forward_auth answered 200 where it
 had to refuse; its path is decoded lossily and its query as UTF-8 text. From ASGI's raw bytes
 the environ is built as PEP 3333 says (latin-1 strings of the bytes), and the app refuses what
-it cannot read (keyvault.wire). Measured on this machine: a do-nothing ASGI app answered as
-fast as the RSGI one.
+it cannot read (keyvault.wire). What it costs: bench/README.md (verify at 0.96x RSGI's, the
+median of six rounds on a noisy machine).
 
 Why a bridge: under any WSGI server the app is called as soon as the head arrives, and a thread
 that reads `wsgi.input` waits for the client — a few connections trickling their bodies hold every
