@@ -13,12 +13,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as config_module
 from . import metrics, models, ratelimit
 from .admin.views import bp as admin_bp
+from .api import signatures
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp
 from .auth.views import bp as auth_bp
 from .extensions import csrf, db, login_manager, migrate
-from .http import errors
+from .http import errors, wire
 from .http.browser import CookieSessionInterface, register_filters
 from .http.context import AroundRequest, note
 from .jsonio import OrjsonProvider
@@ -116,6 +117,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    # outermost of all: bytes nothing should read are refused before anything reads them
+    wire.init_app(app, decisive=(signatures.IDENTIFIER_HEADER, signatures.SIGNATURE_HEADER))
 
     @app.before_request
     def note_route():

@@ -50,6 +50,8 @@ def _target(environ: dict) -> str:
     """The request target as the client sent it (near enough: re-quoted from PATH_INFO)."""
     path = quote(environ["PATH_INFO"].encode("latin-1"), safe="/:@!$&'()*+,;=~-._")
     query = environ.get("QUERY_STRING")
+    if query and not query.isascii():  # raw bytes past ASCII (PEP 3333: latin-1), as sent
+        query = quote(query.encode("latin-1"), safe="/:@!$&'()*+,;=~-._?%")
     return f"{path}?{query}" if query else path
 
 

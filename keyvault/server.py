@@ -1,6 +1,15 @@
 """`keyvault serve`: granian (a Rust HTTP server) in front of the WSGI app, through a bridge that
 reads each request's body before a Python thread is given to it.
 
+The bridge speaks ASGI to granian, not its faster-looking RSGI, because only ASGI hands over a
+request's bytes as they came: RSGI's header object silently leaves out every value with a byte
+outside visible ASCII (a Latin-1 0xE9, the UTF-8 of a no-break space), so a gateway's
+`X-KeyVault-Required-Scopes` with one such byte vanished and forward_auth answered 200 where it
+had to refuse; its path is decoded lossily and its query as UTF-8 text. From ASGI's raw bytes
+the environ is built as PEP 3333 says (latin-1 strings of the bytes), and the app refuses what
+it cannot read (keyvault.http.wire). What it costs: bench/README.md (verify at 0.96x RSGI's, the
+median of six rounds on a noisy machine).
+
 Why a bridge: under any WSGI server the app is called as soon as the head arrives, and a thread
 that reads `wsgi.input` waits for the client — a few connections trickling their bodies hold every
 thread, the way two of them stopped gunicorn's sync workers. Here each request is read on the
@@ -31,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from . import logs, metrics, ratelimit
 from .api.fastlane import takes
@@ -55,7 +65,7 @@ def _problem(status: int, title: str, detail: str) -> tuple[int, list, bytes]:
 
 
 class BufferedWSGI:
-    """An RSGI application that serves a WSGI one: body first, on the loop; then a thread."""
+    """An ASGI application that serves a WSGI one: body first, on the loop; then a thread."""
 
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
                  body_timeout: float = 30.0,
@@ -72,14 +82,32 @@ class BufferedWSGI:
 
     # ------------------------------------------------------------ granian's hooks
 
-    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def __call__(self, scope: dict, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve(scope, receive, send)
+        elif kind == "lifespan":  # a worker starting, then stopping (granian runs it per worker)
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._start(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._workers = [threading.Thread(target=self._work, name=f"keyvault-{number + 1}",
                                           daemon=True) for number in range(self.threads)]
         for thread in self._workers:
             thread.start()
 
-    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _stop(self) -> None:
         """The worker is stopping (its requests are answered): end the threads, then let the
         app write what it holds in memory. A granian worker exits without running atexit
         hooks (multiprocessing ends it with os._exit), so this is the last word."""
@@ -90,19 +118,26 @@ class BufferedWSGI:
         if self.on_stop is not None:
             self.on_stop()
 
-    async def __rsgi__(self, scope, protocol) -> None:
-        if scope.proto != "http":
-            return
+    async def _serve(self, scope: dict, receive, send) -> None:
         started = time.perf_counter()
         environ = self._environ(scope)
-        status, headers, body = await self._answer(environ, protocol)
-        protocol.response_bytes(status, headers, body)
+        status, headers, body = await self._answer(environ, receive)
+        try:
+            raw_headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                           for name, value in headers]
+        except UnicodeEncodeError:  # a header no HTTP/1.1 message can carry (PEP 3333: latin-1)
+            logging.getLogger("keyvault").error("an answer's header is not latin-1 (%s %s)",
+                                                environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            status, headers, body = _SERVER_ERROR
+            raw_headers = [(name.encode(), value.encode()) for name, value in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
         if logs.access is not None:
             logs.access.write(environ, status, len(body), time.perf_counter() - started)
 
     # ------------------------------------------------------------ one request
 
-    async def _answer(self, environ: dict, protocol) -> tuple[int, list, bytes]:
+    async def _answer(self, environ: dict, receive) -> tuple[int, list, bytes]:
         try:
             declared = int(environ["CONTENT_LENGTH"]) if "CONTENT_LENGTH" in environ else None
         except ValueError:
@@ -114,7 +149,7 @@ class BufferedWSGI:
         else:
             try:
                 async with asyncio.timeout(self.body_timeout):  # no task, unlike wait_for
-                    body = await self._read(protocol, declared)
+                    body = await self._read(receive, declared)
             except TimeoutError:
                 return _problem(408, "Request Timeout", "The request body did not arrive within "
                                 f"{self.body_timeout:g} s.")
@@ -128,17 +163,20 @@ class BufferedWSGI:
                                                                self._call_safely(environ)))
         return await future
 
-    async def _read(self, protocol, declared: int | None) -> bytes:
+    async def _read(self, receive, declared: int | None) -> bytes:
         """The body, or (of unknown length) its first max_body + 1 bytes: enough for the app
         to see that it is over the limit."""
         if declared == 0:
             return b""
         limit = self.max_body + 1 if declared is None else declared
         chunks, size = [], 0
-        async for chunk in protocol:
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= limit:
+        while size < limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ConnectionError("the client went away mid-body")
+            chunks.append(message["body"])
+            size += len(message["body"])
+            if not message.get("more_body"):
                 break
         return b"".join(chunks)[:limit]
 
@@ -183,30 +221,33 @@ class BufferedWSGI:
         return started[0], started[1], body
 
     @staticmethod
-    def _environ(scope) -> dict:
-        """The WSGI environ (PEP 3333) of an RSGI scope."""
-        host, _, port = scope.server.rpartition(":")
-        address, _, client_port = scope.client.rpartition(":")
+    def _environ(scope: dict) -> dict:
+        """The WSGI environ (PEP 3333) of an ASGI scope, byte for byte as werkzeug's own server
+        and granian's WSGI build it: the path percent-decoded, the query as sent, and every
+        header value, each as a latin-1 string of its bytes. Nothing is dropped or judged
+        here; what the app cannot read, it refuses (keyvault.http.wire)."""
+        host, port = scope["server"]
+        address, client_port = scope["client"]
         environ = {
-            "REQUEST_METHOD": scope.method,
+            "REQUEST_METHOD": scope["method"],
             "SCRIPT_NAME": "",
-            # RSGI gives the path percent-decoded as text; WSGI wants its bytes as latin-1
-            "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
-            "QUERY_STRING": scope.query_string,
-            "SERVER_NAME": host.strip("[]"),
-            "SERVER_PORT": port,
-            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
-            "REMOTE_ADDR": address.strip("[]"),
-            "REMOTE_PORT": client_port,
+            "PATH_INFO": unquote_to_bytes(scope["raw_path"]).decode("latin-1"),
+            "QUERY_STRING": scope["query_string"].decode("latin-1"),
+            "SERVER_NAME": host,
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+            "REMOTE_ADDR": address,
+            "REMOTE_PORT": str(client_port),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": scope.scheme,
+            "wsgi.url_scheme": scope["scheme"],
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
         }
-        for name, value in scope.headers.items():
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             if name == "content-type":
                 key = "CONTENT_TYPE"
             elif name == "content-length":
@@ -375,7 +416,7 @@ def _server_class(per_worker: bool):
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
           log_format: str = "text", listen_sockets: str = "auto",
           pin_workers: str = "auto", sqlite: bool = True) -> None:
-    """Run granian with `target` ("module:factory", returning an RSGI app) in `workers` processes.
+    """Run granian with `target` ("module:factory", returning an ASGI app) in `workers` processes.
 
     SIGTERM and SIGINT stop gracefully (requests in flight finish); SIGHUP replaces the workers
     one by one, starting each new one before the old one stops, so no request is lost.
@@ -396,7 +437,7 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
             "may not spread evenly over the workers; set sysctl net.ipv4.tcp_migrate_req=1 to "
             "give each worker its own (README: The server)", workers)
     server = _server_class(per_worker)(
-        target, address=host, port=port, interface=Interfaces.RSGI, factory=True,
+        target, address=host, port=port, interface=Interfaces.ASGI, factory=True,
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
         # granian reads request heads itself and drops a client that takes longer than this

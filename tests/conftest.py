@@ -487,3 +487,11 @@ def live_server_process(database_url, tmp_path_factory):
 def live_server(live_server_process, app):
     """The running `keyvault serve`, sharing this test's (emptied-afterwards) database."""
     return live_server_process
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that talks to a real `keyvault serve` carries the live_server marker
+    (tests/README.md says why they need one)."""
+    for item in items:
+        if {"live_server", "live_server_process"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live_server)

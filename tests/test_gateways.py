@@ -18,6 +18,8 @@ import requests
 from keyvault import service
 from tests.conftest import _free_port, start_server, stop_server
 
+pytestmark = pytest.mark.live_server
+
 SCOPES = "feature_flag:read,feature_flag:write"
 IDENTITY = ("X-KeyVault-User-Id", "X-KeyVault-User-Email", "X-KeyVault-Key-Id",
             "X-KeyVault-Scopes")
@@ -78,7 +80,8 @@ proxy_set_header X-KeyVault-Scopes $kv_scopes;
 """
 
 # The README's Caddyfile: `route` keeps the order as written; client-sent X-KeyVault-* headers
-# are deleted before forward_auth, which copies KeyVault's four back on a 200.
+# are deleted before forward_auth, which copies KeyVault's four back on a 200. /pasted-flags/
+# has a no-break space pasted into its scopes (as from a web page), which Caddy sends as is.
 CADDY = """
 {{
     admin off
@@ -99,6 +102,15 @@ http://127.0.0.1:{port} {{
         forward_auth {keyvault_host} {{
             uri /api/forward_auth/
             header_up X-KeyVault-Required-Scopes feature_flag:write
+            copy_headers X-KeyVault-User-Id X-KeyVault-User-Email X-KeyVault-Key-Id X-KeyVault-Scopes
+        }}
+        reverse_proxy 127.0.0.1:{upstream}
+    }}
+    route /pasted-flags/* {{
+        request_header -X-KeyVault-*
+        forward_auth {keyvault_host} {{
+            uri /api/forward_auth/
+            header_up X-KeyVault-Required-Scopes "feature_flag:write,\u00a0feature_flag:read"
             copy_headers X-KeyVault-User-Id X-KeyVault-User-Email X-KeyVault-Key-Id X-KeyVault-Scopes
         }}
         reverse_proxy 127.0.0.1:{upstream}
@@ -273,3 +285,25 @@ def test_spoofed_identity_headers_never_reach_the_upstream(gateway, user, make_k
     assert seen["x-keyvault-scopes"] == "feature_flag:read"
     assert seen["x-keyvault-key-id"] != "forged"
     assert _get(gateway, "/flags/x", **spoofed).status_code == 401
+
+
+@pytest.fixture
+def caddy(keyvault, upstream, tmp_path):
+    process, port, log = _caddy(tmp_path, keyvault.url, upstream)
+    url = f"http://127.0.0.1:{port}"
+    _wait_until_up(url, process, log)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_a_scope_header_keyvault_cannot_read_lets_no_key_through(caddy, keyvault, user, make_key):
+    """A no-break space in the gateway's X-KeyVault-Required-Scopes: KeyVault cannot tell
+    what is required, so no key passes, not even one with every scope (400, never 200)."""
+    _, reader = make_key(user, scopes=["feature_flag:read"])
+    _, both = make_key(user, label="both", scopes=["feature_flag:read", "feature_flag:write"])
+    for value in (reader, both):
+        response = _get(caddy, "/pasted-flags/x", value)
+        assert response.status_code == 400, response.text
+        assert "X-Keyvault-Required-Scopes header" in response.json()["detail"]
+    assert "Traceback" not in keyvault.log()

@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+from flask import request
 
 from tests.conftest import base_overrides, verify
 
@@ -93,3 +94,40 @@ def test_a_database_outage_is_logged_once_with_the_request_id(database_url, capl
 def test_verify_still_works_through_the_middleware(client, user, make_key, service_key):
     _, value = make_key(user)
     assert verify(client, service_key, value)["active"] is True
+
+
+@pytest.mark.parametrize("incoming", ["caf\xe9", "caf\xc3\xa9", "id\x00"])
+def test_a_request_id_that_cannot_be_read_is_refused(client, user, make_key, service_key,
+                                                     incoming, caplog):
+    """Non-ASCII (as a server hands it over: latin-1 of the bytes) or a control character in
+    X-Request-Id: 400 on every route, the fast path included, one log line, a fresh id."""
+    _, value = make_key(user)
+    for name, send in _requests(client, service_key, value).items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="keyvault"):
+            response = send(environ_overrides={"HTTP_X_REQUEST_ID": incoming})
+        assert response.status_code == 400, name
+        assert "X-Request-Id header" in response.get_data(as_text=True), name
+        assert re.fullmatch(r"[0-9a-f]{16}", response.headers["X-Request-Id"]), name
+        refusals = [r for r in caplog.records if r.getMessage().startswith("refused")]
+        assert len(refusals) == 1 and not refusals[0].exc_info, name
+
+
+def test_a_forwarded_address_that_cannot_be_read_is_refused(make_app, caplog):
+    """Behind a trusted proxy, an X-Forwarded-For with a byte that is no address is refused,
+    never taken as the client's address; a plain one is used."""
+    app = make_app(KEYVAULT_TRUSTED_PROXIES="1")
+    client = app.test_client()
+    seen = {}
+
+    @app.before_request
+    def remember():
+        seen["address"] = request.remote_addr
+
+    assert client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+    assert seen["address"] == "203.0.113.9"
+    seen.clear()
+    response = client.get("/healthz", environ_overrides={"HTTP_X_FORWARDED_FOR": "203.0.113.\xb9"})
+    assert response.status_code == 400
+    assert "X-Forwarded-For header" in response.get_data(as_text=True)
+    assert seen == {}  # refused before any other hook

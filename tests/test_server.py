@@ -21,6 +21,8 @@ from keyvault import tokens
 from keyvault.server import kernel_migrates_requests
 from tests.conftest import start_server, stop_server
 
+pytestmark = pytest.mark.live_server
+
 
 def bearer(value: str) -> dict:
     return {"Authorization": f"Bearer {value}"}

@@ -19,6 +19,7 @@ from ..http.context import note, origin_of, request_id
 from ..http.credentials import bearer_value, parse_json
 from ..http.errors import report
 from ..http.problems import Answer, from_error, from_http_exception
+from ..http.wire import UNREADABLE
 from . import verify
 from .inputs import VerifyRequest
 
@@ -37,8 +38,10 @@ TAKEN = "keyvault.fast_path"  # environ key: takes' decision, made once per requ
 
 def takes(environ: dict) -> bool:
     """Is this a request the fast path answers: POST /api/verify/, a key in Authorization, a
-    JSON body of known (or no) length? Decided once: keyvault serve's bridge asks first (to
-    answer it on the event loop), then VerifyFastLane reads the same answer."""
+    JSON body of known (or no) length, and nothing in it the app cannot read (keyvault.http.wire:
+    Flask answers those)? The shape is decided once: keyvault serve's bridge asks first (to
+    answer on the event loop), then VerifyFastLane reads the same answer; wire's mark, made
+    between the two, is looked up each time."""
     decided = environ.get(TAKEN)
     if decided is None:
         decided = environ[TAKEN] = (
@@ -46,7 +49,7 @@ def takes(environ: dict) -> bool:
             and "HTTP_AUTHORIZATION" in environ
             and _is_json(environ.get("CONTENT_TYPE", ""))
             and (environ.get("CONTENT_LENGTH") or "0").isdigit())
-    return decided
+    return decided and UNREADABLE not in environ
 
 
 _STATUS_LINES = {status: f"{status} {reason}" for status, reason in HTTP_STATUS_CODES.items()}
