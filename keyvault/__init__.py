@@ -3,7 +3,7 @@
 The modules form layers, and each imports only layers below it (ARCHITECTURE.md has the
 picture; the `[tool.importlinter]` contracts in pyproject.toml enforce it, run by `make test`):
 
-    cli                      the `keyvault` command (and `backup`)
+    cli                      the `keyvault` command (users, keys, db backup / restore, ...)
     server                   `keyvault serve`: granian, the RSGI bridge, sockets, supervisor
     wsgi                     the app for other WSGI servers
     app                      create_app: config → extensions → blueprints → errors → middleware

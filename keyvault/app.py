@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as config_module
 from . import metrics, models, ratelimit
 from .admin.views import bp as admin_bp
-from .api import signatures
+from .api import leaks, signatures  # noqa: F401 - leaks' route joins the API blueprint
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

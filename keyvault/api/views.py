@@ -7,13 +7,12 @@ keyvault.http.errors' one handler as problem+json.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import wraps
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
-from werkzeug.exceptions import NotFound, UnsupportedMediaType
+from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from .. import metrics, service
@@ -22,18 +21,16 @@ from ..http.context import origin
 from ..http.credentials import (
     bearer_value,
     json_body,
-    parse_json,
     read_credential,
     refuse_json_sent_as_form,
 )
-from ..http.problems import problem, respond
+from ..http.problems import respond
 from ..links import external_url
 from ..service.pagination import clean_limit
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
-from . import openapi, reference, signatures
+from . import openapi, reference
 from . import verify as verification
 from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, parse
-from .leak_schemas import TokenLabels, parse_report
 from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
@@ -120,7 +117,7 @@ def _acting_origin() -> service.Origin:
     return origin().acting_as(service.get_key(g.api_user, g.api_key.public_id))
 
 
-def _no_store(response: Response) -> Response:
+def no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -179,7 +176,7 @@ def create_key():
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
     response.headers["Location"] = url_for(".key_detail", public_id=key.public_id)
-    return _no_store(response)
+    return no_store(response)
 
 
 @bp.get("/personal_api_keys/@current/")
@@ -221,7 +218,7 @@ def roll_key(public_id: str):
                                   grace_period_seconds=body.grace_period_seconds,
                                   granting_scopes=g.api_key.scopes,
                                   granting_ends_at=g.api_key.ends_at)
-    return _no_store(jsonify(ApiKeyWithValue.of(key, value)))
+    return no_store(jsonify(ApiKeyWithValue.of(key, value)))
 
 
 # ---------------------------------------------------------------- verification for services
@@ -293,48 +290,10 @@ def forward_auth():
         "X-KeyVault-Key-Id": verdict.public_id,
         "X-KeyVault-Scopes": " ".join(verdict.scopes),
     })
-    return _no_store(response)
+    return no_store(response)
 
 
 forward_auth.required_scope = None
-
-
-# ---------------------------------------------------------------- leaked keys
-
-
-@bp.post("/secret_scanning/")
-def secret_scanning():
-    """A signed report of tokens found in public (GitHub's secret scanning partner program):
-    ours are revoked, and each token is labelled. Off (404) unless the operator configured the
-    keys that sign reports; nothing in the body is read before its signature is checked."""
-    if not current_app.config["KEYVAULT_SECRET_SCANNING_KEYS"]:
-        raise NotFound()
-    body = request.get_data(cache=True)  # the raw bytes that were signed; 413 past the limit
-    try:
-        signatures.check(current_app, body, request.headers.get(signatures.IDENTIFIER_HEADER),
-                         request.headers.get(signatures.SIGNATURE_HEADER))
-    except signatures.SignatureRefused as refused:
-        return respond(problem(401, "Unauthorized", str(refused),
-                               {"WWW-Authenticate": signatures.CHALLENGE}))
-    except signatures.KeysUnavailable:
-        return respond(problem(
-            503, "Service Unavailable", "The keys that sign reports cannot be read right now; "
-            "nothing was decided. Try again later.",
-            {"Retry-After": str(signatures.RETRY_AFTER_SECONDS)}))
-    if not request.is_json:
-        raise UnsupportedMediaType("Send the report as JSON, with the header Content-Type: "
-                                   "application/json.")
-    found = parse_report(parse_json(body))
-    ours = service.report_found_tokens(
-        [service.FoundToken(m.token, m.type, m.url, m.source) for m in found], origin())
-    labels = []
-    for match, true_positive in zip(found, ours, strict=True):
-        label = "true_positive" if true_positive else "false_positive"
-        metrics.record_reported_token(label)
-        labels.append({"token_hash": hashlib.sha256(match.token.encode()).hexdigest(),
-                       "token_type": match.type, "label": label})
-    return _no_store(current_app.response_class(TokenLabels.dump_json(labels),
-                                                mimetype="application/json"))
 
 
 # ---------------------------------------------------------------- documentation

@@ -1,0 +1,151 @@
+"""The bridge between granian (ASGI) and the WSGI app: each request's body is read first, on
+the worker's event loop (keyvault.server.body); only then is the request handed to one of a fixed
+number of threads that run the app, or, for the verify fast path, answered on the loop itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from .. import logs
+from ..service.verify import write_elsewhere
+from .body import buffer
+from .environ import environ_of
+
+# Python threads per worker process that run the app.
+DEFAULT_THREADS = 8
+_SERVER_ERROR = (500, [("Content-Type", "text/plain; charset=utf-8")], b"Internal Server Error\n")
+
+
+class BufferedWSGI:
+    """An ASGI application that serves a WSGI one: body first, on the loop; then a thread."""
+
+    def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
+                 body_timeout: float = 30.0,
+                 on_stop: Callable[[], None] | None = None,
+                 inline: Callable[[dict], bool] | None = None):
+        self.wsgi_app = wsgi_app
+        self.inline = inline
+        self.on_stop = on_stop
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.threads = threads
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ granian's hooks
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve(scope, receive, send)
+        elif kind == "lifespan":  # a worker starting, then stopping (granian runs it per worker)
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._start(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._workers = [threading.Thread(target=self._work, name=f"keyvault-{number + 1}",
+                                          daemon=True) for number in range(self.threads)]
+        for thread in self._workers:
+            thread.start()
+
+    def _stop(self) -> None:
+        """The worker is stopping (its requests are answered): end the threads, then let the
+        app write what it holds in memory. A granian worker exits without running atexit
+        hooks (multiprocessing ends it with os._exit), so this is the last word."""
+        for _ in self._workers:
+            self._jobs.put(None)
+        for thread in self._workers:
+            thread.join(timeout=10)
+        if self.on_stop is not None:
+            self.on_stop()
+
+    async def _serve(self, scope: dict, receive, send) -> None:
+        started = time.perf_counter()
+        environ = environ_of(scope)
+        status, headers, body = await self._answer(environ, receive)
+        try:
+            raw_headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                           for name, value in headers]
+        except UnicodeEncodeError:  # a header no HTTP/1.1 message can carry (PEP 3333: latin-1)
+            logging.getLogger("keyvault").error("an answer's header is not latin-1 (%s %s)",
+                                                environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            status, headers, body = _SERVER_ERROR
+            raw_headers = [(name.encode(), value.encode()) for name, value in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+        if logs.access is not None:
+            logs.access.write(environ, status, len(body), time.perf_counter() - started)
+
+    # ------------------------------------------------------------ one request
+
+    async def _answer(self, environ: dict, receive) -> tuple[int, list, bytes]:
+        refused = await buffer(environ, receive, self.max_body, self.body_timeout)
+        if refused is not None:
+            return refused
+        if self.inline is not None and self.inline(environ):
+            return self._call_here(environ)
+        future = self._loop.create_future()
+        self._jobs.put(lambda: self._loop.call_soon_threadsafe(_settle, future,
+                                                               self._call_safely(environ)))
+        return await future
+
+    def _work(self) -> None:
+        """A thread that runs the WSGI app, one request at a time, and the writes that
+        requests answered on the loop leave behind."""
+        jobs = self._jobs
+        while (job := jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                logging.getLogger("keyvault").exception("a write after a verdict failed")
+
+    def _call_here(self, environ: dict) -> tuple[int, list, bytes]:
+        """Answer on the event loop; writes that may wait for a lock go to the threads."""
+        token = write_elsewhere.set(self._jobs.put)
+        try:
+            return self._call_safely(environ)
+        finally:
+            write_elsewhere.reset(token)
+
+    def _call_safely(self, environ: dict) -> tuple[int, list, bytes]:
+        try:
+            return self._call(environ)
+        except Exception:
+            logging.getLogger("keyvault").exception("the app failed outside Flask")
+            return _SERVER_ERROR
+
+    def _call(self, environ: dict) -> tuple[int, list, bytes]:
+        started: list = []
+
+        def start_response(status: str, headers: list, exc_info=None):
+            started[:] = [int(status[:3]), headers]
+            return lambda data: None  # the legacy write(): KeyVault never calls it
+
+        result = self.wsgi_app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return started[0], started[1], body
+
+
+def _settle(future: asyncio.Future, answer) -> None:
+    if not future.cancelled():
+        future.set_result(answer)
