@@ -204,15 +204,20 @@ def _caddy(tmp_path: Path, keyvault_url: str, upstream: int):
     return process, port, lambda: log.read_text(errors="replace")
 
 
-@pytest.fixture(params=["nginx", "caddy"])
-def gateway(request, keyvault, upstream, tmp_path):
-    start = {"nginx": _nginx, "caddy": _caddy}[request.param]
+def _running(start, keyvault, upstream, tmp_path):
+    """A gateway started by `start`, up and answering, stopped afterwards."""
     process, port, log = start(tmp_path, keyvault.url, upstream)
     url = f"http://127.0.0.1:{port}"
     _wait_until_up(url, process, log)
     yield url
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(params=["nginx", "caddy"])
+def gateway(request, keyvault, upstream, tmp_path):
+    start = {"nginx": _nginx, "caddy": _caddy}[request.param]
+    yield from _running(start, keyvault, upstream, tmp_path)
 
 
 def _get(gateway: str, path: str, key: str | None = None, **headers) -> requests.Response:
@@ -289,12 +294,7 @@ def test_spoofed_identity_headers_never_reach_the_upstream(gateway, user, make_k
 
 @pytest.fixture
 def caddy(keyvault, upstream, tmp_path):
-    process, port, log = _caddy(tmp_path, keyvault.url, upstream)
-    url = f"http://127.0.0.1:{port}"
-    _wait_until_up(url, process, log)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    yield from _running(_caddy, keyvault, upstream, tmp_path)
 
 
 def test_a_scope_header_keyvault_cannot_read_lets_no_key_through(caddy, keyvault, user, make_key):
