@@ -229,3 +229,13 @@ def test_exit_status_table(database_url, user, args, status):
     assert done.returncode == status, done.stderr
     if status:
         assert done.stderr.strip() and "Traceback" not in done.stderr
+
+
+def test_a_database_that_does_not_answer_exits_3(tmp_path):
+    """3, as keyvault-client's "KeyVault unreachable": one line naming the cause, no traceback."""
+    done = run_keyvault("postgresql+psycopg://keyvault:secret-pw@127.0.0.1:1/keyvault",
+                        "keys", "list", "alice@example.com")
+    assert done.returncode == 3
+    assert done.stderr.startswith("Error: the database did not answer (connection failed")
+    assert len(done.stderr.splitlines()) == 1
+    assert "secret-pw" not in done.stderr and done.stdout == ""

@@ -13,12 +13,13 @@ import click
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 from flask_migrate.cli import db as flask_migrate_db
+from sqlalchemy.exc import OperationalError
 
 from .. import server
 from ..app import create_app
 from ..service import mail, notifications
 from . import backup
-from .common import DONE, REFUSED
+from .common import DONE, REFUSED, UNREACHABLE
 from .keys import keys_group
 from .users import users_group
 
@@ -96,7 +97,7 @@ def cli(ctx: click.Context):
     set, it uses the SQLite database under instance/.
 
     Exit status: 0 done, 1 refused (the reason is on stderr), 2 usage (a wrong option or
-    argument). Listings take --json; times are ISO 8601 UTC.
+    argument), 3 the database did not answer. Listings take --json; times are ISO 8601 UTC.
     """
     # Commands that need the app load it through this, as `flask` would (with_appcontext).
     ctx.obj = ScriptInfo(create_app=create_app, set_debug_flag=False, load_dotenv_defaults=False)
@@ -113,5 +114,10 @@ cli.add_command(notify_group)
 
 def main() -> None:
     """The `keyvault` console script: KeyVault's own commands only (no Flask `run`/`shell`)."""
-    cli(prog_name="keyvault")
+    try:
+        cli(prog_name="keyvault")
+    except OperationalError as error:  # down, refusing, locked past the timeout: one line
+        reason = str(error.orig or error).strip().splitlines()[0]
+        click.echo(f"Error: the database did not answer ({reason}).", err=True)
+        sys.exit(UNREACHABLE)
 

@@ -2,7 +2,8 @@
 finding an account, times and JSON as scripts read them.
 
 Exit status, for every command (README, "Exit status"): 0 done, 1 refused (the reason on
-stderr), 2 usage (click's own: an unknown option, a missing argument, a value out of range)."""
+stderr), 2 usage (click's own: an unknown option, a missing argument, a value out of range),
+3 the database did not answer (the `keyvault` script's main)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import click
 
 from .. import jsonio, service
 
-DONE, REFUSED, USAGE = 0, 1, 2
+DONE, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
 
 JSON_HELP = "Print JSON (times in ISO 8601 UTC) instead of text, for scripts."
 

@@ -1,6 +1,6 @@
 """`keyvault-client verify KEY [--scope S]...`: KeyVault's answer as JSON on stdout.
 
-Exit status, the table `keyvault` uses too (0 done, 1 refused, 2 usage): 0 the key is active,
+Exit status, the table `keyvault` uses too (0 done, 1 refused, 2 usage, 3 unreachable): 0 the key is active,
 1 it is not, 2 usage (a wrong option, no URL or service key), 3 KeyVault could not be reached
 (or timed out, or answered 5xx: trying again may help), 4 no verdict for another reason (the
 service key refused, an answer outside the contract: fix the configuration). A KEY of `-` is
