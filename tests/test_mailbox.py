@@ -226,7 +226,7 @@ def test_upgrading_a_database_with_look_alike_accounts_keeps_and_reports_them(ol
     assert doubles.returncode == 0, doubles.stderr
     lines = doubles.stdout.splitlines()
     assert lines[0] == "3 accounts share one mailbox:"
-    assert lines[1].startswith("  id 1  alice@example.com  created 2030-03-10 12:00")
+    assert lines[1].startswith("  id 1  alice@example.com  created 2030-03-10T12:00:00Z")
     assert lines[2].startswith("  id 2  \u0430lice@example.com (\\u0430lice@example.com)")
     assert lines[3].startswith("  id 3  ａlice@example.com (\\uff41lice@example.com)")
     assert lines[4] == "2 accounts share one mailbox:"

@@ -13,11 +13,13 @@ import click
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 from flask_migrate.cli import db as flask_migrate_db
+from sqlalchemy.exc import OperationalError
 
 from .. import server
 from ..app import create_app
 from ..service import mail, notifications
 from . import backup
+from .common import DONE, REFUSED, UNREACHABLE
 from .keys import keys_group
 from .users import users_group
 
@@ -35,8 +37,7 @@ def mail_send_pending():
     report = mail.send_pending()
     click.echo(f"Sent {report.sent} mail(s); {report.failed} failed and will be retried; "
                f"gave up on {report.gave_up}.")
-    if report.failed or report.gave_up:
-        sys.exit(1)
+    sys.exit(REFUSED if report.failed or report.gave_up else DONE)
 
 
 @click.group("notify", help="Mail people about their keys.")
@@ -55,8 +56,10 @@ def notify_expiring():
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, type=int, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 for every interface.")
+@click.option("--port", default=5000, type=click.IntRange(0, 65535), show_default=True,
+              help="TCP port to listen on.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Worker processes (default: one per CPU core).")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
@@ -92,6 +95,9 @@ def cli(ctx: click.Context):
 
     Configured by KEYVAULT_* environment variables (KEYVAULT_DATABASE_URL, ...); with none
     set, it uses the SQLite database under instance/.
+
+    Exit status: 0 done, 1 refused (the reason is on stderr), 2 usage (a wrong option or
+    argument), 3 the database did not answer. Listings take --json; times are ISO 8601 UTC.
     """
     # Commands that need the app load it through this, as `flask` would (with_appcontext).
     ctx.obj = ScriptInfo(create_app=create_app, set_debug_flag=False, load_dotenv_defaults=False)
@@ -108,5 +114,10 @@ cli.add_command(notify_group)
 
 def main() -> None:
     """The `keyvault` console script: KeyVault's own commands only (no Flask `run`/`shell`)."""
-    cli(prog_name="keyvault")
+    try:
+        cli(prog_name="keyvault")
+    except OperationalError as error:  # down, refusing, locked past the timeout: one line
+        reason = str(error.orig or error).strip().splitlines()[0]
+        click.echo(f"Error: the database did not answer ({reason}).", err=True)
+        sys.exit(UNREACHABLE)
 

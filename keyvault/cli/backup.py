@@ -201,9 +201,20 @@ def restore_command(path: Path):
     click.echo(restore(current_app.config["SQLALCHEMY_DATABASE_URI"], path))
 
 
+# What an operator runs; Alembic's other commands (migrate, downgrade, stamp, ...) are for
+# KeyVault's developers: hidden from `keyvault db --help`, still callable (CONTRIBUTING.md).
+OPERATOR_COMMANDS = ("upgrade", "current", "backup", "restore")
+
+
 def register() -> None:
-    """Add backup and restore to Flask-Migrate's `db` group (`keyvault db backup PATH`)."""
+    """Add backup and restore to Flask-Migrate's `db` group (`keyvault db backup PATH`) and show
+    operators only their commands."""
     from flask_migrate.cli import db
 
     db.add_command(backup_command)
     db.add_command(restore_command)
+    db.help = ("The database: upgrade its schema, show its revision, back it up, restore it. "
+               "Alembic's other commands still work but are not listed (see CONTRIBUTING.md).")
+    db.short_help = "The database: upgrade, current, backup, restore."
+    for name, command in db.commands.items():
+        command.hidden = name not in OPERATOR_COMMANDS

@@ -1,13 +1,22 @@
 """What the command groups share: refusals as clear errors (exit status 1), reading a password,
-finding an account."""
+finding an account, times and JSON as scripts read them.
+
+Exit status, for every command (README, "Exit status"): 0 done, 1 refused (the reason on
+stderr), 2 usage (click's own: an unknown option, a missing argument, a value out of range),
+3 the database did not answer (the `keyvault` script's main)."""
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 
 import click
 
-from .. import service
+from .. import jsonio, service
+
+DONE, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+JSON_HELP = "Print JSON (times in ISO 8601 UTC) instead of text, for scripts."
 
 
 def fail(error: service.ServiceError):
@@ -29,4 +38,12 @@ def account(email: str):
 
 
 def when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+    """A moment in ISO 8601 UTC to the second (`2026-12-01T14:42:22Z`); `-` for none."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def echo_json(value) -> None:
+    """`value` (plain data or API models) as one line of JSON on stdout, as the API writes it."""
+    click.echo(jsonio.encode(value).decode())

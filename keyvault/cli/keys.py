@@ -10,8 +10,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .. import clock, service, tokens
+from ..api.schemas import ApiKey, ApiKeyWithValue
 from ..service import Origin
-from .common import fail, when
+from .common import DONE, JSON_HELP, REFUSED, echo_json, fail, when
+
+json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 
 
 @click.group("keys", help="Manage API keys.")
@@ -27,10 +30,14 @@ def keys_group():
               "only when given explicitly.")
 @click.option("--expires-in-days", type=click.IntRange(1, 36500), default=None,
               help="Expire the key after this many days (default: never).")
-@click.option("--description", default=None)
+@click.option("--description", default=None,
+              help="A longer note on what the key is for (at most 1000 characters).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the key as the API's create answer does: JSON with the value in "
+              "\"value\", times in ISO 8601 UTC.")
 @with_appcontext
-def keys_create(email, label, scopes, expires_in_days, description):
-    """Create a key and print its value, alone on stdout, this one time."""
+def keys_create(email, label, scopes, expires_in_days, description, as_json):
+    """Create a key and print its value, alone on stdout, this one time (--json: inside JSON)."""
 
     if not scopes:
         raise click.UsageError(
@@ -45,18 +52,25 @@ def keys_create(email, label, scopes, expires_in_days, description):
     except service.ServiceError as error:
         fail(error)
     click.echo(f"Created key {key.public_id} ({key.mask}). It will not be shown again.", err=True)
-    click.echo(value)
+    if as_json:
+        echo_json(ApiKeyWithValue.of(key, value))
+    else:
+        click.echo(value)
 
 
 @keys_group.command("list")
 @click.argument("email")
+@json_option
 @with_appcontext
-def keys_list(email):
-    """List a user's keys (never their values)."""
+def keys_list(email, as_json):
+    """List a user's keys (never their values); --json: a list of the API's key objects."""
     try:
         user = service.find_user(email)
     except service.ServiceError as error:
         fail(error)
+    if as_json:
+        echo_json([ApiKey.of(key) for key in service.list_keys(user)])
+        return
     rows = [("ID", "LABEL", "KEY", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES")]
     for key in service.list_keys(user):
         rows.append((key.public_id, key.label, key.mask, key.status(), ",".join(key.scopes),
@@ -84,8 +98,9 @@ _SCAN_STATES = {"valid": "LIVE", "user_inactive": "live once its owner is activa
 
 @keys_group.command("scan")
 @click.argument("files", nargs=-1, required=True, type=click.File("r", errors="replace"))
+@json_option
 @with_appcontext
-def keys_scan(files):
+def keys_scan(files, as_json):
     """Find this instance's keys in FILES (- for standard input), as a secret scanner would:
     where each is, masked, and whether it still works. Exit status 1 when one is live."""
     prefix = current_app.config["KEYVAULT_KEY_PREFIX"]
@@ -97,24 +112,35 @@ def keys_scan(files):
                       for match in pattern.finditer(line)
                       if tokens.is_well_formed(match.group(), prefix)]
     verdicts = service.check_keys([v for _, v in found], [[] for _ in found]) if found else []
-    live = 0
+    live, listed = 0, []
     for (where, value), verdict in zip(found, verdicts, strict=True):
-        live += verdict.code in ("valid", "user_inactive")
+        is_live = verdict.code in ("valid", "user_inactive")
+        live += is_live
+        listed.append({"where": where, "mask_value": tokens.mask(value), "code": verdict.code,
+                       "live": is_live, "key_id": verdict.public_id, "label": verdict.label})
         key = f" (key {verdict.public_id}, {verdict.label})" if verdict.public_id else ""
-        click.echo(f"{where}: {tokens.mask(value)} {_SCAN_STATES[verdict.code]}{key}")
+        if not as_json:
+            click.echo(f"{where}: {tokens.mask(value)} {_SCAN_STATES[verdict.code]}{key}")
+    if as_json:
+        echo_json(listed)
     click.echo(f"{len(found)} key(s) found, {live} live.", err=True)
-    sys.exit(1 if live else 0)
+    sys.exit(REFUSED if live else DONE)
 
 
 @keys_group.command("prune")
 @click.option("--unused-days", type=click.IntRange(1, 36500), required=True,
               help="Revoke keys not used for this many days.")
 @click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
+@json_option
 @with_appcontext
-def keys_prune(unused_days, dry_run):
+def keys_prune(unused_days, dry_run, as_json):
     """Revoke keys nobody has used for a while (GitHub does this after a year)."""
     stale = service.prune_unused_keys(unused_days, dry_run=dry_run, origin=Origin.system())
     verb = "Would revoke" if dry_run else "Revoked"
+    if as_json:
+        echo_json([dict(ApiKey.fields_of(key), user_email=key.user.email) for key in stale])
+        click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.", err=True)
+        return
     for key in stale:
         click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {key.user.email}; "
                    f"last used {when(key.last_used_at)}")

@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from .. import service
 from ..service import Origin
-from .common import account, fail, read_password, when
+from .common import JSON_HELP, account, echo_json, fail, read_password, when
 
 
 @click.group("users", help="Manage user accounts.")
@@ -50,14 +50,25 @@ def _refuse_taken(email: str, error: service.EmailTaken):
         f"{_shown(error.existing)} (id {error.existing_id}): one mailbox has one account.")
 
 
+def _user_json(user) -> dict:
+    return {"id": user.id, "email": user.email, "is_active": user.is_active,
+            "is_admin": user.is_admin, "created_at": user.created_at,
+            "last_login_at": user.last_login_at}
+
+
 @users_group.command("doubles")
+@click.option("--json", "as_json", is_flag=True,
+              help=f"{JSON_HELP} A list of groups, each a list of accounts.")
 @with_appcontext
-def users_doubles():
+def users_doubles(as_json: bool):
     """List accounts whose addresses look the same (one mailbox); nothing is merged.
 
     Accounts made before KeyVault compared mailboxes may share one; decide which to keep
     (deactivate or delete the others) after asking their owners."""
     groups = service.mailbox_doubles()
+    if as_json:
+        echo_json([[_user_json(user) for user in group] for group in groups])
+        return
     if not groups:
         click.echo("No accounts share a mailbox.")
         return

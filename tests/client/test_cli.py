@@ -1,5 +1,6 @@
-"""`keyvault-client verify`, run as a subprocess: JSON on stdout, exit 0 active, 1 not active,
-2 KeyVault unreachable, 3 no verdict for another reason."""
+"""`keyvault-client verify`, run as a subprocess: JSON on stdout, and the exit-status table it
+shares with `keyvault` (README, "Exit status"): 0 active, 1 not active, 2 usage, 3 KeyVault
+unreachable, 4 no verdict for another reason."""
 
 from __future__ import annotations
 
@@ -63,23 +64,23 @@ def test_configuration_from_the_environment_and_the_key_from_stdin(live_server, 
     assert json.loads(done.stdout)["active"] is True
 
 
-def test_keyvault_down_exits_2(down_url):
+def test_keyvault_down_exits_3(down_url):
     done = run("verify", tokens.generate(), "--url", down_url, "--service-key", "kv_service")
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert done.stdout == ""
     assert "unreachable" in done.stderr
 
 
-def test_keyvault_too_slow_exits_2(silent_server):
+def test_keyvault_too_slow_exits_3(silent_server):
     done = run("verify", tokens.generate(), "--url", silent_server.url, "--service-key", "kv_service",
                "--timeout", "0.3")
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert "timed out" in done.stderr
 
 
-def test_rejected_service_key_exits_3(live_server, keys):
+def test_rejected_service_key_exits_4(live_server, keys):
     done = run("verify", keys.valid, "--url", live_server.url, "--service-key", tokens.generate())
-    assert done.returncode == 3
+    assert done.returncode == 4
     assert done.stdout == ""
     assert "401" in done.stderr
 
@@ -90,7 +91,16 @@ def test_rejected_service_key_exits_3(live_server, keys):
     ["verify"],  # no key
     ["frobnicate"],
 ])
-def test_usage_errors_exit_3_not_2(args):
+def test_usage_errors_exit_2_as_keyvaults_do(args):
+    """A wrong command line is 2, as for `keyvault` (click) and most Unix tools."""
     done = run(*args)
-    assert done.returncode == 3
+    assert done.returncode == 2
     assert "error" in done.stderr
+    assert done.stdout == ""
+
+
+def test_help_states_the_exit_status_table():
+    done = run("--help")
+    assert done.returncode == 0
+    assert ("Exit status: 0 active, 1 not active, 2 usage, 3 KeyVault unreachable"
+            in " ".join(done.stdout.split()))

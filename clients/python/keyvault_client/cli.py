@@ -1,9 +1,10 @@
 """`keyvault-client verify KEY [--scope S]...`: KeyVault's answer as JSON on stdout.
 
-Exit status: 0 the key is active, 1 it is not, 2 KeyVault could not be reached (or timed out,
-or answered 5xx), 3 no verdict for another reason (usage, configuration, the service key
-refused, an answer outside the contract). A KEY of `-` is read from standard input, which keeps
-it out of the process list and the shell history.
+Exit status, the table `keyvault` uses too (0 done, 1 refused, 2 usage, 3 unreachable): 0 the key is active,
+1 it is not, 2 usage (a wrong option, no URL or service key), 3 KeyVault could not be reached
+(or timed out, or answered 5xx: trying again may help), 4 no verdict for another reason (the
+service key refused, an answer outside the contract: fix the configuration). A KEY of `-` is
+read from standard input, which keeps it out of the process list and the shell history.
 """
 
 from __future__ import annotations
@@ -16,18 +17,15 @@ import sys
 from .client import KeyVaultClient
 from .errors import KeyVaultError, KeyVaultUnavailable
 
-ACTIVE, INACTIVE, UNAVAILABLE, NO_VERDICT = 0, 1, 2, 3
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(NO_VERDICT, f"{self.prog}: error: {message}\n")
+ACTIVE, INACTIVE, USAGE, UNAVAILABLE, NO_VERDICT = 0, 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="keyvault-client", description="Ask a KeyVault server about an API key.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = argparse.ArgumentParser(
+        prog="keyvault-client", description="Ask a KeyVault server about an API key.",
+        epilog="Exit status: 0 active, 1 not active, 2 usage, 3 KeyVault unreachable (or too "
+        "slow, or 5xx), 4 no verdict for another reason (e.g. the service key was refused).")
+    commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="Is KEY active (and does it hold the scopes)?")
     verify.add_argument("key", metavar="KEY", help="the key to check, or - to read it from stdin")
     verify.add_argument("--scope", dest="scopes", action="append", metavar="S",
