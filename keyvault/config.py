@@ -187,6 +187,19 @@ def _webauthn_rp_id(raw: str | None, base_url: str | None) -> str | None:
     return rp_id
 
 
+# Set by `keyvault serve` for its workers: where it listens, as a person on this machine opens it.
+SERVE_URL = "KEYVAULT_SERVE_URL"
+
+
+def _development_url(env: dict, production: bool, base_url: str | None) -> str | None:
+    """In development without KEYVAULT_BASE_URL, the address mail links are put on: where
+    `keyvault serve` listens, so a mail written to the log has a link to click. Production never
+    guesses one (links need KEYVAULT_BASE_URL there); nor does a command, which serves nothing."""
+    if production or base_url:
+        return None
+    return _base_url(env.get(SERVE_URL))
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -299,6 +312,7 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": production,
         "KEYVAULT_BASE_URL": base_url,
+        "KEYVAULT_DEVELOPMENT_URL": _development_url(env, production, base_url),
         # Passkeys (service.passkeys): the origin is KEYVAULT_BASE_URL's, so production needs
         # that set (over HTTPS); development without it uses the host each request came to.
         "KEYVAULT_WEBAUTHN_RP_ID": _webauthn_rp_id(env.get("KEYVAULT_WEBAUTHN_RP_ID"), base_url),

@@ -11,8 +11,18 @@ def external_url(endpoint: str, **values) -> str:
     else relative (`/api/...`, which a client resolves against the URL it called). Never on the
     request's Host, nor on the X-Forwarded-Host a proxy relays (nginx's `$host` is whatever the
     client wrote): `Host: evil.com` must not put evil.com in anyone's reset link."""
-    path = url_for(endpoint, **values)
-    base = current_app.config["KEYVAULT_BASE_URL"]
-    if base:
-        return base + path[len(request.script_root):]
-    return path
+    return _on(current_app.config["KEYVAULT_BASE_URL"], url_for(endpoint, **values))
+
+
+def mail_url(endpoint: str, **values) -> str:
+    """A link for a mail: external_url, except in development without KEYVAULT_BASE_URL, where
+    it is on the address `keyvault serve` listens on (KEYVAULT_DEVELOPMENT_URL, from
+    configuration, still never from a request): a mail read from the log has nothing to resolve
+    a path against."""
+    config = current_app.config
+    return _on(config["KEYVAULT_BASE_URL"] or config["KEYVAULT_DEVELOPMENT_URL"],
+               url_for(endpoint, **values))
+
+
+def _on(base: str | None, path: str) -> str:
+    return base + path[len(request.script_root):] if base else path

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from keyvault import service
-from tests.conftest import FreshContextClient
+from tests.conftest import AuthActions, FreshContextClient
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
@@ -240,6 +240,23 @@ def test_docs_page_needs_nothing_from_elsewhere(client):
             static = client.get(link)
             assert static.status_code == 200
             static.close()
+
+
+def test_docs_page_is_the_same_for_everyone_and_leads_back_to_the_app(app, auth, user):
+    """The reference is cacheable as one page: a visitor and a logged-in person get the same bytes
+    (no name, no form token), with a header that leads back to the keys and to the document."""
+    client = app.test_client()
+    visitor = client.get("/api/docs/")
+    assert AuthActions(client).login().status_code == 302
+    logged_in = client.get("/api/docs/")
+    assert logged_in.status_code == visitor.status_code == 200
+    assert logged_in.get_data() == visitor.get_data()
+    assert "Cookie" not in logged_in.vary and "Set-Cookie" not in logged_in.headers
+    page = logged_in.get_data(as_text=True)
+    assert user.email not in page and "csrf_token" not in page
+    header = re.search(r'<header class="topbar">(.*?)</header>', page, re.S).group(1)
+    assert '<a href="/settings/api-keys">Back to your API keys</a>' in header
+    assert '<a href="/api/schema/">OpenAPI document</a>' in header
 
 
 def _examples_of(spec):

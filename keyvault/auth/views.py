@@ -34,9 +34,10 @@ HOME = "settings.api_keys"
 
 @bp.get("/")
 def index():
+    """Visitors get a short word on what KeyVault is; a logged-in person goes to their keys."""
     if current_user.is_authenticated:
         return redirect(url_for(HOME))
-    return redirect(url_for("auth.login"))
+    return render_template("auth/landing.html")
 
 
 # A right password for an account with a second factor leaves only this in the session: who,

@@ -8,12 +8,26 @@ import os
 
 from .. import logs, metrics, ratelimit
 from ..app import create_app
+from ..config import SERVE_URL
 from .bridge import DEFAULT_THREADS
 from .sockets import _server_class, per_worker_sockets
 from .workers import PIN, pins_workers
 
 # Requests a worker accepts at once (slow ones included: each costs a coroutine while it reads).
 BACKPRESSURE = 2048
+
+
+# Binds a person on this machine reaches as localhost: the name passkeys accept, unlike 127.0.0.1.
+LOCAL_BINDS = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::", "")
+
+
+def url_to_open(host: str, port: int) -> str:
+    """The address a person on this machine opens for a server bound to host:port."""
+    if host in LOCAL_BINDS:
+        host = "localhost"
+    elif ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
@@ -31,6 +45,7 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 
     os.environ["KEYVAULT_SERVE_THREADS"] = str(threads)  # read by the workers' factory
     os.environ["KEYVAULT_SERVE_LOG_FORMAT"] = log_format
+    os.environ[SERVE_URL] = url_to_open(host, port)  # development's mail links (config)
     pinned = pins_workers(pin_workers, workers, sqlite)
     os.environ[PIN] = "1" if pinned else "0"
     per_worker = per_worker_sockets(listen_sockets)

@@ -33,7 +33,7 @@ from sqlalchemy import or_, select, update
 
 from .. import clock, smtp
 from ..extensions import db
-from ..links import external_url
+from ..links import mail_url
 from ..logs import FailureLog
 from ..models import MailOutbox
 from .validation import inert
@@ -89,11 +89,11 @@ def queue(to: str, kind: str, **context) -> MailOutbox:
 
 
 def link(endpoint: str, **values) -> str:
-    """A link for a mail, on KEYVAULT_BASE_URL (links.external_url), inside a request or not."""
+    """A link for a mail (links.mail_url), inside a request or not."""
     if has_request_context():
-        return external_url(endpoint, **values)
+        return mail_url(endpoint, **values)
     with current_app.test_request_context("/"):
-        return external_url(endpoint, **values)
+        return mail_url(endpoint, **values)
 
 
 # ---------------------------------------------------------------- sending
@@ -220,7 +220,10 @@ def warn_about_setup(app: Flask) -> None:
         log.warning("KEYVAULT_SMTP_URL is not set: mail (password resets, key notices) stays "
                     "queued and nobody receives it")
     if app.config["KEYVAULT_BASE_URL"] is None:
-        log.warning("KEYVAULT_BASE_URL is not set: links in mails are paths without a host")
+        development = app.config["KEYVAULT_DEVELOPMENT_URL"]
+        log.warning("KEYVAULT_BASE_URL is not set: links in mails are %s", (
+            f"on {development}, where this server listens (development only)" if development
+            else "paths without a host"))
 
 
 def start_sender(app: Flask) -> Callable[[], None]:

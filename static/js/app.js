@@ -1,5 +1,6 @@
-// KeyVault's only script: copy buttons, confirmation prompts, the create-key form's helpers and
-// the history entry of a page that showed a key's value.
+// KeyVault's only script: copy buttons (a new key's value, the API reference's code blocks),
+// confirmation prompts, the create-key form's helpers and the history entry of a page that
+// showed a key's value.
 // Served as a file because the Content-Security-Policy forbids inline scripts.
 (function () {
   "use strict";
@@ -25,6 +26,57 @@
       document.execCommand("copy");
       done();
     }
+  });
+
+  // The API reference's code blocks each get a Copy button. Added here, not in the page, so a
+  // browser without script shows no button that does nothing.
+  function addCodeCopyButtons() {
+    var blocks = document.querySelectorAll(".docs-main pre");
+    if (!blocks.length) return;
+    var status = document.createElement("p");  // what a screen reader hears after a copy
+    status.className = "sr-only";
+    status.setAttribute("role", "status");
+    status.id = "copy-status";
+    document.querySelector(".docs-main").appendChild(status);
+    blocks.forEach(function (pre) {
+      var block = document.createElement("div");
+      block.className = "code-block";
+      pre.parentNode.insertBefore(block, pre);
+      block.appendChild(pre);
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code";
+      button.textContent = "Copy";
+      block.appendChild(button);
+    });
+  }
+
+  function copyCode(button) {
+    var pre = button.parentNode.querySelector("pre");
+    var text = pre.textContent;
+    var done = function () {
+      button.textContent = "Copied";
+      document.getElementById("copy-status").textContent = "Copied to the clipboard.";
+      window.setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    };
+    var bySelection = function () {  // plain http to another host has no navigator.clipboard
+      var range = document.createRange();
+      range.selectNodeContents(pre);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) done();
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(done, bySelection);
+    } else {
+      bySelection();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".copy-code");
+    if (button) copyCode(button);
   });
 
   document.addEventListener("submit", function (event) {
@@ -63,6 +115,7 @@
   document.addEventListener("change", syncCreateForm);
   document.addEventListener("DOMContentLoaded", function () {
     syncCreateForm();
+    addCodeCopyButtons();
     var secret = document.getElementById("new-key-value");
     if (secret) secret.addEventListener("focus", function () { secret.select(); });
     // The page showing a new value answered a POST: make its history entry a plain GET that

@@ -1,5 +1,6 @@
 """Every page fits a phone and passes axe: no sideways scroll from 360 px up, no serious or critical
-accessibility violation, and a logo and favicon that load (no 404 on any page).
+accessibility violation in the light and the dark colour scheme, and a logo and favicon that load
+(no 404 on any page).
 
 SCREENS is the table of pages: to cover a new page, add a row with a function that brings the
 browser to it (signed in as whoever needs to be).
@@ -29,6 +30,17 @@ ORIGIN = service.Origin("203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64) AppleWeb
 LONG_LABEL = "Deploys from the nightly-build-and-release pipeline"  # 51: longer than allowed
 PERSON = "a.person.with.a.rather.long.address@subdomain.example.com"
 ADMIN = "admin@example.com"
+
+
+@pytest.fixture
+def color_scheme() -> str:
+    """The scheme the browser asks for (prefers-color-scheme); tests parametrize it."""
+    return "light"
+
+
+@pytest.fixture
+def browser_context_args(browser_context_args, color_scheme):
+    return {**browser_context_args, "color_scheme": color_scheme}
 
 
 @dataclass
@@ -69,6 +81,10 @@ def world(page, live_server, make_user, make_key) -> World:
 
 
 # ---------------------------------------------------------------- the pages
+
+
+def landing(w: World) -> None:
+    w.page.goto("/")
 
 
 def signup(w: World) -> None:
@@ -199,7 +215,7 @@ def api_docs_signed_in(w: World) -> None:
 
 
 SCREENS: list[Callable[[World], None]] = [
-    signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
+    landing, signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
     account_with_passkeys, new_passkey, admin_keys,
     not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
@@ -264,10 +280,13 @@ SERIOUS = {"serious", "critical"}
 AXE = Axe()
 
 
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
 @pytest.mark.parametrize("screen", SCREENS, ids=lambda s: s.__name__)
-def test_page_has_no_serious_accessibility_violations(world, failed_loads, policies, screen):
-    """axe-core finds no serious or critical violation (contrast included), wide and narrow, on
-    the page as served: under its Content-Security-Policy."""
+def test_page_has_no_serious_accessibility_violations(world, failed_loads, policies, screen,
+                                                      color_scheme):
+    """axe-core finds no serious or critical violation (contrast included), wide and narrow, in
+    the light and the dark scheme, on the page as served: under its Content-Security-Policy."""
+    assert world.page.evaluate(f"matchMedia('(prefers-color-scheme: {color_scheme})').matches")
     for width in (WIDTHS[-1], WIDTHS[1]):
         world.page.set_viewport_size({"width": width, "height": HEIGHT})
         if width == WIDTHS[-1]:
@@ -297,3 +316,31 @@ def test_logo_and_favicon_load(world, screen):
     answer = world.page.request.get("/favicon.ico")
     assert answer.status == 200
     assert answer.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
+
+
+# ---------------------------------------------------------------- words stay whole
+
+LINES_OF_TEXT = """e => {
+    const range = document.createRange();
+    range.selectNodeContents(e);
+    return new Set([...range.getClientRects()].filter(r => r.width > 0)
+                   .map(r => Math.round(r.top))).size;
+}"""
+
+
+def test_admin_tables_at_1280_px_keep_addresses_and_badges_whole(world):
+    """At 1280 px the admin tables show a long address on one line, and no badge (`active`,
+    `revoked`), mask or scope breaks mid-word, with every column still in view (no scrolling
+    inside the card)."""
+    world.page.set_viewport_size({"width": WIDTHS[-1], "height": HEIGHT})
+    admin_keys(world)
+    cells = world.page.locator('td[data-label="User"], td[data-label="Email"]')
+    words = world.page.locator("td .badge, td code")
+    assert cells.count() >= 6 and words.count() >= 12
+    addresses = cells.evaluate_all("cells => cells.map(c => c.textContent.trim())")
+    assert PERSON in addresses
+    for locator in (cells, words):
+        lines = locator.evaluate_all(f"found => found.map({LINES_OF_TEXT})")
+        assert lines == [1] * len(lines), list(zip(lines, locator.all_inner_texts(), strict=True))
+    assert world.page.locator(".card").evaluate_all(
+        "cards => cards.filter(c => c.scrollWidth > c.clientWidth).length") == 0
