@@ -19,7 +19,7 @@ from .validation import LABEL_MAX
 
 # A person's own keys: their account is active while they look, so never `user_inactive`.
 STATUSES = {"active": "Active", "expired": "Expired", "revoked": "Revoked"}
-SORTS = {"newest": "Newest first", "oldest": "Oldest first", "label": "Label (A to Z)",
+SORTS = {"newest": "Newest first", "oldest": "Oldest first", "label": "Name (A to Z)",
          "last_used": "Last used", "expires": "Expires soonest"}
 BULK_MAX = 100  # more keys than anyone may hold live at once (KEYVAULT_MAX_KEYS_PER_USER)
 

@@ -8,6 +8,7 @@ from flask_login import current_user
 
 from .. import service
 from ..extensions import db
+from ..http.browser import no_store
 from ..http.context import origin
 from ..http.forms import RevokeKeysForm
 from ..service import submissions
@@ -29,6 +30,7 @@ def revoke_keys_step():
     except service.InvalidInput as refusal:  # none ticked, or too many
         flash(refusal.detail, "error")
         return redirect(url_for(".api_keys"), 303)
+    no_store()  # Back after revoking asks again, and hears they are revoked
     form = RevokeKeysForm(formdata=None)
     form.keys.data = [key.public_id for key in keys]
     live = [key for key in keys if key.revoked_at is None]
