@@ -145,6 +145,7 @@ def test_the_users_table_pages_and_searches(admin_client, make_user, frozen):
     html = admin_client.get(older).get_data(as_text=True)
     assert len(rows(html, "data-user-id")) == 3  # two people and the administrator
     html = admin_client.get("/admin/keys?email=PERSON07").get_data(as_text=True)
+    html = html.replace("<wbr>", "")  # the break opportunities in long emails
     assert re.findall(r'data-label="Email">([^<]+)<', html) == ["person07@example.org"]
 
 
