@@ -24,7 +24,7 @@ from .http.browser import CookieSessionInterface, register_filters
 from .http.context import AroundRequest, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
-from .settings import account, two_factor  # noqa: F401 - their pages join the settings blueprint
+from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
 from .settings.views import bp as settings_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -243,7 +243,7 @@ def test_malformed_json_is_400(client, user, make_key, caller, method, suffix, r
     ("POST", "", {"label": "ok", "colour": "red"}, "colour"),
     ("PATCH", "{id}/", {"label": 5}, "label"),
     ("PATCH", "{id}/", {"scopes": "x"}, "scopes"),
-    ("PATCH", "{id}/", {"expires_at": "2030-01-01T00:00:00Z"}, "expires_at"),
+    ("PATCH", "{id}/", {"expires_at": 20300101}, "expires_at"),
     ("POST", "{id}/roll/", {"grace_period_seconds": "10"}, "grace_period_seconds"),
     ("POST", "{id}/roll/", {"grace_period_seconds": 1.5}, "grace_period_seconds"),
     ("POST", "{id}/roll/", {"grace_period_seconds": True}, "grace_period_seconds"),

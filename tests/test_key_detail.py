@@ -198,7 +198,7 @@ def test_operators_scope_descriptions_show_where_scopes_are_chosen(make_app, mak
     form = client.get(PAGE).get_data(as_text=True)
     for scope, words in (("feature_flag:read", "See which feature flags are on"),
                          ("billing:write", "Change billing (and read it)")):
-        item = re.search(rf'value="{scope}".*?</li>', form, re.DOTALL).group(0)
+        item = re.search(rf'type="checkbox" value="{scope}".*?</li>', form, re.DOTALL).group(0)
         assert words in item
     with app.app_context():
         key, _ = service.create_key(owner, label="flags", scopes=["feature_flag:read"],

@@ -9,6 +9,7 @@ from ..http.context import origin
 from ..http.forms import ActionForm
 from ..models import KEY_STATUSES
 from ..service import second_factor
+from ..service.validation import EMAIL_MAX
 
 bp = Blueprint("admin", __name__)
 
@@ -22,16 +23,32 @@ def require_admin():
     return None
 
 
+PAGE_SIZE = 50
+
+
 @bp.get("/keys")
 def keys():
+    """Both tables a page at a time (`keys_cursor`, `users_cursor`), each with its filters; the
+    links of one table keep the other's place and every filter."""
     email = request.args.get("user", "").strip() or None
     status = request.args.get("status") or None
+    search = request.args.get("email", "").strip()
     if status is not None and status not in KEY_STATUSES:
-        abort(400)
+        raise service.InvalidInput(f"Choose a status from the list: {', '.join(KEY_STATUSES)}.")
+    if len(search) > EMAIL_MAX:
+        raise service.InvalidInput(f"Email addresses have at most {EMAIL_MAX} characters.")
+    key_page = service.admin_list_keys(email, status, limit=PAGE_SIZE,
+                                       cursor=request.args.get("keys_cursor"))
+    user_page = service.admin_list_users(search, limit=PAGE_SIZE,
+                                         cursor=request.args.get("users_cursor"))
+    params = {name: value for name, value in request.args.items()
+              if name in ("user", "status", "email", "keys_cursor", "users_cursor") and value}
     return render_template(
-        "admin/keys.html", keys=service.admin_list_keys(email, status), email=email or "",
-        status=status or "", statuses=KEY_STATUSES, form=ActionForm(),
-        users=service.admin_list_users(), with_two_factor=second_factor.users_with_methods(),
+        "admin/keys.html", keys=key_page.results, key_page=key_page, email=email or "",
+        status=status or "", statuses=KEY_STATUSES, form=ActionForm(), search=search,
+        users=user_page.results, user_page=user_page,
+        link=lambda **changes: url_for(".keys", **{**params, **changes}),
+        with_two_factor=second_factor.users_with_methods(),
     )
 
 

@@ -78,6 +78,10 @@ class UpdateKey(_Request):
     description: Description = None
     scopes: GrantedScopes = Field(None, description=(
         "Narrowing only: the API cannot add scopes to a key (403)."))
+    expires_at: DateTimeText | None = Field(None, description=(
+        "ISO 8601, in the future. Earlier only: the API can bring a key's expiry forward, or give "
+        "a key without one an expiry, but not extend it (403: extending needs the password, on "
+        "the key's edit page). An expired key's expiry cannot change (409)."))
     personal_api_key: Credential = None
 
 

@@ -155,8 +155,11 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             ),
             "patch": _operation(
                 "updateKey", keys_tag, "Edit a key",
-                "Change the label, the description, or narrow the scopes. Widening scopes needs "
-                "the browser and a password; a revoked key cannot be edited (409).", write_keys,
+                "Change the label, the description, narrow the scopes or bring the expiry "
+                "forward. Widening scopes or extending the expiry needs the browser and a "
+                "password (403); a revoked key cannot be edited, nor an expired key's expiry "
+                "changed (409). Logged as `key.updated` with the old and new expiry.",
+                write_keys,
                 {"200": _json("ApiKey", "The key after the change.", _media(ex["updated"]))},
                 body=_json_body("UpdateKey", "The fields to change.",
                                 {"label": "CI deploys (production)"}),

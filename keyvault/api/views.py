@@ -198,7 +198,8 @@ def update_key(public_id: str):
     key = service.update_key(
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
-        granting_scopes=g.api_key.scopes, may_widen=False, origin=_acting_origin(),
+        expires_at=body.expires_at, granting_scopes=g.api_key.scopes, may_widen=False,
+        origin=_acting_origin(),
     )
     return jsonify(ApiKey.of(key))
 

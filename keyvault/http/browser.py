@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from .. import clock, service
 from ..service import second_factor
@@ -164,9 +166,19 @@ def no_store() -> None:
 
 
 
+BREAK_AFTER = re.compile(r"([.@:_/])")
+
+
+def breakable(text) -> Markup:
+    """Text (escaped) with a line-break opportunity after each `.`, `@`, `:`, `_` and `/`, so a
+    long email or scope that must wrap does so between its parts, never mid-word."""
+    return Markup(BREAK_AFTER.sub(r"\1<wbr>", str(escape(text))))
+
+
 def register_filters(app) -> None:
     app.add_template_filter(clock.format_datetime, "datetime")
     app.add_template_filter(clock.relative, "relative")
+    app.add_template_filter(breakable, "breakable")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

@@ -143,6 +143,7 @@ def choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]
 
 
+KEEP_EXPIRY = "keep"  # the edit form's first expiry choice: leave it as it is
 EXPIRY_CHOICES = [("7", "7 days"), ("30", "30 days"), ("60", "60 days"), ("90", "90 days"),
                   ("custom", "Custom date"), ("none", "No expiry")]
 PRESETS = [("read_only", "Read only"), ("verify", "Verify keys for a service"),
@@ -236,12 +237,16 @@ class CreateKeyForm(PersonWords, FlaskForm):
 
 
 class EditKeyForm(PersonWords, FlaskForm):
-    WORDS = {"scopes": "Choose scopes from the list."}
+    WORDS = {"scopes": "Choose scopes from the list.",
+             "expiry": "Choose how long the key should work.",
+             "expires_on": "Enter the custom expiry date as a date, e.g. 2031-01-31."}
 
     label = StringField("Label", filters=[strip],
                         validators=[DataRequired("Give the key a label."), LABEL_RULE])
     description = TextAreaField("Description", filters=[strip],
                                 validators=[Optional(), DESCRIPTION_RULE])
+    expiry = SelectField("Expiration", choices=[], default=KEEP_EXPIRY)
+    expires_on = DateField("Custom expiry date", validators=[Optional()])
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
     submit = SubmitField("Save")
 
@@ -252,6 +257,14 @@ class RollKeyForm(PersonWords, FlaskForm):
     grace = SelectField("Keep the old value working for", choices=choices(GRACE_CHOICES), default="0")
     once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Roll key")
+
+
+class RevokeKeysForm(FlaskForm):
+    """The bulk revoke's confirmation: the keys it names (hidden fields), acting once."""
+
+    keys = SelectMultipleField(choices=[], validate_choice=False)
+    once = HiddenField(default=new_token)  # this form acts once (service.submissions)
+    submit = SubmitField("Revoke these keys")
 
 
 class ActionForm(FlaskForm):

@@ -11,6 +11,7 @@ get models, verdicts or a ServiceError back. One module per concern:
 - pagination  keyset pages and their cursors
 - accounts    sign-up, login and its guessing limit, sudo checks, sessions
 - keys        the ownership check; create, edit, roll, revoke
+- key_lists   a person's key list searched, filtered and sorted; revoking several keys at once
 - submissions one-time form tokens: create and roll forms act once
 - verify      judging presented keys (the hot path), then recording their use
 - usage       per-key, per-day use counts: counted in memory, written every few seconds
@@ -54,6 +55,7 @@ from .errors import (
     KeyLimitReached,
     KeyNotFound,
     KeyNotLive,
+    NeedsPassword,
     ResetLinkInvalid,
     ScopeNotAllowed,
     ServiceError,
@@ -61,11 +63,14 @@ from .errors import (
     UserNotFound,
     WrongPassword,
 )
-from .event_text import EventText, describe, performed_by
-from .events import Origin, page_events
+from .event_text import EventText, describe, event_kinds, performed_by
+from .events import LogFilter, Origin, page_events
+from .key_lists import KeyQuery, find_keys, keys_named, revoke_keys
 from .keys import (
+    NO_EXPIRY,
     create_key,
     events_for_key,
+    extends_life,
     get_key,
     list_keys,
     live_key_count,
@@ -103,5 +108,7 @@ __all__ = [
     "page_keys",
     "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
+    "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
+    "keys_named", "revoke_keys",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

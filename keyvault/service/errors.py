@@ -63,6 +63,14 @@ class ScopeNotAllowed(ServiceError):
     code = "insufficient_scope"
 
 
+class NeedsPassword(ServiceError):
+    """A change that gives a key more power (a later expiry) asks for the password: only the
+    browser can, after re-authentication; the API is refused."""
+
+    status = 403
+    title = "Password confirmation needed"
+
+
 class EmailTaken(ServiceError):
     """The address, or one that looks the same (keyvault.mailbox), has an account: `existing`
     and `existing_id` name it for operators (the sign-up page never shows them)."""

@@ -70,6 +70,16 @@ def duration(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
+def event_kinds() -> list[tuple[str, str]]:
+    """Every kind of event the log records, as (code, title) by title: the log's filter."""
+    return sorted(_TITLES.items(), key=lambda pair: pair[1])
+
+
+def _moment(iso: str | None) -> str:
+    """A logged ISO 8601 expiry in words: '2031-01-31 12:00 UTC', or 'never'."""
+    return f"{iso[:16].replace('T', ' ')} UTC" if iso else "never"
+
+
 def scopes_in_words(scopes: list[str]) -> str:
     return ", ".join("* (full access)" if scope == "*" else scope for scope in scopes)
 
@@ -95,6 +105,9 @@ def describe(event: SecurityEvent) -> EventText:
             parts.append(f"Scopes removed: {scopes_in_words(details['scopes_removed'])}.")
         if "description" in details.get("fields", []):
             parts.append("Description changed.")
+        if "expires_at" in details.get("fields", []):
+            parts.append(f"Expiry changed from {_moment(details.get('expires_from'))} to "
+                         f"{_moment(details.get('expires_to'))}.")
         if not parts and details.get("fields"):  # events logged before the changes were kept
             parts.append(f"Changed: {', '.join(details['fields'])}.")
     elif event.event == "key.rolled":

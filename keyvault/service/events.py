@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import Flask, has_app_context
@@ -16,7 +16,8 @@ from .. import clock
 from ..extensions import db
 from ..models import ApiKey, SecurityEvent, User
 from . import notifications
-from .event_text import CLI_AGENT
+from .errors import InvalidInput
+from .event_text import CLI_AGENT, event_kinds
 from .pagination import Page, paginate
 
 REFUSED_USE_EVERY = timedelta(hours=1)
@@ -86,13 +87,58 @@ def finish_login(user: User, origin: Origin, **details) -> None:
     record("login.succeeded", user.id, origin, **details)
 
 
-def page_events(owner: User, limit: int, cursor: str | None, key: ApiKey | None = None) -> Page:
-    """The owner's log, newest first; only the events about `key` or made by it, when given."""
+@dataclass(frozen=True)
+class LogFilter:
+    """Which events of the log to show: one kind, and days (UTC) from and to, both included."""
+
+    kind: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    @classmethod
+    def parse(cls, kind: str | None, since: str | None, until: str | None) -> LogFilter:
+        """From the log page's query parameters (empty means any); InvalidInput names the bad one."""
+        if kind and kind not in dict(event_kinds()):
+            raise InvalidInput("Choose a kind of event from the list.", "kind")
+        found = cls(kind or None, _day(since, "since"), _day(until, "until"))
+        if found.since and found.until and found.since > found.until:
+            raise InvalidInput("The first day comes after the last: swap them.", "since")
+        return found
+
+    def as_params(self) -> dict[str, str]:
+        """The filter as query parameters, for the page's links (its pager keeps the filter)."""
+        return {name: str(value) for name, value in
+                (("kind", self.kind), ("since", self.since), ("until", self.until)) if value}
+
+
+def _day(text: str | None, field: str) -> date | None:
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("Enter days as dates, such as 2031-01-31.", field) from None
+    if day.year > 9998:
+        raise InvalidInput("Enter a day before the year 9999.", field)
+    return day
+
+
+def page_events(owner: User, limit: int, cursor: str | None, key: ApiKey | None = None,
+                only: LogFilter = LogFilter()) -> Page:
+    """The owner's log, newest first; only the events about `key` or made by it, when given,
+    and only those `only` lets through."""
     # The keys each event names, in one query per page rather than one per event.
     stmt = select(SecurityEvent).where(SecurityEvent.user_id == owner.id).options(
         selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key))
     if key is not None:
         stmt = stmt.where(or_(SecurityEvent.key_id == key.id, SecurityEvent.actor_key_id == key.id))
+    if only.kind:
+        stmt = stmt.where(SecurityEvent.event == only.kind)
+    if only.since:
+        stmt = stmt.where(SecurityEvent.created_at >= datetime.combine(only.since, time.min, UTC))
+    if only.until:
+        stmt = stmt.where(SecurityEvent.created_at < datetime.combine(only.until, time.min, UTC)
+                          + timedelta(days=1))
     return paginate(stmt, SecurityEvent, limit, cursor)
 
 

@@ -12,7 +12,14 @@ from sqlalchemy import func, or_, select, update
 from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey, User
-from .errors import InvalidInput, KeyLimitReached, KeyNotFound, KeyNotLive, ScopeNotAllowed
+from .errors import (
+    InvalidInput,
+    KeyLimitReached,
+    KeyNotFound,
+    KeyNotLive,
+    NeedsPassword,
+    ScopeNotAllowed,
+)
 from .events import Origin, page_events, record
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import FULL_ACCESS, clean_scopes, is_narrowing
@@ -171,6 +178,34 @@ def create_key(
     return key, value
 
 
+NO_EXPIRY = "never"  # update_key's expires_at for "no expiry" (the page offers it; the API cannot)
+
+
+def extends_life(key: ApiKey, expires_at: Any) -> bool:
+    """Would this new expiry (a moment, or NO_EXPIRY) let the key work longer than now?"""
+    if key.expires_at is None or expires_at is None:
+        return False
+    return expires_at == NO_EXPIRY or (isinstance(expires_at, datetime)
+                                       and expires_at > key.expires_at)
+
+
+def _changed_expiry(key: ApiKey, expires_at: Any, may_extend: bool) -> datetime | None:
+    """The key's new expiry: shortening any time; a later one (or none) only with `may_extend`
+    (re-authentication) and within KEYVAULT_MAX_KEY_LIFETIME_DAYS from now."""
+    now = clock.now()
+    if key.status(now) == "expired":
+        raise KeyNotLive("This key has expired: its expiry can no longer be changed. Create a "
+                         "new key instead.")
+    new = clean_expiry(None if expires_at == NO_EXPIRY else expires_at, now, capped=False)
+    if not extends_life(key, NO_EXPIRY if new is None else new):
+        return new  # as long or shorter: never more power
+    if not may_extend:
+        raise NeedsPassword("Extending a key's life needs your password: change it on the key's "
+                            "edit page. Through the API an expiry can only be brought forward.",
+                            "expires_at")
+    return clean_expiry(new, now)
+
+
 def update_key(
     owner: User,
     public_id: str,
@@ -179,14 +214,18 @@ def update_key(
     label: Any = None,
     description: Any = None,
     scopes: Any = None,
+    expires_at: Any = None,
     granting_scopes: list[str] | None = None,
     may_widen: bool = False,
 ) -> ApiKey:
-    """Change label, description or scopes; widening scopes needs `may_widen` (re-authentication)."""
+    """Change label, description, scopes or expiry (NO_EXPIRY: none); widening scopes or a
+    later expiry needs `may_widen` (re-authentication)."""
     key = get_key(owner, public_id)
     if key.revoked_at is not None:
         raise KeyNotLive("A revoked key cannot be edited.")
     changes: dict[str, Any] = {}
+    if expires_at is not None:
+        changes["expires_at"] = _changed_expiry(key, expires_at, may_widen)
     if label is not None:
         changes["label"] = clean_label(label)
     if description is not None:
@@ -207,11 +246,17 @@ def update_key(
     if "scopes" in changed:
         details.update(scopes_added=[s for s in changed["scopes"] if s not in key.scopes],
                        scopes_removed=[s for s in key.scopes if s not in changed["scopes"]])
+    if "expires_at" in changed:
+        details.update(expires_from=_iso(key.expires_at), expires_to=_iso(changed["expires_at"]))
     for name, value in changed.items():
         setattr(key, name, value)
     record("key.updated", owner.id, origin, key, **details)
     db.session.commit()
     return key
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def roll_key(

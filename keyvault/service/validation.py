@@ -143,9 +143,9 @@ def clean_grace_period(seconds: Any) -> int:
     return seconds
 
 
-def clean_expiry(expires_at: Any, now: datetime) -> datetime | None:
-    """Validate an expiry against now and KEYVAULT_MAX_KEY_LIFETIME_DAYS."""
-    max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
+def clean_expiry(expires_at: Any, now: datetime, *, capped: bool = True) -> datetime | None:
+    """Validate an expiry against now and (when `capped`) KEYVAULT_MAX_KEY_LIFETIME_DAYS."""
+    max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"] if capped else None
     if expires_at is None:
         if max_days is not None:
             raise InvalidInput(

@@ -17,20 +17,27 @@ from .views import bp
 NOTIFICATIONS_PREFIX = "mail"  # its fields' ids differ from the password form's (submit, csrf)
 
 
+LOG_PAGE = 50
+
+
 @bp.get("/security-log")
 def security_log():
-    """The log, newest first; `?key=<public id>` shows one key's events only."""
-    key_id, cursor = request.args.get("key"), request.args.get("cursor")
+    """The log, newest first, a page at a time, filtered by the query: `key=<public id>` (one
+    key's events), `kind=<event>`, `since`/`until` (days, UTC, both included)."""
+    key_id, cursor = request.args.get("key") or None, request.args.get("cursor")
+    only = service.LogFilter.parse(request.args.get("kind"), request.args.get("since"),
+                                   request.args.get("until"))  # InvalidInput: a 400 page
     try:
         key = service.get_key(current_user, key_id) if key_id is not None else None
-        page = service.page_events(current_user, 50, cursor, key=key)
     except service.KeyNotFound:
         abort(404)
-    except service.InvalidInput:
-        abort(400)
+    page = service.page_events(current_user, LOG_PAGE, cursor, key=key, only=only)
     rows = [(event, service.describe(event), service.performed_by(event))
             for event in page.results]
-    return render_template("settings/security_log.html", page=page, rows=rows, key=key)
+    params = {**only.as_params(), **({"key": key.public_id} if key else {})}
+    return render_template("settings/security_log.html", page=page, rows=rows, key=key,
+                           only=only, params=params, kinds=service.event_kinds(),
+                           keys=service.list_keys(current_user))
 
 
 def _account_page(password_form: ChangePasswordForm | None = None, status: int = 200,

@@ -3,7 +3,7 @@ account (two-factor authentication: settings/two_factor.py, on this blueprint)."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -17,7 +17,7 @@ from ..http.browser import (
 )
 from ..http.context import origin
 from ..http.forms import (
-    EXPIRY_CHOICES,
+    KEEP_EXPIRY,
     PRESET_HINTS,
     ActionForm,
     CreateKeyForm,
@@ -25,9 +25,10 @@ from ..http.forms import (
     RollKeyForm,
     choices,
 )
-from ..service import scopes, submissions, usage
+from ..service import key_lists, scopes, submissions, usage
 from .chart import usage_chart
 from .chart import words as outcome_words
+from .expiry import expiry_choices, expiry_from
 
 USAGE_DAYS = 30
 KEY_EVENTS = 20
@@ -51,54 +52,20 @@ def _scope_descriptions() -> dict[str, str]:
     return {scope: scopes.describe(scope) for scope in (scopes.FULL_ACCESS, *scopes.catalogue())}
 
 
+def _preset_scopes() -> dict[str, list[str]]:
+    """The scopes each preset of the create form grants (the page lists them beside it)."""
+    # an operator's scope (reading /metrics) is no part of a person's "read only"
+    reading = [s for s in scopes.catalogue() if s.endswith(":read") and s != scopes.READ_METRICS]
+    return {"read_only": reading, "verify": [scopes.VERIFY], "full": [scopes.FULL_ACCESS]}
+
+
 def _chosen_scopes(form: CreateKeyForm) -> list[str]:
-    catalogue, preset = scopes.catalogue(), form.preset.data
-    if preset == "full":
-        return [scopes.FULL_ACCESS]
-    if preset == "read_only":
-        # an operator's scope (reading /metrics) is no part of a person's "read only"
-        return [s for s in catalogue if s.endswith(":read") and s != scopes.READ_METRICS]
-    if preset == "verify":
-        return [scopes.VERIFY]
+    if form.preset.data in (presets := _preset_scopes()):
+        return presets[form.preset.data]
     if not form.scopes.data:
         raise service.InvalidInput("Tick at least one scope, or choose another kind of access.",
                                    "scopes")
     return form.scopes.data
-
-
-def _expiry_choices():
-    max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
-    if max_days is None:
-        return choices(EXPIRY_CHOICES)
-    return choices((v, t) for v, t in EXPIRY_CHOICES
-                   if v == "custom" or (v != "none" and int(v) <= max_days))
-
-
-def _expiry_from(form: CreateKeyForm) -> datetime | None:
-    choice = form.expiry.data
-    if choice == "none":
-        return None
-    if choice == "custom":
-        if form.expires_on.data is None:
-            raise service.InvalidInput("Pick a date for the custom expiry.", "expires_on")
-        # A custom date means "valid through that whole day" (UTC), as GitHub shows it; on the
-        # last day a lifetime cap allows, that is "until the cap".
-        end = datetime.combine(form.expires_on.data, time.max, tzinfo=UTC).replace(microsecond=0)
-        if end <= clock.now():
-            raise service.InvalidInput("Pick a date from today on.", "expires_on")
-        if end.year > 9998:
-            raise service.InvalidInput("Pick an earlier date.", "expires_on")
-        max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
-        if max_days is not None:
-            cap = clock.now() + timedelta(days=max_days)
-            if end.date() == cap.date():
-                end = min(end, cap)
-            elif end > cap:
-                raise service.InvalidInput(
-                    f"Keys may live at most {max_days} days: pick {cap:%Y-%m-%d} or earlier.",
-                    "expires_on")
-        return end
-    return clock.now() + timedelta(days=int(choice))
 
 
 # Refusals from the service name API fields; on the page they belong to these form fields.
@@ -120,7 +87,7 @@ def _create_form(fresh: bool = False) -> CreateKeyForm:
     """The create form: from the posted fields, or `fresh` (empty) to show after a success."""
     form = CreateKeyForm(formdata=None) if fresh else CreateKeyForm()
     form.scopes.choices = _scope_choices()
-    form.expiry.choices = _expiry_choices()
+    form.expiry.choices = expiry_choices(clock.now())
     offered = [choice.value for choice in form.expiry.choices]
     if form.expiry.data not in offered and fresh:
         form.expiry.data = offered[0]
@@ -143,11 +110,15 @@ def _shown_before() -> str | None:
 
 def _page(create_form=None, new_value=None, new_key=None, status=200):
     no_store()
-    keys = service.list_keys(current_user, include_revoked=True)
     now = clock.now()
+    query = service.KeyQuery.parse(request.args.get("q"), request.args.get("status"),
+                                   request.args.get("scope"), request.args.get("sort"))
     return render_template(
         "settings/api_keys.html",
-        keys=keys,
+        keys=service.find_keys(current_user, query, now),
+        query=query,
+        statuses=key_lists.STATUSES,
+        sorts=key_lists.SORTS,
         now=now,
         form=create_form or _create_form(fresh=True),
         action_form=ActionForm(),
@@ -159,6 +130,7 @@ def _page(create_form=None, new_value=None, new_key=None, status=200):
         soon=timedelta(days=7),
         scope_descriptions=_scope_descriptions(),
         preset_hints=PRESET_HINTS,
+        preset_scopes=_preset_scopes(),
         shown_before=None if new_value else _shown_before(),
     ), status
 
@@ -184,7 +156,8 @@ def create_key():
     form = _create_form()
     if form.validate_on_submit():
         try:
-            chosen, expires_at = _chosen_scopes(form), _expiry_from(form)
+            chosen = _chosen_scopes(form)
+            expires_at = expiry_from(form.expiry.data, form.expires_on.data)
             submissions.claim(current_user, form.once.data)
             key, value = service.create_key(
                 current_user,
@@ -207,35 +180,50 @@ def create_key():
     return _page(create_form=form, status=400)
 
 
+def _edited_expiry(form: EditKeyForm):
+    """None to keep the expiry, service.NO_EXPIRY for none, else the new moment."""
+    if form.expiry.data == KEEP_EXPIRY:
+        return None
+    return expiry_from(form.expiry.data, form.expires_on.data) or service.NO_EXPIRY
+
+
 @bp.route("/api-keys/<public_id>/edit", methods=["GET", "POST"])
 def edit_key(public_id: str):
+    """Label, description, scopes and expiry. Narrowing (fewer scopes, an earlier expiry) needs
+    nothing more; widening (more scopes, a later expiry or none) asks for the password."""
     key = _key_or_404(public_id)
     if key.revoked_at is not None:  # nothing to edit: say so on the list instead of a dead form
         flash(f"“{key.label}” is revoked: it can no longer be edited.", "error")
         return redirect(url_for(".key_page", public_id=public_id), 303)
     form = EditKeyForm(obj=None if request.method == "POST" else key)
     form.scopes.choices = _scope_choices()
+    form.expiry.choices = expiry_choices(clock.now(), key.expires_at)
     if request.method == "GET":
         form.scopes.data = key.scopes
+        form.expiry.data = KEEP_EXPIRY
     if form.validate_on_submit():
-        widen = not service.is_narrowing(key.scopes, form.scopes.data or key.scopes)
-        if widen and (response := reauthenticate()) is not None:
-            return response  # asks for the password, then posts back here
         try:
             if not form.scopes.data:
                 raise service.InvalidInput("Tick at least one scope: a key without scopes "
                                            "could do nothing; revoke it instead.", "scopes")
+            expires_at = _edited_expiry(form)
+            widen = (not service.is_narrowing(key.scopes, form.scopes.data)
+                     or service.extends_life(key, expires_at))
+            if widen and (response := reauthenticate()) is not None:
+                return response  # asks for the password, then posts back here
             service.update_key(
                 current_user, public_id, label=form.label.data,
-                description=form.description.data or "",
-                scopes=form.scopes.data, may_widen=True, origin=origin(),
+                description=form.description.data or "", scopes=form.scopes.data,
+                expires_at=expires_at, may_widen=True, origin=origin(),
             )
         except service.ServiceError as error:
+            db.session.rollback()
             _show_refusal(form, error)
         else:
             flash(f"Saved changes to “{form.label.data}”.", "success")
             return redirect(url_for(".key_page", public_id=public_id))
-    return render_template("settings/edit_key.html", form=form, key=key,
+    return render_template("settings/edit_key.html", form=form, key=key, now=clock.now(),
+                           max_days=current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"],
                            scope_descriptions=_scope_descriptions()), (
         400 if form.errors or form.form_errors else 200)
 

@@ -98,6 +98,12 @@
   });
 
   function syncCreateForm() {
+    // The custom date of the create and edit forms shows only when "Custom date" is chosen.
+    document.querySelectorAll("form").forEach(function (each) {
+      var expiry = each.querySelector('select[name="expiry"]');
+      var date = each.querySelector('input[name="expires_on"]');
+      if (expiry && date) date.closest(".field").hidden = expiry.value !== "custom";
+    });
     var form = document.getElementById("create-key-form");
     if (!form) return;
     var preset = form.querySelector('input[name="preset"]:checked');
@@ -107,9 +113,6 @@
     var warning = form.querySelector(".full-access-warning");
     var fullTicked = form.querySelector('input[name="scopes"][value="*"]:checked');
     if (warning) warning.hidden = !((preset && preset.value === "full") || (custom && fullTicked));
-    var expiry = form.querySelector('select[name="expiry"]');
-    var date = form.querySelector('input[name="expires_on"]');
-    if (expiry && date) date.closest(".field").hidden = expiry.value !== "custom";
   }
 
   document.addEventListener("change", syncCreateForm);

@@ -17,7 +17,9 @@ def test_read_only_seven_day_key_rolled_with_one_hour_grace(page, console, signe
     from its page, with a 1-hour grace chosen in the roll step, shows the new value once and
     keeps the old one working, marked rolled."""
     page.get_by_label("Label").fill("dashboard")
-    page.get_by_label("Expiration").select_option(label="7 days")
+    page.get_by_label("Expiration").select_option("7")  # its text names the date it means
+    chosen = page.get_by_label("Expiration").evaluate("s => s.selectedOptions[0].textContent")
+    assert chosen.startswith("7 days (until ") and chosen.endswith(" UTC)"), chosen
     page.get_by_role("radio", name="Read only").check()
     page.get_by_role("button", name="Create key").click()
     old_value = page.get_by_test_id("new-key-value").input_value()

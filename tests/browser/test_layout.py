@@ -191,6 +191,26 @@ def new_passkey(w: World) -> None:
     w.page.goto("/settings/passkeys/new")
 
 
+def keys_filtered(w: World) -> None:
+    """The list controls with a query in place, and the bulk-revoke control."""
+    w.log_in()
+    w.page.goto("/settings/api-keys?q=e&status=active&scope=user:read&sort=label")
+
+
+def bulk_revoke_confirmation(w: World) -> None:
+    w.log_in()
+    w.page.get_by_label("Select “Reader”").check()
+    w.page.get_by_label(f"Select “{LONG_LABEL[:40]}”").check()
+    w.page.get_by_test_id("bulk-revoke").click()
+    w.page.get_by_test_id("revoke-list").wait_for()
+
+
+def security_log_filtered(w: World) -> None:
+    w.log_in()
+    w.page.goto(f"/settings/security-log?kind=key.created&key={w.keys['narrow'].public_id}"
+                f"&since={clock.now().date().isoformat()}")
+
+
 def admin_keys(w: World) -> None:
     w.log_in(ADMIN)
     w.page.goto("/admin/keys")
@@ -217,8 +237,8 @@ def api_docs_signed_in(w: World) -> None:
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
-    account_with_passkeys, new_passkey, admin_keys,
-    not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
+    account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
+    security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
     api_docs, api_docs_signed_in,
 ]
 
@@ -274,6 +294,43 @@ def test_page_fits_the_screen_at_every_width(world, failed_loads, screen):
             too_wide[width] = (scroll_width, world.page.evaluate(OVERFLOWING))
     assert too_wide == {}
     assert failed_loads == []
+
+
+# Every word (a run of letters and digits) of the tables' text, and of badges and codes, lies on
+# one line: a break may come at a space or after punctuation (`.`, `@`, `:`, `_`, `/`), never
+# inside "address" or "active".
+BROKEN_WORDS = r"""() => {
+    const broken = [];
+    const walker = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (!node.parentElement.closest('table, .badge, code, .pager, .filters')) continue;
+        if (!node.parentElement.getClientRects().length) continue;  // not shown (collapsed)
+        for (const match of node.textContent.matchAll(/[\p{L}\p{N}]{2,}/gu)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const tops = new Set([...range.getClientRects()].filter(r => r.width > 0)
+                                 .map(r => Math.round(r.top)));
+            if (tops.size > 1) broken.push(match[0]);
+        }
+    }
+    return broken.slice(0, 10);
+}"""
+TABLE_SCREENS = [keys_listed, keys_filtered, bulk_revoke_confirmation, key_page, security_log,
+                 security_log_filtered, admin_keys, account_with_passkeys]
+
+
+@pytest.mark.parametrize("screen", TABLE_SCREENS, ids=lambda s: s.__name__)
+def test_no_word_breaks_mid_way(world, screen):
+    """At 360, 390 and 1280 px no word in a table, badge or code is split across two lines."""
+    world.page.set_viewport_size({"width": WIDTHS[-1], "height": HEIGHT})
+    screen(world)
+    broken = {}
+    for width in WIDTHS:
+        world.page.set_viewport_size({"width": width, "height": HEIGHT})
+        if found := world.page.evaluate(BROKEN_WORDS):
+            broken[width] = found
+    assert broken == {}
 
 
 SERIOUS = {"serious", "critical"}
