@@ -100,7 +100,7 @@ def test_add_a_passkey_log_in_with_it_and_remove_it(page, console, live_server, 
 
     page.goto("/settings/security-log")
     for title in ("Passkey added", "Logged in", "Passkey removed"):
-        expect(page.get_by_text(title, exact=True).first).to_be_visible()
+        expect(page.locator("table").get_by_text(title, exact=True).first).to_be_visible()
     expect(page.get_by_text("With the passkey “Work laptop”, instead of the password.")
            ).to_be_visible()
 
