@@ -174,10 +174,12 @@ def user(make_user):
 
 @pytest.fixture
 def make_key(app):
-    """Create a key straight through the service: returns (ApiKey, plaintext value)."""
+    """Create a key straight through the service: returns (ApiKey, plaintext value). Full access
+    unless `scopes` says otherwise (the service itself takes no default)."""
     from keyvault import service
 
     def factory(owner, label: str = "test key", **kwargs):
+        kwargs.setdefault("scopes", ["*"])
         return service.create_key(owner, label=label,
                                   origin=service.Origin("127.0.0.1", "pytest"), **kwargs)
 

@@ -62,8 +62,9 @@ class CreateKey(_Request):
     label: Label
     description: Description = None
     scopes: GrantedScopes = Field(None, description=(
-        "Scopes from the catalogue. Omitted: the presenting key's own scopes. A key can never "
-        "grant a scope it lacks (403)."))
+        "Required: what the new key may do, from the catalogue (`[\"*\"]` for full access, "
+        "only when chosen). Omitted: 400, naming the key page's choices (read only, verify "
+        "keys for a service, full access). A key can never grant a scope it lacks (403)."))
     expires_at: DateTimeText | None = Field(None, description=(
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "

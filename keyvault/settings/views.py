@@ -52,12 +52,11 @@ def _scope_descriptions() -> dict[str, str]:
 
 
 def _chosen_scopes(form: CreateKeyForm) -> list[str]:
-    catalogue, preset = scopes.catalogue(), form.preset.data
+    preset = form.preset.data
     if preset == "full":
         return [scopes.FULL_ACCESS]
     if preset == "read_only":
-        # an operator's scope (reading /metrics) is no part of a person's "read only"
-        return [s for s in catalogue if s.endswith(":read") and s != scopes.READ_METRICS]
+        return scopes.read_only()
     if preset == "verify":
         return [scopes.VERIFY]
     if not form.scopes.data:
