@@ -204,3 +204,14 @@ def test_create_without_scopes_is_400_naming_the_choices(client, user, make_key,
                   "personal_api_key:write"):
         assert words in problem["detail"]
     assert db.session.scalar(select(func.count()).select_from(ApiKey)) == before
+
+
+def test_the_contract_says_create_needs_scopes(client):
+    """The OpenAPI document marks `scopes` required and says what its absence answers."""
+    document = client.get("/api/schema/").json
+    create = document["components"]["schemas"]["CreateKey"]
+    assert set(create["required"]) == {"label", "scopes"}
+    assert "Omitted: 400" in create["properties"]["scopes"]["description"]
+    operation = document["paths"]["/api/personal_api_keys/"]["post"]
+    assert "`scopes` is required" in operation["description"]
+    assert "presenting key's scopes" not in str(document)
