@@ -161,7 +161,9 @@ def make_user(app):
     from keyvault import service
 
     def factory(email: str | None = None, password: str = PASSWORD, **kwargs):
+        """An account whose owner has confirmed its address, unless `confirmed=False`."""
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        kwargs.setdefault("confirmed", True)
         return service.sign_up(email, password, service.Origin("127.0.0.1", "pytest"), **kwargs)
 
     return factory

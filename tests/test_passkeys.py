@@ -220,6 +220,19 @@ def test_a_deactivated_accounts_passkey_does_not_log_in(client, passkey_owner, u
     assert failures("inactive") == 1
 
 
+def test_an_unconfirmed_accounts_passkey_does_not_log_in(app, client, passkey_owner, user):
+    """A passkey added while confirmation was off logs nobody in once it is on, until the
+    address is confirmed (service.confirmations)."""
+    user.email_confirmed_at = None
+    db.session.commit()
+    app.config["KEYVAULT_REQUIRE_EMAIL_CONFIRMATION"] = True
+    answer, _, _ = log_in_with(client, passkey_owner)
+    assert answer.status_code == 400
+    assert answer.json["detail"].startswith("Confirm your email address first")
+    assert failures("unconfirmed") == 1
+    assert client.get("/settings/account").status_code == 302  # not logged in
+
+
 def test_second_factor_takes_only_that_accounts_passkeys(app, passkey_owner, user, make_user):
     """authenticate(expected_user_id=…) (the second step after a password): the options list
     that account's passkeys, an answer by them passes without user verification, and one for

@@ -12,7 +12,15 @@ from sqlalchemy import func, or_, select, update
 from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey, User
-from .errors import InvalidInput, KeyLimitReached, KeyNotFound, KeyNotLive, ScopeNotAllowed
+from . import confirmations
+from .errors import (
+    EmailNotConfirmed,
+    InvalidInput,
+    KeyLimitReached,
+    KeyNotFound,
+    KeyNotLive,
+    ScopeNotAllowed,
+)
 from .events import Origin, page_events, record
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import clean_scopes, is_narrowing
@@ -133,6 +141,10 @@ def create_key(
     `granting_ends_at` is when the presenting key stops working: a key it makes cannot outlive
     it (without an expires_at it gets that one), or an expiring key could mint a lasting one.
     """
+    if confirmations.required(owner):
+        raise EmailNotConfirmed(
+            f"Confirm your email address before creating keys: open the link we mailed to "
+            f"{owner.email} (log in again to be sent a new one).")
     now = clock.now()
     label = clean_label(label)
     description = clean_description(description)
