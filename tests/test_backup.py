@@ -102,7 +102,8 @@ def test_backup_while_serving_lose_the_database_restore_every_key_verifies(sqlit
             while not stop.is_set():
                 n += 1
                 answer = http.post(f"{server.url}/api/personal_api_keys/",
-                                   json={"label": f"during {n}"},
+                                   json={"label": f"during {n}",
+                                         "scopes": ["personal_api_key:read"]},
                                    headers={"Authorization": f"Bearer {writer}"}, timeout=10)
                 if answer.status_code != 201:
                     failures.append(f"create answered {answer.status_code}: {answer.text}")
