@@ -11,6 +11,9 @@ BENCH_STAMP := $(VENV)/.bench-installed
 # `make run HOST=0.0.0.0` to be reachable from other machines.
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# The address to open: browsers refuse passkeys at an IP address, so a loopback or wildcard
+# HOST is opened as localhost.
+OPEN_URL = http://$(if $(filter 127.0.0.1 0.0.0.0 localhost ::1 ::,$(HOST)),localhost,$(HOST)):$(PORT)/
 
 .PHONY: run test bench lint clean
 
@@ -30,6 +33,7 @@ $(STAMP): $(RUN_STAMP) pyproject.toml clients/python/pyproject.toml
 
 run: $(RUN_STAMP)
 	$(BIN)/keyvault db upgrade
+	@echo "KeyVault: open $(OPEN_URL) in your browser"
 	$(BIN)/keyvault serve --host $(HOST) --port $(PORT) --workers 2
 
 test: $(STAMP)

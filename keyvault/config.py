@@ -284,6 +284,10 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         # Administrators without a second factor are sent to set one up after logging in and may
         # use no admin or settings page but that until they have (web.enrolment_required).
         "KEYVAULT_REQUIRE_2FA_FOR_ADMINS": _flag(env, "KEYVAULT_REQUIRE_2FA_FOR_ADMINS", False),
+        # Sign-up mails a confirmation link and says the same for taken and free addresses
+        # (service.signups); off, sign-up logs the person in at once, as `make run` wants.
+        "KEYVAULT_REQUIRE_EMAIL_CONFIRMATION": _flag(env, "KEYVAULT_REQUIRE_EMAIL_CONFIRMATION",
+                                                     production),
         "KEYVAULT_TRUSTED_PROXIES": _int(env, "KEYVAULT_TRUSTED_PROXIES", 0),
         "KEYVAULT_DATABASE_TIMEOUT": _int(env, "KEYVAULT_DATABASE_TIMEOUT", 2, minimum=1),
         "KEYVAULT_BODY_TIMEOUT": _int(env, "KEYVAULT_BODY_TIMEOUT", 30, minimum=1),

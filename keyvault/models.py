@@ -85,6 +85,9 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its owner proved the address is theirs (service.confirmations); None: not yet, and
+    # with KEYVAULT_REQUIRE_EMAIL_CONFIRMATION on the account can neither log in nor make keys.
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Part of the session's user id: raising it ends every browser session the user has.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The notices a person may turn off (service.notifications); security notices always go.

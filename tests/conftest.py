@@ -161,7 +161,9 @@ def make_user(app):
     from keyvault import service
 
     def factory(email: str | None = None, password: str = PASSWORD, **kwargs):
+        """An account whose owner has confirmed its address, unless `confirmed=False`."""
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        kwargs.setdefault("confirmed", True)
         return service.sign_up(email, password, service.Origin("127.0.0.1", "pytest"), **kwargs)
 
     return factory
@@ -174,10 +176,12 @@ def user(make_user):
 
 @pytest.fixture
 def make_key(app):
-    """Create a key straight through the service: returns (ApiKey, plaintext value)."""
+    """Create a key straight through the service: returns (ApiKey, plaintext value). Full access
+    unless `scopes` says otherwise (the service itself takes no default)."""
     from keyvault import service
 
     def factory(owner, label: str = "test key", **kwargs):
+        kwargs.setdefault("scopes", ["*"])
         return service.create_key(owner, label=label,
                                   origin=service.Origin("127.0.0.1", "pytest"), **kwargs)
 

@@ -265,7 +265,7 @@ def test_deactivation_applies_in_every_server_worker(live_server, admin_client, 
 
     live_values = [people.alice_value]
     _, second_value = service.create_key(people.alice, label="alice second",
-                                                    origin=ORIGIN)
+                                                    scopes=["*"], origin=ORIGIN)
     live_values.append(second_value)
     for _ in range(3):
         assert [live(v) for v in live_values] == ["valid", "valid"]

@@ -11,7 +11,7 @@ KEYED_ENDPOINTS = [
     ("GET", "/api/users/@me/", None),
     ("GET", "/api/users/@me/security_log/", None),
     ("GET", "/api/personal_api_keys/", None),
-    ("POST", "/api/personal_api_keys/", {"label": "new"}),
+    ("POST", "/api/personal_api_keys/", {"label": "new", "scopes": ["user:read"]}),
     ("GET", "/api/personal_api_keys/@current/", None),
     ("GET", "/api/personal_api_keys/{id}/", None),
     ("PATCH", "/api/personal_api_keys/{id}/", {"label": "renamed"}),
@@ -78,13 +78,15 @@ def test_precedence(client, keys, places, expected):
         assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-def test_authorization_header_without_bearer_is_a_wrong_key(client, keys):
-    """A non-Bearer Authorization header counts as a presented (wrong) key, not as no key."""
+def test_authorization_header_without_bearer_is_not_rescued_by_the_query(client, keys):
+    """A non-Bearer Authorization header is the credential found first: a right key in the
+    query string does not rescue it, and the answer names the scheme to use
+    (tests/test_wrong_scheme.py has every door)."""
     response = client.get("/api/users/@me/",
                           headers={"Authorization": f"Basic {keys['valid']}"},
                           query_string={"personal_api_key": keys["valid"]})
     assert response.status_code == 401
-    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert "'Basic'" in response.json["detail"] and "Bearer" in response.json["detail"]
 
 
 def test_bearer_scheme_is_case_insensitive(client, keys):
@@ -143,6 +145,6 @@ def test_api_posts_need_no_csrf_token(client, auth, keys):
     refused = client.post("/settings/api-keys", data={"label": "no token", "expiry": "30",
                                                       "preset": "full"})
     assert refused.status_code == 400  # CSRF is on for the pages
-    response = client.post("/api/personal_api_keys/", json={"label": "no csrf"},
+    response = client.post("/api/personal_api_keys/", json={"label": "no csrf", "scopes": ["*"]},
                            headers={"Authorization": f"Bearer {keys['valid']}"})
     assert response.status_code == 201, response.get_data(as_text=True)

@@ -183,7 +183,8 @@ def test_key_limit_is_409_and_writes_nothing(client, user, make_key, caller):
     for number in range(9):  # the caller's key is the tenth
         make_key(user, label=f"key {number}")
     before = rows()
-    body = assert_problem(client.post("/api/personal_api_keys/", json={"label": "one too many"},
+    body = assert_problem(client.post("/api/personal_api_keys/", json={"label": "one too many",
+                                                                "scopes": ["user:read"]},
                                       headers=caller[1]), 409)
     assert "10" in body["detail"]
     assert rows() == before
@@ -237,9 +238,9 @@ def test_malformed_json_is_400(client, user, make_key, caller, method, suffix, r
     ("POST", "", {"label": "ok", "scopes": "x"}, "scopes"),
     ("POST", "", {"label": "ok", "scopes": [1]}, "scopes"),
     ("POST", "", {"label": "ok", "scopes": []}, "scopes"),
-    ("POST", "", {"label": "ok", "expires_at": "tomorrow"}, "expires_at"),
-    ("POST", "", {"label": "ok", "expires_at": 1700000000}, "expires_at"),
-    ("POST", "", {"label": "ok", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+    ("POST", "", {"label": "ok", "scopes": ["*"], "expires_at": "tomorrow"}, "expires_at"),
+    ("POST", "", {"label": "ok", "scopes": ["*"], "expires_at": 1700000000}, "expires_at"),
+    ("POST", "", {"label": "ok", "scopes": ["*"], "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
     ("POST", "", {"label": "ok", "colour": "red"}, "colour"),
     ("PATCH", "{id}/", {"label": 5}, "label"),
     ("PATCH", "{id}/", {"scopes": "x"}, "scopes"),
@@ -297,7 +298,7 @@ def test_oversized_body_is_413(make_app, user, make_key):
     _, value = make_key(user, scopes=["*"])
     before = rows()
     response = client.post("/api/personal_api_keys/", headers=bearer(value),
-                           json={"label": "big", "description": "x" * 3000})
+                           json={"label": "big", "scopes": ["*"], "description": "x" * 3000})
     body = assert_problem(response, 413)
     assert "2048" in body["detail"]
     verify = client.post("/api/verify/", headers=bearer(value),
@@ -305,7 +306,7 @@ def test_oversized_body_is_413(make_app, user, make_key):
     assert_problem(verify, 413)
     assert rows() == before
     fits = client.post("/api/personal_api_keys/", headers=bearer(value),
-                       json={"label": "fits", "description": "x" * 1000})
+                       json={"label": "fits", "scopes": ["*"], "description": "x" * 1000})
     assert fits.status_code == 201
 
 
@@ -340,9 +341,9 @@ def test_unknown_api_path_is_404_problem(client, caller, path):
                                          "content_type": "application/json"}),
     ("POST", "/api/personal_api_keys/", {"json": {"label": "ok", "scopes": ["a\x00:read"]}}),
     ("POST", "/api/personal_api_keys/", {"json": {"label": "ok", "scopes": [[["deep"]]]}}),
-    ("POST", "/api/personal_api_keys/", {"json": {"label": "ok",
+    ("POST", "/api/personal_api_keys/", {"json": {"label": "ok", "scopes": ["*"],
                                                   "expires_at": "9999-12-31T23:59:59Z"}}),
-    ("POST", "/api/personal_api_keys/", {"json": {"label": "ok",
+    ("POST", "/api/personal_api_keys/", {"json": {"label": "ok", "scopes": ["*"],
                                                   "expires_at": "2030-02-30T00:00:00Z"}}),
     ("POST", "/api/personal_api_keys/", {"json": {"label": {"nested": True}}}),
     ("POST", "/api/personal_api_keys/", {"data": "1" * 500, "content_type": "application/json"}),
@@ -382,14 +383,15 @@ def test_failed_create_writes_no_row_and_no_event(client, caller):
     refused = [
         {"label": "ok", "scopes": ["nope:read"]},
         {"label": ""},
-        {"label": "ok", "expires_at": "yesterday"},
-        {"label": "ok", "unexpected": 1},
+        {"label": "ok", "scopes": ["*"], "expires_at": "yesterday"},
+        {"label": "ok", "scopes": ["*"], "unexpected": 1},
+        {"label": "ok"},  # no scopes: chosen on every door
     ]
     for body in refused:
         response = client.post("/api/personal_api_keys/", json=body, headers=caller[1])
         assert response.status_code == 400
     assert rows() == before
-    assert client.post("/api/personal_api_keys/", json={"label": "ok"},
+    assert client.post("/api/personal_api_keys/", json={"label": "ok", "scopes": ["user:read"]},
                        headers=caller[1]).status_code == 201
     keys, events = rows()
     assert keys == before[0] + 1
@@ -411,7 +413,7 @@ def test_a_key_that_expires_cannot_create_one_that_outlives_it(client, user, mak
     """Otherwise a short-lived key with personal_api_key:write could mint a lasting one."""
     ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
     _, value = make_key(user, label="short-lived", scopes=["*"], expires_at=ends)
-    body = {"label": "minted"}
+    body = {"label": "minted", "scopes": ["user:read"]}
     if isinstance(asked, timedelta):
         body["expires_at"] = (ends - timedelta(days=7) + asked).isoformat()
     elif asked == "null":
@@ -429,7 +431,7 @@ def test_a_key_that_expires_cannot_create_one_that_outlives_it(client, user, mak
 
 
 def test_a_key_without_expiry_may_still_create_one_without_expiry(client, caller):
-    response = client.post("/api/personal_api_keys/", json={"label": "lasting"},
+    response = client.post("/api/personal_api_keys/", json={"label": "lasting", "scopes": ["*"]},
                            headers=caller[1])
     assert response.status_code == 201
     assert response.json["expires_at"] is None
@@ -439,7 +441,8 @@ def test_an_old_value_in_its_grace_period_creates_keys_that_end_with_it(client, 
     """After a roll, the old value works until its grace period ends; what it creates ends then."""
     key, old = make_key(user, label="rolled", scopes=["*"])
     service.roll_key(user, key.public_id, grace_period_seconds=3600, origin=service.Origin())
-    response = client.post("/api/personal_api_keys/", json={"label": "from the old value"},
+    response = client.post("/api/personal_api_keys/", json={"label": "from the old value",
+                                                           "scopes": ["user:read"]},
                            headers=bearer(old))
     assert response.status_code == 201, response.get_data(as_text=True)
     db.session.expire_all()

@@ -39,7 +39,7 @@ class Owner:
     def _create(self, label):
         self.tick += timedelta(seconds=1)
         self.monkeypatch.setattr(clock, "now", lambda at=self.tick: at)
-        key, value = service.create_key(self.user, label=label, origin=ORIGIN)
+        key, value = service.create_key(self.user, label=label, scopes=["*"], origin=ORIGIN)
         self.monkeypatch.setattr(clock, "now", lambda at=self.tick: at + timedelta(seconds=1))
         return key, value
 

@@ -185,11 +185,33 @@ def test_catalogue_comes_from_configuration(make_app, make_key, user):
 
 
 @pytest.mark.parametrize("caller_scopes", [[WRITE_KEYS, READ_USER], [WRITE_KEYS], ["*"]])
-def test_create_without_scopes_gets_the_callers_scopes(client, user, make_key, caller_scopes):
-    """A key created through the API without a scopes list inherits the presenting key's."""
+@pytest.mark.parametrize("scopes", ["absent", None])
+def test_create_without_scopes_is_400_naming_the_choices(client, user, make_key, caller_scopes,
+                                                         scopes):
+    """Least privilege on every door: the API no longer copies the presenting key's scopes (often
+    `*`); the caller must choose, as on the page and the command line, and hears the choices
+    the page offers, with their scopes."""
     _, value = make_key(user, scopes=caller_scopes)
-    response = client.post("/api/personal_api_keys/", json={"label": "inherits"},
-                           headers=bearer(value))
-    assert response.status_code == 201
-    assert response.json["scopes"] == caller_scopes
-    assert service.verify_key(response.json["value"]).scopes == caller_scopes
+    before = db.session.scalar(select(func.count()).select_from(ApiKey))
+    body = {"label": "inherits"} if scopes == "absent" else {"label": "inherits", "scopes": None}
+    response = client.post("/api/personal_api_keys/", json=body, headers=bearer(value))
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    problem = response.json
+    assert problem["field"] == "scopes"
+    for words in ('read only: ["personal_api_key:read", "user:read"]',
+                  'verify keys for a service: ["key:verify"]', 'full access: ["*"]',
+                  "personal_api_key:write"):
+        assert words in problem["detail"]
+    assert db.session.scalar(select(func.count()).select_from(ApiKey)) == before
+
+
+def test_the_contract_says_create_needs_scopes(client):
+    """The OpenAPI document marks `scopes` required and says what its absence answers."""
+    document = client.get("/api/schema/").json
+    create = document["components"]["schemas"]["CreateKey"]
+    assert set(create["required"]) == {"label", "scopes"}
+    assert "Omitted: 400" in create["properties"]["scopes"]["description"]
+    operation = document["paths"]["/api/personal_api_keys/"]["post"]
+    assert "`scopes` is required" in operation["description"]
+    assert "presenting key's scopes" not in str(document)

@@ -68,9 +68,11 @@ def test_backup_while_serving_lose_the_database_restore_every_key_verifies(sqlit
               for n in range(3)]
     keys = {}
     for n in range(12):
-        key, value = service.create_key(people[n % 3], label=f"key {n}", origin=SYSTEM)
+        key, value = service.create_key(people[n % 3], label=f"key {n}", scopes=["*"],
+                                        origin=SYSTEM)
         keys[key.public_id] = value
-    gone, gone_value = service.create_key(people[0], label="revoked", origin=SYSTEM)
+    gone, gone_value = service.create_key(people[0], label="revoked", scopes=["*"],
+                                          origin=SYSTEM)
     service.revoke_key(people[0], gone.public_id, SYSTEM)
     verifier = service.create_key(people[1], label="svc", scopes=["key:verify"], origin=SYSTEM)[1]
     writer = service.create_key(people[2], label="w", scopes=["personal_api_key:write"],
@@ -100,7 +102,8 @@ def test_backup_while_serving_lose_the_database_restore_every_key_verifies(sqlit
             while not stop.is_set():
                 n += 1
                 answer = http.post(f"{server.url}/api/personal_api_keys/",
-                                   json={"label": f"during {n}"},
+                                   json={"label": f"during {n}",
+                                         "scopes": ["personal_api_key:read"]},
                                    headers={"Authorization": f"Bearer {writer}"}, timeout=10)
                 if answer.status_code != 201:
                     failures.append(f"create answered {answer.status_code}: {answer.text}")

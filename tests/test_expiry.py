@@ -285,7 +285,7 @@ def test_capped_api_refuses_lifetimes_beyond_the_cap(capped, user, make_key, fro
 def test_uncapped_api_accepts_no_expiry(client, user, make_key, frozen):
     """Without a cap, a key created through the API may have no expiry at all."""
     _, full = make_key(user, label="admin tool", scopes=["*"])
-    response = client.post("/api/personal_api_keys/", json={"label": "forever"},
+    response = client.post("/api/personal_api_keys/", json={"label": "forever", "scopes": ["*"]},
                            headers={"Authorization": f"Bearer {full}"})
     assert response.status_code == 201
     assert response.json["expires_at"] is None

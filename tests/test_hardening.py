@@ -76,8 +76,9 @@ def test_forward_auth_refuses_scope_names_it_could_not_echo(client, user, make_k
 def test_extreme_expiry_offsets_are_a_400(client, user, make_key, expires_at):
     _, value = make_key(user)
     response = client.post("/api/personal_api_keys/", headers=bearer(value),
-                           json={"label": "x", "expires_at": expires_at})
+                           json={"label": "x", "scopes": ["*"], "expires_at": expires_at})
     assert response.status_code == 400
+    assert response.json["field"] == "expires_at"
 
 
 def _cursor(raw) -> str:

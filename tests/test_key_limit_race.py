@@ -38,7 +38,8 @@ def test_two_concurrent_creates_cannot_both_pass_the_limit(app, make_user, make_
         with app.app_context():
             racer = db.session.get(User, owner_id)
             try:
-                service.create_key(racer, label=label, origin=service.Origin())
+                service.create_key(racer, label=label, scopes=["*"],
+                                   origin=service.Origin())
                 outcomes.append("created")
             except service.KeyLimitReached:
                 outcomes.append("limit")

@@ -66,7 +66,8 @@ def person(sqlite_server):
 def test_one_json_line_per_request_with_its_facts(sqlite_server, person):
     server, _ = sqlite_server
     person, public_id = person
-    created = requests.post(f"{server.url}/api/personal_api_keys/", json={"label": "ci"},
+    created = requests.post(f"{server.url}/api/personal_api_keys/",
+                            json={"label": "ci", "scopes": ["user:read"]},
                             headers={**bearer(person), "X-Request-Id": "deploy-42"}, timeout=5)
     assert created.status_code == 201
     assert created.headers["X-Request-Id"] == "deploy-42"
@@ -98,7 +99,7 @@ def test_a_key_sent_anywhere_leaves_no_trace(sqlite_server, person):
         ("GET", "/api/users/@me/", {**bearer(secret), "User-Agent": f"bot {secret}",
                                     "Referer": f"https://x.example/?token={secret}"}, None),
         ("POST", "/api/personal_api_keys/", {**bearer(secret), "User-Agent": f"bot {secret}"},
-         {"label": "made while leaking"}),
+         {"label": "made while leaking", "scopes": ["user:read"]}),
     ]
     answers = []
     for method, target, headers, body in calls:

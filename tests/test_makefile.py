@@ -38,6 +38,13 @@ def test_make_run_listens_on_port_and_host():
     assert ".venv/bin/keyvault db upgrade" in moved
 
 
+def test_make_run_prints_the_address_to_open():
+    """localhost, where passkeys work (browsers refuse them at 127.0.0.1), with the port."""
+    assert "KeyVault: open http://localhost:5000/ in your browser" in planned("run")[-2]
+    assert "http://localhost:8123/" in planned("run", "PORT=8123", "HOST=0.0.0.0")[-2]
+    assert "http://keys.lan:5000/" in planned("run", "HOST=keys.lan")[-2]
+
+
 def test_make_test_adds_the_rest():
     """`make test` installs the test extra and the Python client on top, then runs pytest."""
     lines = planned("test", "PYTEST_ARGS=-q")

@@ -76,9 +76,13 @@ def test_real_forms_still_work(client, caller, make_key):
     _, subject = make_key(caller[0].user, label="subject")
     answer = client.post("/api/verify/", data={"token": subject}, headers=bearer(value))
     assert answer.status_code == 200 and answer.json["active"] is True
-    made = client.post("/api/personal_api_keys/", data={"label": "by form"},
-                       headers=bearer(value))
-    assert made.status_code == 201
+    made = client.post("/api/personal_api_keys/", headers=bearer(value),
+                       data={"label": "by form", "scopes": ["user:read", "key:verify"]})
+    assert made.status_code == 201, made.get_data(as_text=True)
+    assert made.json["scopes"] == ["user:read", "key:verify"]  # one field per scope
+    unscoped = client.post("/api/personal_api_keys/", data={"label": "by form"},
+                           headers=bearer(value))
+    assert unscoped.status_code == 400 and unscoped.json["field"] == "scopes"
 
 
 @pytest.mark.parametrize(("body", "field", "detail"), [
@@ -86,9 +90,9 @@ def test_real_forms_still_work(client, caller, make_key):
     ({"label": "ok", "scopes": ["bogus:thing"]}, "scopes",
      "There is no scope called “bogus:thing”. The scopes are: *, personal_api_key:read, "
      "personal_api_key:write, user:read, key:verify, metrics:read."),
-    ({"label": "ok", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at",
+    ({"label": "ok", "scopes": ["*"], "expires_at": "2001-01-01T00:00:00Z"}, "expires_at",
      "That expiry has already passed: choose a moment in the future."),
-    ({"label": "ok", "expires_at": "next week"}, "expires_at",
+    ({"label": "ok", "scopes": ["*"], "expires_at": "next week"}, "expires_at",
      "The expiry must be a date and time in ISO 8601 form, such as 2030-01-31T00:00:00Z."),
     ({"label": "   "}, "label", "Give the key a label, such as what it is for."),
     ({"label": 5}, "label", "The label must be text."),

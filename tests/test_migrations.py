@@ -116,3 +116,24 @@ def test_the_comparison_notices_a_missing_migration(migration_app):
     differences = schema_differences()
     assert [d[0] for d in differences] == ["remove_column"]
     assert differences[0][3].name == "stray_column"
+
+
+def test_accounts_made_before_confirmation_count_as_confirmed(migration_app, empty_database):
+    """Sign-up confirms addresses by mail from b8e4d2a6c1f3 on; accounts made before it (by
+    their owners, or by operators) are confirmed as of their creation, so turning
+    KEYVAULT_REQUIRE_EMAIL_CONFIRMATION on locks nobody out."""
+    upgrade(revision="c4d2e8a6f1b9")
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO users (email, mailbox_key, password_hash, is_active, is_admin, "
+                "created_at, session_epoch, notify_expiring, notify_presented) VALUES "
+                "('old@example.com', '', 'x', true, false, '2026-01-02 03:04:05', 0, true, true)"))
+        upgrade(revision="b8e4d2a6c1f3")
+        with engine.connect() as conn:
+            created, confirmed = conn.execute(text(
+                "SELECT created_at, email_confirmed_at FROM users")).one()
+    finally:
+        engine.dispose()
+    assert confirmed is not None and str(confirmed)[:19] == str(created)[:19]

@@ -12,6 +12,7 @@ import struct
 from datetime import timedelta
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, encode_cbor
@@ -219,6 +220,19 @@ def test_a_deactivated_accounts_passkey_does_not_log_in(client, passkey_owner, u
     assert failures("inactive") == 1
 
 
+def test_an_unconfirmed_accounts_passkey_does_not_log_in(app, client, passkey_owner, user):
+    """A passkey added while confirmation was off logs nobody in once it is on, until the
+    address is confirmed (service.confirmations)."""
+    user.email_confirmed_at = None
+    db.session.commit()
+    app.config["KEYVAULT_REQUIRE_EMAIL_CONFIRMATION"] = True
+    answer, _, _ = log_in_with(client, passkey_owner)
+    assert answer.status_code == 400
+    assert answer.json["detail"].startswith("Confirm your email address first")
+    assert failures("unconfirmed") == 1
+    assert client.get("/settings/account").status_code == 302  # not logged in
+
+
 def test_second_factor_takes_only_that_accounts_passkeys(app, passkey_owner, user, make_user):
     """authenticate(expected_user_id=…) (the second step after a password): the options list
     that account's passkeys, an answer by them passes without user verification, and one for
@@ -353,6 +367,51 @@ def test_production_without_a_base_url_offers_no_passkeys(make_app):
     answer = app.test_client().post("/login/passkey/options")
     assert answer.status_code == 404
     assert "KEYVAULT_BASE_URL" in answer.json["detail"]
+
+
+@pytest.mark.parametrize(("opened_at", "named"), [
+    ("http://127.0.0.1:5000", "open KeyVault at http://localhost:5000/ instead"),
+    ("http://[::1]:8123", "open KeyVault at http://localhost:8123/ instead"),
+    ("http://192.0.2.7:5000", "open KeyVault by its domain name (KEYVAULT_BASE_URL)"),
+])
+def test_passkeys_at_an_ip_address_name_the_address_to_use(client, opened_at, named):
+    """Browsers refuse a passkey bound to an IP address, which is where `make run` used to send
+    people: the refusal names where they work, before the browser fails with SecurityError."""
+    token = csrf_from(client.get("/login", base_url=opened_at).get_data(as_text=True))
+    answer = client.post("/login/passkey/options", base_url=opened_at,
+                         headers={"X-CSRFToken": token})
+    assert answer.status_code == 404
+    assert answer.mimetype == "application/problem+json"
+    assert named in answer.json["detail"]
+    assert "IP address" in answer.json["detail"]
+    at_name = post_json(client, "/login/passkey/options", token=page_token(client))
+    assert at_name.status_code == 200  # at http://localhost/
+
+
+def test_the_passkey_page_at_an_ip_address_names_the_address(client, user):
+    """The account's "Add a passkey" page says the same in place of the button."""
+    at_ip = "http://127.0.0.1:5000"
+    token = csrf_from(client.get("/login", base_url=at_ip).get_data(as_text=True))
+    assert client.post("/login", base_url=at_ip, data={
+        "email": user.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+    page = client.get("/settings/passkeys/new", base_url=at_ip)
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "open KeyVault at http://localhost:5000/ instead" in text
+    assert 'data-passkey="register"' not in text
+
+
+def test_passkeys_at_127_0_0_1_on_the_wire(live_server):
+    """The real server, reached as `make run` once printed it and as it prints it now."""
+    browser = requests.Session()
+    token = csrf_from(browser.get(f"{live_server.url}/login", timeout=10).text)
+    at_ip = browser.post(f"{live_server.url}/login/passkey/options", timeout=10,
+                         headers={"X-CSRFToken": token})
+    port = live_server.url.rsplit(":", 1)[1]
+    assert at_ip.status_code == 404
+    assert f"http://localhost:{port}/" in at_ip.json()["detail"]
+    page = requests.get(live_server.url.replace("127.0.0.1", "localhost") + "/login", timeout=10)
+    assert page.status_code == 200 and 'data-passkey="login"' in page.text
 
 
 def test_the_relying_party_follows_the_base_url(tmp_path):

@@ -51,7 +51,7 @@ def create_on_page(client, key, tool):
 
 
 def create_by_api(client, key, tool):
-    response = client.post("/api/personal_api_keys/", json={"label": "made by api"},
+    response = client.post("/api/personal_api_keys/", json={"label": "made by api", "scopes": ["user:read"]},
                            headers=bearer(tool))
     assert response.status_code == 201
     return latest_key()
@@ -171,7 +171,7 @@ def api(method, path, body):
     (lambda k: AuthActions(k.client).create_key("x" * 41), 400),
     (lambda k: AuthActions(k.client).create_key("one too many"), 400),
     (api("POST", "/api/personal_api_keys/", {"label": "x" * 41}), 400),
-    (api("POST", "/api/personal_api_keys/", {"label": "one too many"}), 409),
+    (api("POST", "/api/personal_api_keys/", {"label": "one too many", "scopes": ["user:read"]}), 409),
     (api("POST", "/api/personal_api_keys/", {"label": "wider", "scopes": ["*"]}), 403),
     (api("PATCH", "/api/personal_api_keys/{k.narrow.public_id}/", {"scopes": ["*"]}), 403),
     (api("PATCH", "/api/personal_api_keys/{k.same.public_id}/", {"label": "x" * 41}), 400),

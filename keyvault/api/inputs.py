@@ -58,12 +58,28 @@ DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
 
 
+def _scopes_required(schema: dict) -> None:
+    """The schema says `scopes` must be sent, as a list; the model lets it through missing or
+    null so that the service judges it after the label, with the message that names the
+    page's choices (service.scopes.scopes_required)."""
+    if "scopes" not in schema["required"]:
+        schema["required"].append("scopes")
+    field = schema["properties"]["scopes"]
+    field.pop("default", None)
+    branches = field.pop("anyOf", [])
+    field.update(next((branch for branch in branches if branch.get("type") == "array"), {}))
+
+
 class CreateKey(_Request):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_scopes_required)
+
     label: Label
     description: Description = None
+
     scopes: GrantedScopes = Field(None, description=(
-        "Scopes from the catalogue. Omitted: the presenting key's own scopes. A key can never "
-        "grant a scope it lacks (403)."))
+        "Required: what the new key may do, from the catalogue (`[\"*\"]` for full access, "
+        "only when chosen). Omitted: 400, naming the key page's choices (read only, verify "
+        "keys for a service, full access). A key can never grant a scope it lacks (403)."))
     expires_at: DateTimeText | None = Field(None, description=(
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "

@@ -232,7 +232,8 @@ def document() -> dict:
             "securitySchemes": {
                 "bearer": {
                     "type": "http", "scheme": "bearer", "bearerFormat": f"{prefix}_…",
-                    "description": "`Authorization: Bearer <key>`: the preferred place.",
+                    "description": "`Authorization: Bearer <key>`: the preferred place. Any "
+                                   "other scheme (`Token <key>`) is 401 naming the one to use.",
                 },
                 "basic": {
                     "type": "http", "scheme": "basic",

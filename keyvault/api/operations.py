@@ -125,8 +125,9 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             "post": _operation(
                 "createKey", keys_tag, "Create a key",
                 "Creates a key for the presenting key's owner. The response is the only one "
-                "that ever carries the value: store it now. Without `scopes` the new key gets "
-                "the presenting key's scopes.", write_keys,
+                "that ever carries the value: store it now. `scopes` is required, as on the "
+                "page and the command line: without it the answer is 400 naming the page's "
+                "choices (read only, verify keys for a service, full access).", write_keys,
                 {"201": _json("ApiKeyWithValue", "The new key, with its value.",
                               _media(ex["created"]), {
                     **no_store,

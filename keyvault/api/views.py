@@ -81,14 +81,16 @@ def requires(scope: str):
 
 
 def body_fields() -> dict:
-    """The request's JSON body, or its form fields; {} when there is none."""
+    """The request's JSON body, or its form fields; {} when there is none. In a form, `scopes`
+    is a list: one field per scope (`scopes=user:read&scopes=key:verify`)."""
     body = json_body(request)
     if body is None:
         refuse_json_sent_as_form(request)
         if request.get_data(cache=True) and not request.form:
             raise UnsupportedMediaType("Send a JSON object with the header Content-Type: "
                                        "application/json.")
-        body = request.form.to_dict() if request.form else {}
+        body = {name: request.form.getlist(name) if name == "scopes" else value
+                for name, value in request.form.items()}
     return body
 
 

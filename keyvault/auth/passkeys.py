@@ -19,7 +19,16 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from ..http.browser import in_sudo_mode, no_store, relying_party, retry_after, safe_next, sudo_required
+from ..http.browser import (
+    NO_BASE_URL,
+    in_sudo_mode,
+    no_store,
+    passkeys_unavailable,
+    relying_party,
+    retry_after,
+    safe_next,
+    sudo_required,
+)
 from ..http.context import origin
 from ..http.forms import ActionForm, PasskeyNameForm
 from ..http.problems import from_service_error, problem, respond
@@ -36,8 +45,8 @@ def _refusal(error: ServiceError):
 
 
 def _unavailable():
-    return respond(problem(404, "Passkeys unavailable",
-                           "Passkeys are not set up on this server (it needs KEYVAULT_BASE_URL)."))
+    """404 in words: which address to open instead, or what the operator must set."""
+    return respond(problem(404, "Passkeys unavailable", passkeys_unavailable() or NO_BASE_URL))
 
 
 def _json_body() -> dict | None:
@@ -141,7 +150,8 @@ def new():
     """Name the passkey, then let the browser make it (passkeys.js)."""
     no_store()
     return render_template("settings/new_passkey.html", form=PasskeyNameForm(formdata=None),
-                           available=relying_party() is not None)
+                           available=relying_party() is not None,
+                           unavailable=passkeys_unavailable() or NO_BASE_URL)
 
 
 @bp.post("/settings/passkeys/options")

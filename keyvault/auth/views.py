@@ -1,7 +1,16 @@
 """Sign up, log in (and its second step), log out, reset a forgotten password, and confirm
 the password for sensitive actions."""
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 
 from .. import clock, metrics, service
@@ -16,6 +25,7 @@ from ..http.browser import (
 )
 from ..http.context import origin
 from ..http.forms import (
+    ConfirmEmailForm,
     ConfirmPasswordForm,
     ForgotPasswordForm,
     LoginForm,
@@ -24,7 +34,7 @@ from ..http.forms import (
     TwoFactorCodeForm,
 )
 from ..ratelimit import limiter
-from ..service import second_factor
+from ..service import confirmations, second_factor
 from ..service.validation import PASSWORD_RULE
 
 bp = Blueprint("auth", __name__)
@@ -103,6 +113,8 @@ def signup():
                                  f"{_in_words(counted.reset)}."]
             page = render_template("auth/signup.html", form=form)
             return page, 429, dict(counted.headers())
+    if form.validate_on_submit() and current_app.config["KEYVAULT_REQUIRE_EMAIL_CONFIRMATION"]:
+        return _register(form)
     if form.validate_on_submit():
         try:
             user = service.sign_up(form.email.data, form.password.data, origin())
@@ -114,6 +126,55 @@ def signup():
             return redirect(url_for(HOME))
     return render_template("auth/signup.html", form=form, password_rule=PASSWORD_RULE), (
         400 if form.errors else 200)
+
+
+def _register(form: SignUpForm):
+    """Sign-up with confirmation by mail: one page for a free address and for a taken one, and
+    a mail either way (service.signups)."""
+    try:
+        service.register(form.email.data, form.password.data, origin())
+    except service.ServiceError as error:  # the address or password itself: nothing of accounts
+        getattr(form, error.field or "email").errors.append(error.detail)
+        page = render_template("auth/signup.html", form=form, password_rule=PASSWORD_RULE)
+        return page, 400
+    return render_template("auth/signup_sent.html", email=service.normalise_email(form.email.data),
+                           hours=CONFIRM_HOURS)
+
+
+CONFIRM_HOURS = int(confirmations.CONFIRM_VALID.total_seconds() // 3600)
+
+
+@bp.route("/signup/confirm", methods=["GET", "POST"])
+def confirm_email():
+    """The link from the sign-up mail (`?token=`, which the access log scrubs): the password
+    chosen at sign-up confirms the address and logs the person in."""
+    form = ConfirmEmailForm()
+    token = form.token.data if request.method == "POST" else request.args.get("token", "")
+    try:
+        user = confirmations.user_for_token(token)
+    except service.ConfirmLinkInvalid as error:
+        return _link_refused(error, "auth.login", "Log in")
+    form.token.data = token
+    if form.validate_on_submit():
+        try:
+            confirmed = service.confirm_email(token, form.password.data, origin(), known_device())
+        except service.TooManyFailures as refusal:
+            form.password.errors.append(refusal.detail)
+            return _too_many(render_template("auth/confirm_email.html", form=form,
+                                             email=user.email))
+        except service.ConfirmLinkInvalid as error:
+            return _link_refused(error, "auth.login", "Log in")
+        if confirmed is not None:
+            if second_factor.methods(confirmed):
+                return _begin_second_step(confirmed, url_for(HOME))
+            response = _finish_login(confirmed, url_for(HOME))  # a fresh session: flash after
+            flash("Your address is confirmed. Welcome to KeyVault: create your first API key "
+                  "below.", "success")
+            return response
+        form.password.errors.append("That password is not right: enter the one you chose when "
+                                    "you signed up.")
+    page = render_template("auth/confirm_email.html", form=form, email=user.email)
+    return page, 400 if form.errors else 200, NO_REFERRER
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -130,6 +191,9 @@ def login():
         except service.TooManyFailures as refusal:
             form.password.errors.append(refusal.detail)
             return _too_many(render_template("auth/login.html", form=form))
+        except service.EmailNotConfirmed as refusal:
+            form.email.errors.append(refusal.detail)
+            return render_template("auth/login.html", form=form), refusal.status
         if user is not None:
             target = safe_next(form.next.data, url_for(HOME))
             if second_factor.methods(user):
@@ -268,7 +332,10 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def _reset_refused(error):
+    return _link_refused(error, "auth.forgot_password", "Ask for a new reset link")
+
+
+def _link_refused(error, endpoint: str, action: str):
     page = render_template("errors/error.html", code=error.status, title=error.title,
-                           detail=error.detail, action_url=url_for("auth.forgot_password"),
-                           action="Ask for a new reset link")
+                           detail=error.detail, action_url=url_for(endpoint), action=action)
     return page, error.status, NO_REFERRER

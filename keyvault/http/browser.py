@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import wraps
 from urllib.parse import urlsplit
@@ -75,18 +76,44 @@ def remember_device(response, user_id: int):
 def relying_party():
     """Who asks for passkeys (service.passkeys.RelyingParty): the origin of KEYVAULT_BASE_URL and
     KEYVAULT_WEBAUTHN_RP_ID (by default that URL's host). Without a base URL, development uses
-    the host this request came to (http://localhost works: browsers count it as secure);
-    production has no passkeys then (None), since a Host header proves nothing."""
+    the host this request came to (http://localhost works: browsers count it as secure), but
+    not an IP address (passkeys_unavailable says why); production has no passkeys then (None),
+    since a Host header proves nothing."""
     base = current_app.config["KEYVAULT_BASE_URL"]
     if base:
         parts = urlsplit(base)
         return RelyingParty(current_app.config["KEYVAULT_WEBAUTHN_RP_ID"],
                             f"{parts.scheme}://{parts.netloc}")
-    if current_app.config["KEYVAULT_ENV"] == "production":
+    if passkeys_unavailable() is not None:
         return None
     host = urlsplit(request.host_url)
     return RelyingParty(current_app.config["KEYVAULT_WEBAUTHN_RP_ID"] or host.hostname,
                         f"{host.scheme}://{host.netloc}")
+
+
+NO_BASE_URL = "Passkeys are not set up on this server: its operator must set KEYVAULT_BASE_URL."
+
+
+def passkeys_unavailable() -> str | None:
+    """Why passkeys cannot work at the address this page was opened at, naming the address to
+    use; None when they can. Browsers refuse a passkey whose domain is an IP address, so
+    `make run`'s http://127.0.0.1:5000/ cannot have them while http://localhost:5000/ can."""
+    if current_app.config["KEYVAULT_BASE_URL"]:
+        return None
+    if current_app.config["KEYVAULT_ENV"] == "production":
+        return NO_BASE_URL
+    host = urlsplit(request.host_url)
+    try:
+        address = ipaddress.ip_address(host.hostname or "")
+        port = host.port
+    except ValueError:
+        return None  # a name: passkeys work (http://localhost counts as secure)
+    if address.is_loopback:
+        use = f"http://localhost{f':{port}' if port else ''}/"
+        return (f"Passkeys need a domain name, and browsers refuse them at an IP address such as "
+                f"{address}: open KeyVault at {use} instead.")
+    return (f"Passkeys need a domain name, and browsers refuse them at an IP address such as "
+            f"{address}: open KeyVault by its domain name (KEYVAULT_BASE_URL).")
 
 
 def mark_authenticated() -> None:

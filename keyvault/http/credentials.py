@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 
 from flask import Request
@@ -15,8 +16,31 @@ from .problems import MalformedBody
 FIELD = "personal_api_key"
 
 @dataclass(frozen=True)
+class WrongScheme:
+    """An Authorization header in a scheme this door does not read (`Token <key>`): no key was
+    presented, and the answer (http.gate) says which scheme to use rather than "malformed"."""
+
+    scheme: str
+    basic: bool = False  # Basic is read here too (verify)
+
+    @property
+    def detail(self) -> str:
+        expected = "'Authorization: Bearer <key>'" + (
+            " (or Basic, with the key as the password)" if self.basic else "")
+        # The scheme is echoed only when it looks like one: a bare key sent with no scheme must
+        # not come back in the answer.
+        if _SCHEME.fullmatch(self.scheme):
+            return (f"The Authorization header uses the scheme '{self.scheme}', which this "
+                    f"endpoint does not read: send the key as {expected}.")
+        return f"The Authorization header has no scheme this endpoint reads: send {expected}."
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")  # a key has "_": never one of these
+
+
+@dataclass(frozen=True)
 class Credential:
-    value: str
+    value: str | WrongScheme
     source: str  # "header", "body" or "query"
 
 
@@ -64,15 +88,15 @@ def parse_json(data: bytes):
     return body
 
 
-def bearer_value(header: str, basic: bool = False) -> str:
-    """The key in an Authorization header; "" (never valid) for any other scheme.
+def bearer_value(header: str, basic: bool = False) -> str | WrongScheme:
+    """The key in an Authorization header; WrongScheme for any other scheme.
 
     With `basic` (verify, the introspection endpoint), HTTP Basic is read too, the key being the
     password: RFC 7662 clients authenticate with client credentials that way (§2.1), so an
     off-the-shelf one works with the service key as its client secret, whatever its client id.
     """
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
+    name, _, value = header.partition(" ")
+    scheme = name.lower()
     if scheme == "bearer":
         return value.strip()
     if basic and scheme == "basic":
@@ -81,7 +105,7 @@ def bearer_value(header: str, basic: bool = False) -> str:
         except (binascii.Error, UnicodeDecodeError):
             return ""
         return decoded.partition(":")[2]
-    return ""
+    return WrongScheme(name.strip(), basic)
 
 
 def read_credential(request: Request, basic: bool = False) -> Credential | None:

@@ -128,6 +128,14 @@ class ForgotPasswordForm(FlaskForm):
     submit = SubmitField("Mail me a reset link")
 
 
+class ConfirmEmailForm(FlaskForm):
+    """The link from the sign-up mail: the password chosen at sign-up finishes it."""
+
+    token = HiddenField()
+    password = PasswordField("Password", validators=known_password_validators())
+    submit = SubmitField("Confirm and log in")
+
+
 class ResetPasswordForm(FlaskForm):
     token = HiddenField()
     password = PasswordField("New password", validators=new_password_validators())

@@ -1,7 +1,8 @@
 """The one pipeline for a presented key, in HTTP terms: judge it, then answer or let it in.
 
 API routes (`requires`), verify (keyvault.api.verify), forward_auth and /metrics all come here,
-from Flask or from the verify fast path: the credential and the required scopes go in,
+from Flask or from the verify fast path: the credential (http.credentials: a key, or an
+Authorization header in a scheme the door does not read) and the required scopes go in,
 service.check_keys judges every key of the request in one lookup, `refusal` maps a caller's
 verdict to its 401 or 403, and only a request that is let in records its keys' use (last used,
 expired-use events). A subject key (verify's) is never touched when its caller is refused.
@@ -17,6 +18,7 @@ from .. import metrics, service
 from ..ratelimit import Outcome, limiter
 from ..service import Origin, Verdict
 from .context import note
+from .credentials import WrongScheme
 from .problems import Answer, forbidden_scope, too_many_requests, unauthorized
 
 INVALID_KEY_DETAIL = {
@@ -51,7 +53,7 @@ def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
     return None
 
 
-def admit(credential: str | None, needed: list[str], origin: Origin, *,
+def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origin, *,
           subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
           door: str = "api", app: Flask | None = None) -> Admission:
     """Judge the caller's key (and a subject key, in the same lookup), count it at its door
@@ -59,6 +61,8 @@ def admit(credential: str | None, needed: list[str], origin: Origin, *,
     always, the subject's only when the caller is let in."""
     if credential is None:
         return Admission(None, refusal=unauthorized(missing, key_presented=False))
+    if isinstance(credential, WrongScheme):  # no key presented: say which scheme to use
+        return Admission(None, refusal=unauthorized(credential.detail, key_presented=False))
     values, required = [credential], [needed]
     if subject is not None:
         values.append(subject[0])

@@ -22,11 +22,13 @@ get models, verdicts or a ServiceError back. One module per concern:
 - mail        the outbox: mail queued in the caller's transaction, sent by leased senders
 - notifications  which events mail whom; expiry reminders; a dead key still presented
 - resets      password reset by a signed, single-use link mailed to the account
+- confirmations  the sign-up address confirmed by a signed, single-use link (24 hours)
+- signups     sign-up that tells no one who has an account, and using the confirmation link
 
 Views and the command line use the names below (`service.create_key`, …).
 """
 
-from . import second_factor
+from . import confirmations, second_factor
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -50,6 +52,8 @@ from .admin import (
     set_user_active,
 )
 from .errors import (
+    ConfirmLinkInvalid,
+    EmailNotConfirmed,
     EmailTaken,
     InvalidInput,
     KeyLimitReached,
@@ -84,6 +88,7 @@ from .pagination import Page
 from .resets import count_reset_ask, request_reset, reset_password, user_for_token
 from .scopes import FULL_ACCESS, clean_scopes, has_scope, is_narrowing, valid_scopes
 from .scopes import catalogue as scope_catalogue
+from .signups import confirm_email, register
 from .validation import (
     DESCRIPTION_MAX,
     GRACE_MAX_SECONDS,
@@ -110,5 +115,6 @@ __all__ = [
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
+    "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

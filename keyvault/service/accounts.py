@@ -18,8 +18,8 @@ from ..models import (
     TotpCredential,
     User,
 )
-from . import guessing
-from .errors import EmailTaken, InvalidInput, UserNotFound, WrongPassword
+from . import confirmations, guessing
+from .errors import EmailNotConfirmed, EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, finish_login, record
 from .second_factor import methods
 from .validation import clean_email, clean_password, has_control_characters, is_row_id, normalise_email
@@ -84,9 +84,13 @@ def _same_mailbox(email: str, key: str) -> User | None:
     return next((user for user in users if user.email == email), users[0] if users else None)
 
 
-def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False) -> User:
+def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False,
+            confirmed: bool = False, commit: bool = True) -> User:
     """A new account, unless its mailbox has one: EmailTaken, with the same words whether the
-    address is taken or only looks like one that is (its `existing` names that account)."""
+    address is taken or only looks like one that is (its `existing` names that account).
+    `confirmed`: its address is known to be its owner's (an operator made it). Without
+    `commit` the caller adds to the transaction and commits, the new account or not
+    (service.signups)."""
     email = clean_email(email)
     password = clean_password(password)
     key = mailbox_key(email)
@@ -94,7 +98,8 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
     _lock_mailbox(key)
     existing = _same_mailbox(email, key)
     if existing is not None:
-        db.session.rollback()
+        if commit:  # else the caller writes in this transaction either way (service.signups)
+            db.session.rollback()
         raise EmailTaken(EMAIL_TAKEN, "email", existing=existing.email, existing_id=existing.id)
     user = User(
         email=email,
@@ -102,12 +107,14 @@ def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False
         password_hash=password_hash,
         is_admin=is_admin,
         created_at=clock.now(),
+        email_confirmed_at=clock.now() if confirmed else None,
     )
     db.session.add(user)
     try:
         db.session.flush()
         record("user.created", user.id, origin)
-        db.session.commit()
+        if commit:
+            db.session.commit()
     except IntegrityError:
         db.session.rollback()
         raise EmailTaken(EMAIL_TAKEN, "email", existing=email) from None
@@ -121,7 +128,9 @@ def log_in(email: str, password: str, origin: Origin,
     caller asks for the code, and service.second_factor.check_login_code finishes the login.
 
     An unknown email costs one argon2 verification too, so timing does not reveal accounts.
-    TooManyFailures when this address, account or browser has been guessing (service.guessing).
+    EmailNotConfirmed, with a new link mailed, for the right password of an account whose
+    address is not confirmed (service.confirmations). TooManyFailures when this address,
+    account or browser has been guessing (service.guessing).
     """
     hasher = _hasher()
     user = user_by_email(email)
@@ -139,6 +148,12 @@ def log_in(email: str, password: str, origin: Origin,
         record("login.failed", user.id, origin, reason="inactive")
         db.session.commit()
         return None
+    if confirmations.required(user):  # the password is right: only its owner hears this
+        record("login.failed", user.id, origin, reason="unconfirmed")
+        confirmations.queue_link(user)
+        db.session.commit()
+        raise EmailNotConfirmed(f"Confirm your email address first: we have mailed a new "
+                                f"confirmation link to {user.email}.", "email")
     guessing.succeeded(attempt)
     if passwords.needs_rehash(hasher, user.password_hash):
         user.password_hash = passwords.hash_password(hasher, password)

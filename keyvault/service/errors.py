@@ -85,6 +85,19 @@ class EmailTaken(ServiceError):
         self.existing_id = existing_id
 
 
+class EmailNotConfirmed(ServiceError):
+    """The account's address is not confirmed yet (service.confirmations)."""
+
+    status = 403
+    title = "Email address not confirmed"
+
+
+class ConfirmLinkInvalid(ServiceError):
+    """A confirmation link that was altered, has expired, or was already used."""
+
+    title = "Confirmation link not valid"
+
+
 class ResetLinkInvalid(ServiceError):
     """A password-reset link that was altered, has expired, or was already used."""
 

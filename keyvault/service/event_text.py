@@ -19,6 +19,9 @@ class EventText(NamedTuple):
 
 _TITLES = {
     "user.created": "Account created",
+    "user.email_confirmed": "Email address confirmed",
+    "user.signup_repeated": "Sign-up tried with this account's address",
+    "signup.confirm_failed": "Wrong password when confirming the address",
     "login.succeeded": "Logged in",
     "login.failed": "Failed login",
     "login.throttled": "Logins refused after too many wrong passwords",
@@ -55,9 +58,11 @@ _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used."
                      "unknown_credential": "The passkey is not registered here.",
                      "other_account": "The passkey belongs to another account.",
                      "invalid": "The passkey's answer did not verify.",
-                     "inactive": "The account is deactivated."}
+                     "inactive": "The account is deactivated.",
+                     "unconfirmed": "The account's email address is not confirmed yet."}
 _LOGIN_FAILURES = {"wrong_password": "Wrong password.",
                    "inactive": "The account is deactivated.",
+                   "unconfirmed": "The email address is not confirmed yet (a new link was mailed).",
                    "unknown_email": "No account has that email."}
 
 

@@ -12,7 +12,9 @@ from sqlalchemy import func, or_, select, update
 from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey, User
+from . import confirmations
 from .errors import (
+    EmailNotConfirmed,
     InvalidInput,
     KeyLimitReached,
     KeyNotFound,
@@ -22,7 +24,7 @@ from .errors import (
 )
 from .events import Origin, page_events, record
 from .pagination import DEFAULT_LIMIT, Page, paginate
-from .scopes import FULL_ACCESS, clean_scopes, is_narrowing
+from .scopes import clean_scopes, is_narrowing
 from .validation import (
     clean_description,
     clean_expiry,
@@ -135,16 +137,18 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
-    `granting_scopes` is the presenting key's scopes for API calls (None for a person); without a
-    scopes list a person's key gets `*` and an API-made key the presenting key's scopes.
+    `granting_scopes` is the presenting key's scopes for API calls (None for a person). Scopes
+    are always chosen, on every door: none given is InvalidInput naming the choices.
     `granting_ends_at` is when the presenting key stops working: a key it makes cannot outlive
     it (without an expires_at it gets that one), or an expiring key could mint a lasting one.
     """
+    if confirmations.required(owner):
+        raise EmailNotConfirmed(
+            f"Confirm your email address before creating keys: open the link we mailed to "
+            f"{owner.email} (log in again to be sent a new one).")
     now = clock.now()
     label = clean_label(label)
     description = clean_description(description)
-    if scopes is None:
-        scopes = [FULL_ACCESS] if granting_scopes is None else list(granting_scopes)
     scopes = clean_scopes(scopes, granting_scopes)
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at

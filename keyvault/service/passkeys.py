@@ -44,7 +44,7 @@ from webauthn.helpers.structs import (
 from .. import clock
 from ..extensions import db
 from ..models import Passkey, User, WebAuthnChallenge
-from . import guessing
+from . import confirmations, guessing
 from .errors import InvalidInput, KeyNotFound, ServiceError, TooManyFailures
 from .events import Origin, finish_login, record
 from .validation import clean_label, is_row_id
@@ -304,6 +304,10 @@ def authenticate(credential: Any, rp: RelyingParty, origin: Origin, *,
     if not user.is_active:
         _failed(user.id, origin, "inactive", passkey=passkey.name)
         raise PasskeyRefused("This account is deactivated.")
+    if confirmations.required(user):
+        _failed(user.id, origin, "unconfirmed", passkey=passkey.name)
+        raise PasskeyRefused("Confirm your email address first: log in with your password to "
+                             "be mailed a new confirmation link.")
     now = clock.now()
     passkey.sign_count = verified.new_sign_count
     passkey.backed_up = verified.credential_backed_up

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from .. import clock, passwords
 from ..extensions import db
@@ -121,7 +121,9 @@ def reset_password(token: str, new_password: str, origin: Origin) -> User:
     changed = db.session.execute(
         update(User).where(User.id == user.id, User.password_hash == user.password_hash,
                            User.session_epoch == user.session_epoch)
-        .values(password_hash=new_hash, session_epoch=User.session_epoch + 1)
+        # the link came by mail, so the address is its owner's (service.confirmations)
+        .values(password_hash=new_hash, session_epoch=User.session_epoch + 1,
+                email_confirmed_at=func.coalesce(User.email_confirmed_at, clock.now()))
         .execution_options(synchronize_session=False))
     if changed.rowcount != 1:
         db.session.rollback()

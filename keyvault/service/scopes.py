@@ -41,6 +41,29 @@ def valid_scopes() -> list[str]:
     return [FULL_ACCESS, *catalogue()]
 
 
+def read_only() -> list[str]:
+    """The "Read only" preset: every scope of the catalogue that only reads, but an operator's
+    (reading /metrics is no part of a person's "read only")."""
+    return [scope for scope in catalogue() if scope.endswith(":read") and scope != READ_METRICS]
+
+
+def presets() -> dict[str, list[str]]:
+    """The choices the key page offers, by name, and the scopes each grants."""
+    return {"read only": read_only(), "verify keys for a service": [VERIFY],
+            "full access": [FULL_ACCESS]}
+
+
+def scopes_required() -> str:
+    """Why a key cannot be made without scopes, naming the choices (the API's 400)."""
+    offered = "; ".join(f"{name}: {json_list(granted)}" for name, granted in presets().items())
+    return (f"Choose what the key may do: send “scopes”, a list. The key page's choices are "
+            f"{offered}; or any of {', '.join(valid_scopes())}.")
+
+
+def json_list(scopes: list[str]) -> str:
+    return "[" + ", ".join(f'"{scope}"' for scope in scopes) + "]"
+
+
 def describe(scope: str) -> str:
     """What a scope lets a key do, in words: the operator's description from KEYVAULT_SCOPES,
     else KeyVault's own, else a plain reading of the name."""
@@ -85,6 +108,8 @@ def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
 
     `granting` is None when a person (page, CLI) asks: people may grant anything in the catalogue.
     """
+    if scopes is None:
+        raise InvalidInput(scopes_required(), "scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise InvalidInput("Scopes must be a list of scope names.", "scopes")
     cleaned = list(dict.fromkeys(s.strip() for s in scopes))

@@ -82,13 +82,14 @@
     });
   }
 
-  function browserRefusal(error) {
+  function browserRefusal(error, address) {
     if (error.name === "InvalidStateError")
       return "This device already holds a passkey for your account: there is nothing to add.";
     if (error.name === "NotAllowedError")
       return "No passkey was used: the request was cancelled or timed out. Try again.";
     if (error.name === "SecurityError")
-      return "This browser refused passkeys for this address: open KeyVault at its usual address.";
+      return "This browser refused passkeys at this address: open KeyVault at " +
+        (address || "its domain name (not an IP address), such as http://localhost") + ".";
     return error.message || "The passkey did not answer.";
   }
 
@@ -124,7 +125,7 @@
     }).then(function (data) {
       window.location.assign(data.redirect);
     }).catch(function (error) {
-      say(browserStep ? browserRefusal(error) : error.message);
+      say(browserStep ? browserRefusal(error, box.getAttribute("data-address")) : error.message);
       button.disabled = false;
     });
   }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -49,6 +49,17 @@ def console(page) -> list[str]:
 
 def csp_violations(messages: list[str]) -> list[str]:
     return [m for m in messages if "Content Security Policy" in m]
+
+
+@pytest.fixture(scope="session")
+def confirming_server(database_url, tmp_path_factory):
+    """A second `keyvault serve` on the same database that asks new accounts to confirm their
+    address (KEYVAULT_REQUIRE_EMAIL_CONFIRMATION, production's default). Like live_server it
+    sends no mail: a test sends what it queued (tests.conftest.send_mail)."""
+    server = start_server(database_url, tmp_path_factory.mktemp("confirming") / "serve.log",
+                          extra_env={"KEYVAULT_REQUIRE_EMAIL_CONFIRMATION": "true"})
+    yield server
+    stop_server(server)
 
 
 @pytest.fixture

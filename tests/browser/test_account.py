@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.browser.conftest import csp_violations
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, send_mail, text_of
 
 NEW_PASSWORD = "a browser-typed new passphrase"
 
@@ -55,4 +55,40 @@ def test_change_password_then_log_in_with_the_new_one(page, console, signed_up, 
     expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
     log_in(page, signed_up, NEW_PASSWORD)
     page.wait_for_url("**/settings/api-keys")
+    assert csp_violations(console) == []
+
+
+def test_sign_up_confirm_by_mail_then_log_in(page, console, confirming_server, smtp_server,
+                                             app, make_user):
+    """With confirmation on: a new and a taken address see the same "Check your mail" page; the
+    new one's mail holds a link whose page takes the sign-up password and logs the person in."""
+    make_user("taken@example.com")
+    answers = {}
+    for email in ("taken@example.com", "fresh@example.com"):
+        page.context.clear_cookies()
+        page.goto(f"{confirming_server.url}/signup")
+        page.get_by_label("Email").fill(email)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_label("Repeat password").fill(PASSWORD)
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Check your mail")).to_be_visible()
+        answers[email] = page.locator("main").inner_text().replace(email, "EMAIL")
+    assert answers["taken@example.com"] == answers["fresh@example.com"]
+
+    send_mail(app)
+    mails = {m["To"]: m for m in smtp_server.wait_for(2)}
+    assert mails["taken@example.com"]["Subject"] == "You already have a KeyVault account"
+    link = re.search(r"https?://\S+/signup/confirm\?token=\S+|/signup/confirm\?token=\S+",
+                     text_of(mails["fresh@example.com"]))[0]
+    if link.startswith("/"):
+        link = confirming_server.url + link
+
+    page.goto(link)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Confirm and log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("That password is not right")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Confirm and log in").click()
+    page.wait_for_url("**/settings/api-keys")
+    expect(page.get_by_text("Your address is confirmed.")).to_be_visible()
     assert csp_violations(console) == []

@@ -21,6 +21,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from keyvault import clock, service
+from keyvault.service import confirmations
 from tests.conftest import PASSWORD
 
 WIDTHS = (360, 390, 1280)
@@ -50,6 +51,7 @@ class World:
     page: object
     person: object
     keys: dict[str, object]
+    confirming_url: str  # a server that asks new accounts to confirm their address
 
     def log_in(self, email: str = PERSON) -> None:
         self.page.goto("/login")
@@ -60,7 +62,7 @@ class World:
 
 
 @pytest.fixture
-def world(page, live_server, make_user, make_key) -> World:
+def world(page, live_server, confirming_server, make_user, make_key) -> World:
     person = make_user(PERSON)
     make_user(ADMIN, is_admin=True)
     now = clock.now()
@@ -77,7 +79,7 @@ def world(page, live_server, make_user, make_key) -> World:
     service.revoke_key(person, keys["revoked"].public_id, ORIGIN)
     service.roll_key(person, keys["rolled"].public_id, origin=ORIGIN, grace_period_seconds=3600)
     service.check_password(person, "not the password", ORIGIN)  # a failed login in the log
-    return World(page, person, keys)
+    return World(page, person, keys, confirming_server.url)
 
 
 # ---------------------------------------------------------------- the pages
@@ -96,6 +98,23 @@ def signup_with_errors(w: World) -> None:
     w.page.get_by_label("Email").fill("not-an-address")
     w.page.get_by_role("button", name="Create account").click()
     w.page.locator(".error").first.wait_for()
+
+
+def signup_check_mail(w: World) -> None:
+    """The one answer to a sign-up when addresses are confirmed by mail."""
+    w.page.goto(f"{w.confirming_url}/signup")
+    w.page.get_by_label("Email").fill(PERSON)
+    w.page.get_by_label("Password", exact=True).fill(PASSWORD)
+    w.page.get_by_label("Repeat password").fill(PASSWORD)
+    w.page.get_by_role("button", name="Create account").click()
+    w.page.get_by_role("heading", name="Check your mail").wait_for()
+
+
+def confirm_email(w: World) -> None:
+    """The confirmation link's page, for an account that has not confirmed its address."""
+    newcomer = service.sign_up(f"new.{PERSON}", PASSWORD, ORIGIN)
+    w.page.goto(f"{w.confirming_url}/signup/confirm?token={confirmations.make_token(newcomer)}")
+    w.page.get_by_role("heading", name="Confirm your address").wait_for()
 
 
 def login(w: World) -> None:
@@ -235,7 +254,8 @@ def api_docs_signed_in(w: World) -> None:
 
 
 SCREENS: list[Callable[[World], None]] = [
-    landing, signup, signup_with_errors, login, confirm_password, keys_empty, keys_listed,
+    landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
+    keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
     account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
