@@ -11,7 +11,12 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import metrics, models, ratelimit
+from . import (
+    metrics,
+    models,
+    org_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
+    ratelimit,
+)
 from .admin.views import bp as admin_bp
 from .api import leaks, signatures  # noqa: F401 - leaks' route joins the API blueprint
 from .api.fastlane import VerifyFastLane

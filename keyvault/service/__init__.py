@@ -21,11 +21,14 @@ get models, verdicts or a ServiceError back. One module per concern:
 - mail        the outbox: mail queued in the caller's transaction, sent by leased senders
 - notifications  which events mail whom; expiry reminders; a dead key still presented
 - resets      password reset by a signed, single-use link mailed to the account
+- organizations  organisations, members and roles (the one rights check), policy, their log
+- service_accounts  an organisation's non-human identities and their keys
+- invitations signed, single-use, 7-day invitation links mailed through the outbox
 
 Views and the command line use the names below (`service.create_key`, …).
 """
 
-from . import second_factor
+from . import invitations, organizations, second_factor, service_accounts
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -44,6 +47,7 @@ from .admin import (
     admin_list_users,
     admin_revoke_key,
     mailbox_doubles,
+    prune_by_policy,
     prune_unused_keys,
     revoke_key_by_id,
     set_user_active,
@@ -101,7 +105,8 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "mailbox_doubles", "normalise_email", "page_events",
     "page_keys",
-    "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
-    "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
+    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
+    "scope_catalogue", "second_factor", "invitations", "organizations",
+    "service_accounts", "set_user_active", "sign_up", "update_key", "verify_key",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

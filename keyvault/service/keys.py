@@ -1,4 +1,12 @@
-"""A person's keys: the one ownership check, listing, and create, edit, roll and revoke."""
+"""Keys of a person or of a service account: the one ownership check, listing, and create, edit,
+roll and revoke.
+
+A key's owner is a User or a ServiceAccount (service.service_accounts reaches one through the
+organisation's role check first); everything below is the same for both, except the limit
+(KEYVAULT_MAX_KEYS_PER_USER or _PER_SERVICE_ACCOUNT) and an organisation's policy, which caps
+its service accounts' keys' scopes and lifetime on create and roll. `acting_user_id` names the
+person who acted on a service account's key, for the security log (a person's own key: them).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey, User
+from ..org_models import Organization, ServiceAccount
 from .errors import InvalidInput, KeyLimitReached, KeyNotFound, KeyNotLive, ScopeNotAllowed
 from .events import Origin, page_events, record
 from .pagination import DEFAULT_LIMIT, Page, paginate
@@ -42,30 +51,39 @@ def _new_value() -> tuple[str, str]:
     return value, tokens.digest_of(value, pepper(app))
 
 
+Owner = User | ServiceAccount
+
 # ---------------------------------------------------------------- reading
 
 
-def get_key(owner: User, public_id: str) -> ApiKey:
-    """The one ownership check: another user's key is indistinguishable from a missing one."""
+def _owned_by(owner: Owner):
+    """The keys of this person, or of this service account."""
+    if isinstance(owner, ServiceAccount):
+        return ApiKey.service_account_id == owner.id
+    return ApiKey.user_id == owner.id
+
+
+def get_key(owner: Owner, public_id: str) -> ApiKey:
+    """The one ownership check: another owner's key is indistinguishable from a missing one."""
     if not is_public_id(public_id):
         raise KeyNotFound()
     key = db.session.scalar(
-        select(ApiKey).where(ApiKey.public_id == str(public_id), ApiKey.user_id == owner.id)
+        select(ApiKey).where(ApiKey.public_id == str(public_id), _owned_by(owner))
     )
     if key is None:
         raise KeyNotFound()
     return key
 
 
-def list_keys(owner: User, include_revoked: bool = True) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+def list_keys(owner: Owner, include_revoked: bool = True) -> list[ApiKey]:
+    stmt = select(ApiKey).where(_owned_by(owner))
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
     return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
-def page_keys(owner: User, include_revoked: bool, limit: int, cursor: str | None) -> Page:
-    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+def page_keys(owner: Owner, include_revoked: bool, limit: int, cursor: str | None) -> Page:
+    stmt = select(ApiKey).where(_owned_by(owner))
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
     return paginate(stmt, ApiKey, limit, cursor)
@@ -78,18 +96,18 @@ def events_for_key(owner: User, public_id: str, limit: int = DEFAULT_LIMIT,
     return page_events(owner, limit, cursor, key=get_key(owner, public_id))
 
 
-def live_key_count(owner: User) -> int:
+def live_key_count(owner: Owner) -> int:
     now = clock.now()
     return db.session.scalar(
         select(func.count(ApiKey.id)).where(
-            ApiKey.user_id == owner.id,
+            _owned_by(owner),
             ApiKey.revoked_at.is_(None),
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
         )
     )
 
 
-def _lock_owner(owner: User) -> None:
+def _lock_owner(owner: Owner) -> None:
     """Serialise this transaction with any other one that locks the same owner, so two
     concurrent creates cannot both pass the key limit.
 
@@ -98,7 +116,25 @@ def _lock_owner(owner: User) -> None:
     no row locks and ignores FOR UPDATE, and a transaction that read first and wrote second
     would fail with "database is locked" when another writer got in between.
     """
-    db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
+    table = type(owner)
+    db.session.execute(update(table).where(table.id == owner.id).values(id=table.id))
+
+
+def _policy(owner: Owner) -> Organization | None:
+    """The organisation whose policy caps this owner's keys (None for a person)."""
+    return owner.organization if isinstance(owner, ServiceAccount) else None
+
+
+def _refuse_outside_policy(policy: Organization | None, scopes: list[str]) -> None:
+    if policy is not None and policy.allowed_scopes is not None and not is_narrowing(
+            policy.allowed_scopes, scopes):
+        raise ScopeNotAllowed(
+            "The organisation's policy allows its service accounts' keys only these scopes: "
+            f"{', '.join(policy.allowed_scopes)}.")
+
+
+def _log_user(owner: Owner, acting_user_id: int | None) -> int | None:
+    return owner.id if isinstance(owner, User) else acting_user_id
 
 
 def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | None,
@@ -116,7 +152,7 @@ def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | 
 
 
 def create_key(
-    owner: User,
+    owner: Owner,
     *,
     label: Any,
     origin: Origin,
@@ -125,6 +161,7 @@ def create_key(
     expires_at: Any = None,
     granting_scopes: list[str] | None = None,
     granting_ends_at: datetime | None = None,
+    acting_user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -139,22 +176,28 @@ def create_key(
     if scopes is None:
         scopes = [FULL_ACCESS] if granting_scopes is None else list(granting_scopes)
     scopes = clean_scopes(scopes, granting_scopes)
+    policy = _policy(owner)
+    _refuse_outside_policy(policy, scopes)
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at
-    expires_at = clean_expiry(expires_at, now)
+    expires_at = clean_expiry(expires_at, now, policy.max_key_lifetime_days if policy else None)
     _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
                       "expires_at")
-    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
+    person = isinstance(owner, User)
+    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER" if person
+                               else "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT"]
     _lock_owner(owner)
     if live_key_count(owner) >= limit:
         db.session.rollback()
         raise KeyLimitReached(
             f"You already have {limit} active keys, the most allowed. Revoke one to create another."
-        )
+            if person else f"This service account already has {limit} active keys, the most "
+            "allowed. Revoke one to create another.")
     value, digest = _new_value()
     key = ApiKey(
         public_id=tokens.new_public_id(),
-        user_id=owner.id,
+        user_id=owner.id if person else None,
+        service_account_id=None if person else owner.id,
         label=label,
         description=description,
         mask=tokens.mask(value),
@@ -165,14 +208,14 @@ def create_key(
     )
     db.session.add(key)
     db.session.flush()
-    record("key.created", owner.id, origin, key, label=label, scopes=scopes,
+    record("key.created", _log_user(owner, acting_user_id), origin, key, label=label, scopes=scopes,
            expires_at=expires_at.isoformat() if expires_at else None)
     db.session.commit()
     return key, value
 
 
 def update_key(
-    owner: User,
+    owner: Owner,
     public_id: str,
     *,
     origin: Origin,
@@ -181,6 +224,7 @@ def update_key(
     scopes: Any = None,
     granting_scopes: list[str] | None = None,
     may_widen: bool = False,
+    acting_user_id: int | None = None,
 ) -> ApiKey:
     """Change label, description or scopes; widening scopes needs `may_widen` (re-authentication)."""
     key = get_key(owner, public_id)
@@ -197,6 +241,8 @@ def update_key(
             raise ScopeNotAllowed(
                 "Adding scopes to an existing key needs you to confirm your password."
             )
+        if not is_narrowing(key.scopes, new_scopes):
+            _refuse_outside_policy(_policy(owner), new_scopes)
         changes["scopes"] = new_scopes
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
@@ -209,21 +255,24 @@ def update_key(
                        scopes_removed=[s for s in key.scopes if s not in changed["scopes"]])
     for name, value in changed.items():
         setattr(key, name, value)
-    record("key.updated", owner.id, origin, key, **details)
+    record("key.updated", _log_user(owner, acting_user_id), origin, key, **details)
     db.session.commit()
     return key
 
 
 def roll_key(
-    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
+    owner: Owner, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
     granting_scopes: list[str] | None = None, granting_ends_at: datetime | None = None,
+    acting_user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Give the key a new value; the old one works for the grace period, then never again.
 
     Rolling re-issues the key with its scopes, so a presenting key (`granting_scopes`, None for
     a person) must hold them all, as for create and update; and, as for create, it cannot
     re-issue a key that outlives it (`granting_ends_at`), or an expiring key could obtain a
-    lasting value by rolling another key.
+    lasting value by rolling another key. A service account's key is re-issued under its
+    organisation's policy as it is now: refused while it holds a scope the policy no longer
+    allows, and its expiry brought within the policy's lifetime from now.
     """
     key = get_key(owner, public_id)
     if granting_scopes is not None:
@@ -235,6 +284,18 @@ def roll_key(
         state = {"user_inactive": "of a deactivated account"}.get(status, status)
         raise KeyNotLive(f"This key is {state} and cannot be rolled; create a new one.")
     _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
+    policy, details = _policy(owner), {}
+    if policy is not None:
+        try:
+            _refuse_outside_policy(policy, key.scopes)
+        except ScopeNotAllowed as refusal:
+            raise ScopeNotAllowed(f"{refusal.detail} Narrow this key's scopes before rolling "
+                                  "it.") from None
+        days = policy.max_key_lifetime_days
+        if days is not None and (key.expires_at is None
+                                 or key.expires_at > now + timedelta(days=days)):
+            key.expires_at = now + timedelta(days=days)
+            details["expires_at"] = key.expires_at.isoformat()
     value, digest = _new_value()
     if grace_period_seconds:
         key.previous_digest = key.digest
@@ -245,29 +306,35 @@ def roll_key(
     key.digest = digest
     key.mask = tokens.mask(value)
     key.last_rolled_at = now
-    record("key.rolled", owner.id, origin, key, grace_period_seconds=grace_period_seconds)
+    record("key.rolled", _log_user(owner, acting_user_id), origin, key,
+           grace_period_seconds=grace_period_seconds, **details)
     db.session.commit()
     return key, value
 
 
-def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+def revoke_key(owner: Owner, public_id: str, origin: Origin, *, by_admin: User | None = None,
+               acting_user_id: int | None = None) -> ApiKey:
     """Revoke at once; the row stays so the log and verify can still say `revoked`."""
     key = get_key(owner, public_id)
     if key.revoked_at is None:
         details = {"by_admin": by_admin.email} if by_admin is not None else {}
-        revoke(key, clock.now(), origin, **details)
+        revoke(key, clock.now(), origin, acting_user_id=_log_user(owner, acting_user_id),
+               **details)
         db.session.commit()
     return key
 
 
 def revoke(key: ApiKey, now: datetime, origin: Origin, *, event: str = "key.revoked",
-           **details: Any) -> None:
+           acting_user_id: int | None = None, **details: Any) -> None:
     """Mark a key revoked (its grace-period value too) and log it as `event`; the caller commits.
 
     The old value's digest stays, so a service that presents it hears `revoked`, as for the
     current value, rather than `not_found`; its grace period ends now. A revocation with a
-    reason of its own is logged as that one event (`key.leaked`), not as two.
+    reason of its own is logged as that one event (`key.leaked`), not as two. The event is the
+    owner's, or for a service account's key the acting person's (`acting_user_id`) and its
+    organisation's.
     """
     key.revoked_at = now
     key.previous_expires_at = None
-    record(event, key.user_id, origin, key, **details)
+    record(event, key.user_id if key.user_id is not None else acting_user_id, origin, key,
+           **details)

@@ -41,8 +41,8 @@ from .validation import inert
 log = logging.getLogger("keyvault.mail")
 
 RETRY_CAP = timedelta(hours=1)
-# Mails that carry a secret (a reset link): their bodies are blanked once sent.
-SECRET_KINDS = frozenset({"password_reset"})
+# Mails that carry a secret (a reset or invitation link): their bodies are blanked once sent.
+SECRET_KINDS = frozenset({"password_reset", "org_invitation"})
 BATCH = 50
 SENDER_JOIN_SECONDS = 10
 MAIL_TEMPLATES = "keyvault.mail_templates"
