@@ -19,6 +19,7 @@ from . import (
 )
 from .admin.views import bp as admin_bp
 from .api import leaks, signatures  # noqa: F401 - leaks' route joins the API blueprint
+from .api import organizations, service_accounts  # noqa: F401 - their routes join it too
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

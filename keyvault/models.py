@@ -183,6 +183,7 @@ class SecurityEvent(db.Model):
 
     key: Mapped[ApiKey | None] = relationship(foreign_keys=[key_id])
     actor_key: Mapped[ApiKey | None] = relationship(foreign_keys=[actor_key_id])
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
 
 
 class PasswordAttempt(db.Model):

@@ -58,6 +58,7 @@ from .errors import (
     KeyLimitReached,
     KeyNotFound,
     KeyNotLive,
+    NotAllowed,
     ResetLinkInvalid,
     ScopeNotAllowed,
     ServiceError,
@@ -96,7 +97,7 @@ from .verify import Verdict, check_keys, record_use, verify_key
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
-    "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
     "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
     "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",

@@ -115,7 +115,8 @@ def page_events_of_key(key: ApiKey, limit: int, cursor: str | None) -> Page:
 def page_organization_events(organization_id: int, limit: int, cursor: str | None) -> Page:
     """An organisation's log, newest first: what its people and keys did there."""
     stmt = select(SecurityEvent).where(SecurityEvent.organization_id == organization_id).options(
-        selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key))
+        selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key),
+        selectinload(SecurityEvent.user))
     return paginate(stmt, SecurityEvent, limit, cursor)
 
 

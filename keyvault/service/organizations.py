@@ -161,18 +161,6 @@ def page_memberships(user: User, limit: int, cursor: str | None) -> Page:
     return paginate(stmt, Membership, limit, cursor)
 
 
-def rename_organization(actor: Actor, public_id: Any, origin: Origin, *, name: Any) -> Access:
-    access = authorize(actor, public_id, "rename")
-    name = clean_name(name)
-    organization = access.organization
-    if name != organization.name:
-        record("org.renamed", access.user_id, origin, organization_id=organization.id,
-               name_from=organization.name, name_to=name)
-        organization.name = name
-        db.session.commit()
-    return access
-
-
 def delete_organization(actor: Actor, public_id: Any, origin: Origin) -> None:
     """Delete it with its memberships, invitations, service accounts and their keys (the
     database cascades): those keys answer `not_found` at the next verify. The owner's own log
@@ -188,13 +176,21 @@ def delete_organization(actor: Actor, public_id: Any, origin: Origin) -> None:
     db.session.expunge_all()
 
 
-def set_policy(actor: Actor, public_id: Any, origin: Origin, **changes: Any) -> Access:
-    """Change any of max_key_lifetime_days, allowed_scopes (None: the whole catalogue) and
-    revoke_unused_after_days. Existing keys are never widened by it; a tightened lifetime
-    shortens none already issued (keys that exceed it say so: service_accounts.exceeds_policy)."""
-    access = authorize(actor, public_id, "change_policy")
+POLICY = ("max_key_lifetime_days", "allowed_scopes", "revoke_unused_after_days")
+
+
+def update_organization(actor: Actor, public_id: Any, origin: Origin, **changes: Any) -> Access:
+    """Owners rename it (`name`) or change its policy: max_key_lifetime_days, allowed_scopes
+    (None: the whole catalogue), revoke_unused_after_days (None: no rule). Fields left out stay
+    as they are; all are checked before any is changed. A policy change never widens a key
+    already issued, and a tightened lifetime shortens none (keys that exceed it say so:
+    service_accounts.exceeds_policy); rolls and new keys follow it."""
+    access = authorize(actor, public_id, "change_policy" if set(changes) & set(POLICY)
+                       else "rename")
     organization = access.organization
     cleaned: dict[str, Any] = {}
+    if "name" in changes:
+        cleaned["name"] = clean_name(changes["name"])
     for name in ("max_key_lifetime_days", "revoke_unused_after_days"):
         if name in changes:
             cleaned[name] = clean_days(changes[name], name)
@@ -204,13 +200,17 @@ def set_policy(actor: Actor, public_id: Any, origin: Origin, **changes: Any) -> 
                                                                              "allowed_scopes")
     changed = {name: value for name, value in cleaned.items()
                if getattr(organization, name) != value}
-    if changed:
+    if "name" in changed:
+        record("org.renamed", access.user_id, origin, organization_id=organization.id,
+               name_from=organization.name, name_to=changed["name"])
+    policy = {name: {"from": getattr(organization, name), "to": value}
+              for name, value in changed.items() if name in POLICY}
+    if policy:
         record("org.policy_changed", access.user_id, origin, organization_id=organization.id,
-               **{name: {"from": getattr(organization, name), "to": value}
-                  for name, value in changed.items()})
-        for name, value in changed.items():
-            setattr(organization, name, value)
-        db.session.commit()
+               **policy)
+    for name, value in changed.items():
+        setattr(organization, name, value)
+    db.session.commit()
     return access
 
 
