@@ -18,8 +18,9 @@ from . import (
     ratelimit,
 )
 from .admin.views import bp as admin_bp
-from .api import leaks, signatures  # noqa: F401 - leaks' route joins the API blueprint
-from .api import organizations, service_accounts  # noqa: F401 - their routes join it too
+
+# leaks', organizations' and service_accounts' routes join the API blueprint
+from .api import leaks, organizations, service_accounts, signatures  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

@@ -27,8 +27,8 @@ from ..service.scopes import (
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from . import org_operations, org_schemas
+from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
 from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult

@@ -79,7 +79,7 @@ def paths(read: str, write: str, ex: dict) -> dict:
     page = [_ref("parameters", "Limit"), _ref("parameters", "Cursor")]
     gone = {"204": {"description": "Done."}}
     no_store = {"Cache-Control": _ref("headers", "NoStore")}
-    keys = f"/api/organizations/{{org_id}}/service_accounts/{{sa_id}}/keys/"
+    keys = "/api/organizations/{org_id}/service_accounts/{sa_id}/keys/"
 
     def op(operation_id, tag, summary, description, scope, responses, **more):
         more.setdefault("errors", ("NotFound",))

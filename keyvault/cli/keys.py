@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 
 from .. import clock, service, tokens
 from ..service import Origin
-from .common import fail, when
+from .common import fail, owner_of, when
 
 
 @click.group("keys", help="Manage API keys.")
@@ -20,7 +20,9 @@ def keys_group():
 
 
 @keys_group.command("create")
-@click.argument("email")
+@click.argument("email", required=False)
+@click.option("--service-account", "service_account_id", default=None, metavar="SA_ID",
+              help="Create the key for this service account instead of a person (EMAIL).")
 @click.option("--label", required=True, help="What the key is for (1-40 characters).")
 @click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
               help="A scope to grant; repeat for more. Required: '*' grants full access, and "
@@ -29,17 +31,22 @@ def keys_group():
               help="Expire the key after this many days (default: never).")
 @click.option("--description", default=None)
 @with_appcontext
-def keys_create(email, label, scopes, expires_in_days, description):
-    """Create a key and print its value, alone on stdout, this one time."""
+def keys_create(email, service_account_id, label, scopes, expires_in_days, description):
+    """Create a key for a person (EMAIL) or a service account (--service-account) and print its
+    value, alone on stdout, this one time."""
+    if (email is None) == (service_account_id is None):
+        raise click.UsageError("Name the key's owner: a person's EMAIL, or --service-account "
+                               "SA_ID (not both).")
 
     if not scopes:
         raise click.UsageError(
             "Choose what the key may do with --scope (repeat it for more), or --scope '*' for "
             f"full access. The scopes are: {', '.join(service.valid_scopes())}.")
     try:
-        user = service.find_user(email)
+        owner = (service.find_user(email) if email is not None
+                 else service.service_accounts.find_service_account(service_account_id))
         expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
-        key, value = service.create_key(user, label=label, description=description,
+        key, value = service.create_key(owner, label=label, description=description,
                                         scopes=list(scopes), expires_at=expires_at,
                                         origin=Origin.system())
     except service.ServiceError as error:
@@ -75,7 +82,7 @@ def keys_revoke(key_id):
         key = service.revoke_key_by_id(key_id, Origin.system(), refuse_revoked=True)
     except service.ServiceError as error:
         fail(error)
-    click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {key.user.email}.")
+    click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}.")
 
 
 _SCAN_STATES = {"valid": "LIVE", "user_inactive": "live once its owner is activated",
@@ -112,10 +119,20 @@ def keys_scan(files):
 @click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
 @with_appcontext
 def keys_prune(unused_days, dry_run):
-    """Revoke keys nobody has used for a while (GitHub does this after a year)."""
+    """Revoke keys nobody has used for a while (GitHub does this after a year), and each
+    organisation's service-account keys unused for its policy's days (mailing its owners 7
+    days before)."""
     stale = service.prune_unused_keys(unused_days, dry_run=dry_run, origin=Origin.system())
     verb = "Would revoke" if dry_run else "Revoked"
     for key in stale:
-        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {key.user.email}; "
+        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}; "
                    f"last used {when(key.last_used_at)}")
+    by_policy = service.prune_by_policy(dry_run=dry_run, origin=Origin.system())
+    for key, days in by_policy:
+        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}; "
+                   f"last used {when(key.last_used_at)}; its organisation revokes keys unused "
+                   f"for {days} days")
     click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.")
+    if by_policy:
+        click.echo(f"{verb} {len(by_policy)} service-account key(s) by their organisation's "
+                   "policy.")

@@ -307,6 +307,21 @@ def find_organization(public_id: Any) -> Organization:
     return _find(public_id)
 
 
+def remove_member_as_operator(public_id: Any, user: User, origin: Origin) -> None:
+    """`keyvault orgs remove-member`: no role check, the last-owner rule all the same."""
+    organization = _find(public_id)
+    _lock(organization)
+    member = _member(organization, user.id)
+    if member.role == "owner" and _owners(organization) == 1:
+        db.session.rollback()
+        raise LastOwner("This is the organisation's last owner: make someone else an owner "
+                        "first, or delete the organisation.")
+    record("org.member_removed", None, origin, organization_id=organization.id,
+           email=user.email, role=member.role)
+    db.session.delete(member)
+    db.session.commit()
+
+
 def all_organizations() -> list[Organization]:
     return list(db.session.scalars(select(Organization).order_by(Organization.created_at.desc(),
                                                                  Organization.id.desc())))
