@@ -116,7 +116,7 @@ def _lock_owner(owner: Owner) -> None:
     no row locks and ignores FOR UPDATE, and a transaction that read first and wrote second
     would fail with "database is locked" when another writer got in between.
     """
-    table = type(owner)
+    table = ServiceAccount if isinstance(owner, ServiceAccount) else User  # owner may be a proxy
     db.session.execute(update(table).where(table.id == owner.id).values(id=table.id))
 
 
