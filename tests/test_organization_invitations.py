@@ -34,7 +34,8 @@ def token_mailed_to(email: str) -> str:
 
 
 def service_outbox_body(email: str) -> str:
-    return db.session.scalar(select(MailOutbox.text_body).where(MailOutbox.to_address == email))
+    return db.session.scalar(select(MailOutbox.text_body).where(
+        MailOutbox.to_address == email, MailOutbox.kind == "org_invitation"))
 
 
 def accept(client, value, token):
