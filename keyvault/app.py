@@ -11,9 +11,16 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
-from . import metrics, models, ratelimit
+from . import (
+    metrics,
+    models,
+    org_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
+    ratelimit,
+)
 from .admin.views import bp as admin_bp
-from .api import leaks, signatures  # noqa: F401 - leaks' route joins the API blueprint
+
+# leaks', organizations' and service_accounts' routes join the API blueprint
+from .api import leaks, organizations, service_accounts, signatures  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

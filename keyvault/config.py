@@ -278,6 +278,8 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_SCOPES": scopes,
         "KEYVAULT_SCOPE_DESCRIPTIONS": scope_descriptions,
         "KEYVAULT_MAX_KEYS_PER_USER": _int(env, "KEYVAULT_MAX_KEYS_PER_USER", 10, minimum=1),
+        "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT": _int(env, "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT",
+                                                      10, minimum=1),
         "KEYVAULT_MAX_KEY_LIFETIME_DAYS": _int(env, "KEYVAULT_MAX_KEY_LIFETIME_DAYS", None, 1),
         "KEYVAULT_SUDO_MINUTES": _int(env, "KEYVAULT_SUDO_MINUTES", 120, minimum=1),
         "KEYVAULT_LOGIN_MAX_FAILURES": _int(env, "KEYVAULT_LOGIN_MAX_FAILURES", 10),

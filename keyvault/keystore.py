@@ -24,12 +24,17 @@ from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
 from .models import ApiKey, User, UTCDateTime, as_utc
+from .org_models import Organization, ServiceAccount
 
 _k, _u = ApiKey.__table__.c, User.__table__.c
+_s, _o = ServiceAccount.__table__.c, Organization.__table__.c
+_ALIAS = {ApiKey.__table__: "k", User.__table__: "u", ServiceAccount.__table__: "s",
+          Organization.__table__: "o"}
 
 
 class KeyRow(NamedTuple):
-    """What the hot path reads about a key and its owner, by name."""
+    """What the hot path reads about a key and its owner, by name: a person (user_id set) or a
+    service account of an organisation (service_account_id set, the user fields None)."""
 
     id: int
     public_id: str
@@ -41,23 +46,41 @@ class KeyRow(NamedTuple):
     last_used_at: datetime | None
     last_rolled_at: datetime | None
     previous_expires_at: datetime | None
-    user_id: int
-    email: str
-    user_is_active: bool
+    user_id: int | None
+    email: str | None
+    user_is_active: bool | None
     digest: str
     previous_digest: str | None
+    service_account_id: int | None
+    service_account_public_id: str | None
+    service_account_name: str | None
+    organization_public_id: str | None
+    organization_name: str | None
+    organization_is_active: bool | None
+
+    @property
+    def owner_is_active(self) -> bool:
+        """The person's account, or the service account's organisation, is active."""
+        if self.user_id is not None:
+            return bool(self.user_is_active)
+        return bool(self.organization_is_active)
 
 
 # The column behind each KeyRow field, in the same order.
 COLUMNS = (
     _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
     _k.last_used_at, _k.last_rolled_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
-    _k.digest, _k.previous_digest,
+    _k.digest, _k.previous_digest, _s.id, _s.public_id, _s.name, _o.public_id, _o.name,
+    _o.is_active,
 )
 assert len(COLUMNS) == len(KeyRow._fields)
+# One round trip whoever owns the key: a key has a user or a service account (a CHECK says
+# exactly one), so the outer joins find the one that is set.
 _SELECT = (
-    "SELECT " + ", ".join(f"{'k' if c.table is ApiKey.__table__ else 'u'}.{c.name}" for c in COLUMNS)
-    + " FROM api_keys k JOIN users u ON u.id = k.user_id"
+    "SELECT " + ", ".join(f"{_ALIAS[c.table]}.{c.name}" for c in COLUMNS)
+    + " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id"
+    " LEFT JOIN service_accounts s ON s.id = k.service_account_id"
+    " LEFT JOIN organizations o ON o.id = s.organization_id"
     " WHERE k.digest IN ({marks}) OR k.previous_digest IN ({marks})"
 )
 

@@ -1,6 +1,6 @@
 """Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay, the second
 factor (TotpCredential, RecoveryCode), passkeys (Passkey, WebAuthnChallenge) and mail
-(MailOutbox, KeyNotice) (SQLAlchemy 2.0)."""
+(MailOutbox, KeyNotice) (SQLAlchemy 2.0). Organisations and service accounts: org_models."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -105,6 +106,9 @@ class ApiKey(db.Model):
     __tablename__ = "api_keys"
     __table_args__ = (
         Index("ix_api_keys_user_created", "user_id", "created_at", "id"),
+        Index("ix_api_keys_service_account_created", "service_account_id", "created_at", "id"),
+        # A key belongs to a person or to a service account of an organisation, never both.
+        CheckConstraint("(user_id IS NULL) <> (service_account_id IS NULL)", name="one_owner"),
         # Partial: almost every row has no previous digest, and a full index of NULLs makes
         # SQLite's planner (after ANALYZE) think a lookup by it matches every row.
         Index("uq_api_keys_previous_digest", "previous_digest", unique=True,
@@ -114,7 +118,9 @@ class ApiKey(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    service_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(Text, default="")
     mask: Mapped[str] = mapped_column(String(48))
@@ -129,11 +135,19 @@ class ApiKey(db.Model):
     previous_digest: Mapped[str | None] = mapped_column(String(64))
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    user: Mapped[User] = relationship(back_populates="keys")
+    user: Mapped[User | None] = relationship(back_populates="keys")
+    service_account: Mapped[ServiceAccount | None] = relationship()  # noqa: F821 - org_models
+
+    @property
+    def owner_is_active(self) -> bool:
+        """A person's account, or a service account's organisation, is active."""
+        if self.user is not None:
+            return self.user.is_active
+        return self.service_account.organization.is_active
 
     def status(self, now: datetime | None = None) -> str:
         """`active`, `revoked`, `user_inactive` or `expired` (see key_status)."""
-        return key_status(self.revoked_at, self.user.is_active, self.expires_at,
+        return key_status(self.revoked_at, self.owner_is_active, self.expires_at,
                           now or clock.now())
 
 
@@ -145,6 +159,7 @@ class SecurityEvent(db.Model):
         Index("ix_security_events_address_event_created", "ip_address", "event", "created_at"),
         # One key's events, newest first (the log filtered by key, the key page).
         Index("ix_security_events_key_created", "key_id", "created_at", "id"),
+        Index("ix_security_events_organization_created", "organization_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -165,9 +180,13 @@ class SecurityEvent(db.Model):
         ForeignKey("api_keys.id", ondelete="SET NULL"))
     actor_label: Mapped[str | None] = mapped_column(String(40))
     actor_mask: Mapped[str | None] = mapped_column(String(48))
+    # The organisation the event happened in (its log); null for a person's own affairs.
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"))
 
     key: Mapped[ApiKey | None] = relationship(foreign_keys=[key_id])
     actor_key: Mapped[ApiKey | None] = relationship(foreign_keys=[actor_key_id])
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
 
 
 class PasswordAttempt(db.Model):

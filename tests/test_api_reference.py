@@ -16,7 +16,9 @@ from typing import NamedTuple
 import pytest
 import requests
 
+from keyvault import service
 from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
+from keyvault.api.org_operations import EXAMPLE_INVITATION_ID, EXAMPLE_ORG_ID, EXAMPLE_SA_ID
 from keyvault.api.reference import KEY_VARIABLE, URL_VARIABLE
 from keyvault.service.scopes import READ_KEYS
 
@@ -80,7 +82,9 @@ def test_every_operation_has_a_curl_command_and_an_example_answer(spec, page):
         assert len(commands) == 1, operation["operationId"]
         command = commands[0]
         assert command.startswith("curl ")
-        assert path.replace("{public_id}", EXAMPLE_KEY_ID) in command
+        assert (path.replace("{public_id}", EXAMPLE_KEY_ID).replace("{org_id}", EXAMPLE_ORG_ID)
+                .replace("{sa_id}", EXAMPLE_SA_ID).replace("{user_id}", "42")
+                .replace("{invitation_id}", EXAMPLE_INVITATION_ID)) in command
         assert (f"-X {method.upper()}" in command) is (method != "get")
         assert (f"${KEY_VARIABLE}" in command) is bool(operation["security"])
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
@@ -203,6 +207,76 @@ RUNS: list[tuple[str, Callable[[str, World], None]]] = [
 ]
 
 
+class Team(NamedTuple):
+    """Ada's organisation, its service account, that one's key, a member (Lin), a pending
+    invitation, and a token inviting Ada to another organisation."""
+
+    org: str
+    sa: str
+    sa_key: str
+    member: int
+    invitation: str
+    token: str
+
+
+def build_team(ada, member_email: str = "lin@example.com") -> Team:
+    origin = service.Origin("127.0.0.1", "pytest")
+    orgs = service.organizations
+    grace = service.sign_up(member_email, "correct horse battery", origin)
+    org = orgs.create_organization(ada, "Acme platform team", origin).organization
+    orgs.add_member(org, grace, "member", origin)
+    sa = service.service_accounts.create_service_account(ada, org.public_id, origin,
+                                                         name="deploy-bot")
+    key, _ = service.service_accounts.create_account_key(ada, org.public_id, sa.public_id,
+                                                         origin, label="CI deploys",
+                                                         scopes=["key:verify"])
+    invitation = service.invitations.invite(ada, org.public_id, "newcomer@example.com",
+                                            "member", origin)
+    theirs = orgs.create_organization(grace, "Grace's", origin).organization
+    sent = service.invitations.invite(grace, theirs.public_id, ada.email, "admin", origin)
+    return Team(org.public_id, sa.public_id, key.public_id, grace.id, invitation.public_id,
+                service.invitations.token_for(sent))
+
+
+def _json_is(**expected):
+    def check(out: str, w) -> None:
+        body = json.loads(out)
+        assert {name: body[name] for name in expected} == expected, body
+    return check
+
+
+def _results(count: int):
+    def check(out: str, w) -> None:
+        assert len(json.loads(out)["results"]) == count
+    return check
+
+
+TEAM_RUNS: list[tuple[str, Callable]] = [
+    ("listOrganizations", _results(1)), ("createOrganization", _json_is(role="owner")),
+    ("getOrganization", _json_is(name="Acme platform team")),
+    ("updateOrganization", lambda out, w: json.loads(out)["policy"]["max_key_lifetime_days"]
+     == 90 or pytest.fail(out)),
+    ("deleteOrganization", check_revoke), ("listOrganizationEvents", lambda out, w: None
+     if "org.created" in out else pytest.fail(out)),
+    ("listMembers", _results(2)), ("changeRole", _json_is(role="owner")),
+    ("removeMember", check_revoke), ("listInvitations", _results(1)),
+    ("invite", _json_is(email="grace@example.com", role="admin")),
+    ("revokeInvitation", check_revoke), ("acceptInvitation", _json_is(role="admin")),
+    ("listServiceAccounts", _results(1)), ("createServiceAccount", _json_is(name="deploy-bot")),
+    ("getServiceAccount", _json_is(name="deploy-bot")),
+    ("updateServiceAccount", _json_is(description="Ships releases to production.")),
+    ("deleteServiceAccount", check_revoke), ("listServiceAccountKeys", _results(1)),
+    ("createServiceAccountKey", _json_is(label="CI deploys", scopes=["key:verify"])),
+    ("getServiceAccountKey", _json_is(label="CI deploys")),
+    ("updateServiceAccountKey", _json_is(label="CI deploys (production)")),
+    ("revokeServiceAccountKey", check_revoke),
+    ("rollServiceAccountKey", lambda out, w: json.loads(out)["value"].startswith("kv_")
+     or pytest.fail(out)),
+]
+RUNS += TEAM_RUNS
+TEAM_OPERATIONS = {op_id for op_id, _ in TEAM_RUNS}
+
+
 def test_every_operation_is_run_below(spec):
     assert {op_id for op_id, _ in RUNS} == {o["operationId"] for _, _, o in operations(spec)}
 
@@ -222,6 +296,13 @@ def test_curl_command_works_as_printed(live_server, make_user, make_key, operati
     # nothing): the commands read it from $KEYVAULT_URL, as the page tells the reader to set.
     assert f'"${URL_VARIABLE}"/api/' in command or f'"${URL_VARIABLE}"\'/api/' in command
     assert "127.0.0.1" not in command
+    if operation_id in TEAM_OPERATIONS:
+        team = build_team(owner)
+        command = (command.replace(EXAMPLE_ORG_ID, team.org).replace(EXAMPLE_SA_ID, team.sa)
+                   .replace(EXAMPLE_KEY_ID, team.sa_key).replace(EXAMPLE_INVITATION_ID,
+                                                                 team.invitation)
+                   .replace("/members/42/", f"/members/{team.member}/")
+                   .replace("Ikludj…", team.token))
     command = command.replace(EXAMPLE_KEY_ID, world.subject_id).replace(
         example_value("kv"), world.subject)
     run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,

@@ -14,7 +14,7 @@ from keyvault.extensions import db
 from keyvault.models import ApiKey
 
 ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user",
-                 "rolled", "old_value_expires_at",
+                 "owner", "rolled", "old_value_expires_at",
                  "sub", "username", "scope", "token_type", "exp", "iat"}  # RFC 7662's
 
 
@@ -152,6 +152,7 @@ def test_active_answer_carries_the_keys_facts(client, user, make_key, service_ke
     assert datetime.fromisoformat(answer["created_at"]) == key.created_at
     assert (answer["rolled"], answer["old_value_expires_at"]) == (False, None)
     assert answer["user"] == {"id": user.id, "email": "alice@example.com"}
+    assert answer["owner"] == {"type": "user", "id": user.id, "email": "alice@example.com"}
 
 
 def test_malformed_key_costs_no_query(client, user, make_key, service_key):

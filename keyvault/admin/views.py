@@ -1,4 +1,5 @@
-"""Administration: every user's keys (never their values), revoking keys, deactivating users."""
+"""Administration: every user's keys (never their values), revoking keys, deactivating users and
+organisations."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -49,6 +50,7 @@ def keys():
         users=user_page.results, user_page=user_page,
         link=lambda **changes: url_for(".keys", **{**params, **changes}),
         with_two_factor=second_factor.users_with_methods(),
+        organizations=service.organizations.all_organizations(),
     )
 
 
@@ -92,4 +94,19 @@ def reset_two_factor(user_id: int):
         flash(f"Two-factor authentication of {user.email} was reset.", "success")
     else:
         flash(f"{user.email} has no two-factor authentication to reset.", "info")
+    return redirect(url_for(".keys"), 303)
+
+
+@bp.post("/organizations/<public_id>/<any(activate, deactivate):action>")
+def set_organization_active(public_id: str, action: str):
+    """A deactivated organisation's service-account keys stop at their next verify."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        organization = service.organizations.set_organization_active(
+            current_user._get_current_object(), public_id, action == "activate", origin())
+    except service.KeyNotFound:
+        abort(404)
+    state = "active" if organization.is_active else "deactivated"
+    flash(f"{organization.name} is now {state}.", "success")
     return redirect(url_for(".keys"), 303)

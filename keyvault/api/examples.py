@@ -86,7 +86,8 @@ def _examples(prefix: str, expires: str) -> dict:
         "valid": {
             "active": True, "code": "valid", "key_id": EXAMPLE_KEY_ID, "label": "CI deploys",
             "scopes": [_SCOPE], "expires_at": expires, "created_at": _CREATED,
-            "user": {"id": 42, "email": "ada@example.com"}, "rolled": False,
+            "user": {"id": 42, "email": "ada@example.com"},
+            "owner": {"type": "user", "id": 42, "email": "ada@example.com"}, "rolled": False,
             "old_value_expires_at": None, "sub": "42", "username": "ada@example.com",
             "scope": _SCOPE, "token_type": "bearer",
             "exp": int(datetime.fromisoformat(expires).timestamp()),

@@ -7,7 +7,7 @@ constraints the schema states are taken from there.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,12 +19,16 @@ from pydantic import (
 )
 
 from .. import service
+from ..org_models import ROLES
 from ..service.validation import (
     DESCRIPTION_MAX,
     DESCRIPTION_PATTERN,
+    EMAIL_MAX,
     GRACE_MAX_SECONDS,
     LABEL_MAX,
     LABEL_PATTERN,
+    NAME_MAX,
+    NAME_PATTERN,
     clean_grace_period,
 )
 
@@ -108,6 +112,73 @@ class RollKey(_Request):
     personal_api_key: Credential = None
 
 
+Name = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}, description=(
+    f"1 to {NAME_MAX} characters once surrounding spaces are trimmed; no control characters "
+    "and no characters that change the direction of text (as for a key's `label`)."))]
+Role = Annotated[Literal[ROLES], Field(description=(
+    "`owner` manages everything; `admin` manages service accounts, their keys, invitations "
+    "and members other than owners; `member` sees the organisation, never key values."))]
+def _whole(value: Any) -> Any:
+    """JSON's 30.0 is the number 30 (JSON Schema's `integer` says so too); 30.5 is refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Days = Annotated[Annotated[int, Field(ge=1, le=36500)] | None, BeforeValidator(_whole)]
+
+
+class CreateOrganization(_Request):
+    name: Name
+    personal_api_key: Credential = None
+
+
+class UpdateOrganization(_Request):
+    """Owners only. Only the fields given change; for the policy's fields null means no rule
+    (the whole catalogue, for `allowed_scopes`), and a field left out stays as it is."""
+
+    name: Name | None = None
+    max_key_lifetime_days: Days = Field(None, description=(
+        "The longest its service accounts' keys may live (KEYVAULT_MAX_KEY_LIFETIME_DAYS still "
+        "caps every key). Keys already issued are not shortened; those that exceed it say so."))
+    allowed_scopes: GrantedScopes = Field(None, description=(
+        "The scopes its service accounts' keys may carry; null for the whole catalogue. Keys "
+        "already issued keep theirs (they say when they exceed it) but cannot be rolled."))
+    revoke_unused_after_days: Days = Field(None, description=(
+        "A service account's key not presented for this long is revoked by `keyvault keys "
+        "prune`; the owners are mailed 7 days before."))
+    personal_api_key: Credential = None
+
+
+class ChangeRole(_Request):
+    role: Role
+    personal_api_key: Credential = None
+
+
+class Invite(_Request):
+    email: Annotated[str, Field(max_length=EMAIL_MAX, description=(
+        "Where the invitation goes; the answer is the same whether or not it has an account."))]
+    role: Role
+    personal_api_key: Credential = None
+
+
+class AcceptInvitation(_Request):
+    invitation_token: str = Field(description="The token at the end of the invitation's link.")
+    personal_api_key: Credential = None
+
+
+class CreateServiceAccount(_Request):
+    name: Name
+    description: Description = None
+    personal_api_key: Credential = None
+
+
+class UpdateServiceAccount(_Request):
+    """Only the fields given change; null leaves a field as it is."""
+
+    name: Name | None = None
+    description: Description = None
+    personal_api_key: Credential = None
+
+
 class FormCredential(_Request):
     personal_api_key: Credential = None
 
@@ -176,7 +247,12 @@ _EXPECTED = {"string_type": "text", "list_type": "a list", "int_type": "a whole 
 _NOUNS = {"label": "The label", "description": "The description", "scopes": "The scopes",
           "expires_at": "The expiry", "grace_period_seconds": "The grace period",
           "key": "The key to check", "token": "The key to check",
-          "personal_api_key": "The API key", "scope": "The scopes"}
+          "personal_api_key": "The API key", "scope": "The scopes", "name": "The name",
+          "role": "The role", "email": "The email address",
+          "invitation_token": "The invitation token",
+          "max_key_lifetime_days": "The maximum lifetime",
+          "revoke_unused_after_days": "The unused-key period",
+          "allowed_scopes": "The allowed scopes"}
 
 
 def _invalid_input(error: ValidationError) -> service.InvalidInput:

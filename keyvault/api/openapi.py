@@ -16,9 +16,18 @@ from flask import current_app
 from pydantic.json_schema import models_json_schema
 
 from ..service.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from ..service.scopes import FULL_ACCESS, READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
+from ..service.scopes import (
+    FULL_ACCESS,
+    READ_KEYS,
+    READ_ORGS,
+    READ_USER,
+    VERIFY,
+    WRITE_KEYS,
+    WRITE_ORGS,
+)
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
+from . import org_operations, org_schemas
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -30,8 +39,8 @@ from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 def _model_schemas() -> dict:
     """The request and response models' JSON Schemas (requests as they parse, responses as they
     serialize), named by class."""
-    pairs = [(m, "validation") for m in REQUEST_MODELS] + [(m, "serialization")
-                                                           for m in RESPONSE_MODELS]
+    pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS)] + [
+        (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)
     verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
     report = FoundTokens.json_schema(ref_template=_REF, mode="validation")
@@ -47,20 +56,22 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
     schemas = copy.deepcopy(_model_schemas_cached())
     schemas["Scope"] = {"type": "string", "enum": [FULL_ACCESS, *scopes],
                         "description": "A scope of this instance's catalogue, or `*` (all)."}
-    for name in ("CreateKey", "UpdateKey"):
-        field = schemas[name]["properties"]["scopes"]
+    for name, field_name in (("CreateKey", "scopes"), ("UpdateKey", "scopes"),
+                             ("UpdateOrganization", "allowed_scopes")):
+        field = schemas[name]["properties"][field_name]
         for branch in field.get("anyOf", [field]):
             if branch.get("type") == "array":
                 branch["items"] = _ref("schemas", "Scope")
-    value = schemas["ApiKeyWithValue"]["properties"]["value"]
-    value["pattern"] = f"^{prefix}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}$"
-    value["description"] = (
-        f"The key itself: `{prefix}_`, {BODY_LENGTH} random base62 characters and a "
-        f"{CHECKSUM_LENGTH}-character CRC32 checksum. Shown in this response only; KeyVault "
-        "keeps just a keyed digest of it.")
-    mask = schemas["ApiKey"]["properties"]["mask_value"]
-    mask["description"] = f"Display form, e.g. `{prefix}_…x9Qa`."
-    schemas["ApiKeyWithValue"]["properties"]["mask_value"]["description"] = mask["description"]
+    for name in ("ApiKeyWithValue", "ServiceAccountKeyWithValue"):
+        value = schemas[name]["properties"]["value"]
+        value["pattern"] = f"^{prefix}_[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}$"
+        value["description"] = (
+            f"The key itself: `{prefix}_`, {BODY_LENGTH} random base62 characters and a "
+            f"{CHECKSUM_LENGTH}-character CRC32 checksum. Shown in this response only; KeyVault "
+            "keeps just a keyed digest of it.")
+    for name in ("ApiKey", "ApiKeyWithValue", "ServiceAccountKey", "ServiceAccountKeyWithValue"):
+        schemas[name]["properties"]["mask_value"]["description"] = (
+            f"Display form, e.g. `{prefix}_…x9Qa`.")
     return schemas
 
 
@@ -99,6 +110,7 @@ def _parameters() -> dict:
                            "like a missing one.",
             "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
         },
+        **org_operations.parameters(),
         "IncludeRevoked": {
             "name": "include_revoked", "in": "query", "required": False,
             "description": "Also list revoked keys (`true`/`false`, `1`/`0`).",
@@ -184,6 +196,19 @@ def _headers() -> dict:
     }
 
 
+def _paths(prefix: str, max_days: int | None) -> dict:
+    """Every operation: the personal keys', verification's, the organisations' (listed after
+    the people's own), documentation last."""
+    examples = _examples(prefix, example_expiry(max_days))
+    personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
+    teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
+    first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",
+                                                                "/api/secret", "/api/schema",
+                                                                "/api/docs"))]
+    return {**{p: personal[p] for p in first}, **teams,
+            **{p: v for p, v in personal.items() if p not in first}}
+
+
 def document() -> dict:
     """The OpenAPI 3.1 document describing every route of the API blueprint."""
     config = current_app.config
@@ -217,13 +242,17 @@ def document() -> dict:
         "tags": [
             {"name": "Users", "description": "The owner of the presenting key."},
             {"name": "Personal API keys", "description": "The owner's keys."},
+            {"name": org_operations.ORGS_TAG, "description": (
+                "Teams: members and roles, invitations, policy and the log.")},
+            {"name": org_operations.SA_TAG, "description": (
+                "An organisation's non-human identities and their keys, which outlive any "
+                "person.")},
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Leaked keys", "description": "For secret scanners that find keys in "
                                                   "public (GitHub's partner program)."},
             {"name": "Documentation", "description": "This document."},
         ],
-        "paths": paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, _examples(
-            prefix, example_expiry(config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]))),
+        "paths": _paths(prefix, config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]),
         "components": {
             "schemas": _schemas(scopes, prefix),
             "parameters": _parameters(),

@@ -160,6 +160,34 @@ class KeyOwner(TypedDict):
     email: str
 
 
+class OrganizationRef(TypedDict):
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    id: str
+    name: str
+
+
+class PersonOwner(TypedDict):
+    """A person's key."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    type: Literal["user"]
+    id: int
+    email: str
+
+
+class ServiceAccountOwner(TypedDict):
+    """A key of a service account of an organisation."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    type: Literal["service_account"]
+    id: str
+    name: str
+    organization: OrganizationRef
+
+
 class ActiveKey(TypedDict):
     """A valid key: what it is, whose it is and what it may do."""
 
@@ -173,14 +201,20 @@ class ActiveKey(TypedDict):
     expires_at: Annotated[datetime | None, Field(
         description="When the key stops working; null for never.")]
     created_at: datetime
-    user: KeyOwner
+    user: Annotated[KeyOwner | None, Field(description=(
+        "The person whose key it is; null for a service account's key (see `owner`)."))]
+    owner: Annotated[PersonOwner | ServiceAccountOwner, Field(description=(
+        "Whose key it is: a person (`type` `user`) or a service account of an organisation."))]
     rolled: Annotated[bool, Field(description=(
         "True when this is a rolled key's old value, still inside its grace period."))]
     old_value_expires_at: Annotated[datetime | None, Field(description=(
         "When that old value stops working; null unless `rolled`."))]
     # RFC 7662 members, for off-the-shelf introspection clients.
-    sub: Annotated[str, Field(description="RFC 7662: the owner's user id, as a string.")]
-    username: Annotated[str, Field(description="RFC 7662: the owner's email.")]
+    sub: Annotated[str, Field(description=(
+        "RFC 7662: the owner's user id, as a string; `sa_` and the service account's id for a "
+        "service account's key."))]
+    username: Annotated[str, Field(description=(
+        "RFC 7662: the owner's email; the service account's name for its key."))]
     scope: Annotated[str, Field(description=(
         "RFC 7662: the scopes the key holds, space-separated and spelled out (`*` and "
         "`object:write` expanded over the catalogue), so that a literal check of one name "
@@ -212,13 +246,21 @@ def verify_answer(verdict: service.Verdict) -> bytes:
     """Verify's answer about the subject key, as JSON."""
     if not verdict.active:
         return _INACTIVE.dump_json({"active": False, "code": verdict.code})
+    if verdict.service_account_id is None:
+        user = {"id": verdict.user_id, "email": verdict.user_email}
+        owner, sub, username = {"type": "user", **user}, str(verdict.user_id), verdict.user_email
+    else:
+        user, sub, username = None, "sa_" + verdict.service_account_id, verdict.service_account_name
+        owner = {"type": "service_account", "id": verdict.service_account_id,
+                 "name": verdict.service_account_name,
+                 "organization": {"id": verdict.organization_id,
+                                  "name": verdict.organization_name}}
     answer = {
         "active": True, "code": "valid", "key_id": verdict.public_id, "label": verdict.label,
         "scopes": verdict.scopes, "expires_at": verdict.expires_at,
-        "created_at": verdict.created_at,
-        "user": {"id": verdict.user_id, "email": verdict.user_email}, "rolled": verdict.rolled,
-        "old_value_expires_at": verdict.old_value_expires_at,
-        "sub": str(verdict.user_id), "username": verdict.user_email,
+        "created_at": verdict.created_at, "user": user, "owner": owner,
+        "rolled": verdict.rolled, "old_value_expires_at": verdict.old_value_expires_at,
+        "sub": sub, "username": username,
         "scope": " ".join(verdict.effective_scopes), "token_type": "bearer",
     }
     ends = verdict.ends_at
@@ -236,7 +278,9 @@ class Problem(BaseModel):
     title: str
     status: int = Field(ge=400, le=599)
     detail: str = Field(description="What went wrong, for people.")
-    code: str | None = Field(None, description="`insufficient_scope` on scope refusals.")
+    code: str | None = Field(None, description=(
+        "`insufficient_scope` on scope refusals; `not_allowed` when a role in an organisation "
+        "(or a service account's key) does not reach."))
     required_scope: str | None = Field(None, description="The scope the request needed.")
     field: str | None = Field(None, description="The input field at fault.")
 

@@ -34,6 +34,9 @@ from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, pa
 from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
+NOT_A_PERSON = ("This is a service account's key: it has no account and no personal keys. It "
+                "can describe itself (/api/personal_api_keys/@current/) and, as its scopes and "
+                "its organisation allow, use /api/organizations/.")
 
 
 class KeyIdConverter(BaseConverter):
@@ -60,8 +63,10 @@ def _credential(basic: bool = False) -> str | None:
     return credential.value if credential is not None else None
 
 
-def requires(scope: str):
-    """Authenticate the request's key and demand `scope`; the key's facts land in g.api_key."""
+def requires(scope: str, *, service_accounts: bool = False):
+    """Authenticate the request's key and demand `scope`; the key's facts land in g.api_key,
+    its owner in g.api_owner (a User, or a ServiceAccount) and g.api_user (None for a service
+    account's key, which only routes taking `service_accounts` let in)."""
 
     def decorate(view):
         @wraps(view)
@@ -70,8 +75,15 @@ def requires(scope: str):
             if admission.refusal is not None:
                 return respond(admission.refusal)
             g.rate_limit_headers = admission.rate_limit_headers()
-            g.api_key = admission.caller
-            g.api_user = service.get_user(admission.caller.user_id)
+            caller = g.api_key = admission.caller
+            if caller.service_account_id is None:
+                g.api_owner = g.api_user = service.get_user(caller.user_id)
+            elif not service_accounts:
+                raise service.NotAllowed(NOT_A_PERSON)
+            else:
+                g.api_user = None
+                g.api_owner = service.service_accounts.find_service_account(
+                    caller.service_account_id)
             return view(*args, **kwargs)
 
         wrapper.required_scope = scope
@@ -116,7 +128,7 @@ def _links(page: service.Page, **params) -> dict:
 
 def _acting_origin() -> service.Origin:
     """Where this API call came from, naming the key that makes the change (security log)."""
-    return origin().acting_as(service.get_key(g.api_user, g.api_key.public_id))
+    return origin().acting_as(service.get_key(g.api_owner, g.api_key.public_id))
 
 
 def no_store(response: Response) -> Response:
@@ -182,9 +194,9 @@ def create_key():
 
 
 @bp.get("/personal_api_keys/@current/")
-@requires(READ_KEYS)
+@requires(READ_KEYS, service_accounts=True)
 def current_key():
-    return jsonify(ApiKey.of(service.get_key(g.api_user, g.api_key.public_id)))
+    return jsonify(ApiKey.of(service.get_key(g.api_owner, g.api_key.public_id)))
 
 
 @bp.get("/personal_api_keys/<key_id:public_id>/")
@@ -287,12 +299,21 @@ def forward_auth():
     verdict = admission.caller
     response = Response(status=200, headers=list(admission.rate_limit_headers()))
     response.headers.update({
-        "X-KeyVault-User-Id": str(verdict.user_id),
-        # Header values are Latin-1: an internationalised address travels percent-encoded.
-        "X-KeyVault-User-Email": quote(verdict.user_email, safe="@+!#$&'*=?^`{|}~"),
+        "X-KeyVault-Owner-Type": verdict.owner_type,
         "X-KeyVault-Key-Id": verdict.public_id,
         "X-KeyVault-Scopes": " ".join(verdict.scopes),
     })
+    if verdict.service_account_id is None:
+        response.headers.update({
+            "X-KeyVault-User-Id": str(verdict.user_id),
+            # Header values are Latin-1: an internationalised address travels percent-encoded.
+            "X-KeyVault-User-Email": quote(verdict.user_email, safe="@+!#$&'*=?^`{|}~"),
+        })
+    else:
+        response.headers.update({
+            "X-KeyVault-Service-Account-Id": verdict.service_account_id,
+            "X-KeyVault-Organization-Id": verdict.organization_id,
+        })
     return no_store(response)
 
 

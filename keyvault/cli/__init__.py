@@ -21,6 +21,7 @@ from ..service import mail, notifications
 from . import backup
 from .common import DONE, REFUSED, UNREACHABLE
 from .keys import keys_group
+from .orgs import orgs_group, service_accounts_group
 from .users import users_group
 
 
@@ -73,6 +74,8 @@ def serve(host, port, workers, threads):
 def register(app) -> None:
     app.cli.add_command(users_group)
     app.cli.add_command(keys_group)
+    app.cli.add_command(orgs_group)
+    app.cli.add_command(service_accounts_group)
     app.cli.add_command(serve)
     app.cli.add_command(mail_group)
     app.cli.add_command(notify_group)

@@ -47,3 +47,19 @@ def when(value) -> str:
 def echo_json(value) -> None:
     """`value` (plain data or API models) as one line of JSON on stdout, as the API writes it."""
     click.echo(jsonio.encode(value).decode())
+
+
+def table(rows: list[tuple[str, ...]]) -> None:
+    """Rows as aligned columns, the first a header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width)
+                             for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def owner_of(key) -> str:
+    """Whose a key is, for a line of output: an email, or a service account and its organisation."""
+    if key.user is not None:
+        return key.user.email
+    return (f"service account {key.service_account.name} "
+            f"({key.service_account.organization.name})")

@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from .. import clock, service, tokens
 from ..api.schemas import ApiKey, ApiKeyWithValue
 from ..service import Origin
-from .common import DONE, JSON_HELP, REFUSED, echo_json, fail, when
+from .common import DONE, JSON_HELP, REFUSED, echo_json, fail, owner_of, table, when
 
 json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 
@@ -23,7 +23,9 @@ def keys_group():
 
 
 @keys_group.command("create")
-@click.argument("email")
+@click.argument("email", required=False)
+@click.option("--service-account", "service_account_id", default=None, metavar="SA_ID",
+              help="Create the key for this service account instead of a person (EMAIL).")
 @click.option("--label", required=True, help="What the key is for (1-40 characters).")
 @click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
               help="A scope to grant; repeat for more. Required: '*' grants full access, and "
@@ -36,17 +38,22 @@ def keys_group():
               help="Print the key as the API's create answer does: JSON with the value in "
               "\"value\", times in ISO 8601 UTC.")
 @with_appcontext
-def keys_create(email, label, scopes, expires_in_days, description, as_json):
-    """Create a key and print its value, alone on stdout, this one time (--json: inside JSON)."""
+def keys_create(email, service_account_id, label, scopes, expires_in_days, description, as_json):
+    """Create a key for a person (EMAIL) or a service account (--service-account) and print its
+    value, alone on stdout, this one time (--json: inside JSON)."""
+    if (email is None) == (service_account_id is None):
+        raise click.UsageError("Name the key's owner: a person's EMAIL, or --service-account "
+                               "SA_ID (not both).")
 
     if not scopes:
         raise click.UsageError(
             "Choose what the key may do with --scope (repeat it for more), or --scope '*' for "
             f"full access. The scopes are: {', '.join(service.valid_scopes())}.")
     try:
-        user = service.find_user(email)
+        owner = (service.find_user(email) if email is not None
+                 else service.service_accounts.find_service_account(service_account_id))
         expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
-        key, value = service.create_key(user, label=label, description=description,
+        key, value = service.create_key(owner, label=label, description=description,
                                         scopes=list(scopes), expires_at=expires_at,
                                         origin=Origin.system())
     except service.ServiceError as error:
@@ -75,9 +82,7 @@ def keys_list(email, as_json):
     for key in service.list_keys(user):
         rows.append((key.public_id, key.label, key.mask, key.status(), ",".join(key.scopes),
                      when(key.created_at), when(key.last_used_at), when(key.expires_at)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    table(rows)
 
 
 @keys_group.command("revoke")
@@ -89,7 +94,7 @@ def keys_revoke(key_id):
         key = service.revoke_key_by_id(key_id, Origin.system(), refuse_revoked=True)
     except service.ServiceError as error:
         fail(error)
-    click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {key.user.email}.")
+    click.echo(f"Revoked {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}.")
 
 
 _SCAN_STATES = {"valid": "LIVE", "user_inactive": "live once its owner is activated",
@@ -134,14 +139,26 @@ def keys_scan(files, as_json):
 @json_option
 @with_appcontext
 def keys_prune(unused_days, dry_run, as_json):
-    """Revoke keys nobody has used for a while (GitHub does this after a year)."""
+    """Revoke keys nobody has used for a while (GitHub does this after a year), and each
+    organisation's service-account keys unused for its policy's days (mailing its owners 7
+    days before)."""
     stale = service.prune_unused_keys(unused_days, dry_run=dry_run, origin=Origin.system())
+    by_policy = service.prune_by_policy(dry_run=dry_run, origin=Origin.system())
     verb = "Would revoke" if dry_run else "Revoked"
     if as_json:
-        echo_json([dict(ApiKey.fields_of(key), user_email=key.user.email) for key in stale])
-        click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.", err=True)
+        echo_json([dict(ApiKey.fields_of(key), user_email=key.user.email if key.user else None,
+                        owner=owner_of(key), policy_days=days)
+                   for key, days in [(key, None) for key in stale] + by_policy])
+        click.echo(f"{verb} {len(stale) + len(by_policy)} key(s).", err=True)
         return
     for key in stale:
-        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {key.user.email}; "
+        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}; "
                    f"last used {when(key.last_used_at)}")
+    for key, days in by_policy:
+        click.echo(f"{verb} {key.public_id} ({key.label}, {key.mask}) of {owner_of(key)}; "
+                   f"last used {when(key.last_used_at)}; its organisation revokes keys unused "
+                   f"for {days} days")
     click.echo(f"{verb} {len(stale)} key(s) unused for {unused_days} days.")
+    if by_policy:
+        click.echo(f"{verb} {len(by_policy)} service-account key(s) by their organisation's "
+                   "policy.")

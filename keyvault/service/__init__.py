@@ -24,11 +24,14 @@ get models, verdicts or a ServiceError back. One module per concern:
 - resets      password reset by a signed, single-use link mailed to the account
 - confirmations  the sign-up address confirmed by a signed, single-use link (24 hours)
 - signups     sign-up that tells no one who has an account, and using the confirmation link
+- organizations  organisations, members and roles (the one rights check), policy, their log
+- service_accounts  an organisation's non-human identities and their keys
+- invitations signed, single-use, 7-day invitation links mailed through the outbox
 
 Views and the command line use the names below (`service.create_key`, …).
 """
 
-from . import confirmations, second_factor
+from . import confirmations, invitations, organizations, second_factor, service_accounts
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -47,6 +50,7 @@ from .admin import (
     admin_list_users,
     admin_revoke_key,
     mailbox_doubles,
+    prune_by_policy,
     prune_unused_keys,
     revoke_key_by_id,
     set_user_active,
@@ -60,6 +64,7 @@ from .errors import (
     KeyNotFound,
     KeyNotLive,
     NeedsPassword,
+    NotAllowed,
     ResetLinkInvalid,
     ScopeNotAllowed,
     ServiceError,
@@ -69,12 +74,11 @@ from .errors import (
 )
 from .event_text import EventText, describe, event_kinds, performed_by
 from .events import LogFilter, Origin, page_events
+from .key_expiry import NO_EXPIRY, extends_life
 from .key_lists import KeyQuery, find_keys, keys_named, revoke_keys
 from .keys import (
-    NO_EXPIRY,
     create_key,
     events_for_key,
-    extends_life,
     get_key,
     list_keys,
     live_key_count,
@@ -102,7 +106,7 @@ from .verify import Verdict, check_keys, record_use, verify_key
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
-    "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
     "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
     "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",
@@ -111,10 +115,11 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "mailbox_doubles", "normalise_email", "page_events",
     "page_keys",
-    "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
+    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
     "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
+    "invitations", "organizations", "service_accounts",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

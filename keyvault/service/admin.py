@@ -1,4 +1,5 @@
-"""What administrators and the command line do across accounts: list, revoke, (de)activate, prune."""
+"""What administrators and the command line do across accounts: list, revoke, (de)activate, prune
+(by the operator's rule, and by each organisation's policy for its service accounts' keys)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy.orm import contains_eager
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, User
+from ..org_models import Organization, ServiceAccount
+from . import notifications
 from .accounts import user_by_email
 from .errors import InvalidInput, KeyNotFound, KeyNotLive, UserNotFound
 from .events import Origin, record
@@ -85,7 +88,8 @@ def revoke_key_by_id(public_id: str, origin: Origin, *, by_admin: User | None = 
         when = key.revoked_at.strftime("%Y-%m-%d %H:%M UTC")
         raise KeyNotLive(f"Key {key.public_id} ({key.label}, {key.mask}) was already revoked on "
                          f"{when}; nothing changed.")
-    return revoke_key(key.user, public_id, origin, by_admin=by_admin)
+    owner = key.user if key.user is not None else key.service_account
+    return revoke_key(owner, public_id, origin, by_admin=by_admin)
 
 
 def set_user_active(admin: User | None, user_id: int, active: bool, origin: Origin) -> User:
@@ -129,5 +133,36 @@ def prune_unused_keys(unused_days: int, *, dry_run: bool, origin: Origin) -> lis
     now = clock.now()
     for key in stale:
         revoke(key, now, origin, reason="unused", unused_days=unused_days)
+    db.session.commit()
+    return stale
+
+
+UNUSED_WARNING = timedelta(days=7)
+
+
+def prune_by_policy(*, dry_run: bool, origin: Origin) -> list[tuple[ApiKey, int]]:
+    """Each organisation's `revoke_unused_after_days`: revoke its service accounts' live keys
+    not presented (or, never presented, not created) for that long, and mail its owners 7 days
+    before (once per key and date; not on a dry run). Returns (key, the policy's days) for each
+    key revoked, or that would be."""
+    now = clock.now()
+    rows = db.session.execute(
+        select(ApiKey, Organization).join(ServiceAccount, ApiKey.service_account_id
+                                          == ServiceAccount.id)
+        .join(Organization, ServiceAccount.organization_id == Organization.id)
+        .where(ApiKey.revoked_at.is_(None), Organization.revoke_unused_after_days.is_not(None))
+        .order_by(ApiKey.id)).all()
+    stale = []
+    for key, organization in rows:
+        days = organization.revoke_unused_after_days
+        revoke_at = (key.last_used_at or key.created_at) + timedelta(days=days)
+        if revoke_at <= now:
+            stale.append((key, days))
+        elif revoke_at - UNUSED_WARNING <= now and not dry_run:
+            notifications.warn_unused(key, organization, revoke_at, now)
+    if dry_run or not stale:
+        return stale
+    for key, days in stale:
+        revoke(key, now, origin, reason="unused", unused_days=days, policy=True)
     db.session.commit()
     return stale

@@ -102,3 +102,62 @@ class ResetLinkInvalid(ServiceError):
     """A password-reset link that was altered, has expired, or was already used."""
 
     title = "Reset link not valid"
+
+
+class OrganizationNotFound(KeyNotFound):
+    """No such organisation, or one the asker is no part of: the two look the same."""
+
+    def __init__(self, detail: str = "No such organisation."):
+        super().__init__(detail)
+
+
+class ServiceAccountNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such service account in this organisation."):
+        super().__init__(detail)
+
+
+class MemberNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such member of this organisation."):
+        super().__init__(detail)
+
+
+class InvitationNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such pending invitation in this organisation."):
+        super().__init__(detail)
+
+
+class NotAllowed(ServiceError):
+    """The asker is in the organisation, but their role (or the key's kind) does not allow this."""
+
+    status = 403
+    title = "Forbidden"
+    code = "not_allowed"
+
+
+class LastOwner(ServiceError):
+    """The organisation's last owner cannot be removed, demoted or leave."""
+
+    status = 409
+    title = "Last owner"
+
+
+class OrganizationInactive(ServiceError):
+    """An organisation the instance's administrator deactivated: nothing in it changes."""
+
+    status = 409
+    title = "Organisation deactivated"
+
+
+class InvitationInvalid(ServiceError):
+    """An invitation link that was altered, has expired, was revoked or was already used."""
+
+    title = "Invitation not valid"
+
+
+class InvitationForSomeoneElse(InvitationInvalid):
+    status = 403
+
+
+class AlreadyMember(ServiceError):
+    status = 409
+    title = "Already a member"

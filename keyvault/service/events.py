@@ -51,8 +51,13 @@ class Origin:
 
 
 def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None = None,
-           *, key_id: int | None = None, **details: Any) -> None:
+           *, key_id: int | None = None, organization_id: int | None = None,
+           **details: Any) -> None:
     """Add a security-log event to the current transaction; the caller commits.
+
+    `user_id` is the person the event is about or who acted (None for a service account's key
+    acting, or an unknown one). An event about a service account's key lands in its
+    organisation's log without being told; `organization_id` puts any other there.
 
     The event keeps the key's label and mask as they are now, so the log still tells what
     happened after the key is renamed or rolled. An event that mails someone queues the mail in
@@ -70,12 +75,15 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
         actor_key_id=origin.actor_key_id,
         actor_label=origin.actor_label,
         actor_mask=origin.actor_mask,
+        organization_id=organization_id,
     )
     if key is None and key_id is not None:
         key = db.session.get(ApiKey, key_id)
     if key is not None:
         row.key = key
         row.key_label, row.key_mask = key.label, key.mask
+        if key.service_account is not None:
+            row.organization_id = key.service_account.organization_id
     db.session.add(row)
     notifications.after_record(row)
 
@@ -142,6 +150,22 @@ def page_events(owner: User, limit: int, cursor: str | None, key: ApiKey | None 
     return paginate(stmt, SecurityEvent, limit, cursor)
 
 
+def page_events_of_key(key: ApiKey, limit: int, cursor: str | None) -> Page:
+    """The events about `key` or made by it, newest first, whoever's log they are in."""
+    stmt = select(SecurityEvent).where(
+        or_(SecurityEvent.key_id == key.id, SecurityEvent.actor_key_id == key.id)).options(
+        selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key))
+    return paginate(stmt, SecurityEvent, limit, cursor)
+
+
+def page_organization_events(organization_id: int, limit: int, cursor: str | None) -> Page:
+    """An organisation's log, newest first: what its people and keys did there."""
+    stmt = select(SecurityEvent).where(SecurityEvent.organization_id == organization_id).options(
+        selectinload(SecurityEvent.key), selectinload(SecurityEvent.actor_key),
+        selectinload(SecurityEvent.user))
+    return paginate(stmt, SecurityEvent, limit, cursor)
+
+
 NOTED = "keyvault.refused_use_noted"
 NOTED_MAX = 10_000
 
@@ -162,7 +186,7 @@ def refused_use_due(app: Flask, key_id: int, code: str, now) -> bool:
     return seen is None or now - seen >= REFUSED_USE_EVERY
 
 
-def note_refused_use(app: Flask, key_id: int, user_id: int, origin: Origin,
+def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origin,
                      code: str = "expired") -> None:
     """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
     the log, and with it mail the owner at most once a day (service.notifications).

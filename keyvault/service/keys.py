@@ -1,4 +1,12 @@
-"""A person's keys: the one ownership check, listing, and create, edit, roll and revoke."""
+"""Keys of a person or of a service account: the one ownership check, listing, and create, edit,
+roll and revoke.
+
+A key's owner is a User or a ServiceAccount (service.service_accounts reaches one through the
+organisation's role check first); everything below is the same for both, except the limit
+(KEYVAULT_MAX_KEYS_PER_USER or _PER_SERVICE_ACCOUNT) and an organisation's policy, which caps
+its service accounts' keys' scopes and lifetime on create and roll. `acting_user_id` names the
+person who acted on a service account's key, for the security log (a person's own key: them).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
 from .. import clock, tokens
 from ..extensions import db
@@ -19,10 +27,18 @@ from .errors import (
     KeyLimitReached,
     KeyNotFound,
     KeyNotLive,
-    NeedsPassword,
     ScopeNotAllowed,
 )
 from .events import Origin, page_events, record
+from .key_expiry import changed_expiry
+from .key_owners import (
+    Owner,
+    lock_owner,
+    log_user,
+    owned_by,
+    policy_of,
+    refuse_outside_policy,
+)
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import clean_scopes, is_narrowing
 from .validation import (
@@ -54,27 +70,27 @@ def _new_value() -> tuple[str, str]:
 # ---------------------------------------------------------------- reading
 
 
-def get_key(owner: User, public_id: str) -> ApiKey:
-    """The one ownership check: another user's key is indistinguishable from a missing one."""
+def get_key(owner: Owner, public_id: str) -> ApiKey:
+    """The one ownership check: another owner's key is indistinguishable from a missing one."""
     if not is_public_id(public_id):
         raise KeyNotFound()
     key = db.session.scalar(
-        select(ApiKey).where(ApiKey.public_id == str(public_id), ApiKey.user_id == owner.id)
+        select(ApiKey).where(ApiKey.public_id == str(public_id), owned_by(owner))
     )
     if key is None:
         raise KeyNotFound()
     return key
 
 
-def list_keys(owner: User, include_revoked: bool = True) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+def list_keys(owner: Owner, include_revoked: bool = True) -> list[ApiKey]:
+    stmt = select(ApiKey).where(owned_by(owner))
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
     return list(db.session.scalars(stmt.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
-def page_keys(owner: User, include_revoked: bool, limit: int, cursor: str | None) -> Page:
-    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+def page_keys(owner: Owner, include_revoked: bool, limit: int, cursor: str | None) -> Page:
+    stmt = select(ApiKey).where(owned_by(owner))
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
     return paginate(stmt, ApiKey, limit, cursor)
@@ -87,27 +103,15 @@ def events_for_key(owner: User, public_id: str, limit: int = DEFAULT_LIMIT,
     return page_events(owner, limit, cursor, key=get_key(owner, public_id))
 
 
-def live_key_count(owner: User) -> int:
+def live_key_count(owner: Owner) -> int:
     now = clock.now()
     return db.session.scalar(
         select(func.count(ApiKey.id)).where(
-            ApiKey.user_id == owner.id,
+            owned_by(owner),
             ApiKey.revoked_at.is_(None),
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
         )
     )
-
-
-def _lock_owner(owner: User) -> None:
-    """Serialise this transaction with any other one that locks the same owner, so two
-    concurrent creates cannot both pass the key limit.
-
-    A write that changes nothing: on PostgreSQL it locks the owner's row (as SELECT … FOR UPDATE
-    would), on SQLite it takes the database's write lock before the count is read — SQLite has
-    no row locks and ignores FOR UPDATE, and a transaction that read first and wrote second
-    would fail with "database is locked" when another writer got in between.
-    """
-    db.session.execute(update(User).where(User.id == owner.id).values(id=User.id))
 
 
 def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | None,
@@ -125,7 +129,7 @@ def _refuse_outliving(expires_at: datetime | None, granting_ends_at: datetime | 
 
 
 def create_key(
-    owner: User,
+    owner: Owner,
     *,
     label: Any,
     origin: Origin,
@@ -134,6 +138,7 @@ def create_key(
     expires_at: Any = None,
     granting_scopes: list[str] | None = None,
     granting_ends_at: datetime | None = None,
+    acting_user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -142,7 +147,7 @@ def create_key(
     `granting_ends_at` is when the presenting key stops working: a key it makes cannot outlive
     it (without an expires_at it gets that one), or an expiring key could mint a lasting one.
     """
-    if confirmations.required(owner):
+    if isinstance(owner, User) and confirmations.required(owner):
         raise EmailNotConfirmed(
             f"Confirm your email address before creating keys: open the link we mailed to "
             f"{owner.email} (log in again to be sent a new one).")
@@ -150,22 +155,28 @@ def create_key(
     label = clean_label(label)
     description = clean_description(description)
     scopes = clean_scopes(scopes, granting_scopes)
+    policy = policy_of(owner)
+    refuse_outside_policy(policy, scopes)
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at
-    expires_at = clean_expiry(expires_at, now)
+    expires_at = clean_expiry(expires_at, now, policy.max_key_lifetime_days if policy else None)
     _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
                       "expires_at")
-    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER"]
-    _lock_owner(owner)
+    person = isinstance(owner, User)
+    limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER" if person
+                               else "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT"]
+    lock_owner(owner)
     if live_key_count(owner) >= limit:
         db.session.rollback()
         raise KeyLimitReached(
             f"You already have {limit} active keys, the most allowed. Revoke one to create another."
-        )
+            if person else f"This service account already has {limit} active keys, the most "
+            "allowed. Revoke one to create another.")
     value, digest = _new_value()
     key = ApiKey(
         public_id=tokens.new_public_id(),
-        user_id=owner.id,
+        user_id=owner.id if person else None,
+        service_account_id=None if person else owner.id,
         label=label,
         description=description,
         mask=tokens.mask(value),
@@ -176,42 +187,14 @@ def create_key(
     )
     db.session.add(key)
     db.session.flush()
-    record("key.created", owner.id, origin, key, label=label, scopes=scopes,
+    record("key.created", log_user(owner, acting_user_id), origin, key, label=label, scopes=scopes,
            expires_at=expires_at.isoformat() if expires_at else None)
     db.session.commit()
     return key, value
 
 
-NO_EXPIRY = "never"  # update_key's expires_at for "no expiry" (the page offers it; the API cannot)
-
-
-def extends_life(key: ApiKey, expires_at: Any) -> bool:
-    """Would this new expiry (a moment, or NO_EXPIRY) let the key work longer than now?"""
-    if key.expires_at is None or expires_at is None:
-        return False
-    return expires_at == NO_EXPIRY or (isinstance(expires_at, datetime)
-                                       and expires_at > key.expires_at)
-
-
-def _changed_expiry(key: ApiKey, expires_at: Any, may_extend: bool) -> datetime | None:
-    """The key's new expiry: shortening any time; a later one (or none) only with `may_extend`
-    (re-authentication) and within KEYVAULT_MAX_KEY_LIFETIME_DAYS from now."""
-    now = clock.now()
-    if key.status(now) == "expired":
-        raise KeyNotLive("This key has expired: its expiry can no longer be changed. Create a "
-                         "new key instead.")
-    new = clean_expiry(None if expires_at == NO_EXPIRY else expires_at, now, capped=False)
-    if not extends_life(key, NO_EXPIRY if new is None else new):
-        return new  # as long or shorter: never more power
-    if not may_extend:
-        raise NeedsPassword("Extending a key's life needs your password: change it on the key's "
-                            "edit page. Through the API an expiry can only be brought forward.",
-                            "expires_at")
-    return clean_expiry(new, now)
-
-
 def update_key(
-    owner: User,
+    owner: Owner,
     public_id: str,
     *,
     origin: Origin,
@@ -221,6 +204,7 @@ def update_key(
     expires_at: Any = None,
     granting_scopes: list[str] | None = None,
     may_widen: bool = False,
+    acting_user_id: int | None = None,
 ) -> ApiKey:
     """Change label, description, scopes or expiry (NO_EXPIRY: none); widening scopes or a
     later expiry needs `may_widen` (re-authentication)."""
@@ -229,7 +213,9 @@ def update_key(
         raise KeyNotLive("A revoked key cannot be edited.")
     changes: dict[str, Any] = {}
     if expires_at is not None:
-        changes["expires_at"] = _changed_expiry(key, expires_at, may_widen)
+        policy = policy_of(owner)
+        changes["expires_at"] = changed_expiry(
+            key, expires_at, may_widen, policy.max_key_lifetime_days if policy else None)
     if label is not None:
         changes["label"] = clean_label(label)
     if description is not None:
@@ -240,6 +226,8 @@ def update_key(
             raise ScopeNotAllowed(
                 "Adding scopes to an existing key needs you to confirm your password."
             )
+        if not is_narrowing(key.scopes, new_scopes):
+            refuse_outside_policy(policy_of(owner), new_scopes)
         changes["scopes"] = new_scopes
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
@@ -254,7 +242,7 @@ def update_key(
         details.update(expires_from=_iso(key.expires_at), expires_to=_iso(changed["expires_at"]))
     for name, value in changed.items():
         setattr(key, name, value)
-    record("key.updated", owner.id, origin, key, **details)
+    record("key.updated", log_user(owner, acting_user_id), origin, key, **details)
     db.session.commit()
     return key
 
@@ -264,15 +252,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def roll_key(
-    owner: User, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
+    owner: Owner, public_id: str, *, origin: Origin, grace_period_seconds: Any = 0,
     granting_scopes: list[str] | None = None, granting_ends_at: datetime | None = None,
+    acting_user_id: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Give the key a new value; the old one works for the grace period, then never again.
 
     Rolling re-issues the key with its scopes, so a presenting key (`granting_scopes`, None for
     a person) must hold them all, as for create and update; and, as for create, it cannot
     re-issue a key that outlives it (`granting_ends_at`), or an expiring key could obtain a
-    lasting value by rolling another key.
+    lasting value by rolling another key. A service account's key is re-issued under its
+    organisation's policy as it is now: refused while it holds a scope the policy no longer
+    allows, and its expiry brought within the policy's lifetime from now.
     """
     key = get_key(owner, public_id)
     if granting_scopes is not None:
@@ -284,6 +275,18 @@ def roll_key(
         state = {"user_inactive": "of a deactivated account"}.get(status, status)
         raise KeyNotLive(f"This key is {state} and cannot be rolled; create a new one.")
     _refuse_outliving(key.expires_at, granting_ends_at, "it cannot roll a key that outlives it")
+    policy, details = policy_of(owner), {}
+    if policy is not None:
+        try:
+            refuse_outside_policy(policy, key.scopes)
+        except ScopeNotAllowed as refusal:
+            raise ScopeNotAllowed(f"{refusal.detail} Narrow this key's scopes before rolling "
+                                  "it.") from None
+        days = policy.max_key_lifetime_days
+        if days is not None and (key.expires_at is None
+                                 or key.expires_at > now + timedelta(days=days)):
+            key.expires_at = now + timedelta(days=days)
+            details["expires_at"] = key.expires_at.isoformat()
     value, digest = _new_value()
     if grace_period_seconds:
         key.previous_digest = key.digest
@@ -294,29 +297,35 @@ def roll_key(
     key.digest = digest
     key.mask = tokens.mask(value)
     key.last_rolled_at = now
-    record("key.rolled", owner.id, origin, key, grace_period_seconds=grace_period_seconds)
+    record("key.rolled", log_user(owner, acting_user_id), origin, key,
+           grace_period_seconds=grace_period_seconds, **details)
     db.session.commit()
     return key, value
 
 
-def revoke_key(owner: User, public_id: str, origin: Origin, *, by_admin: User | None = None) -> ApiKey:
+def revoke_key(owner: Owner, public_id: str, origin: Origin, *, by_admin: User | None = None,
+               acting_user_id: int | None = None) -> ApiKey:
     """Revoke at once; the row stays so the log and verify can still say `revoked`."""
     key = get_key(owner, public_id)
     if key.revoked_at is None:
         details = {"by_admin": by_admin.email} if by_admin is not None else {}
-        revoke(key, clock.now(), origin, **details)
+        revoke(key, clock.now(), origin, acting_user_id=log_user(owner, acting_user_id),
+               **details)
         db.session.commit()
     return key
 
 
 def revoke(key: ApiKey, now: datetime, origin: Origin, *, event: str = "key.revoked",
-           **details: Any) -> None:
+           acting_user_id: int | None = None, **details: Any) -> None:
     """Mark a key revoked (its grace-period value too) and log it as `event`; the caller commits.
 
     The old value's digest stays, so a service that presents it hears `revoked`, as for the
     current value, rather than `not_found`; its grace period ends now. A revocation with a
-    reason of its own is logged as that one event (`key.leaked`), not as two.
+    reason of its own is logged as that one event (`key.leaked`), not as two. The event is the
+    owner's, or for a service account's key the acting person's (`acting_user_id`) and its
+    organisation's.
     """
     key.revoked_at = now
     key.previous_expires_at = None
-    record(event, key.user_id, origin, key, **details)
+    record(event, key.user_id if key.user_id is not None else acting_user_id, origin, key,
+           **details)

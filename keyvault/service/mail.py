@@ -41,8 +41,9 @@ from .validation import inert
 log = logging.getLogger("keyvault.mail")
 
 RETRY_CAP = timedelta(hours=1)
-# Mails that carry a secret (a reset or confirmation link): their bodies are blanked once sent.
-SECRET_KINDS = frozenset({"password_reset", "confirm_email"})
+# Mails that carry a secret (a reset, confirmation or invitation link): their bodies are blanked
+# once sent.
+SECRET_KINDS = frozenset({"password_reset", "confirm_email", "org_invitation"})
 BATCH = 50
 SENDER_JOIN_SECONDS = 10
 MAIL_TEMPLATES = "keyvault.mail_templates"

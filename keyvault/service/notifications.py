@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, KeyNotice, SecurityEvent, User
+from ..org_models import Membership, Organization
 from . import mail
 from .event_text import describe, performed_by, scopes_in_words
 
@@ -35,6 +36,8 @@ def after_record(event: SecurityEvent) -> None:
     """Queue the mail `event` calls for, if any, in its transaction (no commit)."""
     if event.event not in KEY_NOTICES and event.event not in ACCOUNT_NOTICES:
         return
+    if event.event in KEY_NOTICES and event.organization_id is not None:
+        return  # a service account's key: no person's account to tell about it
     user = db.session.get(User, event.user_id) if event.user_id is not None else None
     if user is None:
         return
@@ -109,13 +112,37 @@ def key_presented(key_id: int, state: str, address: str | None) -> bool:
     if _noticed(key_id, "presented", day):
         return False
     key = db.session.get(ApiKey, key_id)
-    if key is None or not key.user.notify_presented or not key.user.is_active:
-        return False
+    if key is None or key.user is None or not key.user.notify_presented or not key.user.is_active:
+        return False  # gone, a service account's key, or its owner does not want to hear
     db.session.add(KeyNotice(key_id=key_id, kind="presented", period=day, created_at=now))
     mail.queue(key.user.email, "key_presented", label=key.label, mask=key.mask, state=state,
                when=now, address=address,
                key_url=mail.link("settings.key_page", public_id=key.public_id),
                settings_url=mail.link("settings.account"))
+    return True
+
+
+def warn_unused(key: ApiKey, organization: Organization, revoke_at: datetime,
+                now: datetime) -> bool:
+    """Mail the organisation's owners that its policy will revoke this unused service-account
+    key at `revoke_at`, once per key and date; commits. False when it already went."""
+    period = revoke_at.isoformat(timespec="seconds")
+    if _noticed(key.id, "unused_7d", period):
+        return False
+    db.session.add(KeyNotice(key_id=key.id, kind="unused_7d", period=period, created_at=now))
+    owners = db.session.scalars(select(User.email).join(Membership).where(
+        Membership.organization_id == organization.id, Membership.role == "owner",
+        User.is_active.is_(True))).all()
+    for email in owners:
+        mail.queue(email, "key_unused", label=key.label, mask=key.mask,
+                   service_account=key.service_account.name, organization=organization.name,
+                   days=organization.revoke_unused_after_days, revoke_at=revoke_at,
+                   within=clock.relative(revoke_at, now))
+    try:
+        db.session.commit()
+    except IntegrityError:  # another run mailed about it a moment ago
+        db.session.rollback()
+        return False
     return True
 
 

@@ -1,7 +1,7 @@
 """The scope catalogue and the rules for holding and granting scopes.
 
 A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
-`object:read`. KeyVault's own API needs the five scopes below; services add theirs through
+`object:read`. KeyVault's own API needs the seven scopes below; services add theirs through
 KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
 """
 
@@ -20,7 +20,9 @@ WRITE_KEYS = "personal_api_key:write"
 READ_USER = "user:read"
 VERIFY = "key:verify"
 READ_METRICS = "metrics:read"  # GET /metrics (keyvault.metrics), for administrators' keys
-BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS)
+READ_ORGS = "organization:read"
+WRITE_ORGS = "organization:write"
+BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS, READ_ORGS, WRITE_ORGS)
 DESCRIPTIONS = {
     FULL_ACCESS: "Full access: everything you can do through the API, including making more keys",
     READ_KEYS: "See your API keys: names, scopes and dates, never their values",
@@ -28,6 +30,10 @@ DESCRIPTIONS = {
     READ_USER: "See your account's email address and id",
     VERIFY: "Ask KeyVault whether a key a service was handed is valid (for services)",
     READ_METRICS: "Read KeyVault's Prometheus metrics at /metrics (administrators' keys only)",
+    READ_ORGS: "See your organisations: members, service accounts, their keys (never values) "
+               "and the log",
+    WRITE_ORGS: "Manage your organisations as your role allows: members, invitations, service "
+                "accounts and their keys (and see them)",
 }
 
 
@@ -103,7 +109,7 @@ def _effective(granted: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, .
     return tuple(dict.fromkeys([*implied, *granted]))
 
 
-def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
+def clean_scopes(scopes: Any, granting: list[str] | None, field: str = "scopes") -> list[str]:
     """Validate a requested scope list against the catalogue and the granting key's scopes.
 
     `granting` is None when a person (page, CLI) asks: people may grant anything in the catalogue.
@@ -111,15 +117,15 @@ def clean_scopes(scopes: Any, granting: list[str] | None) -> list[str]:
     if scopes is None:
         raise InvalidInput(scopes_required(), "scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise InvalidInput("Scopes must be a list of scope names.", "scopes")
+        raise InvalidInput("Scopes must be a list of scope names.", field)
     cleaned = list(dict.fromkeys(s.strip() for s in scopes))
     if not cleaned:
-        raise InvalidInput("Choose at least one scope, or * for full access.", "scopes")
+        raise InvalidInput("Choose at least one scope, or * for full access.", field)
     known = catalogue()
     unknown = [scope for scope in cleaned if scope != FULL_ACCESS and scope not in known]
     if unknown:
         raise InvalidInput(f"There is no scope called “{unknown[0]}”. The scopes are: "
-                           f"{', '.join(valid_scopes())}.", "scopes")
+                           f"{', '.join(valid_scopes())}.", field)
     if FULL_ACCESS in cleaned:
         cleaned = [FULL_ACCESS]
     if granting is not None:

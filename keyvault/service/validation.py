@@ -82,6 +82,38 @@ def clean_label(label: Any) -> str:
     return label
 
 
+NAME_MAX = 64  # an organisation's or a service account's name
+
+
+def clean_name(name: Any, field: str = "name") -> str:
+    """An organisation's or a service account's name: the label's rules, up to NAME_MAX."""
+    if not isinstance(name, str):
+        raise InvalidInput("The name must be text.", field)
+    _refuse_control_characters(name, field, "The name cannot hold tabs, line breaks or other "
+                               "control characters.")
+    if has_bidi_controls(name):
+        raise InvalidInput(f"The name {BIDI_REFUSAL}", field)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("Give it a name.", field)
+    if len(name) > NAME_MAX:
+        raise InvalidInput(f"Keep the name to {NAME_MAX} characters or fewer; this one has "
+                           f"{len(name)}.", field)
+    return name
+
+
+def clean_days(days: Any, field: str, most: int = 36500) -> int | None:
+    """A policy's number of days: a whole number from 1 to `most`, or None (no rule)."""
+    if days is None:
+        return None
+    if isinstance(days, float) and days.is_integer():
+        days = int(days)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= most:
+        raise InvalidInput(f"Give a whole number of days from 1 to {most}, or null for none.",
+                           field)
+    return days
+
+
 def clean_description(description: Any) -> str:
     if description is None:
         return ""
@@ -143,9 +175,14 @@ def clean_grace_period(seconds: Any) -> int:
     return seconds
 
 
-def clean_expiry(expires_at: Any, now: datetime, *, capped: bool = True) -> datetime | None:
-    """Validate an expiry against now and (when `capped`) KEYVAULT_MAX_KEY_LIFETIME_DAYS."""
+def clean_expiry(expires_at: Any, now: datetime, policy_days: int | None = None, *,
+                 capped: bool = True) -> datetime | None:
+    """Validate an expiry against now and (when `capped`) KEYVAULT_MAX_KEY_LIFETIME_DAYS, and
+    against an organisation's policy (`policy_days`) for a service account's key: the shorter
+    wins."""
     max_days = current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"] if capped else None
+    if capped and policy_days is not None and (max_days is None or policy_days < max_days):
+        max_days = policy_days
     if expires_at is None:
         if max_days is not None:
             raise InvalidInput(
@@ -216,5 +253,6 @@ def _trimmed_text(most: int, blank: str, refused: str, required: bool) -> str:
 
 
 LABEL_PATTERN = _trimmed_text(LABEL_MAX, _BLANK, _CONTROL + _BIDI, required=True)
+NAME_PATTERN = _trimmed_text(NAME_MAX, _BLANK, _CONTROL + _BIDI, required=True)
 DESCRIPTION_PATTERN = _trimmed_text(DESCRIPTION_MAX, _BLANK + _LINE_BREAKS,
                                     _CONTROL_BUT_LINE_BREAKS + _BIDI, required=False)

@@ -47,8 +47,12 @@ class Verdict:
     scopes: list[str] = field(default_factory=list)
     created_at: datetime | None = None
     expires_at: datetime | None = None
-    user_id: int | None = None
+    user_id: int | None = None  # a person's key; None for a service account's
     user_email: str | None = None
+    service_account_id: str | None = None  # a service account's key: its public id, …
+    service_account_name: str | None = None
+    organization_id: str | None = None  # … and its organisation's
+    organization_name: str | None = None
     rolled: bool = False
     old_value_expires_at: datetime | None = None
     last_used_at: datetime | None = None
@@ -59,6 +63,11 @@ class Verdict:
     def effective_scopes(self) -> list[str]:
         """The scopes this key holds, spelled out (scopes.effective)."""
         return effective(self.scopes, self.catalogue)
+
+    @property
+    def owner_type(self) -> str:
+        """`user` (a person's key) or `service_account`."""
+        return "service_account" if self.service_account_id is not None else "user"
 
     @property
     def active(self) -> bool:
@@ -171,7 +180,7 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = key_status(row.revoked_at, row.user_is_active, row.expires_at, now)
+    code = key_status(row.revoked_at, row.owner_is_active, row.expires_at, now)
     if code == "active" and via_previous and (row.previous_expires_at is None
                                               or row.previous_expires_at <= now):
         code = "expired"  # the old value after its roll's grace period
@@ -181,7 +190,10 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
     return Verdict(
         code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
         created_at=row.created_at, expires_at=row.expires_at, user_id=row.user_id,
-        user_email=row.email, rolled=via_previous,
+        user_email=row.email, service_account_id=row.service_account_public_id,
+        service_account_name=row.service_account_name,
+        organization_id=row.organization_public_id, organization_name=row.organization_name,
+        rolled=via_previous,
         old_value_expires_at=row.previous_expires_at if via_previous else None,
         last_used_at=row.last_used_at,
         issued_at=None if via_previous else (row.last_rolled_at or row.created_at),

@@ -65,6 +65,8 @@ class World:
 def world(page, live_server, confirming_server, make_user, make_key) -> World:
     person = make_user(PERSON)
     make_user(ADMIN, is_admin=True)
+    # an organisation with a long name: a row in the admin page's organisations table
+    service.organizations.create_organization(person, LONG_LABEL[:64], service.Origin())
     now = clock.now()
     keys = {
         "everything": make_key(person, label=LONG_LABEL[:40], scopes=["*"],
