@@ -405,3 +405,13 @@ def test_db_upgrade_on_a_brand_new_sqlite_file_reaches_head(tmp_path):
     finally:
         engine.dispose()
     assert {"users", "api_keys", "security_events"} <= tables
+
+
+def test_users_create_for_a_taken_address_refuses_before_asking_for_a_password(cli, user):
+    """No prompt for a password that could not be used: the refusal comes first, for the
+    address itself and for a look-alike of it (naming the account it is the mailbox of)."""
+    for address in (user.email, user.email.upper(), "ａ" + user.email[1:]):
+        result = cli("users", "create", address)  # no stdin: a prompt would abort instead
+        assert result.exit_code == 1, result.output
+        assert "Password" not in result.output and "Aborted" not in result.output
+        assert "already exists" in result.output

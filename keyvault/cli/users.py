@@ -22,6 +22,12 @@ def users_group():
 @with_appcontext
 def users_create(email: str, admin: bool, password_stdin: bool):
     """Create a user account."""
+    try:
+        service.accounts.refuse_taken_mailbox(email)  # before asking for a password in vain
+    except service.EmailTaken as error:
+        _refuse_taken(email, error)
+    except service.ServiceError as error:
+        fail(error)
     password = read_password(password_stdin)
     try:
         # an operator vouches for the address: no confirmation mail (service.confirmations)

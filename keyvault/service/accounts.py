@@ -84,6 +84,16 @@ def _same_mailbox(email: str, key: str) -> User | None:
     return next((user for user in users if user.email == email), users[0] if users else None)
 
 
+def refuse_taken_mailbox(email: str) -> None:
+    """EmailTaken, as sign_up would say it, when this address's mailbox already has an account:
+    for the command line, which asks for a password only when it can be used. (sign_up checks
+    again under its lock: this is no guarantee, only a kindness.)"""
+    email = clean_email(email)
+    existing = _same_mailbox(email, mailbox_key(email))
+    if existing is not None:
+        raise EmailTaken(EMAIL_TAKEN, "email", existing=existing.email, existing_id=existing.id)
+
+
 def sign_up(email: str, password: str, origin: Origin, *, is_admin: bool = False,
             confirmed: bool = False, commit: bool = True) -> User:
     """A new account, unless its mailbox has one: EmailTaken, with the same words whether the
