@@ -110,6 +110,8 @@ backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 cli.add_command(flask_migrate_db, "db")
 cli.add_command(users_group)
 cli.add_command(keys_group)
+cli.add_command(orgs_group)
+cli.add_command(service_accounts_group)
 cli.add_command(serve)
 cli.add_command(mail_group)
 cli.add_command(notify_group)
