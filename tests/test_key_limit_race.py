@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from sqlalchemy import func, select
@@ -10,6 +9,7 @@ from sqlalchemy import func, select
 from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, User
+from tests.races import race_two
 
 
 def test_two_concurrent_creates_cannot_both_pass_the_limit(app, make_user, make_key,
@@ -32,26 +32,11 @@ def test_two_concurrent_creates_cannot_both_pass_the_limit(app, make_user, make_
 
     monkeypatch.setattr(service, "live_key_count", slow_count)
     owner_id = owner.id  # read here: the threads must not touch this thread's session
-    outcomes: list[str] = []
-
     def create(label: str) -> None:
-        with app.app_context():
-            racer = db.session.get(User, owner_id)
-            try:
-                service.create_key(racer, label=label, scopes=["*"],
-                                   origin=service.Origin())
-                outcomes.append("created")
-            except service.KeyLimitReached:
-                outcomes.append("limit")
-            except Exception as error:  # noqa: BLE001 - the test reports what went wrong
-                outcomes.append(repr(error))
+        racer = db.session.get(User, owner_id)
+        service.create_key(racer, label=label, scopes=["*"], origin=service.Origin())
 
-    threads = [threading.Thread(target=create, args=(f"racer {n}",)) for n in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert sorted(outcomes) == ["created", "limit"]
+    assert race_two(app, create) == ["created", "limit"]
     db.session.expire_all()
     assert db.session.scalar(select(func.count(ApiKey.id)).where(
         ApiKey.user_id == owner_id)) == limit

@@ -3,7 +3,6 @@ who made them; the organisation's state, policy and limit govern them."""
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
@@ -16,6 +15,7 @@ from keyvault.models import ApiKey, MailOutbox
 from keyvault.org_models import ServiceAccount
 from tests.conftest import T0, verify
 from tests.org_world import ORIGIN, build
+from tests.races import race_two
 
 
 @pytest.fixture
@@ -144,26 +144,12 @@ def test_the_service_account_limit_is_exact_when_creates_race(app, world, monkey
         return count
 
     monkeypatch.setattr(service.keys, "live_key_count", slow_count)
-    outcomes: list[str] = []
-
     def create(label: str) -> None:
-        with app.app_context():
-            person = db.session.get(type(world.people["owner"]), owner_id)
-            try:
-                service.service_accounts.create_account_key(person, world.org, world.sa, ORIGIN,
-                                                            label=label, scopes=["*"])
-                outcomes.append("created")
-            except service.KeyLimitReached:
-                outcomes.append("limit")
-            except Exception as error:  # noqa: BLE001 - the test reports what went wrong
-                outcomes.append(repr(error))
+        person = db.session.get(type(world.people["owner"]), owner_id)
+        service.service_accounts.create_account_key(person, world.org, world.sa, ORIGIN,
+                                                    label=label, scopes=["*"])
 
-    threads = [threading.Thread(target=create, args=(f"racer {n}",)) for n in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert sorted(outcomes) == ["created", "limit"]
+    assert race_two(app, create) == ["created", "limit"]
     db.session.expire_all()
     account_id = db.session.scalar(select(ServiceAccount.id).where(
         ServiceAccount.public_id == world.sa))
