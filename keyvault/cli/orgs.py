@@ -47,7 +47,9 @@ def orgs_list():
 @orgs_group.command("add-member")
 @click.argument("org_id")
 @click.argument("email")
-@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True,
+              help="What the member may do: owner (everything), admin (service accounts, their "
+              "keys, invitations, members but owners) or member (see only).")
 @with_appcontext
 def orgs_add_member(org_id, email, role):
     """Add an existing account to an organisation with a role."""
@@ -82,7 +84,8 @@ def service_accounts_group():
 @service_accounts_group.command("create")
 @click.argument("org_id")
 @click.argument("name")
-@click.option("--description", default=None)
+@click.option("--description", default=None,
+              help="What the service account is for (at most 1000 characters).")
 @with_appcontext
 def service_accounts_create(org_id, name, description):
     """Create a service account and print its id, alone on stdout."""
