@@ -19,14 +19,15 @@ from flask import Flask, current_app
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
-from ..models import key_status
 from . import usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
+from .judges import JUDGES, Case, first_refusal
 from .keys import pepper
-from .scopes import effective, has_scope
+from .scopes import effective
 
-CODES = ("valid", "malformed", "not_found", "revoked", "expired", "user_inactive",
-         "insufficient_scope")
+# Every answer verify can give: the two the pipeline gives before any judge, then each judge's
+# refusal in the order they are walked (service.judges).
+CODES = ("valid", "malformed", "not_found", *(judge.code for judge in JUDGES))
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 # Set while keyvault.server answers a request on its event loop (never blocked: everything else
@@ -180,13 +181,8 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = key_status(row.revoked_at, row.owner_is_active, row.expires_at, now)
-    if code == "active" and via_previous and (row.previous_expires_at is None
-                                              or row.previous_expires_at <= now):
-        code = "expired"  # the old value after its roll's grace period
+    code = first_refusal(Case(row, via_previous, now, tuple(required))) or "valid"
     scopes = list(row.scopes or [])
-    if code == "active":
-        code = "valid" if all(has_scope(scopes, s) for s in required) else "insufficient_scope"
     return Verdict(
         code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
         created_at=row.created_at, expires_at=row.expires_at, user_id=row.user_id,
