@@ -16,11 +16,12 @@ from . import (
     models,
     org_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
     ratelimit,
+    webhook_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations' and service_accounts' routes join the API blueprint
-from .api import leaks, organizations, service_accounts, signatures  # noqa: F401
+# leaks', organizations', service_accounts' and webhooks' routes join the API blueprint
+from .api import leaks, organizations, service_accounts, signatures, webhooks  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp
