@@ -33,6 +33,7 @@ from .http.context import AroundRequest, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
 from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
+from .settings import webhooks as webhook_pages  # noqa: F401 - they join it too
 from .settings.views import bp as settings_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -141,9 +141,9 @@ def post(target: Target, body: bytes, headers: dict[str, str],
         if left <= 0:
             raise TimeoutError(f"no answer within {timeout:g} s")
         connection.sock.settimeout(left)
-        response = connection.getresponse()
-        kept = response.read(KEPT_BYTES)
-        return Answer(response.status, kept.decode("utf-8", "replace"),
-                      time.monotonic() - started)
+        with connection.getresponse() as response:
+            kept = response.read(KEPT_BYTES)
+            return Answer(response.status, kept.decode("utf-8", "replace"),
+                          time.monotonic() - started)
     finally:
         connection.close()

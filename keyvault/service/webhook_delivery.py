@@ -56,6 +56,7 @@ SECRET_PREFIX = "whsec_"
 GIVE_UP_AFTER = timedelta(days=3)
 FIRST_RETRY = timedelta(seconds=10)
 RETRY_CAP = timedelta(hours=6)
+TIMEOUT_SECONDS = webhook_http.TIMEOUT_SECONDS  # for the whole attempt
 
 
 # ---------------------------------------------------------------- secrets and signatures
@@ -225,7 +226,7 @@ def _deliver(app: Flask, row: WebhookDelivery) -> dict:
                "webhook-id": row.message_id, "webhook-timestamp": str(timestamp),
                "webhook-signature": signature(_unsealed(webhook), row.message_id, timestamp,
                                               body)}
-    answer = webhook_http.post(target, body, headers)
+    answer = webhook_http.post(target, body, headers, timeout=TIMEOUT_SECONDS)
     kept = {"status_code": answer.status, "duration_ms": round(answer.seconds * 1000),
             "response_body": answer.body}
     if not 200 <= answer.status < 300:
@@ -260,7 +261,7 @@ def _give_up(app: Flask, row: WebhookDelivery) -> None:
             User.is_active.is_(True))).all()
     for address in to:
         mail.queue(address, "webhook_disabled", url=webhook.url, since=row.created_at,
-                   error=row.last_error or "", settings_url=mail.link("settings.webhooks"))
+                   error=row.last_error or "", settings_url=mail.link("settings.webhooks_list"))
 
 
 COURIER = outbox.Courier("webhook", WebhookDelivery, _deliver, _retry_at,
