@@ -206,6 +206,7 @@ def test_three_days_of_failures_disable_the_endpoint_and_mail_its_owner(
     send_mail(app)
     [message] = smtp_server.wait_for(1)
     assert message["To"] == "hooked@example.com" and "turned off" in message["Subject"]
+    assert "answered 503" in message.get_body(("plain",)).get_content()
     make_key(person, label="after")  # a disabled endpoint is sent nothing more
     assert len(deliveries()) == 1
 

@@ -251,6 +251,7 @@ def _give_up(app: Flask, row: WebhookDelivery) -> None:
     webhook = db.session.get(Webhook, row.webhook_id)
     if webhook is None or webhook.disabled_at is not None:
         return
+    db.session.refresh(row)  # the error the outbox just wrote, for the mail
     webhook.disabled_at = clock.now()
     webhook.disabled_reason = "Deliveries failed for 3 days."
     if webhook.user_id is not None:
