@@ -16,11 +16,12 @@ from . import (
     models,
     org_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
     ratelimit,
+    webhook_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations' and service_accounts' routes join the API blueprint
-from .api import leaks, organizations, service_accounts, signatures  # noqa: F401
+# leaks', organizations', service_accounts' and webhooks' routes join the API blueprint
+from .api import leaks, organizations, service_accounts, signatures, webhooks  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp
@@ -32,6 +33,7 @@ from .http.context import AroundRequest, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
 from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
+from .settings import webhooks as webhook_pages  # noqa: F401 - they join it too
 from .settings.views import bp as settings_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -309,6 +309,14 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_MAIL_MAX_ATTEMPTS": _int(env, "KEYVAULT_MAIL_MAX_ATTEMPTS", 8, minimum=1),
         "KEYVAULT_MAIL_RETRY_SECONDS": _int(env, "KEYVAULT_MAIL_RETRY_SECONDS", 60, minimum=1),
         "KEYVAULT_MAIL_LEASE_SECONDS": _int(env, "KEYVAULT_MAIL_LEASE_SECONDS", 300, minimum=1),
+        # Webhooks (service.webhook_delivery): private, loopback and link-local addresses are
+        # refused unless allowed (development allows them, so a receiver on this machine
+        # works); production also takes https URLs only. Cloud metadata addresses never.
+        "KEYVAULT_WEBHOOK_ALLOW_PRIVATE": _flag(env, "KEYVAULT_WEBHOOK_ALLOW_PRIVATE",
+                                                not production),
+        "KEYVAULT_WEBHOOK_SEND_SECONDS": _int(env, "KEYVAULT_WEBHOOK_SEND_SECONDS", 1),
+        "KEYVAULT_WEBHOOK_LEASE_SECONDS": _int(env, "KEYVAULT_WEBHOOK_LEASE_SECONDS", 60,
+                                               minimum=1),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "MAX_CONTENT_LENGTH": max_body,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -1,6 +1,6 @@
 """Database models: User, ApiKey, SecurityEvent, FormSubmission, KeyUsageDay, the second
-factor (TotpCredential, RecoveryCode), passkeys (Passkey, WebAuthnChallenge) and mail
-(MailOutbox, KeyNotice) (SQLAlchemy 2.0). Organisations and service accounts: org_models."""
+factor (TotpCredential, RecoveryCode), passkeys, the outbox's columns and mail (MailOutbox,
+KeyNotice) (SQLAlchemy 2.0). Organisations: org_models; webhooks: webhook_models."""
 
 from __future__ import annotations
 
@@ -308,10 +308,22 @@ class WebAuthnChallenge(db.Model):
                                                  index=True)
 
 
-class MailOutbox(db.Model):
-    """One mail to send (service.mail): queued in the transaction of the action that caused it,
-    sent later by whichever sender claims it first (a lease in `claimed_until`), retried with
-    backoff until `sent_at`, or given up on (`gave_up_at`) with the last error kept."""
+class OutboxColumns:
+    """Every outbox table's columns (service.outbox): tries, the next one, the lease of the sender
+    holding the row (claimed_until, claimed_by), and how it ended: sent or given up on."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class MailOutbox(OutboxColumns, db.Model):
+    """One mail to send (service.mail), queued in the transaction of the action that caused it."""
 
     __tablename__ = "mail_outbox"
     __table_args__ = (Index("ix_mail_outbox_due", "sent_at", "gave_up_at", "next_attempt_at"),)
@@ -322,26 +334,17 @@ class MailOutbox(db.Model):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(40))  # its template, for the log line
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claimed_by: Mapped[str | None] = mapped_column(String(32))  # the sender holding the lease
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class KeyNotice(db.Model):
-    """A notice about a key that was mailed (service.notifications), so each goes once: per
-    expiry threshold and expiry date, or per day for a dead key still being presented. Inserted
-    in the transaction that queues the mail; the unique constraint settles races."""
+    """A notice about a key that went (a mail, a webhook event), so each goes once: per threshold
+    and expiry date, or per day; inserted with the notice, the unique constraint settles races."""
 
     __tablename__ = "key_notices"
     __table_args__ = (UniqueConstraint("key_id", "kind", "period"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(20))  # expires_7d, expires_1d, presented
+    kind: Mapped[str] = mapped_column(String(20))  # expires_7d, presented, hook_expires_1d, …
     period: Mapped[str] = mapped_column(String(32))  # the expiry it warned of, or the UTC day
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())

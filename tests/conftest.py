@@ -439,10 +439,12 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
                  extra_env: dict | None = None, smtp: SmtpServer | None = None) -> LiveServer:
     """`keyvault serve` exactly as operators run it (granian), on a free port. With `smtp`, its
     background sender delivers mail there every second; without, it sends none (tests that
-    share its database send their own)."""
+    share its database send their own). It sends no webhooks unless `extra_env` sets
+    KEYVAULT_WEBHOOK_SEND_SECONDS."""
     port = _free_port()
     mail = ({"KEYVAULT_SMTP_URL": smtp.url, "KEYVAULT_MAIL_SEND_SECONDS": "1"} if smtp
             else {"KEYVAULT_MAIL_SEND_SECONDS": "0"})
+    mail["KEYVAULT_WEBHOOK_SEND_SECONDS"] = "0"  # tests sharing its database send their own
     env = {**os.environ, "KEYVAULT_DATABASE_URL": database_url,
            "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY, "KEYVAULT_KEY_PEPPER": TEST_PEPPER,
            # every browser test signs up from 127.0.0.1: more than a person's hourly quota

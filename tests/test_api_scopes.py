@@ -199,7 +199,8 @@ def test_create_without_scopes_is_400_naming_the_choices(client, user, make_key,
     assert response.mimetype == "application/problem+json"
     problem = response.json
     assert problem["field"] == "scopes"
-    for words in ('read only: ["personal_api_key:read", "user:read", "organization:read"]',
+    for words in ('read only: ["personal_api_key:read", "user:read", "organization:read", '
+                  '"webhook:read"]',
                   'verify keys for a service: ["key:verify"]', 'full access: ["*"]',
                   "personal_api_key:write"):
         assert words in problem["detail"]

@@ -237,7 +237,8 @@ def test_keys_create_with_the_explicit_full_access_scope(cli, user):
      "There is no account with the email nobody@example.com."),
     (["alice@example.com", "--label", "x", "--scope", "nope:read"],
      "There is no scope called “nope:read”. The scopes are: *, personal_api_key:read, "
-     "personal_api_key:write, user:read, key:verify, metrics:read, organization:read, organization:write."),
+     "personal_api_key:write, user:read, key:verify, metrics:read, organization:read, organization:write, "
+     "webhook:read, webhook:write."),
     (["alice@example.com", "--label", "   ", "--scope", "*"], "Give the key a label"),
     (["alice@example.com", "--label", "x" * 41, "--scope", "*"],
      "Keep the label to 40 characters or fewer; this one has 41."),
@@ -247,7 +248,7 @@ def test_keys_create_with_the_explicit_full_access_scope(cli, user):
     (["alice@example.com", "--label", "x"],
      "Choose what the key may do with --scope (repeat it for more), or --scope '*' for full "
      "access. The scopes are: *, personal_api_key:read, personal_api_key:write, user:read, "
-     "key:verify, metrics:read, organization:read, organization:write."),
+     "key:verify, metrics:read, organization:read, organization:write, webhook:read, webhook:write."),
 ])
 def test_keys_create_refusals(cli, user, args, message):
     """Unknown users, unknown scopes and bad labels exit non-zero, print no key, make no key."""

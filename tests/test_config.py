@@ -151,8 +151,8 @@ def test_scopes_variable_adds_to_the_catalogue(tmp_path):
                                                        "user:read"})
     assert loaded["KEYVAULT_SCOPES"] == (
         "personal_api_key:read", "personal_api_key:write", "user:read", "key:verify",
-        "metrics:read", "organization:read", "organization:write", "feature_flag:read",
-        "insight:write",
+        "metrics:read", "organization:read", "organization:write", "webhook:read",
+        "webhook:write", "feature_flag:read", "insight:write",
     )
     assert config.load(tmp_path, SECRETS)["KEYVAULT_SCOPES"] == config.DEFAULT_SCOPES
 

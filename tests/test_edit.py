@@ -247,11 +247,12 @@ def created_scopes(auth, **fields) -> list[str]:
 
 @pytest.mark.parametrize(("fields", "scopes"), [
     ({"preset": "full"}, ["*"]),
-    ({"preset": "read_only"}, ["personal_api_key:read", "user:read", "organization:read"]),
+    ({"preset": "read_only"}, ["personal_api_key:read", "user:read", "organization:read",
+                               "webhook:read"]),
     ({"preset": "verify"}, ["key:verify"]),
     ({"preset": "custom", "scopes": ["user:read", "key:verify"]}, ["user:read", "key:verify"]),
     ({"preset": "read_only", "scopes": ["personal_api_key:write"]},
-     ["personal_api_key:read", "user:read", "organization:read"]),
+     ["personal_api_key:read", "user:read", "organization:read", "webhook:read"]),
 ])
 def test_create_form_presets_choose_the_scopes(auth, user, fields, scopes):
     """Full access, Read only, Verify keys and a custom choice give the key those scopes."""
@@ -267,8 +268,8 @@ def test_read_only_preset_covers_the_services_read_scopes(make_app, make_user):
     auth = AuthActions(app.test_client())
     auth.login()
     assert created_scopes(auth, preset="read_only") == [
-        "personal_api_key:read", "user:read", "organization:read", "feature_flag:read",
-        "billing:read"]
+        "personal_api_key:read", "user:read", "organization:read", "webhook:read",
+        "feature_flag:read", "billing:read"]
 
 
 @pytest.mark.parametrize(("fields", "message"), [

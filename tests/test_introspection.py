@@ -48,8 +48,8 @@ def test_members_and_their_types(client, user, make_key, service_key, frozen):
 
 @pytest.mark.parametrize(("granted", "spelled_out"), [
     (["*"], ["personal_api_key:read", "personal_api_key:write", "user:read", "key:verify",
-             "metrics:read", "organization:read", "organization:write", "feature_flag:read",
-             "feature_flag:write", "billing:read", "*"]),
+             "metrics:read", "organization:read", "organization:write", "webhook:read",
+             "webhook:write", "feature_flag:read", "feature_flag:write", "billing:read", "*"]),
     (["feature_flag:write"], ["feature_flag:read", "feature_flag:write"]),
     (["personal_api_key:write", "billing:read"],
      ["personal_api_key:read", "personal_api_key:write", "billing:read"]),

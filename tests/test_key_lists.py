@@ -197,7 +197,7 @@ def test_each_expiry_choice_names_its_date_and_each_preset_its_scopes(client, au
                          html)
     read_only = re.search(r'data-testid="preset-scopes-read_only">(.*?)</span>', html).group(1)
     assert re.findall(r'<code class="scope">([^<]+)</code>', read_only) == [
-        "personal_api_key:read", "user:read", "organization:read"]
+        "personal_api_key:read", "user:read", "organization:read", "webhook:read"]
     verify = re.search(r'data-testid="preset-scopes-verify">(.*?)</span>', html).group(1)
     assert "key:verify" in verify
     assert 'data-testid="preset-scopes-custom"' not in html

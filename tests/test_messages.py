@@ -90,7 +90,7 @@ def test_real_forms_still_work(client, caller, make_key):
     ({"label": "ok", "scopes": ["bogus:thing"]}, "scopes",
      "There is no scope called “bogus:thing”. The scopes are: *, personal_api_key:read, "
      "personal_api_key:write, user:read, key:verify, metrics:read, organization:read, "
-     "organization:write."),
+     "organization:write, webhook:read, webhook:write."),
     ({"label": "ok", "scopes": ["*"], "expires_at": "2001-01-01T00:00:00Z"}, "expires_at",
      "That expiry has already passed: choose a moment in the future."),
     ({"label": "ok", "scopes": ["*"], "expires_at": "next week"}, "expires_at",

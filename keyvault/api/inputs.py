@@ -252,7 +252,8 @@ _NOUNS = {"label": "The label", "description": "The description", "scopes": "The
           "invitation_token": "The invitation token",
           "max_key_lifetime_days": "The maximum lifetime",
           "revoke_unused_after_days": "The unused-key period",
-          "allowed_scopes": "The allowed scopes"}
+          "allowed_scopes": "The allowed scopes", "url": "The URL", "events": "The events",
+          "enabled": "Enabled", "organization_id": "The organisation"}
 
 
 def _invalid_input(error: ValidationError) -> service.InvalidInput:

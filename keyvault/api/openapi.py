@@ -21,13 +21,15 @@ from ..service.scopes import (
     READ_KEYS,
     READ_ORGS,
     READ_USER,
+    READ_WEBHOOKS,
     VERIFY,
     WRITE_KEYS,
     WRITE_ORGS,
+    WRITE_WEBHOOKS,
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from . import org_operations, org_schemas
+from . import org_operations, org_schemas, webhook_operations, webhook_schemas
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -39,8 +41,10 @@ from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 def _model_schemas() -> dict:
     """The request and response models' JSON Schemas (requests as they parse, responses as they
     serialize), named by class."""
-    pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS)] + [
-        (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS)]
+    pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS,
+                                         *webhook_schemas.REQUEST_MODELS)] + [
+        (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS,
+                                       *webhook_schemas.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)
     verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
     report = FoundTokens.json_schema(ref_template=_REF, mode="validation")
@@ -111,6 +115,7 @@ def _parameters() -> dict:
             "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
         },
         **org_operations.parameters(),
+        **webhook_operations.parameters(),
         "IncludeRevoked": {
             "name": "include_revoked", "in": "query", "required": False,
             "description": "Also list revoked keys (`true`/`false`, `1`/`0`).",
@@ -197,15 +202,16 @@ def _headers() -> dict:
 
 
 def _paths(prefix: str, max_days: int | None) -> dict:
-    """Every operation: the personal keys', verification's, the organisations' (listed after
-    the people's own), documentation last."""
+    """Every operation: the personal keys', verification's, the organisations' and webhooks'
+    (listed after the people's own), documentation last."""
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
     teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
+    hooks = webhook_operations.paths(READ_WEBHOOKS, WRITE_WEBHOOKS)
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",
                                                                 "/api/secret", "/api/schema",
                                                                 "/api/docs"))]
-    return {**{p: personal[p] for p in first}, **teams,
+    return {**{p: personal[p] for p in first}, **teams, **hooks,
             **{p: v for p, v in personal.items() if p not in first}}
 
 
@@ -247,6 +253,8 @@ def document() -> dict:
             {"name": org_operations.SA_TAG, "description": (
                 "An organisation's non-human identities and their keys, which outlive any "
                 "person.")},
+            {"name": webhook_operations.TAG,
+             "description": webhook_operations.TAG_DESCRIPTION},
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Leaked keys", "description": "For secret scanners that find keys in "
                                                   "public (GitHub's partner program)."},

@@ -1,4 +1,4 @@
-"""The `keyvault` command line: database, users, keys, mail and the production server.
+"""The `keyvault` command line: database, users, keys, mail, webhooks and the production server.
 
 `users` and `keys` have modules of their own; `backup` adds `db backup` / `db restore` to
 Flask-Migrate's `db` group."""
@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from .. import server
 from ..app import create_app
-from ..service import mail, notifications
+from ..service import mail, notifications, webhook_delivery
 from . import backup
 from .common import DONE, REFUSED, UNREACHABLE
 from .keys import keys_group
@@ -41,6 +41,22 @@ def mail_send_pending():
     sys.exit(REFUSED if report.failed or report.gave_up else DONE)
 
 
+@click.group("webhooks", help="The outgoing webhook deliveries.")
+def webhooks_group():
+    pass
+
+
+@webhooks_group.command("send-pending")
+@with_appcontext
+def webhooks_send_pending():
+    """Send the webhook deliveries that are due, then exit (safe next to running servers: each
+    goes once, unless a sender dies mid-way: then again, at least once)."""
+    report = webhook_delivery.send_pending()
+    click.echo(f"Sent {report.sent} deliver(ies); {report.failed} failed and will be retried; "
+               f"gave up on {report.gave_up}.")
+    sys.exit(REFUSED if report.failed or report.gave_up else DONE)
+
+
 @click.group("notify", help="Mail people about their keys.")
 def notify_group():
     pass
@@ -49,11 +65,12 @@ def notify_group():
 @notify_group.command("expiring")
 @with_appcontext
 def notify_expiring():
-    """Queue the 7-day and 1-day expiry reminders that are due (safe from cron, as often as
-    you like: each goes once per key and threshold). `mail send-pending` or a running server
-    sends them."""
+    """Queue the 7-day and 1-day expiry reminders that are due, and the webhooks' key.expiring
+    and key.expired events (safe from cron, as often as you like: each goes once per key and
+    threshold). `mail send-pending`, `webhooks send-pending` or a running server sends them."""
     count = notifications.notify_expiring()
-    click.echo(f"Queued {count} expiry reminder(s).")
+    hooks = webhook_delivery.queue_expiry_events()
+    click.echo(f"Queued {count} expiry reminder(s); webhook events for {hooks} key(s).")
 
 
 @click.command("serve")
@@ -78,6 +95,7 @@ def register(app) -> None:
     app.cli.add_command(service_accounts_group)
     app.cli.add_command(serve)
     app.cli.add_command(mail_group)
+    app.cli.add_command(webhooks_group)
     app.cli.add_command(notify_group)
     backup.register()  # keyvault db backup / restore, in Flask-Migrate's db group
 
@@ -114,6 +132,7 @@ cli.add_command(orgs_group)
 cli.add_command(service_accounts_group)
 cli.add_command(serve)
 cli.add_command(mail_group)
+cli.add_command(webhooks_group)
 cli.add_command(notify_group)
 
 

@@ -8,7 +8,7 @@ import os
 from .. import logs
 from ..api.fastlane import takes
 from ..app import create_app
-from ..service import mail, usage
+from ..service import mail, usage, webhook_delivery
 from .bridge import DEFAULT_THREADS, BufferedWSGI
 
 WORKER_INDEX = "KEYVAULT_WORKER_INDEX"  # set for each worker by KeyVaultServer, before the fork
@@ -26,13 +26,14 @@ def application() -> BufferedWSGI:
     gc.collect()
     gc.freeze()
     stop_mail = mail.start_sender(app)
+    stop_webhooks = webhook_delivery.start_sender(app)
     # On SQLite the verify fast path's read never waits (module docstring); a PostgreSQL
     # round trip would hold up every connection of the worker, so there it takes a thread.
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"],
-                        on_stop=lambda: (stop_mail(), usage.close(app)),
+                        on_stop=lambda: (stop_mail(), stop_webhooks(), usage.close(app)),
                         inline=takes if sqlite else None)
 
 

@@ -161,3 +161,20 @@ class InvitationForSomeoneElse(InvitationInvalid):
 class AlreadyMember(ServiceError):
     status = 409
     title = "Already a member"
+
+
+class WebhookNotFound(KeyNotFound):
+    """No such webhook, or one the asker may not manage: the two look the same."""
+
+    def __init__(self, detail: str = "No such webhook."):
+        super().__init__(detail)
+
+
+class DeliveryNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such delivery of this webhook."):
+        super().__init__(detail)
+
+
+class WebhookLimitReached(ServiceError):
+    status = 409
+    title = "Webhook limit reached"

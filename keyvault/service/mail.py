@@ -5,9 +5,8 @@ _layout.*), every value it prints made inert (line breaks and bidi controls as e
 adds it to the current transaction: the mail exists iff the action that caused it commits, and
 the request never waits for an SMTP server. `send_pending` (the command
 `keyvault mail send-pending`, and the background sender each `keyvault serve` worker runs)
-claims due rows with a lease: an UPDATE that succeeds only while nobody else holds the row, so
-two senders never send one mail, and one killed mid-way loses nothing (its lease runs out and
-another sends the mail). A failure is retried with exponential backoff, and given up after
+sends them through the outbox (service.outbox: leased, so each mail goes once, and a sender
+killed mid-way loses nothing). A failure is retried with exponential backoff, and given up after
 KEYVAULT_MAIL_MAX_ATTEMPTS with the error kept; a recipient the server can never take
 (smtp.RecipientRefused: no SMTPUTF8 for a non-ASCII address, a 5xx refusal) is given up at
 once. The log gets one line per failure, never a body.
@@ -19,8 +18,6 @@ reset link); production keeps the mails queued and warns at start-up.
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
@@ -29,13 +26,13 @@ from typing import Any, NamedTuple
 
 from flask import Flask, current_app, has_request_context
 from jinja2 import Environment
-from sqlalchemy import or_, select, update
 
 from .. import clock, smtp
 from ..extensions import db
 from ..links import mail_url
-from ..logs import FailureLog
 from ..models import MailOutbox
+from . import outbox
+from .outbox import SendReport
 from .validation import inert
 
 log = logging.getLogger("keyvault.mail")
@@ -44,8 +41,6 @@ RETRY_CAP = timedelta(hours=1)
 # Mails that carry a secret (a reset, confirmation or invitation link): their bodies are blanked
 # once sent.
 SECRET_KINDS = frozenset({"password_reset", "confirm_email", "org_invitation"})
-BATCH = 50
-SENDER_JOIN_SECONDS = 10
 MAIL_TEMPLATES = "keyvault.mail_templates"
 
 
@@ -100,27 +95,14 @@ def link(endpoint: str, **values) -> str:
 # ---------------------------------------------------------------- sending
 
 
-class SendReport(NamedTuple):
-    sent: int
-    failed: int  # will be retried
-    gave_up: int
-
-
-def _due():
-    now = clock.now()
-    return (MailOutbox.sent_at.is_(None), MailOutbox.gave_up_at.is_(None),
-            MailOutbox.next_attempt_at <= now,
-            or_(MailOutbox.claimed_until.is_(None), MailOutbox.claimed_until < now))
-
-
-def _claim(mail_id: int, sender: str, lease: timedelta) -> bool:
-    """Take the row for `lease`; False when another sender holds it or it is done."""
-    claimed = db.session.execute(
-        update(MailOutbox).where(MailOutbox.id == mail_id, *_due())
-        .values(claimed_until=clock.now() + lease, claimed_by=sender)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    return claimed.rowcount == 1
+def _deliver(app: Flask, mail: MailOutbox) -> dict:
+    url = app.config["KEYVAULT_SMTP_URL"]
+    if url is None:  # development (production never gets here: send_pending keeps the mail)
+        log.info("mail (no KEYVAULT_SMTP_URL set, so written here) to %s: %s\n%s",
+                 mail.to_address, mail.subject, mail.text_body)
+        return {}
+    smtp.send(smtp.parse_url(url), _message(app, mail))
+    return {}
 
 
 def _message(app: Flask, mail: MailOutbox) -> EmailMessage:
@@ -135,30 +117,23 @@ def _message(app: Flask, mail: MailOutbox) -> EmailMessage:
     return message
 
 
-def _deliver(app: Flask, mail: MailOutbox) -> None:
-    url = app.config["KEYVAULT_SMTP_URL"]
-    if url is None:  # development (production never gets here: send_pending keeps the mail)
-        log.info("mail (no KEYVAULT_SMTP_URL set, so written here) to %s: %s\n%s",
-                 mail.to_address, mail.subject, mail.text_body)
-        return
-    smtp.send(smtp.parse_url(url), _message(app, mail))
-
-
-def _finish(mail_id: int, sender: str, **values) -> None:
-    done = db.session.execute(
-        update(MailOutbox).where(MailOutbox.id == mail_id, MailOutbox.claimed_by == sender)
-        .values(claimed_until=None, claimed_by=None, **values)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    if done.rowcount != 1:
-        log.warning("mail %s: the lease ran out while sending; another sender may repeat it",
-                    mail_id)
-
-
 def backoff(app: Flask, attempts: int) -> timedelta:
     """How long to wait after the `attempts`-th failure: doubling from the first, capped."""
     first = timedelta(seconds=app.config["KEYVAULT_MAIL_RETRY_SECONDS"])
     return min(first * 2 ** (attempts - 1), RETRY_CAP)
+
+
+def _retry_at(app: Flask, mail: MailOutbox, attempts: int):
+    if attempts >= app.config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
+        return None
+    return clock.now() + backoff(app, attempts)
+
+
+COURIER = outbox.Courier(
+    "mail", MailOutbox, _deliver, _retry_at,
+    # a recipient the server can never take: the next try would be refused too
+    hopeless=lambda error: isinstance(error, smtp.RecipientRefused),
+    on_sent=lambda mail: {"text_body": "", "html_body": ""} if mail.kind in SECRET_KINDS else {})
 
 
 def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
@@ -167,52 +142,8 @@ def send_pending(app: Flask | None = None, *, limit: int = 1000) -> SendReport:
     config = app.config
     if config["KEYVAULT_SMTP_URL"] is None and config["KEYVAULT_ENV"] == "production":
         return SendReport(0, 0, 0)  # kept for when an SMTP server is configured
-    sender, lease = secrets.token_hex(8), timedelta(seconds=config["KEYVAULT_MAIL_LEASE_SECONDS"])
-    sent = failed = gave_up = 0
-    while sent + failed + gave_up < limit:
-        candidates = db.session.scalars(
-            select(MailOutbox.id).where(*_due())
-            .order_by(MailOutbox.next_attempt_at, MailOutbox.id).limit(min(BATCH, limit))).all()
-        db.session.commit()  # end the read, so claims see other senders' commits
-        claimed_any = False
-        for mail_id in candidates:
-            if sent + failed + gave_up >= limit or not _claim(mail_id, sender, lease):
-                continue
-            claimed_any = True
-            mail = db.session.get(MailOutbox, mail_id)
-            attempts = mail.attempts + 1
-            try:
-                _deliver(app, mail)
-            except Exception as error:  # noqa: BLE001 - any failure is retried, never a poison row
-                reason = f"{type(error).__name__}: {error}"[:500]
-                if isinstance(error, smtp.RecipientRefused):  # the next try would be refused too
-                    gave_up += 1
-                    log.error("mail %s (%s) not sent: the server cannot take the address; "
-                              "giving up after %d attempt(s): %s", mail_id, mail.kind, attempts,
-                              reason)
-                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
-                            gave_up_at=clock.now())
-                elif attempts >= config["KEYVAULT_MAIL_MAX_ATTEMPTS"]:
-                    gave_up += 1
-                    log.error("mail %s (%s) not sent after %d attempts; giving up: %s",
-                              mail_id, mail.kind, attempts, reason)
-                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
-                            gave_up_at=clock.now())
-                else:
-                    failed += 1
-                    retry_at = clock.now() + backoff(app, attempts)
-                    log.warning("mail %s (%s) not sent (attempt %d); retrying at %s: %s",
-                                mail_id, mail.kind, attempts, retry_at.isoformat(timespec="seconds"),
-                                reason)
-                    _finish(mail_id, sender, attempts=attempts, last_error=reason,
-                            next_attempt_at=retry_at)
-            else:
-                sent += 1
-                blank = {"text_body": "", "html_body": ""} if mail.kind in SECRET_KINDS else {}
-                _finish(mail_id, sender, attempts=attempts, sent_at=clock.now(), **blank)
-        if not claimed_any:
-            break
-    return SendReport(sent, failed, gave_up)
+    lease = timedelta(seconds=config["KEYVAULT_MAIL_LEASE_SECONDS"])
+    return outbox.send_pending(app, COURIER, lease, limit=limit)
 
 
 def warn_about_setup(app: Flask) -> None:
@@ -230,28 +161,5 @@ def warn_about_setup(app: Flask) -> None:
 def start_sender(app: Flask) -> Callable[[], None]:
     """A thread that sends due mail every KEYVAULT_MAIL_SEND_SECONDS (0: none); returns stop()."""
     warn_about_setup(app)
-    interval = app.config["KEYVAULT_MAIL_SEND_SECONDS"]
-    if not interval:
-        return lambda: None
-    stopping = threading.Event()
-    failures = FailureLog(log, "mail sender")
-
-    def run() -> None:
-        while not stopping.wait(interval):
-            try:
-                with app.app_context():
-                    send_pending(app)
-            except Exception as error:  # noqa: BLE001 - a database outage must not end the thread
-                kind = type(getattr(error, "orig", None) or error).__name__
-                failures.failed(kind, "%s; trying again every %s s", kind, interval)
-            else:
-                failures.recovered()
-
-    thread = threading.Thread(target=run, name="keyvault-mail", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        stopping.set()
-        thread.join(timeout=SENDER_JOIN_SECONDS)
-
-    return stop
+    return outbox.start_sender(app, app.config["KEYVAULT_MAIL_SEND_SECONDS"],
+                               lambda: send_pending(app), "mail")

@@ -48,6 +48,7 @@ RIGHTS = {
     "manage_service_accounts": ("owner", "admin"),
     "manage_invitations": ("owner", "admin"),
     "manage_members": ("owner", "admin"),
+    "manage_webhooks": ("owner", "admin"),
     "manage_owners": ("owner",),
     "change_policy": ("owner",),
     "rename": ("owner",),
@@ -58,7 +59,8 @@ SERVICE_ACCOUNT_RIGHTS = {"view": READ_ORGS, "manage_service_accounts": WRITE_OR
 _IN_WORDS = {"view": "see this organisation",
              "manage_service_accounts": "manage its service accounts and their keys",
              "manage_invitations": "invite people or revoke invitations",
-             "manage_members": "change its members", "manage_owners": "change its owners",
+             "manage_members": "change its members",
+             "manage_webhooks": "manage its webhooks", "manage_owners": "change its owners",
              "change_policy": "change its policy", "rename": "rename it", "delete": "delete it"}
 
 

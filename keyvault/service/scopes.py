@@ -1,7 +1,7 @@
 """The scope catalogue and the rules for holding and granting scopes.
 
 A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
-`object:read`. KeyVault's own API needs the seven scopes below; services add theirs through
+`object:read`. KeyVault's own API needs the nine scopes below; services add theirs through
 KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
 """
 
@@ -22,7 +22,10 @@ VERIFY = "key:verify"
 READ_METRICS = "metrics:read"  # GET /metrics (keyvault.metrics), for administrators' keys
 READ_ORGS = "organization:read"
 WRITE_ORGS = "organization:write"
-BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS, READ_ORGS, WRITE_ORGS)
+READ_WEBHOOKS = "webhook:read"
+WRITE_WEBHOOKS = "webhook:write"
+BUILT_IN = (READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, READ_METRICS, READ_ORGS, WRITE_ORGS,
+            READ_WEBHOOKS, WRITE_WEBHOOKS)
 DESCRIPTIONS = {
     FULL_ACCESS: "Full access: everything you can do through the API, including making more keys",
     READ_KEYS: "See your API keys: names, scopes and dates, never their values",
@@ -34,6 +37,10 @@ DESCRIPTIONS = {
                "and the log",
     WRITE_ORGS: "Manage your organisations as your role allows: members, invitations, service "
                 "accounts and their keys (and see them)",
+    READ_WEBHOOKS: "See your webhooks (and your organisations' ones you manage) and their "
+                   "deliveries, never their secrets",
+    WRITE_WEBHOOKS: "Add, change, remove and test webhooks, roll their secrets, redeliver "
+                    "events (and see them)",
 }
 
 

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import KEY_SHAPE, csp_violations, mask_of
 
-READ_ONLY_SCOPES = ["personal_api_key:read", "user:read", "organization:read"]
+READ_ONLY_SCOPES = ["personal_api_key:read", "user:read", "organization:read", "webhook:read"]
 
 
 def test_read_only_seven_day_key_rolled_with_one_hour_grace(page, console, signed_up, verify):

@@ -21,7 +21,8 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from keyvault import clock, service
-from keyvault.service import confirmations
+from keyvault.extensions import db
+from keyvault.service import confirmations, webhook_delivery
 from tests.conftest import PASSWORD
 
 WIDTHS = (360, 390, 1280)
@@ -255,13 +256,35 @@ def api_docs_signed_in(w: World) -> None:
     w.page.goto("/api/docs/")
 
 
+HOOK_URL = "http://127.0.0.1:9/keyvault/events/from-the-release-pipeline-and-the-nightly-builds"
+
+
+def webhooks_listed(w: World) -> None:
+    service.webhooks.create_webhook(w.person, HOOK_URL, ["key.created", "key.revoked"])
+    w.log_in()
+    w.page.goto("/settings/webhooks")
+
+
+def webhook_deliveries(w: World) -> None:
+    """One endpoint's page: a delivery sent, one that keeps failing with a long error."""
+    hook = service.webhooks.create_webhook(w.person, HOOK_URL, ["key.revoked"]).webhook
+    sent = webhook_delivery.enqueue(hook, "key.revoked", {"key": {"id": "x"}})
+    sent.sent_at, sent.attempts, sent.status_code, sent.duration_ms = clock.now(), 1, 204, 38
+    failing = webhook_delivery.enqueue(hook, "webhook.test", {})
+    failing.attempts, failing.status_code = 3, 503
+    failing.last_error = "DeliveryFailed: answered 503 " + "x" * 80
+    db.session.commit()
+    w.log_in()
+    w.page.goto(f"/settings/webhooks/{hook.public_id}")
+
+
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
     keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
     account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
-    api_docs, api_docs_signed_in,
+    api_docs, api_docs_signed_in, webhooks_listed, webhook_deliveries,
 ]
 
 

@@ -1,0 +1,125 @@
+"""The webhooks pages: a person's endpoints (and their organisations' ones they manage), adding
+one (its signing secret shown once), and one endpoint's delivery log with redeliver, send a test
+event, roll the secret, turn it off or on, and remove it. The rules are service.webhooks'."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import service
+from ..extensions import db
+from ..http.browser import no_store
+from ..org_models import Membership, Organization
+from ..service.organizations import RIGHTS
+from ..service.webhook_delivery import EVENTS
+from .views import bp
+
+webhooks = service.webhooks
+PAGE = 20
+
+
+def _organizations() -> list[Organization]:
+    """The organisations whose webhooks the person may add (their role allows it)."""
+    return list(db.session.scalars(select(Organization).join(Membership).where(
+        Membership.user_id == current_user.id, Membership.role.in_(RIGHTS["manage_webhooks"]),
+        Organization.is_active.is_(True)).order_by(Organization.name)))
+
+
+def _list_page(status: int = 200, **shown):
+    page = webhooks.page_webhooks(current_user, 100, None)
+    return render_template("settings/webhooks.html", webhooks=page.results, events=EVENTS,
+                           organizations=_organizations(), form=request.form, **shown), status
+
+
+@bp.get("/webhooks")
+def webhooks_list():
+    return _list_page()
+
+
+@bp.post("/webhooks")
+def webhook_create():
+    form = request.form
+    try:
+        created = webhooks.create_webhook(current_user, form.get("url", ""),
+                                          form.getlist("events"), form.get("description"),
+                                          organization=form.get("organization") or None)
+    except service.ServiceError as refusal:
+        db.session.rollback()
+        return _list_page(400 if refusal.status < 500 else refusal.status,
+                          error=refusal.detail, error_field=refusal.field)
+    no_store()  # the one page that shows the secret
+    return render_template("settings/webhook.html", webhook=created.webhook,
+                           secret=created.secret, deliveries=[], events=EVENTS)
+
+
+def _webhook(public_id: str, change: bool = False):
+    try:
+        return webhooks.get_webhook(current_user, public_id, change=change)
+    except service.KeyNotFound:
+        abort(404)
+
+
+@bp.get("/webhooks/<webhook_id>")
+def webhook_page(webhook_id: str):
+    webhook = _webhook(webhook_id)
+    page = webhooks.page_deliveries(current_user, webhook_id, PAGE, request.args.get("cursor"))
+    return render_template("settings/webhook.html", webhook=webhook, secret=None,
+                           deliveries=page.results, next_cursor=page.next_cursor, events=EVENTS)
+
+
+def _act(webhook_id: str, action, done: str):
+    try:
+        action()
+    except service.KeyNotFound:
+        db.session.rollback()
+        abort(404)
+    except service.ServiceError as refusal:
+        db.session.rollback()
+        flash(refusal.detail, "error")
+    else:
+        flash(done, "success")
+    return redirect(url_for(".webhook_page", webhook_id=webhook_id), 303)
+
+
+@bp.post("/webhooks/<webhook_id>/test")
+def webhook_test(webhook_id: str):
+    return _act(webhook_id, lambda: webhooks.send_test(current_user, webhook_id),
+                "A test event is on its way: its delivery is listed below.")
+
+
+@bp.post("/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver")
+def webhook_redeliver(webhook_id: str, delivery_id: str):
+    return _act(webhook_id, lambda: webhooks.redeliver(current_user, webhook_id, delivery_id),
+                "Queued again: the new delivery is listed below.")
+
+
+@bp.post("/webhooks/<webhook_id>/enabled")
+def webhook_enable(webhook_id: str):
+    enabled = request.form.get("enabled") == "true"
+    return _act(webhook_id, lambda: webhooks.update_webhook(current_user, webhook_id,
+                                                            enabled=enabled),
+                "Turned on: events go to it again." if enabled else "Turned off.")
+
+
+@bp.post("/webhooks/<webhook_id>/roll")
+def webhook_roll(webhook_id: str):
+    try:
+        rolled = webhooks.roll_secret(current_user, webhook_id)
+    except service.KeyNotFound:
+        abort(404)
+    no_store()
+    page = webhooks.page_deliveries(current_user, webhook_id, PAGE, None)
+    return render_template("settings/webhook.html", webhook=rolled.webhook, secret=rolled.secret,
+                           deliveries=page.results, events=EVENTS)
+
+
+@bp.post("/webhooks/<webhook_id>/delete")
+def webhook_delete(webhook_id: str):
+    try:
+        webhooks.delete_webhook(current_user, webhook_id)
+    except service.KeyNotFound:
+        abort(404)
+    flash("Webhook removed.", "success")
+    return redirect(url_for(".webhooks_list"), 303)
