@@ -37,7 +37,7 @@ run: $(RUN_STAMP)
 	$(BIN)/keyvault serve --host $(HOST) --port $(PORT) --workers 2
 
 test: $(STAMP)
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The bench extra (Django, DRF, djangorestframework-api-key) for the benchmark's Django baseline
