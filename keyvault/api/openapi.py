@@ -27,7 +27,7 @@ from ..service.scopes import (
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from . import org_operations, org_schemas
+from . import org_operations, org_schemas, stream_operations
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -201,6 +201,7 @@ def _paths(prefix: str, max_days: int | None) -> dict:
     the people's own), documentation last."""
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
+    personal.update(stream_operations.paths())
     teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",
                                                                 "/api/secret", "/api/schema",

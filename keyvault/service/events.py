@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, SecurityEvent, User
-from . import notifications
+from . import key_changes, notifications
 from .errors import InvalidInput
 from .event_text import CLI_AGENT, event_kinds
 from .pagination import Page, paginate
@@ -61,7 +61,8 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
 
     The event keeps the key's label and mask as they are now, so the log still tells what
     happened after the key is renamed or rolled. An event that mails someone queues the mail in
-    the same transaction (service.notifications).
+    the same transaction (service.notifications), and so does an event a verifier must hear
+    of (service.key_changes).
     """
     row = SecurityEvent(
         user_id=user_id,
@@ -86,6 +87,7 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
             row.organization_id = key.service_account.organization_id
     db.session.add(row)
     notifications.after_record(row)
+    key_changes.after_record(row)  # what verifiers hear of it (GET /api/verify/events)
 
 
 def finish_login(user: User, origin: Origin, **details) -> None:
