@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,16 +34,39 @@ class Broadcaster:
         self._subscribers: set[asyncio.Queue] = set()
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="keyvault-stream")
         self._task: asyncio.Task | None = None
+        self._ending = False
         self._watcher: key_changes.Watcher | None = None
         self._failures = FailureLog(log, "revocation stream")
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run())
+        self._end_streams_on_signals(loop)
 
-    def stop(self) -> None:
-        """End every open stream (so a stopping worker is not held by them) and the reader."""
+    def _end_streams_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian stops a worker on SIGTERM (SIGHUP's rolling restart too) by waiting for its
+        open requests, and a stream never ends by itself: without this each open stream held
+        the worker for granian's 30 s kill timeout. So the streams end first (their clients
+        reconnect, with Last-Event-ID, to a worker that stays), then granian's handler runs."""
+        handlers = getattr(loop, "_signal_handlers", {})  # asyncio's Unix loop: granian's
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = handlers.get(number)
+            if previous is None:
+                continue
+
+            def both(previous=previous) -> None:
+                self.end_streams()
+                previous._run()
+
+            loop.add_signal_handler(number, both)
+
+    def end_streams(self) -> None:
+        self._ending = True
         for queue in self._subscribers:
             queue.put_nowait(None)
+
+    def stop(self) -> None:
+        """End every open stream and the reader: the worker is stopping."""
+        self.end_streams()
         if self._task is not None:
             self._task.cancel()
         self._reader.shutdown(wait=False, cancel_futures=True)
@@ -99,7 +123,7 @@ class Broadcaster:
                 if backlog:
                     await write(b"".join(frame(change) for change in backlog))
             ends = None if asked.timeout is None else time.monotonic() + asked.timeout
-            while not gone.done():
+            while not gone.done() and not self._ending:
                 wait = asked.heartbeat if ends is None else min(asked.heartbeat,
                                                                 ends - time.monotonic())
                 if wait <= 0:
