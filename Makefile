@@ -15,7 +15,7 @@ PORT ?= 5000
 # HOST is opened as localhost.
 OPEN_URL = http://$(if $(filter 127.0.0.1 0.0.0.0 localhost ::1 ::,$(HOST)),localhost,$(HOST)):$(PORT)/
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench bench-events lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The verdict cache and the revocation stream (bench/events.py); PostgreSQL with
+# BENCH_ARGS=--database-url=postgresql+psycopg://...
+bench-events: $(STAMP)
+	$(BIN)/python -m bench.events $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check keyvault tests bench clients

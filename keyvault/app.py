@@ -20,8 +20,9 @@ from . import (
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations', service_accounts' and webhooks' routes join the API blueprint
-from .api import leaks, organizations, service_accounts, signatures, webhooks  # noqa: F401
+# leaks', organizations', service_accounts', webhooks' and the revocation stream's routes join the
+# API blueprint
+from .api import leaks, organizations, service_accounts, signatures, stream, webhooks  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

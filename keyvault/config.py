@@ -300,6 +300,11 @@ def load(instance_path: Path, env: dict | None = None) -> dict:
         "KEYVAULT_RATELIMIT_STORAGE_URL": _ratelimit_storage(env),
         **_rate_limits(env),
         "KEYVAULT_USAGE_FLUSH_SECONDS": _int(env, "KEYVAULT_USAGE_FLUSH_SECONDS", 5, minimum=1),
+        # The revocation stream (GET /api/verify/events): a comment this often on a quiet
+        # stream, and how often each worker reads the database's new events.
+        "KEYVAULT_STREAM_HEARTBEAT_SECONDS": _int(env, "KEYVAULT_STREAM_HEARTBEAT_SECONDS", 15,
+                                                  minimum=1),
+        "KEYVAULT_STREAM_POLL_MS": _int(env, "KEYVAULT_STREAM_POLL_MS", 200, minimum=10),
         "KEYVAULT_ARGON2": {},
         # E-mail (service.mail): no SMTP URL means the log in development, nothing in production.
         "KEYVAULT_SMTP_URL": _smtp_url(env.get("KEYVAULT_SMTP_URL")),

@@ -29,7 +29,7 @@ from ..service.scopes import (
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from . import org_operations, org_schemas, webhook_operations, webhook_schemas
+from . import org_operations, org_schemas, stream_operations, webhook_operations, webhook_schemas
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -206,6 +206,7 @@ def _paths(prefix: str, max_days: int | None) -> dict:
     (listed after the people's own), documentation last."""
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
+    personal.update(stream_operations.paths())
     teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
     hooks = webhook_operations.paths(READ_WEBHOOKS, WRITE_WEBHOOKS)
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",

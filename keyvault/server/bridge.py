@@ -1,6 +1,8 @@
 """The bridge between granian (ASGI) and the WSGI app: each request's body is read first, on
 the worker's event loop (keyvault.server.body); only then is the request handed to one of a fixed
-number of threads that run the app, or, for the verify fast path, answered on the loop itself."""
+number of threads that run the app, or, for the verify fast path, answered on the loop itself.
+The revocation stream's head comes from the app like any answer; its body is then written on
+the loop (keyvault.server.stream), never by a thread."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import time
 from collections.abc import Callable
 
 from .. import logs
+from ..api.stream import STREAM, StreamRequest
 from ..service.verify import write_elsewhere
 from .body import buffer
 from .environ import environ_of
+from .stream import Broadcaster
 
 # Python threads per worker process that run the app.
 DEFAULT_THREADS = 8
@@ -27,8 +31,10 @@ class BufferedWSGI:
     def __init__(self, wsgi_app: Callable, max_body: int, threads: int = DEFAULT_THREADS,
                  body_timeout: float = 30.0,
                  on_stop: Callable[[], None] | None = None,
-                 inline: Callable[[dict], bool] | None = None):
+                 inline: Callable[[dict], bool] | None = None,
+                 events: Broadcaster | None = None):
         self.wsgi_app = wsgi_app
+        self.events = events
         self.inline = inline
         self.on_stop = on_stop
         self.max_body = max_body
@@ -63,11 +69,15 @@ class BufferedWSGI:
                                           daemon=True) for number in range(self.threads)]
         for thread in self._workers:
             thread.start()
+        if self.events is not None:
+            self.events.start(loop)
 
     def _stop(self) -> None:
         """The worker is stopping (its requests are answered): end the threads, then let the
         app write what it holds in memory. A granian worker exits without running atexit
         hooks (multiprocessing ends it with os._exit), so this is the last word."""
+        if self.events is not None:
+            self.events.stop()
         for _ in self._workers:
             self._jobs.put(None)
         for thread in self._workers:
@@ -88,13 +98,17 @@ class BufferedWSGI:
             status, headers, body = _SERVER_ERROR
             raw_headers = [(name.encode(), value.encode()) for name, value in headers]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        if isinstance(body, StreamRequest):
+            size = await self.events.serve(body, receive, send)
+        else:
+            await send({"type": "http.response.body", "body": body})
+            size = len(body)
         if logs.access is not None:
-            logs.access.write(environ, status, len(body), time.perf_counter() - started)
+            logs.access.write(environ, status, size, time.perf_counter() - started)
 
     # ------------------------------------------------------------ one request
 
-    async def _answer(self, environ: dict, receive) -> tuple[int, list, bytes]:
+    async def _answer(self, environ: dict, receive) -> tuple[int, list, bytes | StreamRequest]:
         refused = await buffer(environ, receive, self.max_body, self.body_timeout)
         if refused is not None:
             return refused
@@ -138,6 +152,11 @@ class BufferedWSGI:
             return lambda data: None  # the legacy write(): KeyVault never calls it
 
         result = self.wsgi_app(environ, start_response)
+        streamed = environ.get(STREAM)
+        if streamed is not None and self.events is not None and started[0] == 200:
+            if hasattr(result, "close"):
+                result.close()  # its body is written on the loop instead (keyvault.server.stream)
+            return started[0], started[1], streamed
         try:
             body = b"".join(result)
         finally:

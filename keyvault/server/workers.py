@@ -10,6 +10,7 @@ from ..api.fastlane import takes
 from ..app import create_app
 from ..service import mail, usage, webhook_delivery
 from .bridge import DEFAULT_THREADS, BufferedWSGI
+from .stream import Broadcaster
 
 WORKER_INDEX = "KEYVAULT_WORKER_INDEX"  # set for each worker by KeyVaultServer, before the fork
 PIN = "KEYVAULT_SERVE_PIN"
@@ -34,7 +35,7 @@ def application() -> BufferedWSGI:
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: (stop_mail(), stop_webhooks(), usage.close(app)),
-                        inline=takes if sqlite else None)
+                        inline=takes if sqlite else None, events=Broadcaster(app))
 
 
 def pins_workers(setting: str, workers: int, sqlite: bool) -> bool:

@@ -18,7 +18,7 @@ from ..models import (
     TotpCredential,
     User,
 )
-from . import confirmations, guessing
+from . import confirmations, guessing, key_changes
 from .errors import EmailNotConfirmed, EmailTaken, InvalidInput, UserNotFound, WrongPassword
 from .events import Origin, finish_login, record
 from .second_factor import methods
@@ -245,6 +245,7 @@ def find_user(email: str) -> User:
 def delete_account(user: User, origin: Origin) -> None:
     """Delete the account, its keys, their use counts and its log: every key stops verifying
     at once."""
+    key_changes.owner_deleted(user.id)  # no log event to carry it: the log goes too
     keys = select(ApiKey.id).where(ApiKey.user_id == user.id).scalar_subquery()
     db.session.execute(KeyUsageDay.__table__.delete().where(KeyUsageDay.key_id.in_(keys)))
     for table in (SecurityEvent.__table__, FormSubmission.__table__, ApiKey.__table__,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, SecurityEvent, User
-from . import notifications, webhook_delivery
+from . import key_changes, notifications, webhook_delivery
 from .errors import InvalidInput
 from .event_text import CLI_AGENT, event_kinds
 from .pagination import Page, paginate
@@ -62,7 +62,7 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
     The event keeps the key's label and mask as they are now, so the log still tells what
     happened after the key is renamed or rolled. An event that mails someone queues the mail in
     the same transaction (service.notifications), and so does one that calls webhooks
-    (service.webhook_delivery).
+    (service.webhook_delivery) or one a verifier must hear of (service.key_changes).
     """
     row = SecurityEvent(
         user_id=user_id,
@@ -88,6 +88,7 @@ def record(event: str, user_id: int | None, origin: Origin, key: ApiKey | None =
     db.session.add(row)
     notifications.after_record(row)
     webhook_delivery.after_record(row)
+    key_changes.after_record(row)  # what verifiers hear of it (GET /api/verify/events)
 
 
 def finish_login(user: User, origin: Origin, **details) -> None:

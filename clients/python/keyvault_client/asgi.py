@@ -25,8 +25,8 @@ class KeyVaultASGIMiddleware:
     """`app = KeyVaultASGIMiddleware(app, async_client, scopes=[...])`."""
 
     def __init__(self, app: ASGIApp, client: AsyncKeyVaultClient, scopes: Iterable[str] | None = None,
-                 *, realm: str = "api"):
-        require_client(client, AsyncKeyVaultClient, "KeyVaultASGIMiddleware")
+                 *, realm: str = "api", cache_seconds: float | None = None):
+        require_client(client, AsyncKeyVaultClient, "KeyVaultASGIMiddleware", cache_seconds)
         self.app = app
         self.client = client
         self.scopes = scope_tuple(scopes)

@@ -1,6 +1,8 @@
 """KeyVaultClient and AsyncKeyVaultClient: ask `POST /api/verify/` whether a key is valid.
 
 Fail closed: when no answer came (unreachable, too slow, 5xx) the call raises, it never guesses.
+With `cache_seconds`, verdicts are answered from memory while KeyVault's revocation stream is
+heard (keyvault_client.cache).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
+from .cache import VerdictCache, check_seconds, slot_of
 from .errors import KeyVaultUnavailable, ServiceKeyRejected, UnexpectedAnswer
 from .keys import is_well_formed
 from .verification import Verification
@@ -35,7 +38,7 @@ class _Base:
     """What both clients share: the request they send and how they read the answer."""
 
     def __init__(self, base_url: str, service_key: str, *, timeout: float = 2.0,
-                 retries: int = 2, key_prefix: str | None = None):
+                 retries: int = 2, key_prefix: str | None = None, cache_seconds: float = 0):
         if not base_url or not service_key:
             raise ValueError("KeyVault's base_url and the service key are both required")
         if retries > len(RETRY_DELAYS):
@@ -49,6 +52,24 @@ class _Base:
             "headers": {"Authorization": f"Bearer {service_key}", "User-Agent": _user_agent(),
                         "Accept": "application/json"},
         }
+        self.cache: VerdictCache | None = None
+        self.cache_verdicts(cache_seconds)
+
+    def cache_verdicts(self, seconds: float) -> None:
+        """Answer verdicts from memory for up to `seconds` (at most 300; 0: off), dropped as
+        the revocation stream tells of changes. A guard's `cache_seconds` calls this."""
+        if not check_seconds(seconds):
+            return
+        if self.cache is not None:
+            if self.cache.seconds != seconds:
+                raise ValueError(f"this client already caches verdicts for {self.cache.seconds} s")
+            return
+        headers = {k: v for k, v in self._options["headers"].items() if k != "Accept"}
+        self.cache = VerdictCache(self.base_url, headers, seconds, timeout=self.timeout)
+
+    def _close_cache(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
 
     def _body(self, key: str, scopes: Iterable[str] | None) -> dict:
         if isinstance(scopes, str):
@@ -99,8 +120,9 @@ class KeyVaultClient(_Base):
     """A blocking client; one connection pool, kept alive across calls. Thread-safe."""
 
     def __init__(self, base_url: str, service_key: str, *, timeout: float = 2.0,
-                 retries: int = 2, key_prefix: str | None = None):
-        super().__init__(base_url, service_key, timeout=timeout, retries=retries, key_prefix=key_prefix)
+                 retries: int = 2, key_prefix: str | None = None, cache_seconds: float = 0):
+        super().__init__(base_url, service_key, timeout=timeout, retries=retries,
+                         key_prefix=key_prefix, cache_seconds=cache_seconds)
         self._http = httpx.Client(**self._options)
 
     def verify(self, key: str, scopes: Iterable[str] | None = None) -> Verification:
@@ -112,6 +134,12 @@ class KeyVaultClient(_Base):
         body = self._body(key, scopes)
         if not is_well_formed(key, self.key_prefix):
             return Verification.inactive("malformed")
+        cache, ticket = self.cache, None
+        if cache is not None:
+            slot = slot_of(key, scopes)
+            if (cached := cache.get(slot)) is not None:
+                return cached
+            ticket = cache.ticket()
         content = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         for attempt in range(self.retries + 1):
@@ -124,9 +152,13 @@ class KeyVaultClient(_Base):
                 time.sleep(RETRY_DELAYS[attempt])
             except httpx.TransportError as error:
                 raise _unavailable(self.base_url, error) from error
-        return self._read(response)
+        verification = self._read(response)
+        if cache is not None:
+            cache.put(slot, verification, ticket)
+        return verification
 
     def close(self) -> None:
+        self._close_cache()
         self._http.close()
 
     def __enter__(self) -> KeyVaultClient:
@@ -140,8 +172,9 @@ class AsyncKeyVaultClient(_Base):
     """The asyncio client (ASGI guards, FastAPI); one connection pool, kept alive across calls."""
 
     def __init__(self, base_url: str, service_key: str, *, timeout: float = 2.0,
-                 retries: int = 2, key_prefix: str | None = None):
-        super().__init__(base_url, service_key, timeout=timeout, retries=retries, key_prefix=key_prefix)
+                 retries: int = 2, key_prefix: str | None = None, cache_seconds: float = 0):
+        super().__init__(base_url, service_key, timeout=timeout, retries=retries,
+                         key_prefix=key_prefix, cache_seconds=cache_seconds)
         self._http = httpx.AsyncClient(**self._options)
 
     async def verify(self, key: str, scopes: Iterable[str] | None = None) -> Verification:
@@ -149,6 +182,12 @@ class AsyncKeyVaultClient(_Base):
         body = self._body(key, scopes)
         if not is_well_formed(key, self.key_prefix):
             return Verification.inactive("malformed")
+        cache, ticket = self.cache, None
+        if cache is not None:
+            slot = slot_of(key, scopes)
+            if (cached := cache.get(slot)) is not None:
+                return cached
+            ticket = cache.ticket()
         content = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         for attempt in range(self.retries + 1):
@@ -161,9 +200,13 @@ class AsyncKeyVaultClient(_Base):
                 await asyncio.sleep(RETRY_DELAYS[attempt])
             except httpx.TransportError as error:
                 raise _unavailable(self.base_url, error) from error
-        return self._read(response)
+        verification = self._read(response)
+        if cache is not None:
+            cache.put(slot, verification, ticket)
+        return verification
 
     async def aclose(self) -> None:
+        self._close_cache()
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncKeyVaultClient:

@@ -31,8 +31,8 @@ class RequireKey:
     """A dependency that returns the Verification of an active key holding `scopes`."""
 
     def __init__(self, client: AsyncKeyVaultClient, scopes: Iterable[str] | None = None, *,
-                 realm: str = "api"):
-        require_client(client, AsyncKeyVaultClient, "RequireKey")
+                 realm: str = "api", cache_seconds: float | None = None):
+        require_client(client, AsyncKeyVaultClient, "RequireKey", cache_seconds)
         self.client = client
         self.scopes = scope_tuple(scopes)
         self.realm = realm

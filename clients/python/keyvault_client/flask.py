@@ -20,9 +20,10 @@ G_ATTRIBUTE = "keyvault_verification"
 
 
 def require_key(client: KeyVaultClient, scopes: Iterable[str] | None = None, *,
-                realm: str = "api") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                realm: str = "api", cache_seconds: float | None = None,
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a view so that it runs only for a request presenting an active key."""
-    require_client(client, KeyVaultClient, "require_key")
+    require_client(client, KeyVaultClient, "require_key", cache_seconds)
     needed = scope_tuple(scopes)
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:

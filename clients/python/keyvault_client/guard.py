@@ -134,9 +134,13 @@ def scope_tuple(scopes: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(scopes or ())
 
 
-def require_client(client: object, kind: type, where: str) -> None:
+def require_client(client: object, kind: type, where: str,
+                   cache_seconds: float | None = None) -> None:
+    """The guard's client is of the right kind; a guard's `cache_seconds` turns on its cache."""
     if not isinstance(client, kind):
         raise TypeError(f"{where} needs a {kind.__name__}, got {type(client).__name__}")
+    if cache_seconds is not None:
+        client.cache_verdicts(cache_seconds)
 
 
 def _problem(status: int, title: str, detail: str, challenge: str | None, *,

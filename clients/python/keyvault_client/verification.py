@@ -17,7 +17,8 @@ INACTIVE_CODES = ("malformed", "not_found", "revoked", "expired", "user_inactive
 class Verification:
     """Whether a key is active, and for an active key whose it is and what it may do.
 
-    Use it for the request at hand only: never cache it, a revocation takes effect at once.
+    Use it for the request at hand only: never cache it yourself (a revocation takes effect at
+    once); the client's `cache_seconds` caches it safely, told of revocations.
     """
 
     active: bool

@@ -19,8 +19,9 @@ class KeyVaultMiddleware:
     """`app.wsgi_app = KeyVaultMiddleware(app.wsgi_app, client, scopes=[...])`."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], client: KeyVaultClient,
-                 scopes: Iterable[str] | None = None, *, realm: str = "api"):
-        require_client(client, KeyVaultClient, "KeyVaultMiddleware")
+                 scopes: Iterable[str] | None = None, *, realm: str = "api",
+                 cache_seconds: float | None = None):
+        require_client(client, KeyVaultClient, "KeyVaultMiddleware", cache_seconds)
         self.app = app
         self.client = client
         self.scopes = scope_tuple(scopes)

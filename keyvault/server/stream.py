@@ -1,0 +1,158 @@
+"""The revocation stream under `keyvault serve`: one task per worker reads the database's new
+events (service.key_changes.Watcher, every KEYVAULT_STREAM_POLL_MS) and hands them to every
+subscriber's queue; each subscriber's body is written on the event loop from its queue. So a
+thousand open streams cost a thousand coroutines and still one query per poll, and verify's
+threads never wait for a stream.
+
+Why polling rather than PostgreSQL's LISTEN/NOTIFY: README.md (The revocation stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+
+from ..api.stream import HEARTBEAT, OPENING, StreamRequest, frame
+from ..logs import FailureLog
+from ..service import key_changes
+
+log = logging.getLogger("keyvault")
+
+
+class Broadcaster:
+    """A worker's one reader of the events, and its subscribers."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.poll = app.config["KEYVAULT_STREAM_POLL_MS"] / 1000
+        self._subscribers: set[asyncio.Queue] = set()
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="keyvault-stream")
+        self._task: asyncio.Task | None = None
+        self._ending = False
+        self._watcher: key_changes.Watcher | None = None
+        self._failures = FailureLog(log, "revocation stream")
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._task = loop.create_task(self._run())
+        self._end_streams_on_signals(loop)
+
+    def _end_streams_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian stops a worker on SIGTERM (SIGHUP's rolling restart too) by waiting for its
+        open requests, and a stream never ends by itself: without this each open stream held
+        the worker for granian's 30 s kill timeout. So the streams end first (their clients
+        reconnect, with Last-Event-ID, to a worker that stays), then granian's handler runs."""
+        handlers = getattr(loop, "_signal_handlers", {})  # asyncio's Unix loop: granian's
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = handlers.get(number)
+            if previous is None:
+                continue
+
+            def both(previous=previous) -> None:
+                self.end_streams()
+                previous._run()
+
+            loop.add_signal_handler(number, both)
+
+    def end_streams(self) -> None:
+        self._ending = True
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    def stop(self) -> None:
+        """End every open stream and the reader: the worker is stopping."""
+        self.end_streams()
+        if self._task is not None:
+            self._task.cancel()
+        self._reader.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_reader(self, work):
+        return await asyncio.get_running_loop().run_in_executor(self._reader, work)
+
+    def _step(self) -> list[key_changes.Change]:
+        with self.app.app_context():
+            if self._watcher is None:
+                self._watcher = key_changes.Watcher(key_changes.latest_id())
+            return self._watcher.step()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                changes = await self._in_reader(self._step)
+            except Exception as error:  # noqa: BLE001 - a database outage must not end the task
+                kind = type(getattr(error, "orig", None) or error).__name__
+                self._failures.failed(kind, "%s; trying again every %s s", kind, self.poll)
+            else:
+                self._failures.recovered()
+                if changes:
+                    for queue in self._subscribers:
+                        queue.put_nowait(changes)
+            await asyncio.sleep(self.poll)
+
+    def _backlog(self, after: int) -> list[key_changes.Change]:
+        with self.app.app_context():
+            found, batch = [], key_changes.read_after(after)
+            while batch:
+                found += batch
+                batch = key_changes.read_after(batch[-1].id) if len(batch) == 1000 else []
+            return found
+
+    async def serve(self, asked: StreamRequest, receive, send) -> int:
+        """Write one subscriber's stream (the head is sent); returns the bytes written."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self._subscribers.add(queue)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        written = 0
+
+        async def write(data: bytes) -> None:
+            nonlocal written
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            written += len(data)
+
+        try:
+            await write(OPENING)
+            sent: set[int] = set()
+            if asked.after is not None:  # resuming: what it missed, then what comes
+                backlog = await self._in_reader(lambda: self._backlog(asked.after))
+                sent = {change.id for change in backlog}
+                if backlog:
+                    await write(b"".join(frame(change) for change in backlog))
+            ends = None if asked.timeout is None else time.monotonic() + asked.timeout
+            while not gone.done() and not self._ending:
+                wait = asked.heartbeat if ends is None else min(asked.heartbeat,
+                                                                ends - time.monotonic())
+                if wait <= 0:
+                    break
+                getting = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getting, gone}, timeout=wait,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getting not in done:
+                    getting.cancel()
+                    if not gone.done() and (ends is None or time.monotonic() < ends):
+                        await write(HEARTBEAT)
+                    continue
+                changes = getting.result()
+                if changes is None:  # the worker is stopping
+                    break
+                fresh = [change for change in changes if change.id not in sent]
+                if fresh:
+                    await write(b"".join(frame(change) for change in fresh))
+        except Exception:  # noqa: BLE001 - the client went away mid-write: nobody to tell
+            return written
+        finally:
+            self._subscribers.discard(queue)
+            gone.cancel()
+        with contextlib.suppress(Exception):  # the client may be gone by now
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return written
+
+
+async def _disconnected(receive) -> None:
+    """Returns when the client has gone (ASGI's http.disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,182 @@
+"""GET /api/verify/events, the revocation stream: who may read it (test client), and what it
+says on the wire under `keyvault serve` — events as they happen, resuming with Last-Event-ID,
+heartbeats, expiries found by time — and a cached keyvault-client refusing a revoked key
+within a second. On PostgreSQL across two instances; on SQLite across one's two workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+from keyvault_client import KeyVaultClient
+
+from keyvault import service
+
+from .conftest import start_server, stop_server
+
+POSTGRES = bool(os.environ.get("KEYVAULT_TEST_DATABASE_URL"))
+ORIGIN = service.Origin("127.0.0.1", "pytest")
+
+
+@pytest.fixture(scope="module")
+def servers(database_url, tmp_path_factory):
+    """Two doors onto one database: two instances on PostgreSQL, one instance's two workers on
+    SQLite (one file: instances side by side would be one machine anyway)."""
+    env = {"KEYVAULT_STREAM_HEARTBEAT_SECONDS": "1", "KEYVAULT_STREAM_POLL_MS": "50"}
+    logs = tmp_path_factory.mktemp("stream")
+    if POSTGRES:
+        started = [start_server(database_url, logs / f"serve{n}.log", workers=1, extra_env=env)
+                   for n in (1, 2)]
+    else:
+        started = [start_server(database_url, logs / "serve.log", workers=2, extra_env=env)]
+    yield [server.url for server in started] * (2 // len(started))
+    for server in started:
+        stop_server(server)
+
+
+@pytest.fixture
+def verifier_key(make_user, make_key) -> str:
+    return make_key(make_user("service@example.com"), label="verifier", scopes=["key:verify"])[1]
+
+
+# ---------------------------------------------------------------- who may read it
+
+
+@pytest.mark.parametrize("credential, status", [
+    (None, 401),
+    ("kv_" + "A" * 46, 401),
+    ("user:read", 403),
+])
+def test_the_stream_needs_a_verify_key(client, make_user, make_key, credential, status):
+    if credential == "user:read":
+        credential = make_key(make_user("other@example.com"), scopes=["user:read"])[1]
+    headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+    answer = client.get("/api/verify/events?timeout=0", headers=headers)
+    assert answer.status_code == status
+    assert answer.mimetype == "application/problem+json"
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_bad_last_event_id_is_400(client, verifier_key):
+    answer = client.get("/api/verify/events", headers={"Authorization": f"Bearer {verifier_key}",
+                                                       "Last-Event-ID": "yesterday"})
+    assert answer.status_code == 400
+    assert "Last-Event-ID" in answer.json["detail"]
+
+
+def test_any_wsgi_server_answers_a_bounded_stream(client, verifier_key, user, make_key):
+    """Without keyvault serve's bridge the same view reads the database itself, until timeout."""
+    key, _ = make_key(user, scopes=["user:read"])
+    service.revoke_key(user, key.public_id, ORIGIN)
+    answer = client.get("/api/verify/events?timeout=1", headers={
+        "Authorization": f"Bearer {verifier_key}", "Last-Event-ID": "0"})
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/event-stream")
+    assert [event["event"] for _, event in events_in(answer.data) if event["key_id"]
+            == key.public_id] == ["revoked"]
+
+
+# ---------------------------------------------------------------- on the wire
+
+
+class Stream:
+    """A raw HTTP/1.1 client reading the stream as it comes (chunked encoding taken apart)."""
+
+    def __init__(self, url: str, key: str, last_event_id: str | None = None):
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+        self.sock.sendall(f"GET /api/verify/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: "
+                          f"Bearer {key}\r\n{extra}\r\n".encode())
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n", time.monotonic() + 5)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        self.text = b""
+
+    def _until(self, marker: bytes, deadline: float) -> bytes:
+        while marker not in self.buffer:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = self.sock.recv(65536)
+            assert data, "the server closed the stream"
+            self.buffer += data
+        found, _, self.buffer = self.buffer.partition(marker)
+        return found
+
+    def read_until(self, wanted: bytes, seconds: float) -> bytes:
+        """The stream's text up to and including the frame that holds `wanted`."""
+        deadline = time.monotonic() + seconds
+        while wanted not in self.text:
+            size = int(self._until(b"\r\n", deadline), 16)
+            while len(self.buffer) < size + 2:
+                self.buffer += self.sock.recv(65536)
+            self.text += self.buffer[:size]
+            self.buffer = self.buffer[size + 2:]
+        return self.text
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def events_in(text: bytes) -> list[tuple[int, dict]]:
+    found = []
+    for block in text.split(b"\n\n"):
+        fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line
+                      and not line.startswith(b":"))
+        if b"data" in fields:
+            found.append((int(fields[b"id"]), json.loads(fields[b"data"])))
+    return found
+
+
+def test_events_resume_heartbeat_and_expiry_on_the_real_server(servers, verifier_key, user,
+                                                               make_key):
+    first, second = servers
+    revoked, _ = make_key(user, label="revoked", scopes=["user:read"])
+    expiring, _ = make_key(user, label="expiring", scopes=["user:read"],
+                           expires_at=datetime.now(UTC) + timedelta(seconds=2))
+    live = Stream(first, verifier_key)
+    try:
+        assert b": connected" in live.read_until(b": connected", 5)
+        service.revoke_key(user, revoked.public_id, ORIGIN)
+        text = live.read_until(revoked.public_id.encode(), 3)
+        (event_id, event), = events_in(text)
+        assert event == {"key_id": revoked.public_id, "event": "revoked", "at": event["at"]}
+        assert b": heartbeat" in live.read_until(b": heartbeat", 2.5)  # 1 s in this module
+        text = live.read_until(expiring.public_id.encode(), 6)  # nothing is written at expiry
+        assert [e["event"] for _, e in events_in(text) if e["key_id"] == expiring.public_id] \
+            == ["expired"]
+    finally:
+        live.close()
+    resumed = Stream(second, verifier_key, last_event_id=str(event_id - 1))
+    try:
+        text = resumed.read_until(expiring.public_id.encode(), 3)
+        assert [(e["key_id"], e["event"]) for _, e in events_in(text)] == [
+            (revoked.public_id, "revoked"), (expiring.public_id, "expired")]
+    finally:
+        resumed.close()
+
+
+def test_a_cached_client_refuses_a_revoked_key_within_a_second(servers, verifier_key, user,
+                                                               make_key):
+    """The client's cache on one door; the DELETE through the other."""
+    first, second = servers
+    subject, value = make_key(user, label="subject", scopes=["user:read"])
+    _, manager = make_key(user, label="manager", scopes=["personal_api_key:write"])
+    with KeyVaultClient(first, verifier_key, timeout=10, cache_seconds=60) as client:
+        deadline = time.monotonic() + 5
+        while client.cache.ticket() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        warm = client.verify(value, ["user:read"])
+        assert warm.active and client.verify(value, ["user:read"]) is warm  # from memory
+        answer = requests.delete(f"{second}/api/personal_api_keys/{subject.public_id}/",
+                                 headers={"Authorization": f"Bearer {manager}"}, timeout=10)
+        assert answer.status_code == 204
+        revoked_at = time.monotonic()
+        while client.verify(value, ["user:read"]).active:
+            assert time.monotonic() - revoked_at < 1.0, "still valid a second after DELETE"
+            time.sleep(0.005)
+        assert client.verify(value, ["user:read"]).code == "revoked"
