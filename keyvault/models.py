@@ -134,6 +134,7 @@ class ApiKey(db.Model):
     # After a roll with a grace period the old value keeps working until previous_expires_at.
     previous_digest: Mapped[str | None] = mapped_column(String(64))
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # CIDRs; None: any
 
     user: Mapped[User | None] = relationship(back_populates="keys")
     service_account: Mapped[ServiceAccount | None] = relationship()  # noqa: F821 - org_models
