@@ -22,7 +22,7 @@ from sqlalchemy import JSON, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from .addresses import Network, networks_of
+from .addresses import Ranges, networks_of
 from .extensions import db
 from .models import ApiKey, User, UTCDateTime, as_utc
 from .org_models import Organization, ServiceAccount
@@ -58,7 +58,7 @@ class KeyRow(NamedTuple):
     organization_public_id: str | None
     organization_name: str | None
     organization_is_active: bool | None
-    allowed_networks: tuple[Network, ...] | None = None  # allowed_ips parsed; None: anywhere
+    allowed_networks: Ranges | None = None  # allowed_ips parsed; None: anywhere
 
     @property
     def owner_is_active(self) -> bool:

@@ -9,7 +9,7 @@ import requests
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
-from keyvault import addresses, service
+from keyvault import addresses
 from keyvault.extensions import db
 from keyvault.models import ApiKey, KeyUsageDay, SecurityEvent
 from keyvault.service import usage
