@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 from . import (
+    factor_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
     metrics,
     models,
     org_models,  # noqa: F401 - its tables join the metadata (migrations, mappers)
@@ -30,7 +31,7 @@ from .auth.views import bp as auth_bp
 from .extensions import csrf, db, login_manager, migrate
 from .http import errors, wire
 from .http.browser import CookieSessionInterface, register_filters
-from .http.context import AroundRequest, note
+from .http.context import AroundRequest, RealIpFallback, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
 from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
@@ -126,7 +127,8 @@ def create_app(overrides: dict | None = None) -> Flask:
                                  (("Strict-Transport-Security", HSTS),) if production else ())
     proxies = app.config["KEYVAULT_TRUSTED_PROXIES"]
     if proxies:  # outermost, so every layer sees the client's address
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        app.wsgi_app = RealIpFallback(ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,
+                                               x_host=proxies))
     # outermost of all: bytes nothing should read are refused before anything reads them
     wire.init_app(app, decisive=(signatures.IDENTIFIER_HEADER, signatures.SIGNATURE_HEADER))
 

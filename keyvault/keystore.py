@@ -22,6 +22,7 @@ from sqlalchemy import JSON, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .addresses import Ranges, networks_of
 from .extensions import db
 from .models import ApiKey, User, UTCDateTime, as_utc
 from .org_models import Organization, ServiceAccount
@@ -57,6 +58,7 @@ class KeyRow(NamedTuple):
     organization_public_id: str | None
     organization_name: str | None
     organization_is_active: bool | None
+    allowed_networks: Ranges | None = None  # allowed_ips parsed; None: anywhere
 
     @property
     def owner_is_active(self) -> bool:
@@ -71,7 +73,7 @@ COLUMNS = (
     _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
     _k.last_used_at, _k.last_rolled_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
     _k.digest, _k.previous_digest, _s.id, _s.public_id, _s.name, _o.public_id, _o.name,
-    _o.is_active,
+    _o.is_active, _k.allowed_ips,
 )
 assert len(COLUMNS) == len(KeyRow._fields)
 # One round trip whoever owns the key: a key has a user or a service account (a CHECK says
@@ -99,6 +101,8 @@ def _reader(column, dialect):
     Timestamps go through UTCDateTime's own conversion (C-speed fromisoformat for SQLite's
     strings), JSON through orjson; anything else through SQLAlchemy's processor for the dialect.
     """
+    if column is _k.allowed_ips:  # parsed into networks once per distinct value
+        return networks_of
     if isinstance(column.type, UTCDateTime):
         return as_utc
     if isinstance(column.type, JSON):

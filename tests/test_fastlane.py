@@ -102,6 +102,21 @@ FAST_CASES = {
     "bad body, bad caller": lambda value, caller, other: (
         dict(data="{nope", content_type="application/json",
              headers={"Authorization": "Bearer kv_nope"}), 401),
+    # keys restricted by address (allowed_ips): the caller's at the request's address, the
+    # subject's at client_ip
+    "client_ip inside": lambda value, caller, other: (
+        dict(json={"key": other["restricted"], "client_ip": "203.0.113.5"}, headers=caller), 200),
+    "client_ip outside": lambda value, caller, other: (
+        dict(json={"key": other["restricted"], "client_ip": "::ffff:198.51.100.5"},
+             headers=caller), 200),
+    "no client_ip": lambda value, caller, other: (
+        dict(json={"key": other["restricted"]}, headers=caller), 200),
+    "client_ip not an address": lambda value, caller, other: (
+        dict(json={"key": other["restricted"], "client_ip": "203.0.113.0/24"}, headers=caller),
+        400),
+    "caller outside its ranges": lambda value, caller, other: (
+        dict(json={"key": value, "client_ip": "10.0.0.1"},
+             headers={"Authorization": f"Bearer {other['far_caller']}"}), 403),
 }
 
 
@@ -115,9 +130,13 @@ def test_the_fast_path_answers_as_the_view_would(client, flask_only, user, make_
     _, no_verify = make_key(other, label="no verify", scopes=["user:read"])
     revoked, revoked_value = make_key(other, label="revoked", scopes=["key:verify"])
     service.revoke_key(other, revoked.public_id, ORIGIN)
+    _, restricted = make_key(other, label="restricted", allowed_ips=["203.0.113.0/24"])
+    _, far_caller = make_key(other, label="far caller", scopes=["key:verify"],
+                             allowed_ips=["10.0.0.0/8"])
     request, status = FAST_CASES[case](
         value, {"Authorization": f"Bearer {service_key}"},
-        {"no_verify": no_verify, "revoked": revoked_value})
+        {"no_verify": no_verify, "revoked": revoked_value, "restricted": restricted,
+         "far_caller": far_caller})
     fast = client.post("/api/verify/", **request)
     assert views_seen == []
     slow = flask_only.post("/api/verify/", **request)

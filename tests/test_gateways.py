@@ -57,6 +57,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-KeyVault-Required-Scopes "feature_flag:read";
+            proxy_set_header X-Forwarded-For $remote_addr;
         }}
         location = /_keyvault_write {{
             internal;
@@ -64,6 +65,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-KeyVault-Required-Scopes "feature_flag:write";
+            proxy_set_header X-Forwarded-For $remote_addr;
         }}
     }}
 }}
@@ -146,9 +148,10 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def keyvault(database_url, tmp_path_factory):
-    """KeyVault under `keyvault serve`, with the service's scopes in its catalogue."""
+    """KeyVault under `keyvault serve`, with the service's scopes in its catalogue, behind one
+    trusted proxy (the gateway), as the README says."""
     server = start_server(database_url, tmp_path_factory.mktemp("kv") / "serve.log",
-                          extra_env={"KEYVAULT_SCOPES": SCOPES})
+                          extra_env={"KEYVAULT_SCOPES": SCOPES, "KEYVAULT_TRUSTED_PROXIES": "1"})
     yield server
     stop_server(server)
 
@@ -290,6 +293,34 @@ def test_spoofed_identity_headers_never_reach_the_upstream(gateway, user, make_k
     assert seen["x-keyvault-scopes"] == "feature_flag:read"
     assert seen["x-keyvault-key-id"] != "forged"
     assert _get(gateway, "/flags/x", **spoofed).status_code == 401
+
+
+def test_a_key_restricted_by_address_is_judged_at_the_clients_address(gateway, user, make_key):
+    """The gateway forwards the address its client connected from (127.0.0.1 here); one that
+    the client writes into X-Forwarded-For itself is not believed."""
+    _, local = make_key(user, label="local", scopes=["feature_flag:read"],
+                        allowed_ips=["127.0.0.1", "::1"])
+    _, far = make_key(user, label="far", scopes=["feature_flag:read"],
+                      allowed_ips=["10.0.0.0/8"])
+    assert _get(gateway, "/flags/x", local).status_code == 200
+    assert _get(gateway, "/flags/x", far).status_code == 403
+    for spoof in ({"X-Forwarded-For": "10.1.2.3"}, {"X-Real-IP": "10.1.2.3"}):
+        assert _get(gateway, "/flags/x", far, **spoof).status_code == 403, spoof
+        assert _get(gateway, "/flags/x", local, **spoof).status_code == 200, spoof
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_counts(keyvault, user, make_key):
+    """Straight to KeyVault, as the gateway would call it: X-Forwarded-For (or, without one,
+    X-Real-IP) from the one trusted proxy is the client's address."""
+    _, far = make_key(user, label="far", scopes=["feature_flag:read"],
+                      allowed_ips=["10.0.0.0/8"])
+    check = keyvault.url + "/api/forward_auth/"
+    for headers, status in (({"X-Forwarded-For": "10.1.2.3"}, 200),
+                            ({"X-Real-IP": "10.1.2.3"}, 200),
+                            ({"X-Forwarded-For": "10.1.2.3, 127.0.0.1"}, 403), ({}, 403)):
+        response = requests.get(check, headers={"Authorization": f"Bearer {far}", **headers},
+                                timeout=5)
+        assert response.status_code == status, headers
 
 
 @pytest.fixture

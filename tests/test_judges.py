@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from keyvault.addresses import networks_of
 from keyvault.keystore import KeyRow
 from keyvault.service.judges import JUDGES, Case, first_refusal
 from keyvault.service.verify import CODES
@@ -53,9 +54,41 @@ def test_each_judge_and_their_order(changes, via_previous, required, code):
     assert first_refusal(Case(row(**changes), via_previous, NOW, required)) == code
 
 
+RANGES = networks_of(["10.0.0.0/8", "2001:db8::/32", "203.0.113.7/32"])
+
+
+@pytest.mark.parametrize(("client_ip", "code"), [
+    ("10.1.2.3", None),
+    ("203.0.113.7", None),
+    ("2001:db8::42", None),
+    ("::ffff:10.9.9.9", None),  # IPv4-mapped IPv6: judged as its IPv4 address
+    ("11.0.0.1", "ip_not_allowed"),
+    ("203.0.113.8", "ip_not_allowed"),
+    ("2001:db9::1", "ip_not_allowed"),
+    ("::ffff:11.0.0.1", "ip_not_allowed"),
+    (None, "ip_not_allowed"),  # no client address: fail closed
+    ("", "ip_not_allowed"),
+    ("not-an-address", "ip_not_allowed"),
+])
+def test_a_key_restricted_by_address_works_only_inside_its_ranges(client_ip, code):
+    restricted = row(allowed_networks=RANGES)
+    assert first_refusal(Case(restricted, False, NOW, (), client_ip)) == code
+    assert first_refusal(Case(row(), False, NOW, (), client_ip)) is None  # unrestricted
+
+
+def test_address_is_judged_after_expiry_and_before_scopes():
+    restricted = dict(allowed_networks=RANGES)
+    assert first_refusal(Case(row(expires_at=NOW, **restricted), False, NOW, (), "1.1.1.1")) \
+        == "expired"
+    assert first_refusal(Case(row(**restricted), False, NOW, ("x:y",), "1.1.1.1")) \
+        == "ip_not_allowed"
+    assert first_refusal(Case(row(**restricted), False, NOW, ("x:y",), "10.0.0.1")) \
+        == "insufficient_scope"
+
+
 def test_verify_codes_follow_the_judges_in_order():
     assert CODES == ("valid", "malformed", "not_found", "revoked", "user_inactive", "expired",
-                     "insufficient_scope")
+                     "ip_not_allowed", "insufficient_scope")
     assert CODES[3:] == tuple(judge.code for judge in JUDGES)
 
 

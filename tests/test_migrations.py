@@ -137,3 +137,26 @@ def test_accounts_made_before_confirmation_count_as_confirmed(migration_app, emp
     finally:
         engine.dispose()
     assert confirmed is not None and str(confirmed)[:19] == str(created)[:19]
+
+
+def test_keys_made_before_address_restrictions_work_from_anywhere(migration_app, empty_database):
+    """c3d5e7f9a1b4 adds api_keys.allowed_ips: every key already issued gets NULL (any
+    address), so none stops working after the upgrade."""
+    upgrade(revision="b8e4f2a9c6d1")
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO users (email, mailbox_key, password_hash, is_active, is_admin, "
+                "created_at, session_epoch, notify_expiring, notify_presented) VALUES "
+                "('old@example.com', '', 'x', true, false, '2026-01-02 03:04:05', 0, true, true)"))
+            conn.execute(text(
+                "INSERT INTO api_keys (public_id, user_id, label, description, mask, digest, "
+                "scopes, created_at) SELECT 'oldkey', id, 'old', '', 'kv_…abcd', 'd1', "
+                "'[\"*\"]', '2026-01-02 03:04:05' FROM users"))
+        upgrade(revision="c3d5e7f9a1b4")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT public_id, allowed_ips FROM api_keys")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [("oldkey", None)]

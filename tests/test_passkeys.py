@@ -20,7 +20,8 @@ from webauthn.helpers import base64url_to_bytes, bytes_to_base64url, encode_cbor
 from keyvault import service
 from keyvault.config import ConfigError, load
 from keyvault.extensions import db
-from keyvault.models import Passkey, SecurityEvent, WebAuthnChallenge
+from keyvault.factor_models import Passkey, WebAuthnChallenge
+from keyvault.models import SecurityEvent
 from tests.conftest import PASSWORD, T0, csrf_from
 
 ORIGIN = "http://localhost"  # the test client's requests come to http://localhost/

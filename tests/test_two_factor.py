@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from keyvault import service
 from keyvault.extensions import db
+from keyvault.factor_models import RecoveryCode, TotpCredential
 from keyvault.http.browser import DEVICE_COOKIE
-from keyvault.models import RecoveryCode, SecurityEvent, TotpCredential, User
+from keyvault.models import SecurityEvent, User
 from tests.conftest import AuthActions, csrf_from
 from tests.two_factor_steps import (
     code_at,

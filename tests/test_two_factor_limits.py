@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from keyvault import service
 from keyvault.extensions import db
-from keyvault.models import RecoveryCode, TotpCredential
+from keyvault.factor_models import RecoveryCode, TotpCredential
 from tests.conftest import PASSWORD, AuthActions, csrf_from
 from tests.two_factor_steps import code_at, enrol, events, second_step
 

@@ -40,7 +40,7 @@ def _example_key(prefix: str, expires: str, **changes) -> dict:
         "mask_value": mask(example_value(prefix)), "scopes": [_SCOPE], "status": "active",
         "created_at": _CREATED, "last_used_at": "2026-11-30T17:05:00Z",
         "expires_at": expires, "revoked_at": None, "last_rolled_at": None,
-        "old_value_expires_at": None, **changes,
+        "old_value_expires_at": None, "allowed_ips": ["203.0.113.0/24"], **changes,
     }
 
 

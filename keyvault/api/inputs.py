@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from .. import service
+from ..addresses import MAX_RANGES, client_address
 from ..org_models import ROLES
 from ..service.validation import (
     DESCRIPTION_MAX,
@@ -60,6 +61,27 @@ Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
 DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 # Scope items are refined per instance (the catalogue) when the document is built.
 GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
+AllowedIps = Annotated[list[str] | None, Field(json_schema_extra={"maxItems": MAX_RANGES}, description=(
+    f"Where the key works: at most {MAX_RANGES} IPv4 or IPv6 addresses or CIDR ranges "
+    "(`203.0.113.7`, `10.0.0.0/8`, `2001:db8::/32`), stored canonically without duplicates. "
+    "Omitted or null: from any address (on create), unchanged (on edit); `[]`: any address. "
+    "KeyVault's own API judges the request's client address; verify judges `client_ip`; "
+    "forward_auth the gateway's forwarded client address."))]
+
+
+def _ip_literal(value: Any) -> Any:
+    """`client_ip` is an IPv4 or IPv6 address literal, or the request is refused (400)."""
+    if value is not None and (not isinstance(value, str) or client_address(value) is None):
+        raise service.InvalidInput("client_ip must be an IP address such as 203.0.113.7 or "
+                                   "2001:db8::1: the address your own client connected from.",
+                                   "client_ip")
+    return value
+
+
+ClientIp = Annotated[str | None, BeforeValidator(_ip_literal), Field(description=(
+    "The address the key's user connected to your service from (IPv4 or IPv6). A key "
+    "restricted by `allowed_ips` is `ip_not_allowed` outside its ranges, and without this "
+    "field. KeyVault trusts it because the caller is an authenticated service."))]
 
 
 def _scopes_required(schema: dict) -> None:
@@ -88,6 +110,7 @@ class CreateKey(_Request):
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
         "omitted or null, the new key ends when it does."))
+    allowed_ips: AllowedIps = None
     personal_api_key: Credential = None
 
 
@@ -102,6 +125,9 @@ class UpdateKey(_Request):
         "ISO 8601, in the future. Earlier only: the API can bring a key's expiry forward, or give "
         "a key without one an expiry, but not extend it (403: extending needs the password, on "
         "the key's edit page). An expired key's expiry cannot change (409)."))
+    allowed_ips: AllowedIps = Field(None, description=(
+        "Narrowing only through the API (fewer or narrower ranges, or a restriction on an "
+        "unrestricted key); more addresses needs the password, on the key's edit page (403)."))
     personal_api_key: Credential = None
 
 
@@ -192,6 +218,7 @@ class VerifyRequest(_Request):
     key: str = Field(description="The key your service was handed.")
     scopes: list[str] | None = Field(
         None, description="Scopes the key must hold, else `insufficient_scope`.")
+    client_ip: ClientIp = None
     personal_api_key: Credential = None
 
     @model_validator(mode="before")
@@ -214,6 +241,7 @@ class VerifyForm(_Request):
     token: str = Field(description="The key your service was handed.")
     scopes: str | None = None
     scope: str | None = Field(None, description="Used when `scopes` is absent.")
+    client_ip: ClientIp = None
     personal_api_key: Credential = None
 
     @model_validator(mode="before")
@@ -253,7 +281,8 @@ _NOUNS = {"label": "The label", "description": "The description", "scopes": "The
           "max_key_lifetime_days": "The maximum lifetime",
           "revoke_unused_after_days": "The unused-key period",
           "allowed_scopes": "The allowed scopes", "url": "The URL", "events": "The events",
-          "enabled": "Enabled", "organization_id": "The organisation"}
+          "enabled": "Enabled", "organization_id": "The organisation",
+          "allowed_ips": "The allowed addresses", "client_ip": "The client address"}
 
 
 def _invalid_input(error: ValidationError) -> service.InvalidInput:

@@ -138,7 +138,8 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
                 })},
                 body=_json_body("CreateKey", "The new key's fields.", {
                     "label": "CI deploys", "description": "Publishes release notes.",
-                    "scopes": [read_keys], "expires_at": ex["expires"]}, required=True),
+                    "scopes": [read_keys], "expires_at": ex["expires"],
+                    "allowed_ips": ["203.0.113.0/24"]}, required=True),
                 errors=("Conflict", "UnsupportedMediaType"),
             ),
         },
@@ -194,10 +195,12 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             "For services: authenticate with your service's own key (which needs "
             "`key:verify`) and send the key you were handed. A well-formed request always "
             "answers 200 with `active` and a `code`: `valid`, `malformed` (checked without "
-            "touching the database), `not_found`, `revoked`, `expired`, `user_inactive` or "
-            "`insufficient_scope`; an active answer adds the key's facts. Revocation and expiry "
-            "take effect on the very next call.\n\nRFC 7662 introspection clients may send a "
-            "form body instead (`application/x-www-form-urlencoded`, the `VerifyForm` schema): "
+            "touching the database), `not_found`, `revoked`, `expired`, `user_inactive`, "
+            "`ip_not_allowed` (a key restricted by `allowed_ips`, with `client_ip` outside them "
+            "or absent) or `insufficient_scope`; an active answer adds the key's facts. "
+            "Revocation and expiry take effect on the very next call.\n\nRFC 7662 introspection "
+            "clients may send a form body instead (`application/x-www-form-urlencoded`, the "
+            "`VerifyForm` schema): "
             "`token=<key>`, optionally `scope=` with space- or comma-separated scopes. (It is "
             "not listed as a second body type because client generators mishandle a required "
             "body with two types.)", verify,
@@ -206,7 +209,8 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
                 revoked=("A revoked key (any other code looks the same)", ex["revoked"])),
                 no_store)},
             body=_json_body("VerifyRequest", "The key to check.",
-                            {"key": ex["value"], "scopes": [read_keys]}, required=True),
+                            {"key": ex["value"], "scopes": [read_keys],
+                             "client_ip": "203.0.113.7"}, required=True),
             basic=True,
             errors=("UnsupportedMediaType",),
         )},
@@ -217,7 +221,8 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             "query string, which must not carry keys) is checked, and a 200 carries who it is "
             "in headers. The scopes demanded are the union of the `scopes` parameter and the "
             "`X-KeyVault-Required-Scopes` header, so a client's own `?scopes=` can never "
-            "replace what the gateway demands; a missing one is 403.", None,
+            "replace what the gateway demands; a missing one is 403, as is a key restricted by "
+            "address used from outside its ranges (the client address the gateway forwards).", None,
             {"200": {"description": "The key is valid; its facts are in the headers.", "headers": {
                 "X-KeyVault-User-Id": {"required": True, "schema": {"type": "string"},
                                        "example": "42"},

@@ -51,6 +51,8 @@ class ApiKey(_Response):
     last_rolled_at: datetime | None = Field(description="When the key last got a new value.")
     old_value_expires_at: datetime | None = Field(description=(
         "After a roll with a grace period: when the previous value stops working."))
+    allowed_ips: list[str] | None = Field(description=(
+        "The address ranges the key works from (canonical CIDRs); null: from any address."))
 
     @classmethod
     def fields_of(cls, key) -> dict:
@@ -60,6 +62,7 @@ class ApiKey(_Response):
             created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
             revoked_at=key.revoked_at, last_rolled_at=key.last_rolled_at,
             old_value_expires_at=key.previous_expires_at if key.previous_digest else None,
+            allowed_ips=key.allowed_ips,
         )
 
     @classmethod

@@ -93,7 +93,8 @@ def create_service_account_key(org_id: str, sa_id: str):
     key, value = accounts.create_account_key(
         g.api_owner, org_id, sa_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, expires_at=body.expires_at,
-        granting_scopes=g.api_key.scopes, granting_ends_at=g.api_key.ends_at)
+        allowed_ips=body.allowed_ips, granting_scopes=g.api_key.scopes,
+        granting_ends_at=g.api_key.ends_at)
     response = jsonify(ServiceAccountKeyWithValue.of(key, value))
     response.status_code = 201
     response.headers["Location"] = url_for(".service_account_key", org_id=org_id, sa_id=sa_id,
@@ -114,8 +115,8 @@ def update_service_account_key(org_id: str, sa_id: str, public_id: str):
     body = parse(UpdateKey, body_fields())
     key = accounts.update_account_key(
         g.api_owner, org_id, sa_id, public_id, _acting_origin(), label=body.label,
-        description=body.description, scopes=body.scopes, granting_scopes=g.api_key.scopes,
-        may_widen=False)
+        description=body.description, scopes=body.scopes, allowed_ips=body.allowed_ips,
+        granting_scopes=g.api_key.scopes, may_widen=False)
     return jsonify(ServiceAccountKey.of(key))
 
 

@@ -58,7 +58,7 @@ def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any]
         return unauthorized(NO_VERIFY_KEY, key_presented=False), "caller_refused"
     try:
         body = read_body()
-        subject = (body.key, body.scopes or [])
+        subject, subject_ip = (body.key, body.scopes or []), body.client_ip
     except BODY_ERRORS as error:
         if isinstance(error, RequestEntityTooLarge):
             raise
@@ -68,7 +68,8 @@ def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any]
         answer = from_error(error)
         return (answer._replace(headers=(*answer.headers, *admission.rate_limit_headers())),
                 "bad_request")
-    admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app)
+    admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app,
+                      subject_ip=subject_ip)
     if admission.refusal is not None:
         return admission.refusal, "caller_refused"
     return (Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),

@@ -92,6 +92,9 @@ def requires(scope: str, *, service_accounts: bool = False):
     return decorate
 
 
+LIST_FIELDS = ("scopes", "allowed_ips")  # a form sends these as one field per item
+
+
 def body_fields() -> dict:
     """The request's JSON body, or its form fields; {} when there is none. In a form, `scopes`
     is a list: one field per scope (`scopes=user:read&scopes=key:verify`)."""
@@ -101,7 +104,7 @@ def body_fields() -> dict:
         if request.get_data(cache=True) and not request.form:
             raise UnsupportedMediaType("Send a JSON object with the header Content-Type: "
                                        "application/json.")
-        body = {name: request.form.getlist(name) if name == "scopes" else value
+        body = {name: request.form.getlist(name) if name in LIST_FIELDS else value
                 for name, value in request.form.items()}
     return body
 
@@ -182,7 +185,7 @@ def create_key():
         label=body.label,
         description=body.description,
         scopes=body.scopes,
-        expires_at=body.expires_at,
+        expires_at=body.expires_at, allowed_ips=body.allowed_ips,
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
         origin=_acting_origin(),
@@ -212,7 +215,8 @@ def update_key(public_id: str):
     key = service.update_key(
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
-        expires_at=body.expires_at, granting_scopes=g.api_key.scopes, may_widen=False,
+        expires_at=body.expires_at, allowed_ips=body.allowed_ips,
+        granting_scopes=g.api_key.scopes, may_widen=False,
         origin=_acting_origin(),
     )
     return jsonify(ApiKey.of(key))
@@ -250,7 +254,7 @@ def _verify_body() -> VerifyRequest:
     if body is not None or not request.form:
         return verification.verify_request(body)
     form = parse(VerifyForm, request.form.to_dict())
-    return VerifyRequest(key=form.token, scopes=form.required_scopes)
+    return VerifyRequest(key=form.token, scopes=form.required_scopes, client_ip=form.client_ip)
 
 
 @bp.post("/verify/")

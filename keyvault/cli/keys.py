@@ -34,11 +34,15 @@ def keys_group():
               help="Expire the key after this many days (default: never).")
 @click.option("--description", default=None,
               help="A longer note on what the key is for (at most 1000 characters).")
+@click.option("--allow-ip", "allowed_ips", multiple=True, metavar="CIDR",
+              help="Let the key work only from this IPv4 or IPv6 address or CIDR range; repeat "
+              "for more (at most 100). Default: from any address.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the key as the API's create answer does: JSON with the value in "
               "\"value\", times in ISO 8601 UTC.")
 @with_appcontext
-def keys_create(email, service_account_id, label, scopes, expires_in_days, description, as_json):
+def keys_create(email, service_account_id, label, scopes, expires_in_days, description,
+                allowed_ips, as_json):
     """Create a key for a person (EMAIL) or a service account (--service-account) and print its
     value, alone on stdout, this one time (--json: inside JSON)."""
     if (email is None) == (service_account_id is None):
@@ -55,7 +59,7 @@ def keys_create(email, service_account_id, label, scopes, expires_in_days, descr
         expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
         key, value = service.create_key(owner, label=label, description=description,
                                         scopes=list(scopes), expires_at=expires_at,
-                                        origin=Origin.system())
+                                        allowed_ips=list(allowed_ips), origin=Origin.system())
     except service.ServiceError as error:
         fail(error)
     click.echo(f"Created key {key.public_id} ({key.mask}). It will not be shown again.", err=True)

@@ -12,7 +12,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from markupsafe import Markup, escape
 
-from .. import clock, service
+from .. import addresses, clock, service
 from ..service import second_factor
 from ..service.guessing import Device
 from ..service.passkeys import RelyingParty
@@ -206,6 +206,7 @@ def register_filters(app) -> None:
     app.add_template_filter(clock.format_datetime, "datetime")
     app.add_template_filter(clock.relative, "relative")
     app.add_template_filter(breakable, "breakable")
+    app.add_template_filter(addresses.describe, "where_from")
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

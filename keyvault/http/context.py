@@ -20,6 +20,7 @@ from time import perf_counter
 from flask import request
 
 from .. import metrics
+from ..addresses import client_address
 from ..logs import LOG_FIELDS, REQUEST_ID  # environ keys: the request's id, the log's facts
 from ..redact import scrub
 from ..service import Origin
@@ -54,6 +55,21 @@ def origin() -> Origin:
 def request_id(environ: dict | None = None) -> str:
     """This request's id ("-" outside AroundRequest, as in tests that call a view directly)."""
     return (environ if environ is not None else request.environ).get(REQUEST_ID, "-")
+
+
+class RealIpFallback:
+    """Behind trusted proxies (KEYVAULT_TRUSTED_PROXIES), a request that carries no
+    X-Forwarded-For but an X-Real-IP (nginx's `proxy_set_header X-Real-IP $remote_addr`) comes
+    from that address. Wrapped around ProxyFix, so every layer reads one client address."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        real = environ.get("HTTP_X_REAL_IP", "").strip()
+        if "HTTP_X_FORWARDED_FOR" not in environ and client_address(real) is not None:
+            environ["HTTP_X_FORWARDED_FOR"] = real  # ProxyFix reads it as the nearest proxy's
+        return self.wsgi_app(environ, start_response)
 
 
 class AroundRequest:

@@ -225,6 +225,14 @@ class AccessRequired:
 ACCESS_REQUIRED = "Choose what this key may do: read only, verify keys, chosen scopes or full access."
 
 
+ALLOWED_IPS_LABEL = "Allowed addresses (optional)"
+
+
+def address_list(text: str | None) -> list[str]:
+    """The allowed-addresses box: one address or CIDR range per line (commas and spaces too)."""
+    return (text or "").replace(",", " ").split()
+
+
 class CreateKeyForm(PersonWords, FlaskForm):
     WORDS = {"expiry": "Choose how long the key should work.",
              "expires_on": "Enter the custom expiry date as a date, e.g. 2031-01-31.",
@@ -240,6 +248,7 @@ class CreateKeyForm(PersonWords, FlaskForm):
     preset = RadioField("Access", choices=choices(PRESETS), default=None,
                         validators=[AccessRequired()])
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
+    allowed_ips = TextAreaField(ALLOWED_IPS_LABEL, filters=[strip])
     once = HiddenField(default=new_token)  # this form acts once (service.submissions)
     submit = SubmitField("Create key")
 
@@ -256,6 +265,7 @@ class EditKeyForm(PersonWords, FlaskForm):
     expiry = SelectField("Expiration", choices=[], default=KEEP_EXPIRY)
     expires_on = DateField("Custom expiry date", validators=[Optional()])
     scopes = MultiCheckboxField("Scopes", choices=[], validate_choice=True)
+    allowed_ips = TextAreaField(ALLOWED_IPS_LABEL, filters=[strip])
     submit = SubmitField("Save")
 
 

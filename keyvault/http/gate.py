@@ -19,7 +19,13 @@ from ..ratelimit import Outcome, limiter
 from ..service import Origin, Verdict
 from .context import note
 from .credentials import WrongScheme
-from .problems import Answer, forbidden_scope, too_many_requests, unauthorized
+from .problems import (
+    Answer,
+    forbidden_address,
+    forbidden_scope,
+    too_many_requests,
+    unauthorized,
+)
 
 INVALID_KEY_DETAIL = {
     "malformed": "The API key is malformed (wrong prefix, length or checksum).",
@@ -48,6 +54,8 @@ def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
     """The one mapping from a caller's verdict to HTTP: None to go on, else its 401 or 403."""
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(needed))
+    if verdict.code == "ip_not_allowed":
+        return forbidden_address(verdict.client_ip)
     if not verdict.active:
         return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
     return None
@@ -55,19 +63,24 @@ def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
 
 def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origin, *,
           subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
-          door: str = "api", app: Flask | None = None) -> Admission:
+          door: str = "api", app: Flask | None = None,
+          subject_ip: str | None = None) -> Admission:
     """Judge the caller's key (and a subject key, in the same lookup), count it at its door
     (ratelimit: 429 past the quota), and record what a judged key leaves behind: the caller's
-    always, the subject's only when the caller is let in."""
+    always, the subject's only when the caller is let in.
+
+    The caller's key is judged at the request's client address (`origin.ip_address`, after
+    KEYVAULT_TRUSTED_PROXIES); the subject's at `subject_ip`, what the calling service says."""
     if credential is None:
         return Admission(None, refusal=unauthorized(missing, key_presented=False))
     if isinstance(credential, WrongScheme):  # no key presented: say which scheme to use
         return Admission(None, refusal=unauthorized(credential.detail, key_presented=False))
-    values, required = [credential], [needed]
+    values, required, client_ips = [credential], [needed], [origin.ip_address]
     if subject is not None:
         values.append(subject[0])
         required.append(subject[1])
-    verdicts = service.check_keys(values, required, app=app)
+        client_ips.append(subject_ip)
+    verdicts = service.check_keys(values, required, app=app, client_ips=client_ips)
     caller = verdicts[0]
     if caller.public_id is not None:
         note(key_id=caller.public_id)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from flask import current_app
 from werkzeug.exceptions import HTTPException
 
+from ..addresses import client_address
 from ..failures import DATABASE_ERRORS
 from ..jsonio import encode
 from ..service import ServiceError
@@ -67,6 +68,15 @@ def forbidden_scope(scope: str) -> Answer:
         {"WWW-Authenticate": f'Bearer realm="keyvault", error="insufficient_scope", scope="{scope}"'},
         code="insufficient_scope", required_scope=scope,
     )
+
+
+def forbidden_address(address: str | None) -> Answer:
+    """A key restricted to address ranges, used from outside them (or from no known address)."""
+    where = (f"from {address}" if client_address(address) is not None
+             else "without a known client address")
+    return problem(403, "Address not allowed",
+                   f"This key may not be used {where}: it is restricted to its allowed address "
+                   "ranges (allowed_ips).", code="ip_not_allowed")
 
 
 def from_service_error(error: ServiceError) -> Answer:

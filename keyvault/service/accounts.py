@@ -8,14 +8,13 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
 from ..extensions import db
+from ..factor_models import RecoveryCode, TotpCredential
 from ..mailbox import mailbox_key
 from ..models import (
     ApiKey,
     FormSubmission,
     KeyUsageDay,
-    RecoveryCode,
     SecurityEvent,
-    TotpCredential,
     User,
 )
 from . import confirmations, guessing, key_changes

@@ -53,6 +53,7 @@ _TITLES = {
     "passkey.failed": "Failed passkey login",
     "key.leaked": "Key revoked: found in public",
     "key.revoked_use": "Revoked key presented",
+    "key.ip_refused": "Key presented from an address it may not be used from",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -171,6 +172,9 @@ def describe(event: SecurityEvent) -> EventText:
         parts.append("Reset by an operator at the command line; the password alone logs in.")
     elif event.event == "key.revoked_use":
         parts.append("Someone presented this key after it was revoked; it was refused.")
+    elif event.event == "key.ip_refused":
+        parts.append(f"Used from {details.get('client_ip') or 'an unknown address'}, outside "
+                     "its allowed address ranges; it was refused.")
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
                 "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(

@@ -22,7 +22,10 @@ from .pagination import Page, paginate
 
 REFUSED_USE_EVERY = timedelta(hours=1)
 # The verdicts whose keys are logged (and their owners mailed) when still presented.
-REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use"}
+REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use",
+                      "ip_not_allowed": "key.ip_refused"}
+# Of those, the ones whose owner is mailed (a dead key still in use); the others are logged only.
+MAILED_REFUSALS = ("expired", "revoked")
 log = logging.getLogger("keyvault")
 
 
@@ -190,7 +193,7 @@ def refused_use_due(app: Flask, key_id: int, code: str, now) -> bool:
 
 
 def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origin,
-                     code: str = "expired") -> None:
+                     code: str = "expired", client_ip: str | None = None) -> None:
     """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
     the log, and with it mail the owner at most once a day (service.notifications).
 
@@ -199,7 +202,7 @@ def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origi
     """
     if not has_app_context():
         with app.app_context():
-            return note_refused_use(app, key_id, user_id, origin, code)
+            return note_refused_use(app, key_id, user_id, origin, code, client_ip)
     event = REFUSED_USE_EVENTS[code]
     now = clock.now()
     recent = db.session.scalar(
@@ -213,15 +216,17 @@ def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origi
     if recent is not None:
         return None
     try:
-        record(event, user_id, origin, key_id=key_id)
-        mailed = notifications.key_presented(key_id, code, origin.ip_address)
+        details = {"client_ip": client_ip} if code == "ip_not_allowed" else {}
+        record(event, user_id, origin, key_id=key_id, **details)
+        mailed = (code in MAILED_REFUSALS
+                  and notifications.key_presented(key_id, code, origin.ip_address))
         try:
             db.session.commit()
         except IntegrityError:  # another worker mailed about this key today: log the event only
             if not mailed:
                 raise
             db.session.rollback()
-            record(event, user_id, origin, key_id=key_id)
+            record(event, user_id, origin, key_id=key_id, **details)
             db.session.commit()
     except OperationalError:  # a writer holds the lock: the verdict must not wait for it
         db.session.rollback()

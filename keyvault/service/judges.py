@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..addresses import allows, client_address
 from ..keystore import KeyRow
 from .scopes import has_scope
 
@@ -30,6 +31,7 @@ class Case:
     via_previous: bool  # the value matched is the old one of a roll, inside or after its grace
     now: datetime
     required: tuple[str, ...] = ()  # scopes the caller requires of the key
+    client_ip: str | None = None  # where the key is used from (None: not known)
 
 
 class Judge(Protocol):
@@ -74,6 +76,21 @@ class NotExpired:
 
 
 @dataclass(frozen=True)
+class AddressAllowed:
+    """A key restricted to address ranges is used from inside one (an IPv4-mapped IPv6
+    address counts as its IPv4 one). Fail closed: with no usable client address, refused."""
+
+    code: str = "ip_not_allowed"
+
+    def judge(self, case: Case) -> str | None:
+        networks = case.row.allowed_networks
+        if networks is None:
+            return None
+        address = client_address(case.client_ip)
+        return None if address is not None and allows(networks, address) else self.code
+
+
+@dataclass(frozen=True)
 class HasScopes:
     """Every scope the caller requires is held (`*` and `object:*` hold what they name)."""
 
@@ -88,6 +105,7 @@ JUDGES: tuple[Judge, ...] = (
     NotRevoked(),
     OwnerActive(),
     NotExpired(),
+    AddressAllowed(),
     HasScopes(),
 )
 

@@ -30,6 +30,7 @@ from .errors import (
     ScopeNotAllowed,
 )
 from .events import Origin, page_events, record
+from .key_addresses import changed_allowed_ips, clean_allowed_ips
 from .key_expiry import changed_expiry
 from .key_owners import (
     Owner,
@@ -139,6 +140,7 @@ def create_key(
     granting_scopes: list[str] | None = None,
     granting_ends_at: datetime | None = None,
     acting_user_id: int | None = None,
+    allowed_ips: Any = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -155,6 +157,7 @@ def create_key(
     label = clean_label(label)
     description = clean_description(description)
     scopes = clean_scopes(scopes, granting_scopes)
+    allowed_ips = clean_allowed_ips(allowed_ips)
     policy = policy_of(owner)
     refuse_outside_policy(policy, scopes)
     if expires_at is None and granting_ends_at is not None:
@@ -184,11 +187,13 @@ def create_key(
         scopes=scopes,
         created_at=now,
         expires_at=expires_at,
+        allowed_ips=allowed_ips,
     )
     db.session.add(key)
     db.session.flush()
     record("key.created", log_user(owner, acting_user_id), origin, key, label=label, scopes=scopes,
-           expires_at=expires_at.isoformat() if expires_at else None)
+           expires_at=expires_at.isoformat() if expires_at else None,
+           **({"allowed_ips": allowed_ips} if allowed_ips else {}))
     db.session.commit()
     return key, value
 
@@ -205,9 +210,10 @@ def update_key(
     granting_scopes: list[str] | None = None,
     may_widen: bool = False,
     acting_user_id: int | None = None,
+    allowed_ips: Any = None,
 ) -> ApiKey:
-    """Change label, description, scopes or expiry (NO_EXPIRY: none); widening scopes or a
-    later expiry needs `may_widen` (re-authentication)."""
+    """Change label, description, scopes, expiry (NO_EXPIRY: none) or allowed_ips ([]: any
+    address); widening scopes, a later expiry or more addresses needs `may_widen`."""
     key = get_key(owner, public_id)
     if key.revoked_at is not None:
         raise KeyNotLive("A revoked key cannot be edited.")
@@ -229,6 +235,8 @@ def update_key(
         if not is_narrowing(key.scopes, new_scopes):
             refuse_outside_policy(policy_of(owner), new_scopes)
         changes["scopes"] = new_scopes
+    if allowed_ips is not None:  # [] (or none in the form): from any address
+        changes["allowed_ips"] = changed_allowed_ips(key, allowed_ips, may_widen)
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
         return key
@@ -238,6 +246,8 @@ def update_key(
     if "scopes" in changed:
         details.update(scopes_added=[s for s in changed["scopes"] if s not in key.scopes],
                        scopes_removed=[s for s in key.scopes if s not in changed["scopes"]])
+    if "allowed_ips" in changed:
+        details.update(allowed_ips_from=key.allowed_ips, allowed_ips_to=changed["allowed_ips"])
     if "expires_at" in changed:
         details.update(expires_from=_iso(key.expires_at), expires_to=_iso(changed["expires_at"]))
     for name, value in changed.items():

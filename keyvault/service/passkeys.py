@@ -43,7 +43,8 @@ from webauthn.helpers.structs import (
 
 from .. import clock
 from ..extensions import db
-from ..models import Passkey, User, WebAuthnChallenge
+from ..factor_models import Passkey, WebAuthnChallenge
+from ..models import User
 from . import confirmations, guessing
 from .errors import InvalidInput, KeyNotFound, ServiceError, TooManyFailures
 from .events import Origin, finish_login, record

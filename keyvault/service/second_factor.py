@@ -34,7 +34,8 @@ from sqlalchemy import delete, func, or_, select, update
 
 from .. import clock
 from ..extensions import db
-from ..models import RecoveryCode, TotpCredential, User
+from ..factor_models import RecoveryCode, TotpCredential
+from ..models import User
 from . import guessing
 from .errors import InvalidInput
 from .events import Origin, finish_login, record

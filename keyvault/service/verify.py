@@ -59,6 +59,7 @@ class Verdict:
     last_used_at: datetime | None = None
     issued_at: datetime | None = None  # when the presented value was made (None: an old value)
     catalogue: tuple[str, ...] = ()  # the instance's scopes, for effective_scopes
+    client_ip: str | None = None  # the address the key was judged at (allowed_ips)
 
     @property
     def effective_scopes(self) -> list[str]:
@@ -84,11 +85,13 @@ class Verdict:
 
 
 def check_keys(values: list[str], required: list[list[str]], *,
-               app: Flask | None = None) -> list[Verdict]:
+               app: Flask | None = None,
+               client_ips: list[str | None] | None = None) -> list[Verdict]:
     """Judge the keys a request presents (verify: caller and subject) in one database round trip.
 
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
     `app` is for callers outside an app context (the verify fast path), which need none here.
+    `client_ips`: where each key is used from (a key restricted by address needs one).
     """
     if app is None:
         app = current_app._get_current_object()
@@ -99,9 +102,10 @@ def check_keys(values: list[str], required: list[list[str]], *,
     wanted = [d for d in digests if d is not None]
     found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
     known = config["KEYVAULT_SCOPES"]
+    client_ips = client_ips or [None] * len(values)
     return [Verdict("malformed") if digest is None
-            else _judge(found.get(digest), digest, now, needed, known)
-            for digest, needed in zip(digests, required, strict=True)]
+            else _judge(found.get(digest), digest, now, needed, known, client_ip)
+            for digest, needed, client_ip in zip(digests, required, client_ips, strict=True)]
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
@@ -128,9 +132,9 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     for verdict in stale:
         if verdict.active:  # on the event loop (a runner), written with the use counts
             keystore(app).stamp(verdict.key_id, verdict.public_id, now, write=runner is None)
-        else:  # expired or revoked: logged, owner mailed
+        else:  # expired or revoked (logged, owner mailed), or outside its addresses (logged)
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
-                           origin or Origin(), verdict.code)
+                           origin or Origin(), verdict.code, verdict.client_ip)
             if runner is None:
                 note()
             else:
@@ -174,14 +178,14 @@ def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
 
 
 def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
-           required: list[str], known: tuple[str, ...]) -> Verdict:
+           required: list[str], known: tuple[str, ...], client_ip: str | None) -> Verdict:
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = first_refusal(Case(row, via_previous, now, tuple(required))) or "valid"
+    code = first_refusal(Case(row, via_previous, now, tuple(required), client_ip)) or "valid"
     scopes = list(row.scopes or [])
     return Verdict(
         code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
@@ -193,5 +197,5 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
         old_value_expires_at=row.previous_expires_at if via_previous else None,
         last_used_at=row.last_used_at,
         issued_at=None if via_previous else (row.last_rolled_at or row.created_at),
-        catalogue=known,
+        catalogue=known, client_ip=client_ip,
     )

@@ -23,9 +23,10 @@ from ..http.forms import (
     CreateKeyForm,
     EditKeyForm,
     RollKeyForm,
+    address_list,
     choices,
 )
-from ..service import key_lists, scopes, submissions, usage
+from ..service import key_addresses, key_lists, scopes, submissions, usage
 from .chart import usage_chart
 from .chart import words as outcome_words
 from .expiry import expiry_choices, expiry_from
@@ -69,7 +70,8 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
 
 # Refusals from the service name API fields; on the page they belong to these form fields.
 FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label",
-               "description": "description", "expires_on": "expires_on"}
+               "description": "description", "expires_on": "expires_on",
+               "allowed_ips": "allowed_ips"}
 
 
 def _show_refusal(form, error: service.ServiceError) -> None:
@@ -164,6 +166,7 @@ def create_key():
                 description=form.description.data,
                 scopes=chosen,
                 expires_at=expires_at,
+                allowed_ips=address_list(form.allowed_ips.data),
                 origin=origin(),
             )
         except submissions.AlreadySubmitted as refusal:
@@ -200,20 +203,22 @@ def edit_key(public_id: str):
     if request.method == "GET":
         form.scopes.data = key.scopes
         form.expiry.data = KEEP_EXPIRY
+        form.allowed_ips.data = "\n".join(key.allowed_ips or [])
     if form.validate_on_submit():
         try:
             if not form.scopes.data:
                 raise service.InvalidInput("Tick at least one scope: a key without scopes "
                                            "could do nothing; revoke it instead.", "scopes")
             expires_at = _edited_expiry(form)
+            ranges = key_addresses.clean_allowed_ips(address_list(form.allowed_ips.data))
             widen = (not service.is_narrowing(key.scopes, form.scopes.data)
-                     or service.extends_life(key, expires_at))
+                     or service.extends_life(key, expires_at) or key_addresses.widens(key, ranges))
             if widen and (response := reauthenticate()) is not None:
                 return response  # asks for the password, then posts back here
             service.update_key(
                 current_user, public_id, label=form.label.data,
                 description=form.description.data or "", scopes=form.scopes.data,
-                expires_at=expires_at, may_widen=True, origin=origin(),
+                expires_at=expires_at, allowed_ips=ranges or [], may_widen=True, origin=origin(),
             )
         except service.ServiceError as error:
             db.session.rollback()

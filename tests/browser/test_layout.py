@@ -198,7 +198,7 @@ def two_factor_login(w: World) -> None:
 
 def account_with_passkeys(w: World) -> None:
     from keyvault.extensions import db
-    from keyvault.models import Passkey
+    from keyvault.factor_models import Passkey
 
     for number, name in enumerate(("Work laptop", LONG_LABEL[:40])):
         db.session.add(Passkey(user_id=w.person.id, credential_id=f"credential-{number}",
