@@ -58,7 +58,7 @@ class KeyHome:
         offered = (scopes.FULL_ACCESS, *scopes.catalogue())
         if self.account is not None:
             org = self.account.organization
-            offered = [s for s in offered if s in kept or accounts.policy_allows(org, s)]
+            offered = [s for s in offered if s in kept or service.organizations.policy_allows(org, s)]
         return list(offered)
 
     def get(self, public_id: str):
