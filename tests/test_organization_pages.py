@@ -5,13 +5,15 @@ token 400), the invitation link's cases, and deleting the last owner's account i
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 import pytest
 
 from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.org_models import Invitation, Membership
-from tests.conftest import AuthActions, csrf_from, shown_key
+from keyvault.service import events, notifications
+from tests.conftest import AuthActions, csrf_from, send_mail, shown_key, text_of
 from tests.org_world import ORIGIN, build
 
 ORG = "/settings/organizations/{org}"
@@ -245,3 +247,38 @@ def test_the_command_line_refuses_to_delete_the_last_owner(app, make_user):
     assert deleted.exit_code == 0, deleted.output
     assert service.organizations.page_members(world.people["owner"], world.org, 100,
                                               None).results
+
+
+# ---------------------------------------------------------------- mail about a service account's keys
+
+
+def test_a_service_accounts_key_mails_go_to_its_owners_and_admins(app, make_user, smtp_server,
+                                                                   frozen):
+    """Created, leaked, expiring and still presented: what mails a person about their key goes
+    to the organisation's owners and admins (never its members), each mail naming the service
+    account and linking to the key's page."""
+    world = build(make_user)
+    send_mail(app)
+    smtp_server.messages.clear()  # the world's own: its invitation, its people's keys
+    owner, stewards = world.people["owner"], ["admin@example.com", "owner@example.com"]
+    key, value = service.service_accounts.create_account_key(
+        owner, world.org, world.sa, ORIGIN, label="expiring", scopes=["key:verify"],
+        expires_at=frozen.at + timedelta(days=5))
+    service.report_found_tokens([service.FoundToken(world.sa_value, "kv", "https://x.test/a",
+                                                    "content")], ORIGIN)
+    assert notifications.notify_expiring() == 1
+    service.revoke_key_by_id(key.public_id, ORIGIN)
+    events.note_refused_use(app, key.id, None, ORIGIN, "revoked")
+    send_mail(app)
+    by_subject: dict[str, list[str]] = {}
+    for message in smtp_server.messages:
+        by_subject.setdefault(message["Subject"], []).append(message["To"])
+        body = text_of(message)
+        assert "deploy-bot" in body and "Acme" in body and "owner or admin" in body
+        assert f"/settings/organizations/{world.org}/service-accounts/{world.sa}/keys/" in body
+    assert set(by_subject) == {
+        "KeyVault: a new API key “expiring” was created",
+        "KeyVault: the key “ci” was found in public and revoked",
+        "KeyVault: the key “expiring” expires in 5 days",
+        "KeyVault: the revoked key “expiring” is still being used"}, by_subject
+    assert all(sorted(to) == stewards for subject, to in by_subject.items()), by_subject
