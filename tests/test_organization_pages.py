@@ -5,9 +5,11 @@ token 400), the invitation link's cases, and deleting the last owner's account i
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import timedelta
 
 import pytest
+import requests
 
 from keyvault import clock, service
 from keyvault.extensions import db
@@ -282,3 +284,16 @@ def test_a_service_accounts_key_mails_go_to_its_owners_and_admins(app, make_user
         "KeyVault: the key “expiring” expires in 5 days",
         "KeyVault: the revoked key “expiring” is still being used"}, by_subject
     assert all(sorted(to) == stewards for subject, to in by_subject.items()), by_subject
+
+
+def test_the_invitation_token_never_reaches_the_access_log(live_server, make_user):
+    world = build(make_user)
+    link = _link(world)
+    token, marker = link.rsplit("/", 1)[1], secrets.token_hex(8)
+    assert requests.get(f"{live_server.url}{link}?seen={marker}", timeout=10).status_code == 200
+    deadline = time.monotonic() + 5
+    while marker not in live_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = live_server.log()
+    assert marker in log and "/organizations/invitations/[redacted]" in log
+    assert token not in log and token.split(".")[0] not in log
