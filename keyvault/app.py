@@ -26,6 +26,7 @@ from .admin.views import bp as admin_bp
 from .api import leaks, organizations, service_accounts, signatures, stream, webhooks  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
+from .auth import invitations as invitation_pages  # noqa: F401 - joins the auth blueprint
 from .auth.passkeys import bp as passkeys_bp
 from .auth.views import bp as auth_bp
 from .extensions import csrf, db, login_manager, migrate
@@ -34,8 +35,12 @@ from .http.browser import CookieSessionInterface, register_filters
 from .http.context import AroundRequest, RealIpFallback, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
-from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
-from .settings import webhooks as webhook_pages  # noqa: F401 - they join it too
+
+# their pages join the settings blueprint
+from .settings import account, key_lists, two_factor  # noqa: F401
+from .settings import organizations as org_pages  # noqa: F401
+from .settings import service_accounts as service_account_pages  # noqa: F401
+from .settings import webhooks as webhook_pages  # noqa: F401
 from .settings.views import bp as settings_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent

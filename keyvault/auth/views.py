@@ -35,7 +35,7 @@ from ..http.forms import (
 )
 from ..ratelimit import limiter
 from ..service import confirmations, second_factor
-from ..service.validation import PASSWORD_RULE
+from ..service.validation import EMAIL_MAX, PASSWORD_RULE
 
 bp = Blueprint("auth", __name__)
 
@@ -105,6 +105,9 @@ def signup():
     if current_user.is_authenticated:
         return redirect(url_for(HOME))
     form = SignUpForm()
+    if request.method == "GET":  # an invitation's page sends its address and itself
+        form.email.data = request.args.get("email", "")[:EMAIL_MAX]
+        form.next.data = request.args.get("next", "")
     if request.method == "POST":
         counted = limiter().hit("signup", origin().ip_address or "unknown")
         if counted is not None and not counted.allowed:
@@ -122,6 +125,8 @@ def signup():
             getattr(form, error.field or "email").errors.append(error.detail)
         else:
             _start_session(user)
+            if form.next.data:
+                return redirect(safe_next(form.next.data, url_for(HOME)))
             flash("Welcome to KeyVault. Create your first API key below.", "success")
             return redirect(url_for(HOME))
     return render_template("auth/signup.html", form=form, password_rule=PASSWORD_RULE), (

@@ -168,3 +168,24 @@ def users_reset_2fa(email: str):
                    "logs them in; they can set it up again on their account page.")
     else:
         click.echo(f"{user.email} has no two-factor authentication; nothing changed.")
+
+
+@users_group.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+@with_appcontext
+def users_delete(email: str, yes: bool):
+    """Delete a user's account with all its keys and its security log.
+
+    Refused while the account is the last owner of an organisation: make someone else an owner
+    there (`keyvault orgs add-member ... --role owner`) or delete the organisation first."""
+    user = account(email)
+    address = user.email
+    if not yes:
+        click.confirm(f"Delete {address} and every key of theirs? This cannot be undone.",
+                      abort=True, err=True)
+    try:
+        service.delete_account(user, Origin.system())
+    except service.ServiceError as error:
+        fail(error)
+    click.echo(f"Deleted {address}: its keys no longer verify.")

@@ -89,6 +89,7 @@ class SignUpForm(FlaskForm):
     email = EmailField("Email", validators=email_validators())
     password = PasswordField("Password", validators=new_password_validators())
     confirm = PasswordField("Repeat password", validators=repeat_validators("password"))
+    next = StringField()  # where to go once signed up (an invitation's page), a local path
     submit = SubmitField("Create account")
 
 

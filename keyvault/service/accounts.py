@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock, passwords
@@ -17,8 +17,16 @@ from ..models import (
     SecurityEvent,
     User,
 )
+from ..org_models import Membership, Organization
 from . import confirmations, guessing, key_changes
-from .errors import EmailNotConfirmed, EmailTaken, InvalidInput, UserNotFound, WrongPassword
+from .errors import (
+    EmailNotConfirmed,
+    EmailTaken,
+    InvalidInput,
+    LastOwner,
+    UserNotFound,
+    WrongPassword,
+)
 from .events import Origin, finish_login, record
 from .second_factor import methods
 from .validation import clean_email, clean_password, has_control_characters, is_row_id, normalise_email
@@ -241,9 +249,23 @@ def find_user(email: str) -> User:
     return user
 
 
+def sole_owner_of(user: User) -> list[Organization]:
+    """The organisations `user` is the only owner of, by name: deleting the account would leave
+    them without one."""
+    owners = select(Membership.organization_id).where(Membership.role == "owner").group_by(
+        Membership.organization_id).having(func.count(Membership.id) == 1).scalar_subquery()
+    return list(db.session.scalars(select(Organization).join(Membership).where(
+        Membership.user_id == user.id, Membership.role == "owner",
+        Organization.id.in_(owners)).order_by(Organization.name, Organization.id)))
+
+
 def delete_account(user: User, origin: Origin) -> None:
     """Delete the account, its keys, their use counts and its log: every key stops verifying
-    at once."""
+    at once. LastOwner, naming them, while it is the last owner of an organisation."""
+    if orphaned := sole_owner_of(user):
+        names = ", ".join(f"“{organization.name}”" for organization in orphaned)
+        raise LastOwner(f"This account is the last owner of {names}: make someone else an "
+                        "owner there, or delete the organisation, before deleting the account.")
     key_changes.owner_deleted(user.id)  # no log event to carry it: the log goes too
     keys = select(ApiKey.id).where(ApiKey.user_id == user.id).scalar_subquery()
     db.session.execute(KeyUsageDay.__table__.delete().where(KeyUsageDay.key_id.in_(keys)))

@@ -1,5 +1,6 @@
-"""A person's key list as they ask for it (search, filter, sort), and revoking several keys at
-once: the keys page's list controls and its bulk revoke."""
+"""A key list as its reader asks for it (search, filter, sort), a person's or a service
+account's, and revoking several of a person's keys at once: the keys pages' list controls and
+the bulk revoke."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..extensions import db
 from ..models import ApiKey, User
 from .errors import InvalidInput
 from .events import Origin
+from .key_owners import Owner, owned_by
 from .keys import get_key, revoke
 from .scopes import catalogue, has_scope
 from .validation import LABEL_MAX
@@ -75,14 +77,14 @@ def _sort_key(sort: str, now: datetime):
     return lambda key: (-key.created_at.timestamp(), -key.id)
 
 
-def find_keys(owner: User, query: KeyQuery, now: datetime | None = None) -> list[ApiKey]:
+def find_keys(owner: Owner, query: KeyQuery, now: datetime | None = None) -> list[ApiKey]:
     """The owner's keys (revoked ones too) that match `query`, in its order.
 
     The label search runs in SQL; status and scope are asked of each key (ApiKey.status,
     scopes.has_scope), so the list never disagrees with verify about a key.
     """
     now = now or clock.now()
-    stmt = select(ApiKey).where(ApiKey.user_id == owner.id)
+    stmt = select(ApiKey).where(owned_by(owner))
     if query.search:
         stmt = stmt.where(func.lower(ApiKey.label).contains(query.search.lower(),
                                                             autoescape=True))

@@ -7,6 +7,9 @@ factor and passkeys changing). The others, a key expiring soon and a dead key st
 presented, go unless the person turned them off (users.notify_expiring, notify_presented).
 Each mail is queued in the transaction of its event (service.mail), so it exists iff the event
 does; a key_notices row in the same transaction makes a reminder go once.
+
+A service account's key has no person of its own: what would mail a person about their key goes
+to its organisation's active owners and admins (`stewards`), each by their own preferences.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..extensions import db
 from ..models import ApiKey, KeyNotice, SecurityEvent, User
-from ..org_models import Membership, Organization
+from ..org_models import Membership, Organization, ServiceAccount
 from . import mail
 from .event_text import describe, performed_by, scopes_in_words
 
@@ -36,8 +39,11 @@ def after_record(event: SecurityEvent) -> None:
     """Queue the mail `event` calls for, if any, in its transaction (no commit)."""
     if event.event not in KEY_NOTICES and event.event not in ACCOUNT_NOTICES:
         return
-    if event.event in KEY_NOTICES and event.organization_id is not None:
-        return  # a service account's key: no person's account to tell about it
+    if event.event in KEY_NOTICES and event.key is not None \
+            and event.key.service_account is not None:
+        for email in stewards(event.key.service_account.organization_id):
+            mail.queue(email, KEY_NOTICES[event.event], **_key_context(event))
+        return
     user = db.session.get(User, event.user_id) if event.user_id is not None else None
     if user is None:
         return
@@ -62,10 +68,41 @@ def _key_context(event: SecurityEvent) -> dict:
                    else "Never expires."),
         "when": event.created_at, "address": event.ip_address, "agent": event.user_agent,
         "actor": performed_by(event), "url": details.get("url"), "source": details.get("source"),
-        "key_url": mail.link("settings.key_page", public_id=key.public_id) if key
-        else mail.link("settings.api_keys"),
         "reset_url": mail.link("auth.forgot_password"),
+        **(_whose(key) if key else {"key_url": mail.link("settings.api_keys")}),
     }
+
+
+def stewards(organization_id: int, preference=None) -> list[str]:
+    """The addresses of an organisation's active owners and admins, who look after its service
+    accounts' keys (`preference`: only those who have that notice on, e.g. User.notify_expiring)."""
+    stmt = select(User.email).join(Membership).where(
+        Membership.organization_id == organization_id,
+        Membership.role.in_(("owner", "admin")), User.is_active.is_(True))
+    if preference is not None:
+        stmt = stmt.where(preference.is_(True))
+    return list(db.session.scalars(stmt.order_by(User.id)))
+
+
+def _whose(key: ApiKey) -> dict:
+    """A key mail's words about whose key it is, and the link to its page."""
+    account = key.service_account
+    if account is None:
+        return {"key_url": mail.link("settings.key_page", public_id=key.public_id)}
+    organization = account.organization
+    return {"service_account": account.name, "organization": organization.name,
+            "key_url": mail.link("settings.sa_key_page", org_id=organization.public_id,
+                                 sa_id=account.public_id, public_id=key.public_id)}
+
+
+def _recipients(key: ApiKey, preference) -> list[str]:
+    """Who hears about this key: its person (when `preference` is theirs), or its service
+    account's stewards who have `preference` on."""
+    if key.service_account is not None:
+        return stewards(key.service_account.organization_id, preference)
+    user = key.user
+    wants = getattr(user, preference.key) if user is not None else False
+    return [user.email] if wants and user.is_active else []
 
 
 def _noticed(key_id: int, kind: str, period: str) -> bool:
@@ -79,11 +116,14 @@ def notify_expiring(now: datetime | None = None) -> int:
     reminded of the new one). Commits each; returns how many were queued."""
     now = now or clock.now()
     longest = EXPIRY_THRESHOLDS[-1][1]
-    keys = db.session.scalars(
-        select(ApiKey).join(User).where(
-            ApiKey.revoked_at.is_(None), ApiKey.expires_at > now,
-            ApiKey.expires_at <= now + longest, User.is_active.is_(True),
-            User.notify_expiring.is_(True)).order_by(ApiKey.id)).all()
+    live = (ApiKey.revoked_at.is_(None), ApiKey.expires_at > now,
+            ApiKey.expires_at <= now + longest)
+    personal = select(ApiKey.id).join(User).where(*live, User.is_active.is_(True),
+                                                  User.notify_expiring.is_(True))
+    of_accounts = select(ApiKey.id).join(ServiceAccount).join(Organization).where(
+        *live, Organization.is_active.is_(True))
+    keys = db.session.scalars(select(ApiKey).where(
+        ApiKey.id.in_(personal.union(of_accounts).scalar_subquery())).order_by(ApiKey.id)).all()
     queued = 0
     for key in keys:
         kind = next(kind for kind, before in EXPIRY_THRESHOLDS if key.expires_at - now <= before)
@@ -91,10 +131,10 @@ def notify_expiring(now: datetime | None = None) -> int:
         if _noticed(key.id, kind, period):
             continue
         db.session.add(KeyNotice(key_id=key.id, kind=kind, period=period, created_at=now))
-        mail.queue(key.user.email, "key_expiring", label=key.label, mask=key.mask,
-                   expires_at=key.expires_at, within=clock.relative(key.expires_at, now),
-                   key_url=mail.link("settings.key_page", public_id=key.public_id),
-                   settings_url=mail.link("settings.account"))
+        for email in _recipients(key, User.notify_expiring):
+            mail.queue(email, "key_expiring", label=key.label, mask=key.mask,
+                       expires_at=key.expires_at, within=clock.relative(key.expires_at, now),
+                       settings_url=mail.link("settings.account"), **_whose(key))
         try:
             db.session.commit()
         except IntegrityError:  # another run queued this one a moment ago
@@ -112,28 +152,27 @@ def key_presented(key_id: int, state: str, address: str | None) -> bool:
     if _noticed(key_id, "presented", day):
         return False
     key = db.session.get(ApiKey, key_id)
-    if key is None or key.user is None or not key.user.notify_presented or not key.user.is_active:
-        return False  # gone, a service account's key, or its owner does not want to hear
+    recipients = _recipients(key, User.notify_presented) if key is not None else []
+    if not recipients:
+        return False  # gone, or nobody who looks after it wants to hear
     db.session.add(KeyNotice(key_id=key_id, kind="presented", period=day, created_at=now))
-    mail.queue(key.user.email, "key_presented", label=key.label, mask=key.mask, state=state,
-               when=now, address=address,
-               key_url=mail.link("settings.key_page", public_id=key.public_id),
-               settings_url=mail.link("settings.account"))
+    for email in recipients:
+        mail.queue(email, "key_presented", label=key.label, mask=key.mask, state=state,
+                   when=now, address=address, settings_url=mail.link("settings.account"),
+                   **_whose(key))
     return True
 
 
 def warn_unused(key: ApiKey, organization: Organization, revoke_at: datetime,
                 now: datetime) -> bool:
-    """Mail the organisation's owners that its policy will revoke this unused service-account
-    key at `revoke_at`, once per key and date; commits. False when it already went."""
+    """Mail the organisation's owners and admins that its policy will revoke this unused
+    service-account key at `revoke_at`, once per key and date; commits. False when it already
+    went."""
     period = revoke_at.isoformat(timespec="seconds")
     if _noticed(key.id, "unused_7d", period):
         return False
     db.session.add(KeyNotice(key_id=key.id, kind="unused_7d", period=period, created_at=now))
-    owners = db.session.scalars(select(User.email).join(Membership).where(
-        Membership.organization_id == organization.id, Membership.role == "owner",
-        User.is_active.is_(True))).all()
-    for email in owners:
+    for email in stewards(organization.id):
         mail.queue(email, "key_unused", label=key.label, mask=key.mask,
                    service_account=key.service_account.name, organization=organization.name,
                    days=organization.revoke_unused_after_days, revoke_at=revoke_at,

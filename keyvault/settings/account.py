@@ -11,6 +11,7 @@ from ..http.browser import known_device, mark_authenticated, retry_after, sudo_r
 from ..http.context import origin
 from ..http.forms import ActionForm, ChangePasswordForm, NotificationsForm, PasskeyNameForm
 from ..service import notifications, passkeys, second_factor
+from ..service.errors import LastOwner
 from ..service.validation import PASSWORD_RULE
 from .views import bp
 
@@ -100,7 +101,11 @@ def delete_account():
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
-    service.delete_account(current_user._get_current_object(), origin())
+    try:
+        service.delete_account(current_user._get_current_object(), origin())
+    except LastOwner as refusal:  # transfer or delete the organisations first
+        flash(refusal.detail, "error")
+        return redirect(url_for(".account"), 303)
     logout_user()
     flash("Your account and all its keys have been deleted.", "info")
     return redirect(url_for("auth.login"))

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from flask import current_app
-
 from .. import clock, service
 from ..http.forms import EXPIRY_CHOICES, KEEP_EXPIRY, choices
 
 
-def _max_days() -> int | None:
-    return current_app.config["KEYVAULT_MAX_KEY_LIFETIME_DAYS"]
-
-
-def expiry_choices(now: datetime, current: datetime | None | str = "") -> list:
-    """The choices on offer under the lifetime cap, each with the date it means: "30 days
-    (until 2031-01-31 12:00 UTC)". With `current` (the edit form: the key's expiry, None for
-    none) a first choice keeps it as it is."""
-    max_days = _max_days()
+def expiry_choices(now: datetime, max_days: int | None,
+                   current: datetime | None | str = "") -> list:
+    """The choices on offer under the lifetime cap (`max_days`: KEYVAULT_MAX_KEY_LIFETIME_DAYS,
+    or an organisation's shorter one), each with the date it means: "30 days (until 2031-01-31
+    12:00 UTC)". With `current` (the edit form: the key's expiry, None for none) a first choice
+    keeps it as it is."""
     offered = [(value, text) for value, text in EXPIRY_CHOICES
                if max_days is None or value == "custom" or (value != "none"
                                                             and int(value) <= max_days)]
@@ -34,9 +29,9 @@ def expiry_choices(now: datetime, current: datetime | None | str = "") -> list:
     return choices(named)
 
 
-def expiry_from(choice: str, custom_day) -> datetime | None:
+def expiry_from(choice: str, custom_day, max_days: int | None) -> datetime | None:
     """The moment a choice means (None: no expiry); InvalidInput names the custom date when it
-    cannot be used."""
+    cannot be used (past `max_days`, the lifetime cap)."""
     if choice == "none":
         return None
     if choice != "custom":
@@ -50,7 +45,6 @@ def expiry_from(choice: str, custom_day) -> datetime | None:
         raise service.InvalidInput("Pick a date from today on.", "expires_on")
     if end.year > 9998:
         raise service.InvalidInput("Pick an earlier date.", "expires_on")
-    max_days = _max_days()
     if max_days is not None:
         cap = clock.now() + timedelta(days=max_days)
         if end.date() == cap.date():

@@ -278,13 +278,67 @@ def webhook_deliveries(w: World) -> None:
     w.page.goto(f"/settings/webhooks/{hook.public_id}")
 
 
+def _team(w: World, role: str = "owner"):
+    """An organisation where the person is `role`: an admin, a member, a service account with
+    keys and a pending invitation. (organisation, service account)"""
+    orgs, accounts = service.organizations, service.service_accounts
+    founder = w.person if role == "owner" else service.sign_up(
+        f"founder.{PERSON}", PASSWORD, ORIGIN, confirmed=True)
+    org = orgs.create_organization(founder, "Platform team of the payments department",
+                                   ORIGIN).organization
+    for number, each in enumerate(("admin", "member")):
+        someone = w.person if each == role else service.sign_up(
+            f"{each}{number}.{PERSON}", PASSWORD, ORIGIN, confirmed=True)
+        orgs.add_member(org, someone, each, ORIGIN)
+    account = accounts.create_service_account(founder, org.public_id, ORIGIN,
+                                              name="nightly-release-pipeline-deployer",
+                                              description="Ships the nightly build.")
+    for label in (LONG_LABEL[:40], "Grafana"):
+        accounts.create_account_key(founder, org.public_id, account.public_id, ORIGIN,
+                                    label=label, scopes=["key:verify"])
+    service.invitations.invite(founder, org.public_id, f"invited.{PERSON}", "admin", ORIGIN)
+    return org, account
+
+
+def organizations(w: World) -> None:
+    w.log_in()
+    w.page.goto("/settings/organizations")
+
+
+def organization_as_owner(w: World) -> None:
+    org, _ = _team(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}")
+
+
+def organization_as_member(w: World) -> None:
+    org, _ = _team(w, "member")
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}")
+
+
+def service_account_keys(w: World) -> None:
+    org, account = _team(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}/service-accounts/{account.public_id}")
+
+
+def invitation(w: World) -> None:
+    """The invitation link, opened signed out."""
+    org, _ = _team(w)
+    invited = service.invitations.invite(w.person, org.public_id, f"new.{PERSON}", "member",
+                                         ORIGIN)
+    w.page.goto("/organizations/invitations/" + service.invitations.token_for(invited))
+
+
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
     keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
     account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
-    api_docs, api_docs_signed_in, webhooks_listed, webhook_deliveries,
+    api_docs, api_docs_signed_in, webhooks_listed, webhook_deliveries, organizations,
+    organization_as_owner, organization_as_member, service_account_keys, invitation,
 ]
 
 
@@ -362,7 +416,8 @@ BROKEN_WORDS = r"""() => {
     return broken.slice(0, 10);
 }"""
 TABLE_SCREENS = [keys_listed, keys_filtered, bulk_revoke_confirmation, key_page, security_log,
-                 security_log_filtered, admin_keys, account_with_passkeys]
+                 security_log_filtered, admin_keys, account_with_passkeys, organization_as_owner,
+                 service_account_keys]
 
 
 @pytest.mark.parametrize("screen", TABLE_SCREENS, ids=lambda s: s.__name__)
