@@ -68,7 +68,8 @@ def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any]
         answer = from_error(error)
         return (answer._replace(headers=(*answer.headers, *admission.rate_limit_headers())),
                 "bad_request")
-    admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app)
+    admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app,
+                      presented="caller")
     if admission.refusal is not None:
         return admission.refusal, "caller_refused"
     return (Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),

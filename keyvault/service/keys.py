@@ -1,4 +1,4 @@
-"""Keys of a person or of a service account: the one ownership check, listing, and create, edit,
+"""Keys of a person, a service account or a service: the one ownership check, listing, and create, edit,
 roll and revoke.
 
 A key's owner is a User or a ServiceAccount (service.service_accounts reaches one through the
@@ -33,13 +33,16 @@ from .events import Origin, page_events, record
 from .key_expiry import changed_expiry
 from .key_owners import (
     Owner,
+    kind_in_words,
     lock_owner,
     log_user,
     owned_by,
+    owner_columns,
     policy_of,
     refuse_outside_policy,
 )
 from .pagination import DEFAULT_LIMIT, Page, paginate
+from .restrictions import KEEP, changed_restriction, clean_restriction
 from .scopes import clean_scopes, is_narrowing
 from .validation import (
     clean_description,
@@ -139,6 +142,8 @@ def create_key(
     granting_scopes: list[str] | None = None,
     granting_ends_at: datetime | None = None,
     acting_user_id: int | None = None,
+    services: Any = None,
+    organizations: Any = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -157,12 +162,13 @@ def create_key(
     scopes = clean_scopes(scopes, granting_scopes)
     policy = policy_of(owner)
     refuse_outside_policy(policy, scopes)
+    restricted_to = clean_restriction(owner, services, organizations)
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at
     expires_at = clean_expiry(expires_at, now, policy.max_key_lifetime_days if policy else None)
     _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
                       "expires_at")
-    person = isinstance(owner, User)
+    person = isinstance(owner, User)  # a service's verify keys count as a service account's
     limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER" if person
                                else "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT"]
     lock_owner(owner)
@@ -170,13 +176,13 @@ def create_key(
         db.session.rollback()
         raise KeyLimitReached(
             f"You already have {limit} active keys, the most allowed. Revoke one to create another."
-            if person else f"This service account already has {limit} active keys, the most "
+            if person else f"This {kind_in_words(owner)} already has {limit} active keys, the most "
             "allowed. Revoke one to create another.")
     value, digest = _new_value()
     key = ApiKey(
         public_id=tokens.new_public_id(),
-        user_id=owner.id if person else None,
-        service_account_id=None if person else owner.id,
+        **owner_columns(owner),
+        restricted_to=restricted_to,
         label=label,
         description=description,
         mask=tokens.mask(value),
@@ -205,9 +211,12 @@ def update_key(
     granting_scopes: list[str] | None = None,
     may_widen: bool = False,
     acting_user_id: int | None = None,
+    services: Any = KEEP,
+    organizations: Any = KEEP,
 ) -> ApiKey:
-    """Change label, description, scopes or expiry (NO_EXPIRY: none); widening scopes or a
-    later expiry needs `may_widen` (re-authentication)."""
+    """Change label, description, scopes, expiry (NO_EXPIRY: none) or where it works (`services`,
+    `organizations`; None: everywhere); widening scopes, a later expiry or more services needs
+    `may_widen` (re-authentication)."""
     key = get_key(owner, public_id)
     if key.revoked_at is not None:
         raise KeyNotLive("A revoked key cannot be edited.")
@@ -229,6 +238,9 @@ def update_key(
         if not is_narrowing(key.scopes, new_scopes):
             refuse_outside_policy(policy_of(owner), new_scopes)
         changes["scopes"] = new_scopes
+    where = changed_restriction(owner, key.restricted_to, services, organizations, may_widen)
+    if where is not KEEP:
+        changes["restricted_to"] = where
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
         return key
