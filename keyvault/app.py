@@ -19,8 +19,8 @@ from . import (
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations' and service_accounts' routes join the API blueprint
-from .api import leaks, organizations, service_accounts, signatures  # noqa: F401
+# leaks', organizations', service_accounts' and services' routes join the API blueprint
+from .api import leaks, organizations, service_accounts, services, signatures  # noqa: F401
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

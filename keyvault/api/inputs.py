@@ -60,6 +60,13 @@ Credential = Annotated[Any, Field(description=CREDENTIAL_DESCRIPTION)]
 DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 # Scope items are refined per instance (the catalogue) when the document is built.
 GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
+# Where a key works (service.restrictions): public ids; null or omitted, everywhere.
+Where = Annotated[list[str] | None, Field(min_length=1, max_length=100)]
+SERVICES = ("The ids of the services the key works at; omitted or null: all services. A key "
+            "restricted elsewhere answers `wrong_service` at verify.")
+ORGANIZATIONS = ("A person's key only: the ids of organisations at whose services (including "
+                 "ones added later) the key works, and the only organisations it manages "
+                 "through /api/organizations/.")
 
 
 def _scopes_required(schema: dict) -> None:
@@ -88,6 +95,8 @@ class CreateKey(_Request):
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
         "omitted or null, the new key ends when it does."))
+    services: Where = Field(None, description=SERVICES)
+    organizations: Where = Field(None, description=ORGANIZATIONS)
     personal_api_key: Credential = None
 
 
@@ -102,7 +111,16 @@ class UpdateKey(_Request):
         "ISO 8601, in the future. Earlier only: the API can bring a key's expiry forward, or give "
         "a key without one an expiry, but not extend it (403: extending needs the password, on "
         "the key's edit page). An expired key's expiry cannot change (409)."))
+    services: Where = Field(None, description=(
+        "Narrowing only through the API (403 otherwise); null lifts the restriction, which "
+        "widens. Omitted: unchanged."))
+    organizations: Where = Field(None, description="As `services`, for organisations.")
     personal_api_key: Credential = None
+
+    def where_changes(self) -> dict:
+        """`services` and `organizations` when sent (null: everywhere), for service.update_key."""
+        return {name: getattr(self, name) for name in ("services", "organizations")
+                if name in self.model_fields_set}
 
 
 class RollKey(_Request):

@@ -24,10 +24,11 @@ from ..service.scopes import (
     VERIFY,
     WRITE_KEYS,
     WRITE_ORGS,
+    catalogue,
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from . import org_operations, org_schemas
+from . import org_operations, org_schemas, service_operations, service_schemas
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -39,8 +40,10 @@ from .schemas import REQUEST_MODELS, RESPONSE_MODELS, VerifyResult
 def _model_schemas() -> dict:
     """The request and response models' JSON Schemas (requests as they parse, responses as they
     serialize), named by class."""
-    pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS)] + [
-        (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS)]
+    pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS,
+                                          *service_schemas.REQUEST_MODELS)] + [
+        (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS,
+                                       *service_schemas.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)
     verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
     report = FoundTokens.json_schema(ref_template=_REF, mode="validation")
@@ -111,6 +114,7 @@ def _parameters() -> dict:
             "schema": {"type": "string", "pattern": f"^{PUBLIC_ID.pattern}$"},
         },
         **org_operations.parameters(),
+        **service_operations.parameters(),
         "IncludeRevoked": {
             "name": "include_revoked", "in": "query", "required": False,
             "description": "Also list revoked keys (`true`/`false`, `1`/`0`).",
@@ -201,7 +205,8 @@ def _paths(prefix: str, max_days: int | None) -> dict:
     the people's own), documentation last."""
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
-    teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
+    teams = {**org_operations.paths(READ_ORGS, WRITE_ORGS, examples),
+             **service_operations.paths(READ_ORGS, WRITE_ORGS, examples)}
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",
                                                                 "/api/secret", "/api/schema",
                                                                 "/api/docs"))]
@@ -212,7 +217,7 @@ def _paths(prefix: str, max_days: int | None) -> dict:
 def document() -> dict:
     """The OpenAPI 3.1 document describing every route of the API blueprint."""
     config = current_app.config
-    scopes = list(config["KEYVAULT_SCOPES"])
+    scopes = list(catalogue())  # the instance-wide scopes, then the services' ones
     prefix = config["KEYVAULT_KEY_PREFIX"]
     max_body = config["MAX_CONTENT_LENGTH"]
     max_keys = config["KEYVAULT_MAX_KEYS_PER_USER"]
@@ -247,6 +252,8 @@ def document() -> dict:
             {"name": org_operations.SA_TAG, "description": (
                 "An organisation's non-human identities and their keys, which outlive any "
                 "person.")},
+            {"name": service_operations.SERVICES_TAG, "description": (
+                "What an organisation runs behind KeyVault: audiences, scopes, verify keys.")},
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Leaked keys", "description": "For secret scanners that find keys in "
                                                   "public (GitHub's partner program)."},

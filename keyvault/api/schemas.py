@@ -51,15 +51,22 @@ class ApiKey(_Response):
     last_rolled_at: datetime | None = Field(description="When the key last got a new value.")
     old_value_expires_at: datetime | None = Field(description=(
         "After a roll with a grace period: when the previous value stops working."))
+    services: list[str] | None = Field(None, description=(
+        "The ids of the services it works at; null: all services (unless `organizations`)."))
+    organizations: list[str] | None = Field(None, description=(
+        "A person's key: the organisations at whose services it works; null: no such rule."))
 
     @classmethod
     def fields_of(cls, key) -> dict:
+        where = key.restricted_to
         return dict(
             id=key.public_id, label=key.label, description=key.description or "",
             mask_value=key.mask, scopes=list(key.scopes), status=key.status(),
             created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
             revoked_at=key.revoked_at, last_rolled_at=key.last_rolled_at,
             old_value_expires_at=key.previous_expires_at if key.previous_digest else None,
+            services=where["services"] or None if where else None,
+            organizations=where["organizations"] or None if where else None,
         )
 
     @classmethod

@@ -26,7 +26,9 @@ from ..http.credentials import (
 )
 from ..http.problems import respond
 from ..links import external_url
+from ..service.errors import OrganizationNotFound
 from ..service.pagination import clean_limit
+from ..service.restrictions import may_manage
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference
 from . import verify as verification
@@ -76,6 +78,8 @@ def requires(scope: str, *, service_accounts: bool = False):
                 return respond(admission.refusal)
             g.rate_limit_headers = admission.rate_limit_headers()
             caller = g.api_key = admission.caller
+            if not may_manage(caller.restricted_to, kwargs.get("org_id")):
+                raise OrganizationNotFound()  # a key restricted to others: as if absent
             if caller.service_account_id is None:
                 g.api_owner = g.api_user = service.get_user(caller.user_id)
             elif not service_accounts:
@@ -186,6 +190,7 @@ def create_key():
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
         origin=_acting_origin(),
+        services=body.services, organizations=body.organizations,
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
@@ -213,7 +218,7 @@ def update_key(public_id: str):
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
         expires_at=body.expires_at, granting_scopes=g.api_key.scopes, may_widen=False,
-        origin=_acting_origin(),
+        origin=_acting_origin(), **body.where_changes(),
     )
     return jsonify(ApiKey.of(key))
 

@@ -31,6 +31,13 @@ def restricted_to_service(where: dict | None, service_id: str, organization_id: 
                                   or organization_id in where.get("organizations", ()))
 
 
+def may_manage(where: dict | None, org_id: str | None) -> bool:
+    """May a key with this restriction act in organisation `org_id` through KeyVault's API? A key
+    restricted to organisations manages only those (item 6 of the services issue)."""
+    return org_id is None or not where or not where.get("organizations") \
+        or org_id in where["organizations"]
+
+
 def _ids(value: Any, field: str, model) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidInput(f"“{field}” must be a list of ids, or null for all services.", field)
