@@ -19,8 +19,15 @@ from . import (
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations', service_accounts' and services' routes join the API blueprint
-from .api import leaks, organizations, service_accounts, services, signatures  # noqa: F401
+# forward_auth's, leaks', organizations', service_accounts' and services' routes join the API blueprint
+from .api import (  # noqa: F401
+    forward_auth,
+    leaks,
+    organizations,
+    service_accounts,
+    services,
+    signatures,
+)
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth.passkeys import bp as passkeys_bp

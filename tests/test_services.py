@@ -226,3 +226,38 @@ def test_the_fast_path_answers_a_service_as_the_view(client, two, app):
         slow = client.post("/api/verify/", json={"key": value, "personal_api_key": caller})
         assert fast.get_data() == slow.get_data()
     assert seen == ["/api/verify/", "/api/verify/"]  # only the body-credential calls
+
+
+@pytest.mark.parametrize(("gateway", "where", "status"), [
+    ("billing", "billing", 200),
+    ("search", "billing", 401),  # restricted elsewhere: wrong_service
+    (None, "billing", 401),  # a gateway that names no service is no service
+    (None, None, 200),
+    ("billing", None, 200),
+])
+def test_forward_auth_as_a_service(client, two, gateway, where, status):
+    value = personal_key(two, services=[two.billing] if where else None)
+    headers = {"Authorization": f"Bearer {value}"}
+    if gateway is not None:
+        headers.update({"X-KeyVault-Service": "billing" if gateway == "billing"
+                        else "https://search.example.com",
+                        "X-KeyVault-Service-Key": two.billing_verify if gateway == "billing"
+                        else two.search_verify})
+    response = client.get("/api/forward_auth/", headers=headers)
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 200 and gateway is not None:
+        assert response.headers["X-KeyVault-Audience"] == "billing"
+        assert response.headers["X-KeyVault-Scopes"] == "invoice:read user:read"
+        assert ("X-KeyVault-User-Email" in response.headers) is (where is not None)
+
+
+def test_forward_auth_refuses_a_gateway_without_the_services_key(client, two):
+    value = personal_key(two)
+    for extra in ({}, {"X-KeyVault-Service-Key": two.search_verify}):
+        response = client.get("/api/forward_auth/", headers={
+            "Authorization": f"Bearer {value}", "X-KeyVault-Service": "billing", **extra})
+        assert response.status_code == 400, extra
+    required = client.get("/api/forward_auth/?scopes=doc:read", headers={
+        "Authorization": f"Bearer {value}", "X-KeyVault-Service": "billing",
+        "X-KeyVault-Service-Key": two.billing_verify})
+    assert required.status_code == 403  # search's scope: insufficient at billing
