@@ -123,7 +123,7 @@ class ApiKey(db.Model):
         ForeignKey("service_accounts.id", ondelete="CASCADE"))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
     # Where it works (service.restrictions; null: everywhere), on the row for verify's lookup.
-    restricted_to: Mapped[dict | None] = mapped_column(JSON)
+    restricted_to: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     label: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(Text, default="")
     mask: Mapped[str] = mapped_column(String(48))

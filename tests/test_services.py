@@ -9,7 +9,7 @@ import pytest
 from flask import request
 from sqlalchemy import select
 
-from keyvault import service
+from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
 
@@ -261,3 +261,16 @@ def test_forward_auth_refuses_a_gateway_without_the_services_key(client, two):
         "Authorization": f"Bearer {value}", "X-KeyVault-Service": "billing",
         "X-KeyVault-Service-Key": two.billing_verify})
     assert required.status_code == 403  # search's scope: insufficient at billing
+
+
+def test_a_wrong_service_refusal_is_counted_and_logged_once_with_the_service(client, two, app):
+    value = personal_key(two, services=[two.billing])
+    for _ in range(3):
+        assert ask(client, two.search_verify, value)["code"] == "wrong_service"
+    events = db.session.scalars(select(SecurityEvent).where(
+        SecurityEvent.event == "key.wrong_service_use")).all()
+    assert len(events) == 1 and events[0].details == {"service": "https://search.example.com"}
+    assert "search.example.com" in service.describe(events[0]).summary
+    service.usage.flush(app)
+    key = db.session.scalar(select(ApiKey).where(ApiKey.restricted_to.is_not(None)))
+    assert service.usage.key_usage(key, clock.now().date()).total("wrong_service") == 3

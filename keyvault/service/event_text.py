@@ -53,6 +53,7 @@ _TITLES = {
     "passkey.failed": "Failed passkey login",
     "key.leaked": "Key revoked: found in public",
     "key.revoked_use": "Revoked key presented",
+    "key.wrong_service_use": "Key presented at another service",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -171,6 +172,9 @@ def describe(event: SecurityEvent) -> EventText:
         parts.append("Reset by an operator at the command line; the password alone logs in.")
     elif event.event == "key.revoked_use":
         parts.append("Someone presented this key after it was revoked; it was refused.")
+    elif event.event == "key.wrong_service_use":
+        where = f"at “{details['service']}”" if details.get("service") else "to a caller that is no service"
+        parts.append(f"Someone presented this key {where}, where it is not allowed; it was refused.")
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
                 "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(

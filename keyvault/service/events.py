@@ -22,7 +22,8 @@ from .pagination import Page, paginate
 
 REFUSED_USE_EVERY = timedelta(hours=1)
 # The verdicts whose keys are logged (and their owners mailed) when still presented.
-REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use"}
+REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use",
+                      "wrong_service": "key.wrong_service_use"}
 log = logging.getLogger("keyvault")
 
 
@@ -187,16 +188,17 @@ def refused_use_due(app: Flask, key_id: int, code: str, now) -> bool:
 
 
 def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origin,
-                     code: str = "expired") -> None:
-    """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
-    the log, and with it mail the owner at most once a day (service.notifications).
+                     code: str = "expired", service: str | None = None) -> None:
+    """Log a use of an expired or revoked key, or of a key at a service it is not restricted to
+    (`service`: that service's audience), at most once an hour per key and code so it cannot
+    flood the log, and for a dead key mail the owner at most once a day (notifications).
 
     Callable outside an app context (the verify fast path): it pushes one of its own. It never
     fails or holds up the verdict: with the database busy, the event is dropped (and logged).
     """
     if not has_app_context():
         with app.app_context():
-            return note_refused_use(app, key_id, user_id, origin, code)
+            return note_refused_use(app, key_id, user_id, origin, code, service)
     event = REFUSED_USE_EVENTS[code]
     now = clock.now()
     recent = db.session.scalar(
@@ -210,15 +212,17 @@ def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origi
     if recent is not None:
         return None
     try:
-        record(event, user_id, origin, key_id=key_id)
-        mailed = notifications.key_presented(key_id, code, origin.ip_address)
+        where = {"service": service} if service else {}
+        record(event, user_id, origin, key_id=key_id, **where)
+        mailed = code != "wrong_service" and notifications.key_presented(key_id, code,
+                                                                          origin.ip_address)
         try:
             db.session.commit()
         except IntegrityError:  # another worker mailed about this key today: log the event only
             if not mailed:
                 raise
             db.session.rollback()
-            record(event, user_id, origin, key_id=key_id)
+            record(event, user_id, origin, key_id=key_id, **where)
             db.session.commit()
     except OperationalError:  # a writer holds the lock: the verdict must not wait for it
         db.session.rollback()

@@ -151,9 +151,9 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     for verdict in stale:
         if verdict.active:  # on the event loop (a runner), written with the use counts
             keystore(app).stamp(verdict.key_id, verdict.public_id, now, write=runner is None)
-        else:  # expired or revoked: logged, owner mailed
+        else:  # expired, revoked (owner mailed) or at the wrong service: logged
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
-                           origin or Origin(), verdict.code)
+                           origin or Origin(), verdict.code, verdict.audience)
             if runner is None:
                 note()
             else:

@@ -19,6 +19,7 @@ OUTCOME_WORDS = {
     "expired": "Expired",
     "revoked": "Revoked",
     "user_inactive": "Owner deactivated",
+    "wrong_service": "Wrong service",
 }
 
 
