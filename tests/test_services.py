@@ -274,3 +274,17 @@ def test_a_wrong_service_refusal_is_counted_and_logged_once_with_the_service(cli
     service.usage.flush(app)
     key = db.session.scalar(select(ApiKey).where(ApiKey.restricted_to.is_not(None)))
     assert service.usage.key_usage(key, clock.now().date()).total("wrong_service") == 3
+
+
+def test_the_command_line_registers_and_lists_services(app, two):
+    run = app.test_cli_runner().invoke
+    made = run(args=["services", "create", two.org, "Ledger", "--audience",
+                     "https://ledger.example.com", "--scope", "ledger:read=Read the ledger",
+                     "--scope", "ledger:write=Post entries"])
+    assert made.exit_code == 0, made.output
+    listed = run(args=["services", "list", two.org])
+    assert made.output.strip() in listed.output and "ledger:read ledger:write" in listed.output
+    for bad in (["--scope", "ledger:read"], ["--scope", "invoice:read=taken"]):
+        refused = run(args=["services", "create", two.org, "Again", "--audience", "again", *bad])
+        assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "ledger:read" in service.scope_catalogue()

@@ -27,11 +27,20 @@ get models, verdicts or a ServiceError back. One module per concern:
 - organizations  organisations, members and roles (the one rights check), policy, their log
 - service_accounts  an organisation's non-human identities and their keys
 - invitations signed, single-use, 7-day invitation links mailed through the outbox
+- services    an organisation's services: audience, scopes, their own verify keys
+- restrictions  where a key works: at chosen services, or the services of chosen organisations
 
 Views and the command line use the names below (`service.create_key`, …).
 """
 
-from . import confirmations, invitations, organizations, second_factor, service_accounts
+from . import (
+    confirmations,
+    invitations,
+    organizations,
+    second_factor,
+    service_accounts,
+    services,
+)
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -120,6 +129,6 @@ __all__ = [
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
     "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
-    "invitations", "organizations", "service_accounts",
+    "invitations", "organizations", "service_accounts", "services",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]
