@@ -205,6 +205,7 @@ def _paths(prefix: str, max_days: int | None) -> dict:
     the people's own), documentation last."""
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
+    service_operations.extend(personal)
     teams = {**org_operations.paths(READ_ORGS, WRITE_ORGS, examples),
              **service_operations.paths(READ_ORGS, WRITE_ORGS, examples)}
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",

@@ -18,6 +18,27 @@ def parameters() -> dict:
         "description": "The service's public id.", "example": EXAMPLE_SERVICE_ID}}
 
 
+def extend(paths: dict) -> None:
+    """What services add to verify's and forward_auth's operations."""
+    paths["/api/verify/"]["post"]["description"] += (
+        "\n\nWhen the caller is a service's own verify key, the answer is for that service: "
+        "`aud` (its audience), only its scopes and the instance-wide ones, `wrong_service` for a "
+        "key restricted elsewhere (and for a restricted key asked by a caller that is no "
+        "service), the owner's e-mail only for a key restricted to it or its organisation.")
+    forward = paths["/api/forward_auth/"]["get"]
+    forward["description"] += (
+        "\n\nIn front of a registered service, the gateway names it (`X-KeyVault-Service`) "
+        "and authenticates as it (`X-KeyVault-Service-Key`, one of its verify keys): the key is "
+        "judged as verify judges it for that service, and the 200 adds `X-KeyVault-Audience`. "
+        "A named service without its own key is 400.")
+    text = {"type": "string"}
+    forward["parameters"] += [
+        {"name": "X-KeyVault-Service", "in": "header", "required": False, "schema": text,
+         "description": "The audience of the service the gateway stands in front of."},
+        {"name": "X-KeyVault-Service-Key", "in": "header", "required": False, "schema": text,
+         "description": "A verify key of that service: the gateway authenticates as it."}]
+
+
 def paths(read: str, write: str, ex: dict) -> dict:
     org, one = _ref("parameters", "OrgId"), _ref("parameters", "ServiceId")
     key_id, page = _ref("parameters", "KeyId"), [_ref("parameters", "Limit"),
