@@ -30,7 +30,8 @@ class CallingService:
     public_id: str
     organization_id: str  # the organisation's public id
     audience: str
-    sees: frozenset[str]  # the scopes it may hear of: the instance-wide ones and its own
+    sees: frozenset[str]  # the scopes it may hear of: the instance-wide ones and its own …
+    catalogue: tuple[str, ...] = ()  # … in order, for spelling `*` out
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls 
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -123,8 +124,16 @@ def _calling_service(row: KeyRow, known: tuple[str, ...]) -> CallingService | No
     """The service whose own verify key `row` is (None for any other key)."""
     if row.service_public_id is None:
         return None
-    return CallingService(row.service_public_id, row.organization_public_id,
-                          row.service_audience, frozenset((*known, *(row.service_scopes or ()))))
+    return _service(row.service_public_id, row.organization_public_id, row.service_audience,
+                    tuple(row.service_scopes or ()), known)
+
+
+@functools.lru_cache(maxsize=256)
+def _service(public_id: str, organization_id: str, audience: str, scopes: tuple[str, ...],
+             known: tuple[str, ...]) -> CallingService:
+    """Made once per service and catalogue, not once per verify (the hot path)."""
+    catalogue = tuple(dict.fromkeys((*known, *scopes)))
+    return CallingService(public_id, organization_id, audience, frozenset(catalogue), catalogue)
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
@@ -209,7 +218,7 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
                               service)) or "valid"
     scopes, shows_email = list(row.scopes or []), True
     if service is not None:  # only what this service may hear of (service.restrictions)
-        known = tuple(sorted(service.sees))
+        known = service.catalogue
         scopes = list(known) if "*" in scopes else [s for s in scopes if s in service.sees]
         shows_email = row.user_id is None or restricted_to_service(
             row.restricted_to, service.public_id, service.organization_id)
