@@ -38,7 +38,12 @@ from .http.browser import CookieSessionInterface, register_filters
 from .http.context import AroundRequest, note
 from .jsonio import OrjsonProvider
 from .ops.views import bp as ops_bp
-from .settings import account, key_lists, two_factor  # noqa: F401 - their pages join the settings blueprint
+from .settings import (  # noqa: F401 - their pages join the settings blueprint
+    account,
+    key_lists,
+    two_factor,
+)
+from .settings import services as service_pages  # noqa: F401 - on the settings blueprint
 from .settings.views import bp as settings_bp
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -3,6 +3,7 @@ services API, scopes that keys carry, and keys restricted to organisations."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
+from tests.conftest import csrf_from, shown_key
 
 ORIGIN = service.Origin("127.0.0.1", "pytest")
 services = service.services
@@ -288,3 +290,39 @@ def test_the_command_line_registers_and_lists_services(app, two):
         refused = run(args=["services", "create", two.org, "Again", "--audience", "again", *bad])
         assert refused.exit_code != 0 and "Traceback" not in refused.output
     assert "ledger:read" in service.scope_catalogue()
+
+
+def test_the_service_pages(client, auth, two, make_user):
+    auth.login("ada@example.com")
+    listed = client.get(f"/settings/organizations/{two.org}/services")
+    assert listed.status_code == 200 and "Billing" in listed.get_data(as_text=True)
+    made = client.post(f"/settings/organizations/{two.org}/services", data={
+        "name": "Mail", "audience": "mail", "scopes": "mail:send=Send mail",
+        "csrf_token": csrf_from(listed.get_data(as_text=True))})
+    assert made.status_code == 303
+    page_url = made.headers["Location"]
+    html = client.get(page_url).get_data(as_text=True)
+    assert "mail:send" in html and "Send mail" in html and "0 by name" in html
+    created = client.post(page_url + "/keys", data={"label": "mail verify",
+                                                    "csrf_token": csrf_from(html),
+                                                    "once": re.search(
+                                                        r'id="service-key-once" name="once" '
+                                                        r'type="hidden" value="([^"]+)"',
+                                                        html).group(1)})
+    value = shown_key(created.get_data(as_text=True))
+    assert created.status_code == 200 and value and created.headers["Cache-Control"] == "no-store"
+    assert value not in client.get(page_url).get_data(as_text=True)  # shown once
+    taken = client.post(f"/settings/organizations/{two.org}/services", data={
+        "name": "Billing", "audience": "x", "csrf_token": csrf_from(html)})
+    assert taken.status_code == 400 and "exists already" in taken.get_data(as_text=True)
+    # the key pages say where a key works
+    restricted = service.create_key(two.ada, label="r", scopes=["user:read"], origin=ORIGIN,
+                                    services=[two.billing, two.search])[0]
+    key_html = client.get(f"/settings/api-keys/{restricted.public_id}").get_data(as_text=True)
+    assert "Billing, Search" in key_html
+    assert "All services" in client.get("/settings/api-keys").get_data(as_text=True)
+    # someone outside the organisation hears 404
+    make_user("eve@example.com")
+    auth.logout()
+    auth.login("eve@example.com")
+    assert client.get(f"/settings/organizations/{two.org}/services").status_code == 404
