@@ -255,13 +255,39 @@ def api_docs_signed_in(w: World) -> None:
     w.page.goto("/api/docs/")
 
 
+def _billing(w: World):
+    org = service.organizations.all_organizations()[0]
+    made = service.services.create_service(
+        w.person, org.public_id, ORIGIN, name="Billing",
+        audience="https://billing.internal.example.com/api/invoices-and-payments",
+        description="Invoices, payments and refunds for every team.",
+        scopes=[{"name": "invoice:read", "description": "Read invoices and their line items"},
+                {"name": "invoice_adjustment:write", "description": "Issue credit notes"}])
+    return org, made
+
+
+def organization_services(w: World) -> None:
+    org, _ = _billing(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}/services")
+
+
+def service_page_new_verify_key(w: World) -> None:
+    org, made = _billing(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}/services/{made.public_id}")
+    w.page.get_by_label("Label").fill(LONG_LABEL[:40])
+    w.page.get_by_role("button", name="Create verify key").click()
+    w.page.get_by_test_id("new-key-value").wait_for()
+
+
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
     keys_empty, keys_listed,
     new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
     account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
-    api_docs, api_docs_signed_in,
+    api_docs, api_docs_signed_in, organization_services, service_page_new_verify_key,
 ]
 
 
