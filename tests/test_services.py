@@ -326,3 +326,26 @@ def test_the_service_pages(client, auth, two, make_user):
     auth.logout()
     auth.login("eve@example.com")
     assert client.get(f"/settings/organizations/{two.org}/services").status_code == 404
+
+
+def test_the_key_forms_restrict_to_chosen_services(client, auth, two):
+    from tests.conftest import once_token
+
+    auth.login("ada@example.com")
+    page = client.get("/settings/api-keys").get_data(as_text=True)
+    assert '<code class="scope">invoice:read</code> <span class="scope-service">(Billing)' in page
+    made = client.post("/settings/api-keys", data={
+        "label": "billing only", "expiry": "30", "preset": "custom", "scopes": ["invoice:read"],
+        "where": "only", "services": [two.billing], "csrf_token": csrf_from(page),
+        "once": once_token(page)})
+    assert made.status_code == 200, made.get_data(as_text=True)
+    key = db.session.scalar(select(ApiKey).where(ApiKey.label == "billing only"))
+    assert key.restricted_to == {"services": [two.billing], "organizations": []}
+    edit = f"/settings/api-keys/{key.public_id}/edit"
+    form = client.get(edit).get_data(as_text=True)
+    saved = client.post(edit, data={"label": "billing only", "expiry": "keep",
+                                    "scopes": ["invoice:read"], "where": "all",
+                                    "csrf_token": csrf_from(form)})
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).restricted_to is None

@@ -1,13 +1,37 @@
 """The services pages' forms (keyvault.settings.services): register a service, and make one of
-its verify keys. The rules are service.services' and service.validation's."""
+its verify keys; and where a key works, on the key create and edit forms ("All services" or
+"Only these services", as GitHub offers "All repositories" or "Only select repositories").
+The rules are service.services', service.restrictions' and service.validation's."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField, SubmitField, TextAreaField
+from wtforms import HiddenField, RadioField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Optional
 
 from ..service.submissions import new_token
+from .forms import CreateKeyForm, EditKeyForm, MultiCheckboxField, choices
+
+ALL, ONLY = "all", "only"
+
+
+class WhereFields:
+    where = RadioField("Works at", choices=choices([(ALL, "All services"),
+                                                    (ONLY, "Only these services")]), default=ALL)
+    services = MultiCheckboxField("Services", choices=[], validate_choice=True)
+
+    def chosen_services(self) -> list[str] | None:
+        """The services ticked (None: all services); ticking none with "Only these" is the
+        service's refusal to make, with its message."""
+        return None if self.where.data != ONLY else list(self.services.data or [])
+
+
+class CreateKeyWhereForm(WhereFields, CreateKeyForm):
+    pass
+
+
+class EditKeyWhereForm(WhereFields, EditKeyForm):
+    pass
 
 
 def strip(value):

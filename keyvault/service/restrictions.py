@@ -85,6 +85,13 @@ def widens(old: dict | None, new: dict | None) -> bool:
         Organization).where(Service.public_id.in_(added), Organization.public_id.in_(old_orgs)))))
 
 
+def widens_services(owner: Any, old: dict | None, services: list[str] | None) -> bool:
+    """Would restricting the key to `services` (None: all; its organisations kept) let it work
+    somewhere it did not? (The key's edit page then asks for the password.)"""
+    organizations = (old or {}).get("organizations") or None
+    return widens(old, clean_restriction(owner, services, organizations))
+
+
 def changed_restriction(owner: Any, old: dict | None, services: Any, organizations: Any,
                         may_widen: bool) -> Any:
     """An edit's new restriction (KEEP when neither field was sent); widening needs `may_widen`

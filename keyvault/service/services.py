@@ -118,6 +118,11 @@ def page_services(actor: Actor, org_id: Any, limit: int, cursor: str | None) -> 
                     Service, limit, cursor)
 
 
+def all_services() -> list[Service]:
+    """Every service on the instance, by name: a key may be restricted to any of them."""
+    return list(db.session.scalars(select(Service).order_by(Service.name)))
+
+
 def list_services(organization: Organization) -> list[Service]:
     return list(db.session.scalars(select(Service).where(
         Service.organization_id == organization.id).order_by(Service.name)))

@@ -20,12 +20,12 @@ from ..http.forms import (
     KEEP_EXPIRY,
     PRESET_HINTS,
     ActionForm,
-    CreateKeyForm,
-    EditKeyForm,
     RollKeyForm,
     choices,
 )
-from ..service import key_lists, scopes, submissions, usage
+from ..http.service_forms import CreateKeyWhereForm as CreateKeyForm
+from ..http.service_forms import EditKeyWhereForm as EditKeyForm
+from ..service import key_lists, restrictions, scopes, submissions, usage
 from .chart import usage_chart
 from .chart import words as outcome_words
 from .expiry import expiry_choices, expiry_from
@@ -43,8 +43,15 @@ def require_login():
 
 
 def _scope_choices():
-    pairs = [(scopes.FULL_ACCESS, "* (full access)")] + [(s, s) for s in scopes.catalogue()]
+    """The catalogue, each registered scope labelled with its service's name."""
+    of = {scope: name for name, group in scopes.by_service() if name for scope in group}
+    pairs = [(scopes.FULL_ACCESS, "* (full access)")] + [
+        (s, f"{s} ({of[s]})" if s in of else s) for s in scopes.catalogue()]
     return choices(pairs)
+
+
+def _service_choices():
+    return choices([(s.public_id, s.name) for s in service.services.all_services()])
 
 
 def _scope_descriptions() -> dict[str, str]:
@@ -68,7 +75,7 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
 
 
 # Refusals from the service name API fields; on the page they belong to these form fields.
-FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label",
+FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label", "services": "services",
                "description": "description", "expires_on": "expires_on"}
 
 
@@ -85,7 +92,7 @@ def _show_refusal(form, error: service.ServiceError) -> None:
 def _create_form(fresh: bool = False) -> CreateKeyForm:
     """The create form: from the posted fields, or `fresh` (empty) to show after a success."""
     form = CreateKeyForm(formdata=None) if fresh else CreateKeyForm()
-    form.scopes.choices = _scope_choices()
+    form.scopes.choices, form.services.choices = _scope_choices(), _service_choices()
     form.expiry.choices = expiry_choices(clock.now())
     offered = [choice.value for choice in form.expiry.choices]
     if form.expiry.data not in offered and fresh:
@@ -165,6 +172,7 @@ def create_key():
                 scopes=chosen,
                 expires_at=expires_at,
                 origin=origin(),
+                services=form.chosen_services(),
             )
         except submissions.AlreadySubmitted as refusal:
             return _already_done(refusal, "created", url_for(".api_keys"))
@@ -195,25 +203,32 @@ def edit_key(public_id: str):
         flash(f"“{key.label}” is revoked: it can no longer be edited.", "error")
         return redirect(url_for(".key_page", public_id=public_id), 303)
     form = EditKeyForm(obj=None if request.method == "POST" else key)
-    form.scopes.choices = _scope_choices()
+    form.scopes.choices, form.services.choices = _scope_choices(), _service_choices()
     form.expiry.choices = expiry_choices(clock.now(), key.expires_at)
     if request.method == "GET":
         form.scopes.data = key.scopes
         form.expiry.data = KEEP_EXPIRY
+        named = (key.restricted_to or {}).get("services")
+        form.where.data, form.services.data = ("only", named) if named else ("all", [])
     if form.validate_on_submit():
         try:
             if not form.scopes.data:
                 raise service.InvalidInput("Tick at least one scope: a key without scopes "
                                            "could do nothing; revoke it instead.", "scopes")
             expires_at = _edited_expiry(form)
+            chosen = form.chosen_services()
+            where = {} if chosen == ((key.restricted_to or {}).get("services") or None) \
+                else {"services": chosen}
             widen = (not service.is_narrowing(key.scopes, form.scopes.data)
-                     or service.extends_life(key, expires_at))
+                     or service.extends_life(key, expires_at)
+                     or (where and restrictions.widens_services(current_user,
+                                                                key.restricted_to, chosen)))
             if widen and (response := reauthenticate()) is not None:
                 return response  # asks for the password, then posts back here
             service.update_key(
                 current_user, public_id, label=form.label.data,
                 description=form.description.data or "", scopes=form.scopes.data,
-                expires_at=expires_at, may_widen=True, origin=origin(),
+                expires_at=expires_at, may_widen=True, origin=origin(), **where,
             )
         except service.ServiceError as error:
             db.session.rollback()
