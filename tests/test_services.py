@@ -142,7 +142,7 @@ def test_an_organisation_restricted_key_manages_only_those_organisations(client,
     assert [o["id"] for o in listed] == [two.org]
 
 
-def test_the_services_api(client, two):
+def test_the_services_api(client, two, make_user, make_key):
     auth = {"Authorization": f"Bearer {two.owner_key}"}
     base = f"/api/organizations/{two.org}/services/"
     body = {"name": "Mail", "audience": "mail", "description": "Sends mail",
@@ -168,12 +168,17 @@ def test_the_services_api(client, two):
                       headers=auth)
     assert key.status_code == 201 and key.json["services"] == [created.json["id"]]
     assert client.get(one, headers=auth).json["keys_restricted"] == 1
+    theirs = make_key(make_user("zed@example.com"), label="zed's secret label",
+                      scopes=["mail:send"])[0]
     refused = client.patch(one, json={"scopes": []}, headers=auth)
     assert refused.status_code == 409 and key.json["id"] in refused.json["detail"]
+    assert "1 of other people" in refused.json["detail"]  # counted, never named
+    assert theirs.public_id not in refused.json["detail"] and "zed" not in refused.json["detail"]
     narrowed = client.patch(one, json={"scopes": [], "narrow": True}, headers=auth)
     assert narrowed.status_code == 200 and narrowed.json["scopes"] == []
     assert db.session.scalar(select(ApiKey.scopes).where(
         ApiKey.public_id == key.json["id"])) == ["user:read"]
+    assert db.session.scalar(select(ApiKey.scopes).where(ApiKey.id == theirs.id)) == []
     assert db.session.scalar(select(SecurityEvent.details).where(
         SecurityEvent.event == "key.updated"))["scopes_removed"] == ["mail:send"]
     # verify keys: key:verify only, value once

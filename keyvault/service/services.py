@@ -164,9 +164,18 @@ def _take_away(scopes: list[str], narrow: bool, access: Access, origin: Origin) 
     """Refuse, naming the keys that carry them, or narrow those keys (`narrow`), each logged."""
     keys = carriers(scopes)
     if keys and not narrow:
-        named = ", ".join(f"{key.label} ({key.public_id})" for key in keys[:20])
-        raise ScopeInUse(f"{len(keys)} key(s) carry {', '.join(scopes)}: {named}. Narrow them "
-                         "first, or ask to narrow them (narrow: true).", "scopes")
+        # Named: the acting person's own keys and the organisation's service accounts' keys;
+        # other people's keys are counted, never shown (whose they are is theirs).
+        shown = [key for key in keys if key.user_id == access.user_id or (
+            key.service_account is not None
+            and key.service_account.organization_id == access.organization.id)]
+        named = ", ".join(f"“{key.label}” ({key.public_id})" for key in shown[:20])
+        others = len(keys) - len(shown)
+        raise ScopeInUse(
+            f"{len(keys)} key(s) carry {', '.join(scopes)}"
+            + (f": {named}" if named else "")
+            + (f"{' and' if named else ':'} {others} of other people" if others else "")
+            + ". Narrow them first, or ask to narrow them (narrow: true).", "scopes")
     for key in keys:
         removed = [s for s in key.scopes if s in scopes]
         key.scopes = [s for s in key.scopes if s not in scopes]
