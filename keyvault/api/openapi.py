@@ -24,7 +24,6 @@ from ..service.scopes import (
     VERIFY,
     WRITE_KEYS,
     WRITE_ORGS,
-    catalogue,
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
@@ -58,7 +57,9 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
     given (the catalogue) and the shape of a key value (the prefix)."""
     schemas = copy.deepcopy(_model_schemas_cached())
     schemas["Scope"] = {"type": "string", "enum": [FULL_ACCESS, *scopes],
-                        "description": "A scope of this instance's catalogue, or `*` (all)."}
+                        "description": "A scope of this instance's catalogue, or `*` (all). "
+                                       "The scopes registered services define are accepted too: "
+                                       "see `GET /api/organizations/{org_id}/services/`."}
     for name, field_name in (("CreateKey", "scopes"), ("UpdateKey", "scopes"),
                              ("UpdateOrganization", "allowed_scopes")):
         field = schemas[name]["properties"][field_name]
@@ -218,7 +219,9 @@ def _paths(prefix: str, max_days: int | None) -> dict:
 def document() -> dict:
     """The OpenAPI 3.1 document describing every route of the API blueprint."""
     config = current_app.config
-    scopes = list(catalogue())  # the instance-wide scopes, then the services' ones
+    # The instance-wide catalogue: the document depends on configuration only, never on the
+    # database; the scopes services register are accepted too (listed by their services' routes).
+    scopes = list(config["KEYVAULT_SCOPES"])
     prefix = config["KEYVAULT_KEY_PREFIX"]
     max_body = config["MAX_CONTENT_LENGTH"]
     max_keys = config["KEYVAULT_MAX_KEYS_PER_USER"]

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .inputs import Credential, DateTimeText, Description, Name, _Request
+from .inputs import Credential, DateTimeText, Description, Label, Name, _Request
 
-Audience = Annotated[str, Field(min_length=1, max_length=255, description=(
+# One character that is neither a control character nor white space (str.isspace's set).
+_SHOWN = "[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+Audience = Annotated[str, Field(pattern=r"^[!-~]{1,255}$", description=(
     "Unique on the instance: a short name such as `billing`, or the service's URL. Verify's "
     "`aud`, and forward_auth's `X-KeyVault-Service`."))]
 
@@ -17,8 +19,10 @@ Audience = Annotated[str, Field(min_length=1, max_length=255, description=(
 class ServiceScopeIn(_Request):
     name: str = Field(pattern=r"^[a-z0-9_.-]{1,60}:[a-z0-9_.-]{1,38}$", description=(
         "`object:action`; unique on the instance (a scope belongs to one service)."))
-    description: str = Field(min_length=1, max_length=200,
-                             description="What the scope lets a key do, shown on key forms.")
+    description: str = Field(
+        min_length=1, max_length=200, pattern=f"^[^\\u0000-\\u001F\\u007F]*{_SHOWN}"
+                                              "[^\\u0000-\\u001F\\u007F]*$",
+        description="What the scope lets a key do, shown on key forms.")
 
 
 class CreateService(_Request):
@@ -44,6 +48,6 @@ class UpdateService(_Request):
 class CreateServiceKey(_Request):
     """A verify key of the service: it always carries `key:verify`, and only that."""
 
-    label: Annotated[str, Field(description="As a key's label.")]
+    label: Label
     expires_at: DateTimeText | None = Field(None, description="ISO 8601; null for no expiry.")
     personal_api_key: Credential = None
