@@ -260,10 +260,10 @@ def test_forward_auth_as_a_service(client, two, gateway, where, status):
 
 def test_forward_auth_refuses_a_gateway_without_the_services_key(client, two):
     value = personal_key(two)
-    for extra in ({}, {"X-KeyVault-Service-Key": two.search_verify}):
+    for extra, status in (({}, 401), ({"X-KeyVault-Service-Key": two.search_verify}, 403)):
         response = client.get("/api/forward_auth/", headers={
             "Authorization": f"Bearer {value}", "X-KeyVault-Service": "billing", **extra})
-        assert response.status_code == 400, extra
+        assert response.status_code == status, extra
     required = client.get("/api/forward_auth/?scopes=doc:read", headers={
         "Authorization": f"Bearer {value}", "X-KeyVault-Service": "billing",
         "X-KeyVault-Service-Key": two.billing_verify})

@@ -25,7 +25,7 @@ from .. import metrics, service
 from ..http import gate
 from ..http.context import origin
 from ..http.credentials import WrongScheme, bearer_value
-from ..http.problems import respond, unauthorized
+from ..http.problems import problem, respond, unauthorized
 from ..service.scopes import VERIFY
 from .views import bp, no_store
 
@@ -45,10 +45,11 @@ def _scope_list(text: str) -> list[str]:
 
 def _as_service(audience: str, credential, required: list[str]) -> gate.Admission | Response:
     """The gateway's service key admitted (key:verify), the client's key judged at its service;
-    a gateway that names a service without its key, or another service's key, is refused."""
+    a gateway that names a service without its key (401), or with another service's key
+    (403), is refused: never a pass."""
     if not request.headers.get(SERVICE_KEY):
-        raise service.InvalidInput(f"{SERVICE} needs the service's own verify key in "
-                                   f"{SERVICE_KEY}.", SERVICE_KEY)
+        return respond(unauthorized(f"{SERVICE} needs the service's own verify key in "
+                                    f"{SERVICE_KEY}.", key_presented=False))
     gateway = bearer_value("Bearer " + request.headers[SERVICE_KEY])
     if credential is None or isinstance(credential, WrongScheme):
         return respond(unauthorized(NO_KEY if credential is None else credential.detail,
@@ -56,8 +57,8 @@ def _as_service(audience: str, credential, required: list[str]) -> gate.Admissio
     admission = gate.admit(gateway, [VERIFY], origin(), subject=(credential, required),
                            door="verify", presented="caller")
     if admission.refusal is None and admission.caller.service_audience != audience:
-        raise service.InvalidInput(f"{SERVICE_KEY} is not a verify key of the service "
-                                   f"“{audience}”.", SERVICE)
+        return respond(problem(403, "Forbidden", f"{SERVICE_KEY} is not a verify key of the "
+                                                 f"service “{audience}”."))
     return admission
 
 

@@ -61,7 +61,8 @@ DateTimeText = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 # Scope items are refined per instance (the catalogue) when the document is built.
 GrantedScopes = Annotated[list[str] | None, Field(min_length=1)]
 # Where a key works (service.restrictions): public ids; null or omitted, everywhere.
-Where = Annotated[list[str] | None, Field(min_length=1, max_length=100)]
+Where = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]] | None,
+                  Field(min_length=1, max_length=100)]
 SERVICES = ("The ids of the services the key works at; omitted or null: all services. A key "
             "restricted elsewhere answers `wrong_service` at verify.")
 ORGANIZATIONS = ("A person's key only: the ids of organisations at whose services (including "

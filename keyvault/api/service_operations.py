@@ -30,7 +30,7 @@ def extend(paths: dict) -> None:
         "\n\nIn front of a registered service, the gateway names it (`X-KeyVault-Service`) "
         "and authenticates as it (`X-KeyVault-Service-Key`, one of its verify keys): the key is "
         "judged as verify judges it for that service, and the 200 adds `X-KeyVault-Audience`. "
-        "A named service without its own key is 400.")
+        "A named service without its own key is 401; with another service's key, 403.")
     text = {"type": "string"}
     forward["parameters"] += [
         {"name": "X-KeyVault-Service", "in": "header", "required": False, "schema": text,
