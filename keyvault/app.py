@@ -21,9 +21,18 @@ from . import (
 )
 from .admin.views import bp as admin_bp
 
-# leaks', organizations', service_accounts', webhooks' and the revocation stream's routes join the
-# API blueprint
-from .api import leaks, organizations, service_accounts, signatures, stream, webhooks  # noqa: F401
+# forward_auth's, leaks', organizations', service_accounts', services', webhooks' and the
+# revocation stream's routes join the API blueprint
+from .api import (  # noqa: F401
+    forward_auth,
+    leaks,
+    organizations,
+    service_accounts,
+    services,
+    signatures,
+    stream,
+    webhooks,
+)
 from .api.fastlane import VerifyFastLane
 from .api.views import bp as api_bp
 from .auth import invitations as invitation_pages  # noqa: F401 - joins the auth blueprint
@@ -40,6 +49,7 @@ from .ops.views import bp as ops_bp
 from .settings import account, key_lists, two_factor  # noqa: F401
 from .settings import organizations as org_pages  # noqa: F401
 from .settings import service_accounts as service_account_pages  # noqa: F401
+from .settings import services as service_pages  # noqa: F401
 from .settings import webhooks as webhook_pages  # noqa: F401
 from .settings.views import bp as settings_bp
 

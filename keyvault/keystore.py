@@ -25,17 +25,18 @@ from sqlalchemy.exc import DBAPIError
 from .addresses import Ranges, networks_of
 from .extensions import db
 from .models import ApiKey, User, UTCDateTime, as_utc
-from .org_models import Organization, ServiceAccount
+from .org_models import Organization, Service, ServiceAccount
 
 _k, _u = ApiKey.__table__.c, User.__table__.c
-_s, _o = ServiceAccount.__table__.c, Organization.__table__.c
+_s, _o, _v = ServiceAccount.__table__.c, Organization.__table__.c, Service.__table__.c
 _ALIAS = {ApiKey.__table__: "k", User.__table__: "u", ServiceAccount.__table__: "s",
-          Organization.__table__: "o"}
+          Organization.__table__: "o", Service.__table__: "v"}
 
 
 class KeyRow(NamedTuple):
-    """What the hot path reads about a key and its owner, by name: a person (user_id set) or a
-    service account of an organisation (service_account_id set, the user fields None)."""
+    """What the hot path reads about a key and its owner, by name: a person (user_id set), a
+    service account of an organisation (service_account_id set, the user fields None), or a
+    service (service_public_id set: its own verify key, carrying its audience and scopes)."""
 
     id: int
     public_id: str
@@ -59,6 +60,10 @@ class KeyRow(NamedTuple):
     organization_name: str | None
     organization_is_active: bool | None
     allowed_networks: Ranges | None = None  # allowed_ips parsed; None: anywhere
+    restricted_to: dict | None = None  # where the key works (service.restrictions): everywhere
+    service_public_id: str | None = None
+    service_audience: str | None = None
+    service_scopes: list[str] | None = None
 
     @property
     def owner_is_active(self) -> bool:
@@ -73,16 +78,17 @@ COLUMNS = (
     _k.id, _k.public_id, _k.label, _k.scopes, _k.created_at, _k.expires_at, _k.revoked_at,
     _k.last_used_at, _k.last_rolled_at, _k.previous_expires_at, _u.id, _u.email, _u.is_active,
     _k.digest, _k.previous_digest, _s.id, _s.public_id, _s.name, _o.public_id, _o.name,
-    _o.is_active, _k.allowed_ips,
+    _o.is_active, _k.allowed_ips, _k.restricted_to, _v.public_id, _v.audience, _v.scopes,
 )
 assert len(COLUMNS) == len(KeyRow._fields)
-# One round trip whoever owns the key: a key has a user or a service account (a CHECK says
-# exactly one), so the outer joins find the one that is set.
+# One round trip whoever owns the key: a key has a user, a service account or a service (a
+# CHECK says exactly one), so the outer joins find the one that is set.
 _SELECT = (
     "SELECT " + ", ".join(f"{_ALIAS[c.table]}.{c.name}" for c in COLUMNS)
     + " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id"
     " LEFT JOIN service_accounts s ON s.id = k.service_account_id"
-    " LEFT JOIN organizations o ON o.id = s.organization_id"
+    " LEFT JOIN services v ON v.id = k.service_id"
+    " LEFT JOIN organizations o ON o.id = COALESCE(s.organization_id, v.organization_id)"
     " WHERE k.digest IN ({marks}) OR k.previous_digest IN ({marks})"
 )
 

@@ -61,8 +61,7 @@ KEY_STATUSES = ("active", "expired", "revoked", "user_inactive")
 
 def key_status(revoked_at: datetime | None, user_is_active: bool, expires_at: datetime | None,
                now: datetime) -> str:
-    """`revoked`, `user_inactive`, `expired` or `active`: the one order of precedence, used by
-    the model, by verify (service.verify) and by the admin page's filter."""
+    """`revoked`, `user_inactive`, `expired` or `active`: the one precedence (model, admin filter)."""
     if revoked_at is not None:
         return "revoked"
     if not user_is_active:
@@ -107,8 +106,9 @@ class ApiKey(db.Model):
     __table_args__ = (
         Index("ix_api_keys_user_created", "user_id", "created_at", "id"),
         Index("ix_api_keys_service_account_created", "service_account_id", "created_at", "id"),
-        # A key belongs to a person or to a service account of an organisation, never both.
-        CheckConstraint("(user_id IS NULL) <> (service_account_id IS NULL)", name="one_owner"),
+        # Exactly one owner: a person, a service account, or a service (its verify credential).
+        CheckConstraint(" + ".join(f"(CASE WHEN {c} IS NULL THEN 0 ELSE 1 END)" for c in (
+            "user_id", "service_account_id", "service_id")) + " = 1", name="one_owner"),
         # Partial: almost every row has no previous digest, and a full index of NULLs makes
         # SQLite's planner (after ANALYZE) think a lookup by it matches every row.
         Index("uq_api_keys_previous_digest", "previous_digest", unique=True,
@@ -121,6 +121,9 @@ class ApiKey(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     service_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("service_accounts.id", ondelete="CASCADE"))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    # Where it works (service.restrictions; null: everywhere), on the row for verify's lookup.
+    restricted_to: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     label: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(Text, default="")
     mask: Mapped[str] = mapped_column(String(48))
@@ -138,13 +141,13 @@ class ApiKey(db.Model):
 
     user: Mapped[User | None] = relationship(back_populates="keys")
     service_account: Mapped[ServiceAccount | None] = relationship()  # noqa: F821 - org_models
+    service: Mapped[Service | None] = relationship()  # noqa: F821 - org_models
 
     @property
     def owner_is_active(self) -> bool:
-        """A person's account, or a service account's organisation, is active."""
-        if self.user is not None:
-            return self.user.is_active
-        return self.service_account.organization.is_active
+        """A person's account, or the organisation of a service account or service, is active."""
+        owner = self.user or (self.service_account or self.service).organization
+        return owner.is_active
 
     def status(self, now: datetime | None = None) -> str:
         """`active`, `revoked`, `user_inactive` or `expired` (see key_status)."""

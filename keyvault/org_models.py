@@ -1,6 +1,7 @@
-"""The organisations' tables: Organization (with its policy), Membership, Invitation and
-ServiceAccount (SQLAlchemy 2.0). A service account's keys are ApiKey rows (keyvault.models)
-whose service_account_id is set instead of user_id."""
+"""The organisations' tables: Organization (with its policy), Membership, Invitation,
+ServiceAccount, Service and ServiceScope (SQLAlchemy 2.0). A service account's or a service's
+keys are ApiKey rows (keyvault.models) whose service_account_id or service_id is set instead of
+user_id."""
 
 from __future__ import annotations
 
@@ -109,3 +110,40 @@ class ServiceAccount(db.Model):
 
     organization: Mapped[Organization] = relationship()
     created_by: Mapped[User | None] = relationship()
+
+
+class Service(db.Model):
+    """A service of an organisation (service.services): the audience verify names, the scopes it
+    defines, and its own verify keys (ApiKey rows whose service_id is set). `scopes` repeats
+    its scope names, kept in step by the service layer, so verify's one lookup reads them."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    audience: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
+
+    organization: Mapped[Organization] = relationship()
+    defined: Mapped[list[ServiceScope]] = relationship(
+        back_populates="service", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="ServiceScope.name")
+
+
+class ServiceScope(db.Model):
+    """A scope a service defines, with its description; a name belongs to one service."""
+
+    __tablename__ = "service_scopes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"),
+                                            index=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(String(200))
+
+    service: Mapped[Service] = relationship(back_populates="defined")

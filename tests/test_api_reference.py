@@ -20,6 +20,7 @@ from keyvault import service
 from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
 from keyvault.api.org_operations import EXAMPLE_INVITATION_ID, EXAMPLE_ORG_ID, EXAMPLE_SA_ID
 from keyvault.api.reference import KEY_VARIABLE, URL_VARIABLE
+from keyvault.api.service_operations import EXAMPLE_SERVICE_ID
 from keyvault.service.scopes import READ_KEYS
 
 OPERATION = re.compile(r'<section class="card op" id="([^"]+)" data-testid="operation">(.*?)</section>',
@@ -84,7 +85,8 @@ def test_every_operation_has_a_curl_command_and_an_example_answer(spec, page):
         assert command.startswith("curl ")
         assert (path.replace("{public_id}", EXAMPLE_KEY_ID).replace("{org_id}", EXAMPLE_ORG_ID)
                 .replace("{sa_id}", EXAMPLE_SA_ID).replace("{user_id}", "42")
-                .replace("{invitation_id}", EXAMPLE_INVITATION_ID)) in command
+                .replace("{invitation_id}", EXAMPLE_INVITATION_ID)
+                .replace("{service_id}", EXAMPLE_SERVICE_ID)) in command
         assert (f"-X {method.upper()}" in command) is (method != "get")
         assert (f"${KEY_VARIABLE}" in command) is bool(operation["security"])
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
@@ -275,6 +277,30 @@ TEAM_RUNS: list[tuple[str, Callable]] = [
 ]
 RUNS += TEAM_RUNS
 TEAM_OPERATIONS = {op_id for op_id, _ in TEAM_RUNS}
+SERVICE_RUNS: list[tuple[str, Callable]] = [
+    ("listServices", _results(1)), ("createService", _json_is(name="Billing", audience="billing")),
+    ("getService", _json_is(name="Reports")),
+    ("updateService", _json_is(description="Invoices, payments and refunds.")),
+    ("deleteService", check_revoke), ("listServiceKeys", _results(1)),
+    ("createServiceKey", _json_is(label="billing verify", scopes=["key:verify"])),
+    ("getServiceKey", _json_is(label="reports verify")), ("revokeServiceKey", check_revoke),
+    ("rollServiceKey", lambda out, w: json.loads(out)["value"].startswith("kv_")
+     or pytest.fail(out)),
+]
+RUNS += SERVICE_RUNS
+SERVICE_OPERATIONS = {op_id for op_id, _ in SERVICE_RUNS}
+
+
+def build_service(ada) -> tuple[str, str, str]:
+    """Ada's organisation with one service (Reports: the examples' Billing is free to create)
+    and its verify key: their ids."""
+    origin = service.Origin("127.0.0.1", "pytest")
+    org = service.organizations.create_organization(ada, "Acme", origin).organization
+    made = service.services.create_service(ada, org.public_id, origin, name="Reports",
+                                           audience="reports")
+    key, _ = service.services.create_service_key(ada, org.public_id, made.public_id, origin,
+                                                 label="reports verify")
+    return org.public_id, made.public_id, key.public_id
 
 
 def test_every_operation_is_run_below(spec):
@@ -303,6 +329,10 @@ def test_curl_command_works_as_printed(live_server, make_user, make_key, operati
                                                                  team.invitation)
                    .replace("/members/42/", f"/members/{team.member}/")
                    .replace("Ikludj…", team.token))
+    if operation_id in SERVICE_OPERATIONS:
+        org, made, key = build_service(owner)
+        command = (command.replace(EXAMPLE_ORG_ID, org).replace(EXAMPLE_SERVICE_ID, made)
+                   .replace(EXAMPLE_KEY_ID, key))
     command = command.replace(EXAMPLE_KEY_ID, world.subject_id).replace(
         example_value("kv"), world.subject)
     run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,

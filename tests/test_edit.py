@@ -56,7 +56,8 @@ def test_edit_page_shows_the_key_as_it_is(client, auth, user, make_key):
     assert 'value="deploys"' in html and "nightly job" in html
     ticked = re.findall(r'<input checked[^>]*value="([^"]+)"|<input[^>]*value="([^"]+)"[^>]*checked',
                         html)
-    assert sorted(a or b for a, b in ticked) == ["key:verify", "user:read"]
+    # its scopes ticked, and where it works: all services (it is not restricted)
+    assert sorted(a or b for a, b in ticked) == ["all", "key:verify", "user:read"]
     assert key.mask in html and value not in html
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from keyvault.addresses import networks_of
 from keyvault.keystore import KeyRow
-from keyvault.service.judges import JUDGES, Case, first_refusal
+from keyvault.service.judges import JUDGES, CallingService, Case, first_refusal
 from keyvault.service.verify import CODES
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -84,12 +84,43 @@ def test_address_is_judged_after_expiry_and_before_scopes():
         == "ip_not_allowed"
     assert first_refusal(Case(row(**restricted), False, NOW, ("x:y",), "10.0.0.1")) \
         == "insufficient_scope"
+BILLING = CallingService("svcBilling", "orgAcme", "billing",
+                         frozenset({"key:read", "invoice:read"}))
+SEARCH = CallingService("svcSearch", "orgOther", "search", frozenset({"key:read", "doc:read"}))
+TO_BILLING = {"services": ["svcBilling"], "organizations": []}
+TO_ACME = {"services": [], "organizations": ["orgAcme"]}
+
+
+@pytest.mark.parametrize(("restricted_to", "at_service", "service", "required", "code"), [
+    (None, True, BILLING, (), None),  # unrestricted: works at any service …
+    (None, True, None, (), None),  # … and for a plain key:verify caller, as before
+    (TO_BILLING, True, BILLING, (), None),
+    (TO_BILLING, True, SEARCH, (), "wrong_service"),
+    (TO_BILLING, True, None, (), "wrong_service"),  # a caller that is no service
+    (TO_BILLING, False, None, (), None),  # KeyVault's own API is not a service
+    (TO_ACME, True, BILLING, (), None),  # any service of the organisation, added later too
+    (TO_ACME, True, SEARCH, (), "wrong_service"),
+    # another service's scope is insufficient_scope, even for `*`; the wrong service first
+    ({"services": ["svcSearch"]}, True, BILLING, ("doc:read",), "wrong_service"),
+    (None, True, BILLING, ("doc:read",), "insufficient_scope"),
+    (None, True, BILLING, ("invoice:read",), "insufficient_scope"),  # not held
+])
+def test_the_service_judges(restricted_to, at_service, service, required, code):
+    key = row(restricted_to=restricted_to, scopes=["key:read"] if "invoice:read" in required
+              else ["*"])
+    assert first_refusal(Case(key, False, NOW, required, at_service=at_service,
+                              service=service)) == code
+
+
+def test_a_restricted_key_that_is_expired_answers_expired():
+    key = row(restricted_to=TO_BILLING, expires_at=NOW)
+    assert first_refusal(Case(key, False, NOW, (), at_service=True, service=SEARCH)) == "expired"
 
 
 def test_verify_codes_follow_the_judges_in_order():
     assert CODES == ("valid", "malformed", "not_found", "revoked", "user_inactive", "expired",
-                     "ip_not_allowed", "insufficient_scope")
-    assert CODES[3:] == tuple(judge.code for judge in JUDGES)
+                     "wrong_service", "ip_not_allowed", "insufficient_scope")
+    assert CODES[3:] == tuple(dict.fromkeys(judge.code for judge in JUDGES))
 
 
 def test_a_new_judge_joins_without_touching_the_others():

@@ -82,6 +82,14 @@ ClientIp = Annotated[str | None, BeforeValidator(_ip_literal), Field(description
     "The address the key's user connected to your service from (IPv4 or IPv6). A key "
     "restricted by `allowed_ips` is `ip_not_allowed` outside its ranges, and without this "
     "field. KeyVault trusts it because the caller is an authenticated service."))]
+# Where a key works (service.restrictions): public ids; null or omitted, everywhere.
+Where = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]] | None,
+                  Field(min_length=1, max_length=100)]
+SERVICES = ("The ids of the services the key works at; omitted or null: all services. A key "
+            "restricted elsewhere answers `wrong_service` at verify.")
+ORGANIZATIONS = ("A person's key only: the ids of organisations at whose services (including "
+                 "ones added later) the key works, and the only organisations it manages "
+                 "through /api/organizations/.")
 
 
 def _scopes_required(schema: dict) -> None:
@@ -111,6 +119,8 @@ class CreateKey(_Request):
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
         "omitted or null, the new key ends when it does."))
     allowed_ips: AllowedIps = None
+    services: Where = Field(None, description=SERVICES)
+    organizations: Where = Field(None, description=ORGANIZATIONS)
     personal_api_key: Credential = None
 
 
@@ -128,7 +138,16 @@ class UpdateKey(_Request):
     allowed_ips: AllowedIps = Field(None, description=(
         "Narrowing only through the API (fewer or narrower ranges, or a restriction on an "
         "unrestricted key); more addresses needs the password, on the key's edit page (403)."))
+    services: Where = Field(None, description=(
+        "Narrowing only through the API (403 otherwise); null lifts the restriction, which "
+        "widens. Omitted: unchanged."))
+    organizations: Where = Field(None, description="As `services`, for organisations.")
     personal_api_key: Credential = None
+
+    def where_changes(self) -> dict:
+        """`services` and `organizations` when sent (null: everywhere), for service.update_key."""
+        return {name: getattr(self, name) for name in ("services", "organizations")
+                if name in self.model_fields_set}
 
 
 class RollKey(_Request):

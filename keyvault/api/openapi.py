@@ -29,7 +29,15 @@ from ..service.scopes import (
 )
 from ..service.validation import PUBLIC_ID
 from ..tokens import BODY_LENGTH, CHECKSUM_LENGTH
-from . import org_operations, org_schemas, stream_operations, webhook_operations, webhook_schemas
+from . import (
+    org_operations,
+    org_schemas,
+    service_operations,
+    service_schemas,
+    stream_operations,
+    webhook_operations,
+    webhook_schemas,
+)
 from .examples import EXAMPLE_KEY_ID, _examples, example_expiry
 from .leak_schemas import FoundTokens, TokenLabels
 from .operations import _REF, PROBLEM, _media, _ref, paths
@@ -42,9 +50,11 @@ def _model_schemas() -> dict:
     """The request and response models' JSON Schemas (requests as they parse, responses as they
     serialize), named by class."""
     pairs = [(m, "validation") for m in (*REQUEST_MODELS, *org_schemas.REQUEST_MODELS,
-                                         *webhook_schemas.REQUEST_MODELS)] + [
+                                         *webhook_schemas.REQUEST_MODELS,
+                                         *service_schemas.REQUEST_MODELS)] + [
         (m, "serialization") for m in (*RESPONSE_MODELS, *org_schemas.RESPONSE_MODELS,
-                                       *webhook_schemas.RESPONSE_MODELS)]
+                                       *webhook_schemas.RESPONSE_MODELS,
+                                       *service_schemas.RESPONSE_MODELS)]
     _, top = models_json_schema(pairs, ref_template=_REF)
     verify = VerifyResult.json_schema(ref_template=_REF, mode="serialization")
     report = FoundTokens.json_schema(ref_template=_REF, mode="validation")
@@ -59,7 +69,9 @@ def _schemas(scopes: list[str], prefix: str) -> dict:
     given (the catalogue) and the shape of a key value (the prefix)."""
     schemas = copy.deepcopy(_model_schemas_cached())
     schemas["Scope"] = {"type": "string", "enum": [FULL_ACCESS, *scopes],
-                        "description": "A scope of this instance's catalogue, or `*` (all)."}
+                        "description": "A scope of this instance's catalogue, or `*` (all). "
+                                       "The scopes registered services define are accepted too: "
+                                       "see `GET /api/organizations/{org_id}/services/`."}
     for name, field_name in (("CreateKey", "scopes"), ("UpdateKey", "scopes"),
                              ("UpdateOrganization", "allowed_scopes")):
         field = schemas[name]["properties"][field_name]
@@ -116,6 +128,7 @@ def _parameters() -> dict:
         },
         **org_operations.parameters(),
         **webhook_operations.parameters(),
+        **service_operations.parameters(),
         "IncludeRevoked": {
             "name": "include_revoked", "in": "query", "required": False,
             "description": "Also list revoked keys (`true`/`false`, `1`/`0`).",
@@ -207,7 +220,9 @@ def _paths(prefix: str, max_days: int | None) -> dict:
     examples = _examples(prefix, example_expiry(max_days))
     personal = paths(READ_KEYS, WRITE_KEYS, READ_USER, VERIFY, examples)
     personal.update(stream_operations.paths())
-    teams = org_operations.paths(READ_ORGS, WRITE_ORGS, examples)
+    service_operations.extend(personal)
+    teams = {**org_operations.paths(READ_ORGS, WRITE_ORGS, examples),
+             **service_operations.paths(READ_ORGS, WRITE_ORGS, examples)}
     hooks = webhook_operations.paths(READ_WEBHOOKS, WRITE_WEBHOOKS)
     first = [path for path in personal if not path.startswith(("/api/verify", "/api/forward",
                                                                 "/api/secret", "/api/schema",
@@ -219,6 +234,8 @@ def _paths(prefix: str, max_days: int | None) -> dict:
 def document() -> dict:
     """The OpenAPI 3.1 document describing every route of the API blueprint."""
     config = current_app.config
+    # The instance-wide catalogue: the document depends on configuration only, never on the
+    # database; the scopes services register are accepted too (listed by their services' routes).
     scopes = list(config["KEYVAULT_SCOPES"])
     prefix = config["KEYVAULT_KEY_PREFIX"]
     max_body = config["MAX_CONTENT_LENGTH"]
@@ -256,6 +273,8 @@ def document() -> dict:
                 "person.")},
             {"name": webhook_operations.TAG,
              "description": webhook_operations.TAG_DESCRIPTION},
+            {"name": service_operations.SERVICES_TAG, "description": (
+                "What an organisation runs behind KeyVault: audiences, scopes, verify keys.")},
             {"name": "Verification", "description": "For services and gateways."},
             {"name": "Leaked keys", "description": "For secret scanners that find keys in "
                                                   "public (GitHub's partner program)."},

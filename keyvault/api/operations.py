@@ -196,12 +196,12 @@ def paths(read_keys: str, write_keys: str, read_user: str, verify: str, ex: dict
             "`key:verify`) and send the key you were handed. A well-formed request always "
             "answers 200 with `active` and a `code`: `valid`, `malformed` (checked without "
             "touching the database), `not_found`, `revoked`, `expired`, `user_inactive`, "
-            "`ip_not_allowed` (a key restricted by `allowed_ips`, with `client_ip` outside them "
-            "or absent) or `insufficient_scope`; an active answer adds the key's facts. "
-            "Revocation and expiry take effect on the very next call.\n\nRFC 7662 introspection "
-            "clients may send a form body instead (`application/x-www-form-urlencoded`, the "
-            "`VerifyForm` schema): "
-            "`token=<key>`, optionally `scope=` with space- or comma-separated scopes. (It is "
+            "`wrong_service`, `ip_not_allowed` (a key restricted by `allowed_ips`, with "
+            "`client_ip` outside them or absent) or `insufficient_scope`; an active answer adds "
+            "the key's facts. Revocation and expiry take effect on the very next call.\n\nRFC 7662 "
+            "introspection clients may send a form body instead "
+            "(`application/x-www-form-urlencoded`, the `VerifyForm` schema): `token=<key>`, "
+            "optionally `scope=` with space- or comma-separated scopes. (It is "
             "not listed as a second body type because client generators mishandle a required "
             "body with two types.)", verify,
             {"200": _json("VerifyResult", "The verdict.", _media(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Response, g, jsonify, request, url_for
 
 from .. import service
+from ..service.restrictions import may_manage
 from ..service.scopes import READ_ORGS, WRITE_ORGS
 from .inputs import AcceptInvitation, ChangeRole, CreateOrganization, Invite, UpdateOrganization, parse
 from .org_schemas import (
@@ -43,7 +44,8 @@ def list_organizations():
     limit = _limit()
     page = organizations.page_memberships(g.api_user, limit, request.args.get("cursor"))
     return jsonify(OrganizationPage(**_links(page, limit=limit), results=[
-        Organization.of(member.organization, member.role) for member in page.results]))
+        Organization.of(member.organization, member.role) for member in page.results
+        if may_manage(g.api_key.restricted_to, member.organization.public_id)]))
 
 
 @bp.post("/organizations/")

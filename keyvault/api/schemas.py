@@ -53,9 +53,14 @@ class ApiKey(_Response):
         "After a roll with a grace period: when the previous value stops working."))
     allowed_ips: list[str] | None = Field(description=(
         "The address ranges the key works from (canonical CIDRs); null: from any address."))
+    services: list[str] | None = Field(None, description=(
+        "The ids of the services it works at; null: all services (unless `organizations`)."))
+    organizations: list[str] | None = Field(None, description=(
+        "A person's key: the organisations at whose services it works; null: no such rule."))
 
     @classmethod
     def fields_of(cls, key) -> dict:
+        where = key.restricted_to
         return dict(
             id=key.public_id, label=key.label, description=key.description or "",
             mask_value=key.mask, scopes=list(key.scopes), status=key.status(),
@@ -63,6 +68,8 @@ class ApiKey(_Response):
             revoked_at=key.revoked_at, last_rolled_at=key.last_rolled_at,
             old_value_expires_at=key.previous_expires_at if key.previous_digest else None,
             allowed_ips=key.allowed_ips,
+            services=where["services"] or None if where else None,
+            organizations=where["organizations"] or None if where else None,
         )
 
     @classmethod
@@ -156,11 +163,15 @@ class SecurityEventPage(_Response):
 _FORBID = ConfigDict(extra="forbid")
 
 
+_WITHHELD = ("; absent when a service asks about a key not restricted to it or to its "
+             "organisation (README: Services)")
+
+
 class KeyOwner(TypedDict):
     __pydantic_config__ = _FORBID  # type: ignore[misc]
 
     id: int
-    email: str
+    email: NotRequired[Annotated[str, Field(description="The owner's e-mail" + _WITHHELD)]]
 
 
 class OrganizationRef(TypedDict):
@@ -177,7 +188,7 @@ class PersonOwner(TypedDict):
 
     type: Literal["user"]
     id: int
-    email: str
+    email: NotRequired[Annotated[str, Field(description="The owner's e-mail" + _WITHHELD)]]
 
 
 class ServiceAccountOwner(TypedDict):
@@ -188,6 +199,17 @@ class ServiceAccountOwner(TypedDict):
     type: Literal["service_account"]
     id: str
     name: str
+    organization: OrganizationRef
+
+
+class ServiceOwner(TypedDict):
+    """A service's own verify key."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+
+    type: Literal["service"]
+    id: str
+    audience: str
     organization: OrganizationRef
 
 
@@ -206,8 +228,9 @@ class ActiveKey(TypedDict):
     created_at: datetime
     user: Annotated[KeyOwner | None, Field(description=(
         "The person whose key it is; null for a service account's key (see `owner`)."))]
-    owner: Annotated[PersonOwner | ServiceAccountOwner, Field(description=(
-        "Whose key it is: a person (`type` `user`) or a service account of an organisation."))]
+    owner: Annotated[PersonOwner | ServiceAccountOwner | ServiceOwner, Field(description=(
+        "Whose key it is: a person (`type` `user`), a service account of an organisation, or "
+        "a service (its own verify key)."))]
     rolled: Annotated[bool, Field(description=(
         "True when this is a rolled key's old value, still inside its grace period."))]
     old_value_expires_at: Annotated[datetime | None, Field(description=(
@@ -215,9 +238,14 @@ class ActiveKey(TypedDict):
     # RFC 7662 members, for off-the-shelf introspection clients.
     sub: Annotated[str, Field(description=(
         "RFC 7662: the owner's user id, as a string; `sa_` and the service account's id for a "
-        "service account's key."))]
-    username: Annotated[str, Field(description=(
-        "RFC 7662: the owner's email; the service account's name for its key."))]
+        "service account's key; `svc_` and the service's id for a service's verify key."))]
+    username: NotRequired[Annotated[str, Field(description=(
+        "RFC 7662: the owner's email; the service account's name, or the service's audience, "
+        "for their keys" + _WITHHELD))]]
+    aud: NotRequired[Annotated[str, Field(description=(
+        "RFC 7662: the audience of the service that asked, when the caller is a service's own "
+        "verify key; `scopes` and `scope` then hold only that service's scopes and the "
+        "instance-wide ones."))]]
     scope: Annotated[str, Field(description=(
         "RFC 7662: the scopes the key holds, space-separated and spelled out (`*` and "
         "`object:write` expanded over the catalogue), so that a literal check of one name "
@@ -249,15 +277,19 @@ def verify_answer(verdict: service.Verdict) -> bytes:
     """Verify's answer about the subject key, as JSON."""
     if not verdict.active:
         return _INACTIVE.dump_json({"active": False, "code": verdict.code})
-    if verdict.service_account_id is None:
-        user = {"id": verdict.user_id, "email": verdict.user_email}
+    organization = {"id": verdict.organization_id, "name": verdict.organization_name}
+    if verdict.service_id is not None:
+        user, sub, username = None, "svc_" + verdict.service_id, verdict.service_audience
+        owner = {"type": "service", "id": verdict.service_id,
+                 "audience": verdict.service_audience, "organization": organization}
+    elif verdict.service_account_id is None:
+        user = {"id": verdict.user_id, "email": verdict.user_email} if verdict.shows_email \
+            else {"id": verdict.user_id}
         owner, sub, username = {"type": "user", **user}, str(verdict.user_id), verdict.user_email
     else:
         user, sub, username = None, "sa_" + verdict.service_account_id, verdict.service_account_name
         owner = {"type": "service_account", "id": verdict.service_account_id,
-                 "name": verdict.service_account_name,
-                 "organization": {"id": verdict.organization_id,
-                                  "name": verdict.organization_name}}
+                 "name": verdict.service_account_name, "organization": organization}
     answer = {
         "active": True, "code": "valid", "key_id": verdict.public_id, "label": verdict.label,
         "scopes": verdict.scopes, "expires_at": verdict.expires_at,
@@ -266,6 +298,10 @@ def verify_answer(verdict: service.Verdict) -> bytes:
         "sub": sub, "username": username,
         "scope": " ".join(verdict.effective_scopes), "token_type": "bearer",
     }
+    if not verdict.shows_email:
+        del answer["username"]
+    if verdict.audience is not None:
+        answer["aud"] = verdict.audience
     ends = verdict.ends_at
     if ends is not None:
         answer["exp"] = int(ends.timestamp())

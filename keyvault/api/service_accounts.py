@@ -16,7 +16,16 @@ from .org_schemas import (
     ServiceAccountKeyWithValue,
     ServiceAccountPage,
 )
-from .views import _acting_origin, _flag, _limit, _links, body_fields, bp, no_store, requires
+from .views import (
+    _acting_origin,
+    _flag,
+    _limit,
+    _links,
+    body_fields,
+    bp,
+    no_store,
+    requires,
+)
 
 accounts = service.service_accounts
 BASE = "/organizations/<org_id>/service_accounts/"
@@ -94,7 +103,8 @@ def create_service_account_key(org_id: str, sa_id: str):
         g.api_owner, org_id, sa_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, expires_at=body.expires_at,
         allowed_ips=body.allowed_ips, granting_scopes=g.api_key.scopes,
-        granting_ends_at=g.api_key.ends_at)
+        granting_ends_at=g.api_key.ends_at,
+        services=body.services, organizations=body.organizations)
     response = jsonify(ServiceAccountKeyWithValue.of(key, value))
     response.status_code = 201
     response.headers["Location"] = url_for(".service_account_key", org_id=org_id, sa_id=sa_id,
@@ -116,7 +126,7 @@ def update_service_account_key(org_id: str, sa_id: str, public_id: str):
     key = accounts.update_account_key(
         g.api_owner, org_id, sa_id, public_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, allowed_ips=body.allowed_ips,
-        granting_scopes=g.api_key.scopes, may_widen=False)
+        granting_scopes=g.api_key.scopes, may_widen=False, **body.where_changes())
     return jsonify(ServiceAccountKey.of(key))
 
 

@@ -69,7 +69,7 @@ def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any]
         return (answer._replace(headers=(*answer.headers, *admission.rate_limit_headers())),
                 "bad_request")
     admission = admit(credential, [VERIFY], origin, subject=subject, door="verify", app=app,
-                      subject_ip=subject_ip)
+                      subject_ip=subject_ip, presented="caller")
     if admission.refusal is not None:
         return admission.refusal, "caller_refused"
     return (Answer(200, (*VERIFY_HEADERS, *admission.rate_limit_headers()),

@@ -7,26 +7,25 @@ keyvault.http.errors' one handler as problem+json.
 
 from __future__ import annotations
 
-import re
 from functools import wraps
-from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
-from .. import metrics, service
+from .. import service
 from ..http import gate
 from ..http.context import origin
 from ..http.credentials import (
-    bearer_value,
     json_body,
     read_credential,
     refuse_json_sent_as_form,
 )
 from ..http.problems import respond
 from ..links import external_url
+from ..service.errors import OrganizationNotFound
 from ..service.pagination import clean_limit
+from ..service.restrictions import may_manage
 from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference
 from . import verify as verification
@@ -76,6 +75,8 @@ def requires(scope: str, *, service_accounts: bool = False):
                 return respond(admission.refusal)
             g.rate_limit_headers = admission.rate_limit_headers()
             caller = g.api_key = admission.caller
+            if not may_manage(caller.restricted_to, kwargs.get("org_id")):
+                raise OrganizationNotFound()  # a key restricted to others: as if absent
             if caller.service_account_id is None:
                 g.api_owner = g.api_user = service.get_user(caller.user_id)
             elif not service_accounts:
@@ -189,6 +190,7 @@ def create_key():
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
         origin=_acting_origin(),
+        services=body.services, organizations=body.organizations,
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
@@ -217,7 +219,7 @@ def update_key(public_id: str):
         label=body.label, description=body.description, scopes=body.scopes,
         expires_at=body.expires_at, allowed_ips=body.allowed_ips,
         granting_scopes=g.api_key.scopes, may_widen=False,
-        origin=_acting_origin(),
+        origin=_acting_origin(), **body.where_changes(),
     )
     return jsonify(ApiKey.of(key))
 
@@ -264,64 +266,6 @@ def verify():
 
 
 verify.required_scope = VERIFY
-
-
-# RFC 6750 scope-token characters: printable ASCII but space, '"' and '\\'.
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_SCOPE_SEPARATORS = re.compile(r"[ ,]+")
-
-
-def _scope_list(text: str) -> list[str]:
-    """Scopes separated by spaces or commas, nothing else: a tab or another control character
-    is not a separator (str.split would make it one), so it is refused as part of a name."""
-    return [scope for scope in _SCOPE_SEPARATORS.split(text) if scope]
-
-
-@bp.get("/forward_auth/")
-def forward_auth():
-    """The same check for gateways (nginx auth_request, Traefik, Caddy): answers in headers.
-
-    Gateways forward the client's own URL and headers, so nothing the client controls may
-    weaken the check: the key is read from the Authorization header only (never from the
-    forwarded query string), and the scopes required are the union of the `scopes` query
-    parameter and the X-KeyVault-Required-Scopes header, so a client's `?scopes=` can add
-    to what the gateway demands but never replace it.
-    """
-    from_query = _scope_list(request.args.get("scopes", ""))
-    from_header = _scope_list(request.headers.get("X-KeyVault-Required-Scopes", ""))
-    header = request.headers.get("Authorization")
-    credential = bearer_value(header) if header is not None else None
-    bad = [scope for scope in (*from_query, *from_header) if not SCOPE_TOKEN.fullmatch(scope)]
-    if bad and credential is not None:
-        raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
-    required = list(dict.fromkeys([*from_header, *from_query]))
-    admission = gate.admit(credential, required, origin(), door="verify",
-                           missing="This endpoint needs an API key in the Authorization header.")
-    metrics.record_verify("forward_auth", admission.caller.code if admission.caller else "no_key")
-    if admission.refusal is not None:
-        return respond(admission.refusal)
-    verdict = admission.caller
-    response = Response(status=200, headers=list(admission.rate_limit_headers()))
-    response.headers.update({
-        "X-KeyVault-Owner-Type": verdict.owner_type,
-        "X-KeyVault-Key-Id": verdict.public_id,
-        "X-KeyVault-Scopes": " ".join(verdict.scopes),
-    })
-    if verdict.service_account_id is None:
-        response.headers.update({
-            "X-KeyVault-User-Id": str(verdict.user_id),
-            # Header values are Latin-1: an internationalised address travels percent-encoded.
-            "X-KeyVault-User-Email": quote(verdict.user_email, safe="@+!#$&'*=?^`{|}~"),
-        })
-    else:
-        response.headers.update({
-            "X-KeyVault-Service-Account-Id": verdict.service_account_id,
-            "X-KeyVault-Organization-Id": verdict.organization_id,
-        })
-    return no_store(response)
-
-
-forward_auth.required_scope = None
 
 
 # ---------------------------------------------------------------- documentation

@@ -22,6 +22,7 @@ from . import backup
 from .common import DONE, REFUSED, UNREACHABLE
 from .keys import keys_group
 from .orgs import orgs_group, service_accounts_group
+from .services import services_group
 from .users import users_group
 
 
@@ -93,6 +94,7 @@ def register(app) -> None:
     app.cli.add_command(keys_group)
     app.cli.add_command(orgs_group)
     app.cli.add_command(service_accounts_group)
+    app.cli.add_command(services_group)
     app.cli.add_command(serve)
     app.cli.add_command(mail_group)
     app.cli.add_command(webhooks_group)
@@ -130,6 +132,7 @@ cli.add_command(users_group)
 cli.add_command(keys_group)
 cli.add_command(orgs_group)
 cli.add_command(service_accounts_group)
+cli.add_command(services_group)
 cli.add_command(serve)
 cli.add_command(mail_group)
 cli.add_command(webhooks_group)

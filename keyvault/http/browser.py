@@ -16,6 +16,7 @@ from .. import addresses, clock, service
 from ..service import second_factor
 from ..service.guessing import Device
 from ..service.passkeys import RelyingParty
+from ..service.restrictions import where_in_words
 from .context import origin
 
 AUTH_AT = "auth_at"
@@ -207,6 +208,7 @@ def register_filters(app) -> None:
     app.add_template_filter(clock.relative, "relative")
     app.add_template_filter(breakable, "breakable")
     app.add_template_filter(addresses.describe, "where_from")
+    app.add_template_filter(where_in_words, "where")  # a key's restriction: "All services", …
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):

@@ -33,6 +33,7 @@ INVALID_KEY_DETAIL = {
     "revoked": "The API key has been revoked.",
     "expired": "The API key has expired.",
     "user_inactive": "The API key's owner is deactivated.",
+    "wrong_service": "The API key is restricted to other services.",
 }
 NO_KEY = "This endpoint needs an API key: send it as 'Authorization: Bearer <key>'."
 
@@ -63,11 +64,12 @@ def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
 
 def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origin, *,
           subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
-          door: str = "api", app: Flask | None = None,
+          door: str = "api", app: Flask | None = None, presented: str = "keyvault",
           subject_ip: str | None = None) -> Admission:
     """Judge the caller's key (and a subject key, in the same lookup), count it at its door
     (ratelimit: 429 past the quota), and record what a judged key leaves behind: the caller's
-    always, the subject's only when the caller is let in.
+    always, the subject's only when the caller is let in. `presented`: to whom the keys are
+    presented (service.check_keys: KeyVault's own API, the caller's service, a gateway).
 
     The caller's key is judged at the request's client address (`origin.ip_address`, after
     KEYVAULT_TRUSTED_PROXIES); the subject's at `subject_ip`, what the calling service says."""
@@ -80,7 +82,8 @@ def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origi
         values.append(subject[0])
         required.append(subject[1])
         client_ips.append(subject_ip)
-    verdicts = service.check_keys(values, required, app=app, client_ips=client_ips)
+    verdicts = service.check_keys(values, required, app=app, presented=presented,
+                                  client_ips=client_ips)
     caller = verdicts[0]
     if caller.public_id is not None:
         note(key_id=caller.public_id)

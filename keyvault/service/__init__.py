@@ -31,6 +31,8 @@ get models, verdicts or a ServiceError back. One module per concern:
               senders, retried with backoff (mail and webhooks are its two couriers)
 - webhook_delivery  the webhook events a key's changes queue, signed and sent (SSRF-checked)
 - webhooks    webhook endpoints: register, change, roll the secret, deliveries, redeliver, test
+- services    an organisation's services: audience, scopes, their own verify keys
+- restrictions  where a key works: at chosen services, or the services of chosen organisations
 
 Views and the command line use the names below (`service.create_key`, …).
 """
@@ -41,6 +43,7 @@ from . import (
     organizations,
     second_factor,
     service_accounts,
+    services,
     webhook_delivery,
     webhooks,
 )
@@ -132,6 +135,6 @@ __all__ = [
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
     "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
-    "invitations", "organizations", "service_accounts", "webhook_delivery", "webhooks",
+    "invitations", "organizations", "service_accounts", "services", "webhook_delivery", "webhooks",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

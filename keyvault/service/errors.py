@@ -178,3 +178,23 @@ class DeliveryNotFound(KeyNotFound):
 class WebhookLimitReached(ServiceError):
     status = 409
     title = "Webhook limit reached"
+
+
+class ServiceNotFound(KeyNotFound):
+    def __init__(self, detail: str = "No such service in this organisation."):
+        super().__init__(detail)
+
+
+class NameTaken(ServiceError):
+    """A service's name, audience or scope name that another service on the instance holds."""
+
+    status = 409
+    title = "Already taken"
+
+
+class ScopeInUse(ServiceError):
+    """A service's scope that keys still carry: removed only when asked to narrow them."""
+
+    status = 409
+    title = "Scope in use"
+    code = "scope_in_use"

@@ -54,6 +54,7 @@ _TITLES = {
     "key.leaked": "Key revoked: found in public",
     "key.revoked_use": "Revoked key presented",
     "key.ip_refused": "Key presented from an address it may not be used from",
+    "key.wrong_service_use": "Key presented at another service",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -175,6 +176,9 @@ def describe(event: SecurityEvent) -> EventText:
     elif event.event == "key.ip_refused":
         parts.append(f"Used from {details.get('client_ip') or 'an unknown address'}, outside "
                      "its allowed address ranges; it was refused.")
+    elif event.event == "key.wrong_service_use":
+        where = f"at “{details['service']}”" if details.get("service") else "to a caller that is no service"
+        parts.append(f"Someone presented this key {where}, where it is not allowed; it was refused.")
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
                 "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(

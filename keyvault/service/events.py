@@ -23,7 +23,8 @@ from .pagination import Page, paginate
 REFUSED_USE_EVERY = timedelta(hours=1)
 # The verdicts whose keys are logged (and their owners mailed) when still presented.
 REFUSED_USE_EVENTS = {"expired": "key.expired_use", "revoked": "key.revoked_use",
-                      "ip_not_allowed": "key.ip_refused"}
+                      "ip_not_allowed": "key.ip_refused",
+                      "wrong_service": "key.wrong_service_use"}
 # Of those, the ones whose owner is mailed (a dead key still in use); the others are logged only.
 MAILED_REFUSALS = ("expired", "revoked")
 log = logging.getLogger("keyvault")
@@ -193,16 +194,19 @@ def refused_use_due(app: Flask, key_id: int, code: str, now) -> bool:
 
 
 def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origin,
-                     code: str = "expired", client_ip: str | None = None) -> None:
-    """Log a use of an expired or revoked key, at most once an hour per key so it cannot flood
-    the log, and with it mail the owner at most once a day (service.notifications).
+                     code: str = "expired", client_ip: str | None = None,
+                     service: str | None = None) -> None:
+    """Log a use of an expired or revoked key, of a key from outside its addresses
+    (`client_ip`), or of a key at a service it is not restricted to (`service`: that service's
+    audience), at most once an hour per key and code so it cannot flood the log, and for a dead
+    key mail the owner at most once a day (notifications).
 
     Callable outside an app context (the verify fast path): it pushes one of its own. It never
     fails or holds up the verdict: with the database busy, the event is dropped (and logged).
     """
     if not has_app_context():
         with app.app_context():
-            return note_refused_use(app, key_id, user_id, origin, code, client_ip)
+            return note_refused_use(app, key_id, user_id, origin, code, client_ip, service)
     event = REFUSED_USE_EVENTS[code]
     now = clock.now()
     recent = db.session.scalar(
@@ -217,6 +221,8 @@ def note_refused_use(app: Flask, key_id: int, user_id: int | None, origin: Origi
         return None
     try:
         details = {"client_ip": client_ip} if code == "ip_not_allowed" else {}
+        if service:
+            details["service"] = service
         record(event, user_id, origin, key_id=key_id, **details)
         mailed = (code in MAILED_REFUSALS
                   and notifications.key_presented(key_id, code, origin.ip_address))

@@ -7,9 +7,9 @@ name. Adding a restriction is one more frozen dataclass here and one line in `JU
 and the pipeline stay as they are, and verify's list of codes (`CODES`) follows.
 
 The order is the contract's precedence (DESIGN §5): what the key *is* first (revoked, its owner
-inactive, expired), then *where* it may work, then *what* the caller asks of it (scopes), then
-what it *costs*. A judge that spends something (a quota) must come after every judge that can
-refuse for free, so a refused request never costs the key anything.
+inactive, expired), then *where* it may work (which service), then *what* the caller asks of it
+(scopes), then what it *costs*. A judge that spends something (a quota) must come after every
+judge that can refuse for free, so a refused request never costs the key anything.
 """
 
 from __future__ import annotations
@@ -24,6 +24,18 @@ from .scopes import has_scope
 
 
 @dataclass(frozen=True)
+class CallingService:
+    """The service a key is presented to: verify's caller when it is a service's own key, or the
+    service a gateway authenticates as (forward_auth's X-KeyVault-Service)."""
+
+    public_id: str
+    organization_id: str  # the organisation's public id
+    audience: str
+    sees: frozenset[str]  # the scopes it may hear of: the instance-wide ones and its own …
+    catalogue: tuple[str, ...] = ()  # … in order, for spelling `*` out
+
+
+@dataclass(frozen=True)
 class Case:
     """One presented key and what the request asks of it."""
 
@@ -32,6 +44,10 @@ class Case:
     now: datetime
     required: tuple[str, ...] = ()  # scopes the caller requires of the key
     client_ip: str | None = None  # where the key is used from (None: not known)
+    # Presented to a service (verify's subject, forward_auth), not to KeyVault's own API, and
+    # which one: None with at_service is a caller that is no service (a plain key:verify key).
+    at_service: bool = False
+    service: CallingService | None = None
 
 
 class Judge(Protocol):
@@ -76,6 +92,37 @@ class NotExpired:
 
 
 @dataclass(frozen=True)
+class RightService:
+    """A key restricted to services (or to organisations' services) works only at those: not at
+    another service, nor for a caller that is no service. KeyVault's own API is not a service."""
+
+    code: str = "wrong_service"
+
+    def judge(self, case: Case) -> str | None:
+        where, service = case.row.restricted_to, case.service
+        if where is None or not case.at_service:
+            return None
+        if service is not None and (service.public_id in where.get("services", ())
+                                    or service.organization_id in where.get("organizations", ())):
+            return None
+        return self.code
+
+
+@dataclass(frozen=True)
+class ScopesOfTheService:
+    """A service may require only scopes it sees (the instance-wide ones and its own): another
+    service's scope is refused like a missing one, so the answer hints nothing about it."""
+
+    code: str = "insufficient_scope"
+
+    def judge(self, case: Case) -> str | None:
+        service = case.service
+        if service is None or all(needed in service.sees for needed in case.required):
+            return None
+        return self.code
+
+
+@dataclass(frozen=True)
 class AddressAllowed:
     """A key restricted to address ranges is used from inside one (an IPv4-mapped IPv6
     address counts as its IPv4 one). Fail closed: with no usable client address, refused."""
@@ -105,7 +152,9 @@ JUDGES: tuple[Judge, ...] = (
     NotRevoked(),
     OwnerActive(),
     NotExpired(),
+    RightService(),
     AddressAllowed(),
+    ScopesOfTheService(),
     HasScopes(),
 )
 

@@ -1,12 +1,8 @@
-"""Keys of a person or of a service account: the one ownership check, listing, and create, edit,
-roll and revoke.
-
-A key's owner is a User or a ServiceAccount (service.service_accounts reaches one through the
-organisation's role check first); everything below is the same for both, except the limit
-(KEYVAULT_MAX_KEYS_PER_USER or _PER_SERVICE_ACCOUNT) and an organisation's policy, which caps
-its service accounts' keys' scopes and lifetime on create and roll. `acting_user_id` names the
-person who acted on a service account's key, for the security log (a person's own key: them).
-"""
+"""Keys of a person, a service account or a service: the one ownership check, listing, create,
+edit, roll and revoke. Owners other than a person are reached through their organisation's role
+check first (service.service_accounts, service.services); everything here is the same for all,
+but the limit (KEYVAULT_MAX_KEYS_PER_USER or _PER_SERVICE_ACCOUNT) and an organisation's policy
+(scopes and lifetime of its keys on create and roll). `acting_user_id`: who acted, for the log."""
 
 from __future__ import annotations
 
@@ -34,13 +30,16 @@ from .key_addresses import changed_allowed_ips, clean_allowed_ips
 from .key_expiry import changed_expiry
 from .key_owners import (
     Owner,
+    kind_in_words,
     lock_owner,
     log_user,
     owned_by,
+    owner_columns,
     policy_of,
     refuse_outside_policy,
 )
 from .pagination import DEFAULT_LIMIT, Page, paginate
+from .restrictions import KEEP, changed_restriction, clean_restriction
 from .scopes import clean_scopes, is_narrowing
 from .validation import (
     clean_description,
@@ -141,6 +140,8 @@ def create_key(
     granting_ends_at: datetime | None = None,
     acting_user_id: int | None = None,
     allowed_ips: Any = None,
+    services: Any = None,
+    organizations: Any = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -160,12 +161,13 @@ def create_key(
     allowed_ips = clean_allowed_ips(allowed_ips)
     policy = policy_of(owner)
     refuse_outside_policy(policy, scopes)
+    restricted_to = clean_restriction(owner, services, organizations)
     if expires_at is None and granting_ends_at is not None:
         expires_at = granting_ends_at
     expires_at = clean_expiry(expires_at, now, policy.max_key_lifetime_days if policy else None)
     _refuse_outliving(expires_at, granting_ends_at, "the key it creates cannot outlive it",
                       "expires_at")
-    person = isinstance(owner, User)
+    person = isinstance(owner, User)  # a service's verify keys count as a service account's
     limit = current_app.config["KEYVAULT_MAX_KEYS_PER_USER" if person
                                else "KEYVAULT_MAX_KEYS_PER_SERVICE_ACCOUNT"]
     lock_owner(owner)
@@ -173,13 +175,13 @@ def create_key(
         db.session.rollback()
         raise KeyLimitReached(
             f"You already have {limit} active keys, the most allowed. Revoke one to create another."
-            if person else f"This service account already has {limit} active keys, the most "
+            if person else f"This {kind_in_words(owner)} already has {limit} active keys, the most "
             "allowed. Revoke one to create another.")
     value, digest = _new_value()
     key = ApiKey(
         public_id=tokens.new_public_id(),
-        user_id=owner.id if person else None,
-        service_account_id=None if person else owner.id,
+        **owner_columns(owner),
+        restricted_to=restricted_to,
         label=label,
         description=description,
         mask=tokens.mask(value),
@@ -211,9 +213,12 @@ def update_key(
     may_widen: bool = False,
     acting_user_id: int | None = None,
     allowed_ips: Any = None,
+    services: Any = KEEP,
+    organizations: Any = KEEP,
 ) -> ApiKey:
-    """Change label, description, scopes, expiry (NO_EXPIRY: none) or allowed_ips ([]: any
-    address); widening scopes, a later expiry or more addresses needs `may_widen`."""
+    """Change label, description, scopes, expiry (NO_EXPIRY: none), allowed_ips ([]: any
+    address) or where it works (`services`, `organizations`; None: everywhere); widening scopes,
+    a later expiry, more addresses or more services needs `may_widen` (re-authentication)."""
     key = get_key(owner, public_id)
     if key.revoked_at is not None:
         raise KeyNotLive("A revoked key cannot be edited.")
@@ -228,15 +233,17 @@ def update_key(
         changes["description"] = clean_description(description)
     if scopes is not None:
         new_scopes = clean_scopes(scopes, granting_scopes)
-        if not may_widen and not is_narrowing(key.scopes, new_scopes):
-            raise ScopeNotAllowed(
-                "Adding scopes to an existing key needs you to confirm your password."
-            )
         if not is_narrowing(key.scopes, new_scopes):
+            if not may_widen:
+                raise ScopeNotAllowed("Adding scopes to an existing key needs you to confirm "
+                                      "your password.")
             refuse_outside_policy(policy_of(owner), new_scopes)
         changes["scopes"] = new_scopes
     if allowed_ips is not None:  # [] (or none in the form): from any address
         changes["allowed_ips"] = changed_allowed_ips(key, allowed_ips, may_widen)
+    where = changed_restriction(owner, key.restricted_to, services, organizations, may_widen)
+    if where is not KEEP:
+        changes["restricted_to"] = where
     changed = {name: value for name, value in changes.items() if getattr(key, name) != value}
     if not changed:
         return key

@@ -1,8 +1,9 @@
 """The scope catalogue and the rules for holding and granting scopes.
 
 A scope is `object:action` or `*`. `*` grants everything and `object:write` implies
-`object:read`. KeyVault's own API needs the nine scopes below; services add theirs through
-KEYVAULT_SCOPES, and a key can only carry scopes from the catalogue.
+`object:read`. KeyVault's own API needs the nine scopes below; KEYVAULT_SCOPES adds the
+instance-wide ones, and registered services (service.services) define their own, each name
+belonging to one service. A key can only carry scopes from the catalogue: all of these.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import functools
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import select
 
+from ..extensions import db
+from ..org_models import Service, ServiceScope
 from .errors import InvalidInput, ScopeNotAllowed
 
 FULL_ACCESS = "*"
@@ -45,8 +49,21 @@ DESCRIPTIONS = {
 
 
 def catalogue() -> tuple[str, ...]:
-    """The scopes a key of this instance may carry (besides `*`)."""
-    return current_app.config["KEYVAULT_SCOPES"]
+    """The scopes a key of this instance may carry (besides `*`): the instance-wide ones, then
+    those the services registered."""
+    registered = db.session.scalars(select(ServiceScope.name).order_by(ServiceScope.name))
+    return (*current_app.config["KEYVAULT_SCOPES"], *registered)
+
+
+def by_service() -> list[tuple[str | None, list[str]]]:
+    """The catalogue grouped for the key forms and the API: (None, the instance-wide scopes),
+    then (a service's name, its scopes) for each service that defines some."""
+    groups: list[tuple[str | None, list[str]]] = [(None, list(current_app.config[
+        "KEYVAULT_SCOPES"]))]
+    for service in db.session.scalars(select(Service).order_by(Service.name)):
+        if service.scopes:
+            groups.append((service.name, sorted(service.scopes)))
+    return groups
 
 
 def valid_scopes() -> list[str]:
@@ -85,6 +102,10 @@ def describe(scope: str) -> str:
         return given[scope]
     if scope in DESCRIPTIONS:
         return DESCRIPTIONS[scope]
+    registered = db.session.scalar(select(ServiceScope.description)
+                                   .where(ServiceScope.name == scope))
+    if registered is not None:
+        return registered
     obj, _, action = scope.partition(":")
     thing = obj.replace("_", " ")
     return {"read": f"Read {thing}", "write": f"Change {thing} (and read it)"}.get(

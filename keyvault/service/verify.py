@@ -8,6 +8,7 @@ verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls 
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -21,13 +22,14 @@ from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
 from . import usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
-from .judges import JUDGES, Case, first_refusal
+from .judges import JUDGES, CallingService, Case, first_refusal
 from .keys import pepper
+from .restrictions import restricted_to_service
 from .scopes import effective
 
 # Every answer verify can give: the two the pipeline gives before any judge, then each judge's
-# refusal in the order they are walked (service.judges).
-CODES = ("valid", "malformed", "not_found", *(judge.code for judge in JUDGES))
+# refusal in the order they are walked (service.judges), each named once.
+CODES = tuple(dict.fromkeys(("valid", "malformed", "not_found", *(j.code for j in JUDGES))))
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 # Set while keyvault.server answers a request on its event loop (never blocked: everything else
@@ -60,6 +62,11 @@ class Verdict:
     issued_at: datetime | None = None  # when the presented value was made (None: an old value)
     catalogue: tuple[str, ...] = ()  # the instance's scopes, for effective_scopes
     client_ip: str | None = None  # the address the key was judged at (allowed_ips)
+    restricted_to: dict | None = None  # where the key works (service.restrictions)
+    service_id: str | None = None  # a service's own verify key: its service's public id …
+    service_audience: str | None = None  # … and audience
+    audience: str | None = None  # the service the key was presented to, when it is one
+    shows_email: bool = True  # may that service hear the owner's e-mail?
 
     @property
     def effective_scopes(self) -> list[str]:
@@ -68,7 +75,9 @@ class Verdict:
 
     @property
     def owner_type(self) -> str:
-        """`user` (a person's key) or `service_account`."""
+        """`user` (a person's key), `service_account` or `service` (its verify key)."""
+        if self.service_id is not None:
+            return "service"
         return "service_account" if self.service_account_id is not None else "user"
 
     @property
@@ -84,11 +93,14 @@ class Verdict:
         return min(ends, default=None)
 
 
-def check_keys(values: list[str], required: list[list[str]], *,
-               app: Flask | None = None,
+def check_keys(values: list[str], required: list[list[str]], *, app: Flask | None = None,
+               presented: str = "keyvault",
                client_ips: list[str | None] | None = None) -> list[Verdict]:
     """Judge the keys a request presents (verify: caller and subject) in one database round trip.
 
+    `presented` says to whom: `keyvault` (its own API: every key), `caller` (the first key to
+    KeyVault, the others to the service whose verify key that is, or to no service: verify),
+    `gateway` (every key to a service that is not named: forward_auth without one).
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
     `app` is for callers outside an app context (the verify fast path), which need none here.
     `client_ips`: where each key is used from (a key restricted by address needs one).
@@ -103,9 +115,30 @@ def check_keys(values: list[str], required: list[list[str]], *,
     found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
     known = config["KEYVAULT_SCOPES"]
     client_ips = client_ips or [None] * len(values)
+    caller = found.get(digests[0]) if presented == "caller" else None
+    service = _calling_service(caller[0], known) if caller is not None else None
     return [Verdict("malformed") if digest is None
-            else _judge(found.get(digest), digest, now, needed, known, client_ip)
-            for digest, needed, client_ip in zip(digests, required, client_ips, strict=True)]
+            else _judge(found.get(digest), digest, now, needed, known, client_ip,
+                        presented != "keyvault" and (index > 0 or presented == "gateway"),
+                        service)
+            for index, (digest, needed, client_ip)
+            in enumerate(zip(digests, required, client_ips, strict=True))]
+
+
+def _calling_service(row: KeyRow, known: tuple[str, ...]) -> CallingService | None:
+    """The service whose own verify key `row` is (None for any other key)."""
+    if row.service_public_id is None:
+        return None
+    return _service(row.service_public_id, row.organization_public_id, row.service_audience,
+                    tuple(row.service_scopes or ()), known)
+
+
+@functools.lru_cache(maxsize=256)
+def _service(public_id: str, organization_id: str, audience: str, scopes: tuple[str, ...],
+             known: tuple[str, ...]) -> CallingService:
+    """Made once per service and catalogue, not once per verify (the hot path)."""
+    catalogue = tuple(dict.fromkeys((*known, *scopes)))
+    return CallingService(public_id, organization_id, audience, frozenset(catalogue), catalogue)
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
@@ -132,9 +165,9 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
     for verdict in stale:
         if verdict.active:  # on the event loop (a runner), written with the use counts
             keystore(app).stamp(verdict.key_id, verdict.public_id, now, write=runner is None)
-        else:  # expired or revoked (logged, owner mailed), or outside its addresses (logged)
+        else:  # expired, revoked (owner mailed), outside its addresses or at the wrong service
             note = partial(note_refused_use, app, verdict.key_id, verdict.user_id,
-                           origin or Origin(), verdict.code, verdict.client_ip)
+                           origin or Origin(), verdict.code, verdict.client_ip, verdict.audience)
             if runner is None:
                 note()
             else:
@@ -178,15 +211,22 @@ def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
 
 
 def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
-           required: list[str], known: tuple[str, ...], client_ip: str | None) -> Verdict:
+           required: list[str], known: tuple[str, ...], client_ip: str | None = None,
+           at_service: bool = False, service: CallingService | None = None) -> Verdict:
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = first_refusal(Case(row, via_previous, now, tuple(required), client_ip)) or "valid"
-    scopes = list(row.scopes or [])
+    code = first_refusal(Case(row, via_previous, now, tuple(required), client_ip, at_service,
+                              service)) or "valid"
+    scopes, shows_email = list(row.scopes or []), True
+    if service is not None:  # only what this service may hear of (service.restrictions)
+        known = service.catalogue
+        scopes = list(known) if "*" in scopes else [s for s in scopes if s in service.sees]
+        shows_email = row.user_id is None or restricted_to_service(
+            row.restricted_to, service.public_id, service.organization_id)
     return Verdict(
         code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
         created_at=row.created_at, expires_at=row.expires_at, user_id=row.user_id,
@@ -197,5 +237,7 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
         old_value_expires_at=row.previous_expires_at if via_previous else None,
         last_used_at=row.last_used_at,
         issued_at=None if via_previous else (row.last_rolled_at or row.created_at),
-        catalogue=known, client_ip=client_ip,
+        catalogue=known, client_ip=client_ip, restricted_to=row.restricted_to,
+        service_id=row.service_public_id, service_audience=row.service_audience,
+        audience=service.audience if service is not None else None, shows_email=shows_email,
     )

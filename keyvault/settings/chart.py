@@ -20,6 +20,7 @@ OUTCOME_WORDS = {
     "revoked": "Revoked",
     "user_inactive": "Owner deactivated",
     "ip_not_allowed": "Address not allowed",
+    "wrong_service": "Wrong service",
 }
 
 

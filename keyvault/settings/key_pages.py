@@ -17,13 +17,13 @@ from ..http.forms import (
     KEEP_EXPIRY,
     PRESET_HINTS,
     ActionForm,
-    CreateKeyForm,
-    EditKeyForm,
     RollKeyForm,
     address_list,
     choices,
 )
-from ..service import key_addresses, key_lists, scopes, submissions, usage
+from ..http.service_forms import CreateKeyWhereForm as CreateKeyForm
+from ..http.service_forms import EditKeyWhereForm as EditKeyForm
+from ..service import key_addresses, key_lists, restrictions, scopes, submissions, usage
 from ..service import service_accounts as accounts
 from ..service.errors import (
     NotAllowed,
@@ -53,8 +53,14 @@ def _preset_scopes() -> dict[str, list[str]]:
 
 
 def _scope_choices(home: KeyHome, kept: list[str] = ()):
-    return choices([(s, "* (full access)" if s == scopes.FULL_ACCESS else s)
-                    for s in home.offered_scopes(kept)])
+    """The scopes on offer, each registered scope labelled with its service's name."""
+    of = {scope: name for name, group in scopes.by_service() if name for scope in group}
+    return choices([(s, "* (full access)" if s == scopes.FULL_ACCESS
+                     else f"{s} ({of[s]})" if s in of else s) for s in home.offered_scopes(kept)])
+
+
+def _service_choices():
+    return choices([(s.public_id, s.name) for s in service.services.all_services()])
 
 
 def _chosen_scopes(form: CreateKeyForm) -> list[str]:
@@ -67,7 +73,7 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
 
 
 # Refusals from the service name API fields; on the page they belong to these form fields.
-FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label",
+FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label", "services": "services",
                "description": "description", "expires_on": "expires_on",
                "allowed_ips": "allowed_ips"}
 
@@ -85,7 +91,7 @@ def show_refusal(form, error: service.ServiceError) -> None:
 def _create_form(home: KeyHome, fresh: bool = False) -> CreateKeyForm:
     """The create form: from the posted fields, or `fresh` (empty) to show after a success."""
     form = CreateKeyForm(formdata=None) if fresh else CreateKeyForm()
-    form.scopes.choices = _scope_choices(home)
+    form.scopes.choices, form.services.choices = _scope_choices(home), _service_choices()
     form.expiry.choices = expiry_choices(clock.now(), home.max_days)
     offered = [choice.value for choice in form.expiry.choices]
     if form.expiry.data not in offered and fresh:
@@ -148,7 +154,8 @@ def create(home: KeyHome, show_list):
             submissions.claim(home.person, form.once.data)
             key, value = home.create(label=form.label.data, description=form.description.data,
                                      scopes=chosen, expires_at=expires_at,
-                                     allowed_ips=address_list(form.allowed_ips.data))
+                                     allowed_ips=address_list(form.allowed_ips.data),
+                                     services=form.chosen_services())
         except submissions.AlreadySubmitted as refusal:
             return _already_done(refusal, "created", home.url("api_keys"))
         except service.KeyLimitReached:
@@ -181,11 +188,14 @@ def edit(home: KeyHome, public_id: str):
         return redirect(home.url("key_page", public_id=public_id), 303)
     form = EditKeyForm(obj=None if request.method == "POST" else key)
     form.scopes.choices = _scope_choices(home, key.scopes)
+    form.services.choices = _service_choices()
     form.expiry.choices = expiry_choices(clock.now(), home.max_days, key.expires_at)
     if request.method == "GET":
         form.scopes.data = key.scopes
         form.expiry.data = KEEP_EXPIRY
         form.allowed_ips.data = "\n".join(key.allowed_ips or [])
+        named = (key.restricted_to or {}).get("services")
+        form.where.data, form.services.data = ("only", named) if named else ("all", [])
     if form.validate_on_submit():
         try:
             if not form.scopes.data:
@@ -193,13 +203,19 @@ def edit(home: KeyHome, public_id: str):
                                            "could do nothing; revoke it instead.", "scopes")
             expires_at = _edited_expiry(form, home)
             ranges = key_addresses.clean_allowed_ips(address_list(form.allowed_ips.data))
+            chosen = form.chosen_services()
+            where = {} if chosen == ((key.restricted_to or {}).get("services") or None) \
+                else {"services": chosen}
             widen = (not service.is_narrowing(key.scopes, form.scopes.data)
-                     or service.extends_life(key, expires_at) or key_addresses.widens(key, ranges))
+                     or service.extends_life(key, expires_at) or key_addresses.widens(key, ranges)
+                     or (where and restrictions.widens_services(home.person, key.restricted_to,
+                                                                 chosen)))
             if widen and (response := reauthenticate()) is not None:
                 return response  # asks for the password, then posts back here
             home.update(public_id, label=form.label.data,
                         description=form.description.data or "", scopes=form.scopes.data,
-                        expires_at=expires_at, allowed_ips=ranges or [], may_widen=True)
+                        expires_at=expires_at, allowed_ips=ranges or [], may_widen=True,
+                        **where)
         except service.ServiceError as error:
             db.session.rollback()
             if isinstance(error, NOT_THEIRS):

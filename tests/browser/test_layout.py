@@ -331,6 +331,32 @@ def invitation(w: World) -> None:
     w.page.goto("/organizations/invitations/" + service.invitations.token_for(invited))
 
 
+def _billing(w: World):
+    org = service.organizations.all_organizations()[0]
+    made = service.services.create_service(
+        w.person, org.public_id, ORIGIN, name="Billing",
+        audience="https://billing.internal.example.com/api/invoices-and-payments",
+        description="Invoices, payments and refunds for every team.",
+        scopes=[{"name": "invoice:read", "description": "Read invoices and their line items"},
+                {"name": "invoice_adjustment:write", "description": "Issue credit notes"}])
+    return org, made
+
+
+def organization_services(w: World) -> None:
+    org, _ = _billing(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}/services")
+
+
+def service_page_new_verify_key(w: World) -> None:
+    org, made = _billing(w)
+    w.log_in()
+    w.page.goto(f"/settings/organizations/{org.public_id}/services/{made.public_id}")
+    w.page.get_by_label("Label").fill(LONG_LABEL[:40])
+    w.page.get_by_role("button", name="Create verify key").click()
+    w.page.get_by_test_id("new-key-value").wait_for()
+
+
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
     keys_empty, keys_listed,
@@ -339,6 +365,7 @@ SCREENS: list[Callable[[World], None]] = [
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
     api_docs, api_docs_signed_in, webhooks_listed, webhook_deliveries, organizations,
     organization_as_owner, organization_as_member, service_account_keys, invitation,
+    organization_services, service_page_new_verify_key,
 ]
 
 
