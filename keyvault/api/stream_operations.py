@@ -28,8 +28,9 @@ def paths() -> dict:
                                                    "example": EXAMPLE_STREAM}}}},
         parameters=[
             {"name": "Last-Event-ID", "in": "header", "required": False,
-             "description": "Resume after this event id (what you missed is sent first).",
-             "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}, "example": "42"},
+             "description": "Resume after this event id (what you missed is sent first); "
+                            "empty, as a first connection sends it: from now on.",
+             "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"}, "example": "42"},
             {"name": "timeout", "in": "query", "required": False,
              "description": "End the stream after this many seconds (default: never).",
              "schema": {"type": "integer", "minimum": 0, "maximum": 86400}, "example": 60},
