@@ -55,7 +55,7 @@ def test_each_judge_and_their_order(changes, via_previous, required, code):
 
 def test_verify_codes_follow_the_judges_in_order():
     assert CODES == ("valid", "malformed", "not_found", "revoked", "user_inactive", "expired",
-                     "insufficient_scope")
+                     "insufficient_scope", "rate_limited", "usage_exceeded")
     assert CODES[3:] == tuple(judge.code for judge in JUDGES)
 
 

@@ -31,6 +31,7 @@ from ..service.validation import (
     NAME_PATTERN,
     clean_grace_period,
 )
+from .limits import Cost, RateLimit, UsageLimit
 
 CREDENTIAL_DESCRIPTION = (
     "Alternative place for the caller's key (a string). Read only when there is no "
@@ -88,6 +89,8 @@ class CreateKey(_Request):
         "ISO 8601, in the future; omitted or null for no expiry (refused when the instance caps "
         "key lifetimes). A presenting key that expires cannot create one that outlives it (400); "
         "omitted or null, the new key ends when it does."))
+    rate_limit: RateLimit | None = None
+    usage_limit: UsageLimit | None = None
     personal_api_key: Credential = None
 
 
@@ -102,6 +105,11 @@ class UpdateKey(_Request):
         "ISO 8601, in the future. Earlier only: the API can bring a key's expiry forward, or give "
         "a key without one an expiry, but not extend it (403: extending needs the password, on "
         "the key's edit page). An expired key's expiry cannot change (409)."))
+    rate_limit: RateLimit | None = Field(None, description=(
+        "Replaces the key's rate; omitted leaves it, null removes it."))
+    usage_limit: UsageLimit | None = Field(None, description=(
+        "Replaces the key's usage quota (`remaining` starts again from what is sent); omitted "
+        "leaves it, null removes it."))
     personal_api_key: Credential = None
 
 
@@ -192,6 +200,7 @@ class VerifyRequest(_Request):
     key: str = Field(description="The key your service was handed.")
     scopes: list[str] | None = Field(
         None, description="Scopes the key must hold, else `insufficient_scope`.")
+    cost: Cost = 1
     personal_api_key: Credential = None
 
     @model_validator(mode="before")

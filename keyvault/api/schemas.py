@@ -10,10 +10,18 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from .. import service
+from .. import clock, service
 from ..models import KEY_STATUSES
 from ..service.verify import CODES
 from .inputs import CreateKey, FormCredential, RollKey, UpdateKey, VerifyForm, VerifyRequest
+from .limits import (
+    RateLimitShown,
+    RateStanding,
+    UsageLimitShown,
+    UsageStanding,
+    shown,
+    standing_of,
+)
 
 # ---------------------------------------------------------------- responses
 
@@ -51,10 +59,15 @@ class ApiKey(_Response):
     last_rolled_at: datetime | None = Field(description="When the key last got a new value.")
     old_value_expires_at: datetime | None = Field(description=(
         "After a roll with a grace period: when the previous value stops working."))
+    rate_limit: RateLimitShown | None = Field(None, description="The rate its owner set.")
+    usage_limit: UsageLimitShown | None = Field(None, description=(
+        "Its usage quota, with what is left now."))
 
     @classmethod
     def fields_of(cls, key) -> dict:
-        return dict(
+        rate, usage = shown(key.limits.terms() if key.limits is not None else None,
+                            clock.now())
+        return dict(rate_limit=rate, usage_limit=usage,
             id=key.public_id, label=key.label, description=key.description or "",
             mask_value=key.mask, scopes=list(key.scopes), status=key.status(),
             created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
@@ -188,6 +201,12 @@ class ServiceAccountOwner(TypedDict):
     organization: OrganizationRef
 
 
+RATE_STANDING = ("A key with a rate (its own or its service account's pool's, the stricter): "
+                 "where it stands after this check. Absent for a key without one.")
+USAGE_STANDING = ("A key with a usage quota (its own or its pool's, the smaller): what is "
+                  "left after this check and when it refills. Absent for a key without one.")
+
+
 class ActiveKey(TypedDict):
     """A valid key: what it is, whose it is and what it may do."""
 
@@ -227,6 +246,8 @@ class ActiveKey(TypedDict):
     iat: NotRequired[Annotated[int, Field(description=(
         "RFC 7662: when the presented value was issued (the key's creation or its last roll), "
         "in seconds since the epoch; absent for a rolled key's old value."))]]
+    ratelimit: NotRequired[Annotated[RateStanding, Field(description=RATE_STANDING)]]
+    usage: NotRequired[Annotated[UsageStanding, Field(description=USAGE_STANDING)]]
 
 
 class InactiveKey(TypedDict):
@@ -236,6 +257,10 @@ class InactiveKey(TypedDict):
 
     active: Literal[False]
     code: Literal[CODES[1:]]
+    retry_after: NotRequired[Annotated[int, Field(description=(
+        "`rate_limited` only: seconds until the key's window ends."))]]
+    ratelimit: NotRequired[Annotated[RateStanding, Field(description=RATE_STANDING)]]
+    usage: NotRequired[Annotated[UsageStanding, Field(description=USAGE_STANDING)]]
 
 
 VerifyResult = TypeAdapter(ActiveKey | InactiveKey)
@@ -244,8 +269,12 @@ _ACTIVE, _INACTIVE = TypeAdapter(ActiveKey), TypeAdapter(InactiveKey)
 
 def verify_answer(verdict: service.Verdict) -> bytes:
     """Verify's answer about the subject key, as JSON."""
+    limits = standing_of(verdict.standing)
     if not verdict.active:
-        return _INACTIVE.dump_json({"active": False, "code": verdict.code})
+        answer = {"active": False, "code": verdict.code, **limits}
+        if verdict.code == "rate_limited" and "ratelimit" in limits:
+            answer["retry_after"] = limits["ratelimit"]["reset"]
+        return _INACTIVE.dump_json(answer)
     if verdict.service_account_id is None:
         user = {"id": verdict.user_id, "email": verdict.user_email}
         owner, sub, username = {"type": "user", **user}, str(verdict.user_id), verdict.user_email
@@ -268,7 +297,7 @@ def verify_answer(verdict: service.Verdict) -> bytes:
         answer["exp"] = int(ends.timestamp())
     if verdict.issued_at is not None:
         answer["iat"] = int(verdict.issued_at.timestamp())
-    return _ACTIVE.dump_json(answer)
+    return _ACTIVE.dump_json({**answer, **limits})
 
 
 class Problem(BaseModel):

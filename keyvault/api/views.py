@@ -31,6 +31,7 @@ from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference
 from . import verify as verification
 from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, parse
+from .limits import limit_terms
 from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
@@ -185,7 +186,7 @@ def create_key():
         expires_at=body.expires_at,
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
-        origin=_acting_origin(),
+        origin=_acting_origin(), **limit_terms(body),
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201

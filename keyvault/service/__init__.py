@@ -101,12 +101,13 @@ from .validation import (
     clean_label,
     normalise_email,
 )
-from .verify import Verdict, check_keys, record_use, verify_key
+from .verify import AnswerOnAThread, Verdict, check_keys, record_use, settle, verify_key
 
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
-    "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "AnswerOnAThread", "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError",
+    "TooManyFailures", "UserNotFound", "Verdict",
     "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
     "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",
@@ -115,7 +116,8 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "mailbox_doubles", "normalise_email", "page_events",
     "page_keys",
-    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
+    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id",
+    "roll_key", "settle",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",

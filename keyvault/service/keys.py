@@ -39,6 +39,8 @@ from .key_owners import (
     policy_of,
     refuse_outside_policy,
 )
+from .limit_terms import RateTerms, UsageTerms, clean_rate, clean_usage
+from .limit_terms import apply as apply_limits
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import clean_scopes, is_narrowing
 from .validation import (
@@ -139,6 +141,8 @@ def create_key(
     granting_scopes: list[str] | None = None,
     granting_ends_at: datetime | None = None,
     acting_user_id: int | None = None,
+    rate_limit: RateTerms | None = None,
+    usage_limit: UsageTerms | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -155,6 +159,7 @@ def create_key(
     label = clean_label(label)
     description = clean_description(description)
     scopes = clean_scopes(scopes, granting_scopes)
+    rate_limit, usage_limit = clean_rate(rate_limit), clean_usage(usage_limit)
     policy = policy_of(owner)
     refuse_outside_policy(policy, scopes)
     if expires_at is None and granting_ends_at is not None:
@@ -187,6 +192,7 @@ def create_key(
     )
     db.session.add(key)
     db.session.flush()
+    apply_limits(None, {"api_key_id": key.id}, rate_limit, usage_limit, now)
     record("key.created", log_user(owner, acting_user_id), origin, key, label=label, scopes=scopes,
            expires_at=expires_at.isoformat() if expires_at else None)
     db.session.commit()

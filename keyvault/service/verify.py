@@ -3,7 +3,9 @@
 Two steps, so that nothing happens to a key before the request that presented it is accepted:
 `check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
 side effect; `record_use` then stamps `last_used_at` and logs uses of expired and revoked keys, for the
-verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls both.
+verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls both, and between
+them `settle`: the limits an owner set on a key (a rate, a quota: issue 25) are counted and spent
+there, only for a key whose request is otherwise accepted (service.judges says why).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from flask import Flask, current_app
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
-from . import usage
+from . import judges, usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
-from .judges import JUDGES, Case, first_refusal
+from .judges import JUDGES, Case, Standing, first_refusal
 from .keys import pepper
 from .scopes import effective
 
@@ -35,6 +37,13 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 # this runner (the server's threads) instead of being made there and then.
 write_elsewhere: ContextVar[Callable[[Callable[[], None]], None] | None] = ContextVar(
     "keyvault_write_elsewhere", default=None)
+
+
+class AnswerOnAThread(Exception):  # noqa: N818 - not an error: a request to move
+    """Raised by check_keys on the event loop (write_elsewhere set) for a request that would
+    spend a quota: the spend must be made before the answer, and a write may wait for a lock,
+    which the loop must never do. Nothing has been counted or written yet; the server hands the
+    request to one of its threads, which answers it from the start (keyvault.server.bridge)."""
 
 
 @dataclass
@@ -59,6 +68,8 @@ class Verdict:
     last_used_at: datetime | None = None
     issued_at: datetime | None = None  # when the presented value was made (None: an old value)
     catalogue: tuple[str, ...] = ()  # the instance's scopes, for effective_scopes
+    case: Case | None = field(default=None, repr=False)  # what was judged (settle spends it)
+    standing: Standing | None = None  # a key with limits: where it stands (settle)
 
     @property
     def effective_scopes(self) -> list[str]:
@@ -83,12 +94,13 @@ class Verdict:
         return min(ends, default=None)
 
 
-def check_keys(values: list[str], required: list[list[str]], *,
+def check_keys(values: list[str], required: list[list[str]], *, costs: list[int] | None = None,
                app: Flask | None = None) -> list[Verdict]:
     """Judge the keys a request presents (verify: caller and subject) in one database round trip.
 
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
     `app` is for callers outside an app context (the verify fast path), which need none here.
+    `costs`: what each use would take from a quota (default 1), spent later by `settle`.
     """
     if app is None:
         app = current_app._get_current_object()
@@ -99,9 +111,38 @@ def check_keys(values: list[str], required: list[list[str]], *,
     wanted = [d for d in digests if d is not None]
     found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
     known = config["KEYVAULT_SCOPES"]
-    return [Verdict("malformed") if digest is None
-            else _judge(found.get(digest), digest, now, needed, known)
-            for digest, needed in zip(digests, required, strict=True)]
+    verdicts = [Verdict("malformed") if digest is None
+                else _judge(found.get(digest), digest, now, needed, known, cost)
+                for digest, needed, cost in zip(digests, required, costs or [1] * len(values),
+                                                strict=True)]
+    if write_elsewhere.get() is not None and any(_spends_a_quota(v) for v in verdicts):
+        raise AnswerOnAThread
+    return verdicts
+
+
+def _spends_a_quota(verdict: Verdict) -> bool:
+    case = verdict.case
+    return (verdict.active and case is not None and case.cost > 0
+            and any(held is not None and held.has_quota
+                    for held in (case.row.limits, case.row.pool)))
+
+
+def settle(verdict: Verdict, *, app: Flask | None = None) -> Verdict:
+    """Count and spend a key's limits (its rate, then its quota: service.judges' second step)
+    when its request is accepted, or say where a refused key stands; a key without limits
+    passes untouched. Call it once per request, and for a verify's subject only once its
+    caller is admitted. The verdict becomes `rate_limited` or `usage_exceeded` when refused."""
+    case = verdict.case
+    if case is None or not case.limited:
+        return verdict
+    if app is None:
+        app = current_app._get_current_object()
+    standing = verdict.standing = Standing()
+    if verdict.active:
+        verdict.code = judges.spend(case, app, standing) or verdict.code
+    else:
+        judges.look(case, app, standing)
+    return verdict
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
@@ -158,7 +199,7 @@ def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
 def verify_key(value: str, required_scopes: list[str] | None = None,
                origin: Origin | None = None) -> Verdict:
     """One key, judged and its use recorded (the command line, tests, simple callers)."""
-    verdict = check_keys([value], [required_scopes or []])[0]
+    verdict = settle(check_keys([value], [required_scopes or []])[0])
     record_use([verdict], origin)
     return verdict
 
@@ -174,14 +215,15 @@ def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
 
 
 def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
-           required: list[str], known: tuple[str, ...]) -> Verdict:
+           required: list[str], known: tuple[str, ...], cost: int) -> Verdict:
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = first_refusal(Case(row, via_previous, now, tuple(required))) or "valid"
+    case = Case(row, via_previous, now, tuple(required), cost)
+    code = first_refusal(case) or "valid"
     scopes = list(row.scopes or [])
     return Verdict(
         code, key_id=row.id, public_id=row.public_id, label=row.label, scopes=scopes,
@@ -193,5 +235,5 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
         old_value_expires_at=row.previous_expires_at if via_previous else None,
         last_used_at=row.last_used_at,
         issued_at=None if via_previous else (row.last_rolled_at or row.created_at),
-        catalogue=known,
+        catalogue=known, case=case,
     )
