@@ -10,6 +10,7 @@ from typing import Annotated, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
+from .. import service
 from ..limit_models import COST_MAX, INTERVALS, QUOTA_MAX, RATE_MAX, WINDOW_MAX, Limits
 from ..service.limit_terms import KEEP, RateTerms, UsageTerms
 
@@ -151,3 +152,14 @@ def _usage(usage: UsageLimit) -> UsageTerms:
         return UsageTerms(usage.remaining)
     return UsageTerms(usage.remaining, refill.amount, refill.interval,
                       refill.day_of_month or (1 if refill.interval == "monthly" else None))
+
+
+def header_cost(text: str | None) -> int:
+    """forward_auth's X-KeyVault-Cost: a whole number from 0 to COST_MAX; 1 when absent."""
+    if text is None:
+        return 1
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > COST_MAX:
+        raise service.InvalidInput(f"X-KeyVault-Cost must be a whole number from 0 to "
+                                   f"{COST_MAX}.", "X-KeyVault-Cost")
+    return int(text)

@@ -31,7 +31,7 @@ from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference
 from . import verify as verification
 from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, parse
-from .limits import limit_terms
+from .limits import header_cost, limit_terms
 from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
@@ -216,6 +216,8 @@ def update_key(public_id: str):
         expires_at=body.expires_at, granting_scopes=g.api_key.scopes, may_widen=False,
         origin=_acting_origin(),
     )
+    key = service.key_limits.set_key_limits(g.api_user, public_id, origin=_acting_origin(),
+                                            **limit_terms(body))
     return jsonify(ApiKey.of(key))
 
 
@@ -293,6 +295,7 @@ def forward_auth():
         raise service.InvalidInput(f"Not a scope name: {bad[0]!r}.", "scopes")
     required = list(dict.fromkeys([*from_header, *from_query]))
     admission = gate.admit(credential, required, origin(), door="verify",
+                           cost=header_cost(request.headers.get("X-KeyVault-Cost")),
                            missing="This endpoint needs an API key in the Authorization header.")
     metrics.record_verify("forward_auth", admission.caller.code if admission.caller else "no_key")
     if admission.refusal is not None:

@@ -31,7 +31,14 @@ get models, verdicts or a ServiceError back. One module per concern:
 Views and the command line use the names below (`service.create_key`, …).
 """
 
-from . import confirmations, invitations, organizations, second_factor, service_accounts
+from . import (
+    confirmations,
+    invitations,
+    key_limits,
+    organizations,
+    second_factor,
+    service_accounts,
+)
 from .accounts import (
     FAILURE_WINDOW,
     change_password,
@@ -122,6 +129,6 @@ __all__ = [
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
     "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
-    "invitations", "organizations", "service_accounts",
+    "invitations", "key_limits", "organizations", "service_accounts",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

@@ -225,14 +225,15 @@ def first_refusal(case: Case, judges: tuple[Judge, ...] = JUDGES) -> str | None:
 def spend(case: Case, app: Flask, standing: Standing,
           judges: tuple[Judge, ...] = JUDGES) -> str | None:
     """At the point the request is accepted: each spending judge's second step in order, up to
-    the first refusal (what comes after it is not spent)."""
+    the first refusal; the ones after it only say where the key stands (nothing spent)."""
+    refusal = None
     for judge in judges:
-        step = getattr(judge, "spend", None)
-        if step is not None:
-            refusal = step(case, app, standing)
-            if refusal is not None:
-                return refusal
-    return None
+        if refusal is not None:
+            if hasattr(judge, "look"):
+                judge.look(case, app, standing)
+        elif hasattr(judge, "spend"):
+            refusal = judge.spend(case, app, standing)
+    return refusal
 
 
 def look(case: Case, app: Flask, standing: Standing, judges: tuple[Judge, ...] = JUDGES) -> None:
