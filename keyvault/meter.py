@@ -21,6 +21,7 @@ import threading
 from datetime import datetime
 
 from flask import Flask
+from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError
 
 from .keystore import keystore
@@ -35,8 +36,11 @@ class Meter:
     """Spends quotas for one app's database, in one process: a connection per thread."""
 
     def __init__(self, app: Flask):
-        store = keystore(app)
-        self.engine = store.engine
+        # An engine of its own: the hot path's pool is sized for one connection per thread.
+        options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+                   if k != "pool_pre_ping"}  # a dropped connection is dropped, then refused
+        self.engine = create_engine(keystore(app).engine.url, isolation_level="AUTOCOMMIT",
+                                    pool_reset_on_return=None, **options)
         mark = "?" if self.engine.dialect.dbapi.paramstyle == "qmark" else "%s"
         self._spend = _SPEND.format(m=mark)
         sqlite = self.engine.dialect.name == "sqlite"
@@ -96,6 +100,7 @@ class Meter:
             held, self._held = self._held, []
         for connection in held:
             connection.close()
+        self.engine.dispose()
 
 
 def meter(app: Flask) -> Meter:

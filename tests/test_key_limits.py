@@ -11,6 +11,7 @@ from keyvault.extensions import db
 from keyvault.limit_models import KeyLimits
 from keyvault.service.limit_terms import RateTerms, UsageTerms
 
+
 @pytest.fixture
 def limited(make_user, make_key):
     """make(scopes=..., rate=RateTerms, usage=UsageTerms) -> the key's value."""
