@@ -184,6 +184,12 @@ class UpdateServiceAccount(_Request):
 
     name: Name | None = None
     description: Description = None
+    rate_limit: RateLimit | None = Field(None, description=(
+        "The pool's rate, shared by all of the account's keys (each key's own applies too: the "
+        "stricter answers); omitted leaves it, null removes it."))
+    usage_limit: UsageLimit | None = Field(None, description=(
+        "The pool's usage quota, spent by every use of any of the account's keys along with "
+        "the key's own; omitted leaves it, null removes it."))
     personal_api_key: Credential = None
 
 

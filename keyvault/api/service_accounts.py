@@ -9,6 +9,7 @@ from flask import Response, g, jsonify, request, url_for
 from .. import service
 from ..service.scopes import READ_ORGS, WRITE_ORGS
 from .inputs import CreateKey, CreateServiceAccount, RollKey, UpdateKey, UpdateServiceAccount, parse
+from .limits import limit_terms
 from .org_schemas import (
     ServiceAccount,
     ServiceAccountKey,
@@ -58,7 +59,8 @@ def service_account(org_id: str, sa_id: str):
 def update_service_account(org_id: str, sa_id: str):
     body = parse(UpdateServiceAccount, body_fields())
     account = accounts.update_service_account(g.api_owner, org_id, sa_id, _acting_origin(),
-                                              name=body.name, description=body.description)
+                                              name=body.name, description=body.description,
+                                              **limit_terms(body))
     return jsonify(ServiceAccount.of(account))
 
 
@@ -93,7 +95,8 @@ def create_service_account_key(org_id: str, sa_id: str):
     key, value = accounts.create_account_key(
         g.api_owner, org_id, sa_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, expires_at=body.expires_at,
-        granting_scopes=g.api_key.scopes, granting_ends_at=g.api_key.ends_at)
+        granting_scopes=g.api_key.scopes, granting_ends_at=g.api_key.ends_at,
+        **limit_terms(body))
     response = jsonify(ServiceAccountKeyWithValue.of(key, value))
     response.status_code = 201
     response.headers["Location"] = url_for(".service_account_key", org_id=org_id, sa_id=sa_id,
@@ -115,7 +118,7 @@ def update_service_account_key(org_id: str, sa_id: str, public_id: str):
     key = accounts.update_account_key(
         g.api_owner, org_id, sa_id, public_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, granting_scopes=g.api_key.scopes,
-        may_widen=False)
+        may_widen=False, **limit_terms(body))
     return jsonify(ServiceAccountKey.of(key))
 
 

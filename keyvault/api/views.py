@@ -210,14 +210,12 @@ def key_detail(public_id: str):
 @requires(WRITE_KEYS)
 def update_key(public_id: str):
     body = parse(UpdateKey, body_fields())
-    key = service.update_key(
+    key = service.key_limits.update_key_and_limits(  # one transaction: all or nothing
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
         expires_at=body.expires_at, granting_scopes=g.api_key.scopes, may_widen=False,
-        origin=_acting_origin(),
+        origin=_acting_origin(), **limit_terms(body),
     )
-    key = service.key_limits.set_key_limits(g.api_user, public_id, origin=_acting_origin(),
-                                            **limit_terms(body))
     return jsonify(ApiKey.of(key))
 
 

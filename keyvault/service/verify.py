@@ -21,7 +21,7 @@ from flask import Flask, current_app
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
-from . import judges, usage
+from . import judges, notifications, usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
 from .judges import JUDGES, Case, Standing, first_refusal
 from .keys import pepper
@@ -142,7 +142,16 @@ def settle(verdict: Verdict, *, app: Flask | None = None) -> Verdict:
         verdict.code = judges.spend(case, app, standing) or verdict.code
     else:
         judges.look(case, app, standing)
+    for held, kind in standing.notices:  # a threshold crossed: once a period (notifications)
+        _logging_failures(app, partial(_tell, app, held.id, kind, held.current_period(case.now),
+                                       case.now))
     return verdict
+
+
+def _tell(app: Flask, limits_id: int, kind: str, period: str, now: datetime) -> None:
+    """Mail a quota's threshold in a session of its own (the request's has its own work)."""
+    with app.app_context():
+        notifications.quota_reached(limits_id, kind, period, now)
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
