@@ -19,6 +19,8 @@ OUTCOME_WORDS = {
     "expired": "Expired",
     "revoked": "Revoked",
     "user_inactive": "Owner deactivated",
+    "rate_limited": "Over its rate",
+    "usage_exceeded": "Quota used up",
 }
 
 

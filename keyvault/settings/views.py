@@ -29,6 +29,7 @@ from ..service import key_lists, scopes, submissions, usage
 from .chart import usage_chart
 from .chart import words as outcome_words
 from .expiry import expiry_choices, expiry_from
+from .limits import fill, rate_words, terms_from, usage_words
 
 USAGE_DAYS = 30
 KEY_EVENTS = 20
@@ -69,7 +70,8 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
 
 # Refusals from the service name API fields; on the page they belong to these form fields.
 FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label",
-               "description": "description", "expires_on": "expires_on"}
+               "description": "description", "expires_on": "expires_on",
+               "rate_limit": "rate_limit", "usage_limit": "quota"}
 
 
 def _show_refusal(form, error: service.ServiceError) -> None:
@@ -165,6 +167,7 @@ def create_key():
                 scopes=chosen,
                 expires_at=expires_at,
                 origin=origin(),
+                **terms_from(form),
             )
         except submissions.AlreadySubmitted as refusal:
             return _already_done(refusal, "created", url_for(".api_keys"))
@@ -188,8 +191,9 @@ def _edited_expiry(form: EditKeyForm):
 
 @bp.route("/api-keys/<public_id>/edit", methods=["GET", "POST"])
 def edit_key(public_id: str):
-    """Label, description, scopes and expiry. Narrowing (fewer scopes, an earlier expiry) needs
-    nothing more; widening (more scopes, a later expiry or none) asks for the password."""
+    """Label, description, scopes, expiry and limits. Narrowing (fewer scopes, an earlier expiry,
+    a lower limit) needs nothing more; widening (more scopes, a later expiry or none, a higher
+    or removed limit) asks for the password."""
     key = _key_or_404(public_id)
     if key.revoked_at is not None:  # nothing to edit: say so on the list instead of a dead form
         flash(f"“{key.label}” is revoked: it can no longer be edited.", "error")
@@ -200,20 +204,24 @@ def edit_key(public_id: str):
     if request.method == "GET":
         form.scopes.data = key.scopes
         form.expiry.data = KEEP_EXPIRY
+        fill(form, key.limits)
     if form.validate_on_submit():
         try:
             if not form.scopes.data:
                 raise service.InvalidInput("Tick at least one scope: a key without scopes "
                                            "could do nothing; revoke it instead.", "scopes")
             expires_at = _edited_expiry(form)
+            limits = terms_from(form, key.limits)
             widen = (not service.is_narrowing(key.scopes, form.scopes.data)
-                     or service.extends_life(key, expires_at))
+                     or service.extends_life(key, expires_at)
+                     or service.key_limits.would_raise(key, **limits))
             if widen and (response := reauthenticate()) is not None:
                 return response  # asks for the password, then posts back here
-            service.update_key(
+            service.key_limits.update_key_and_limits(
                 current_user, public_id, label=form.label.data,
                 description=form.description.data or "", scopes=form.scopes.data,
-                expires_at=expires_at, may_widen=True, origin=origin(),
+                expires_at=expires_at, may_widen=True, may_raise=True, origin=origin(),
+                **limits,
             )
         except service.ServiceError as error:
             db.session.rollback()
@@ -249,6 +257,7 @@ def _key_page(key, new_value: str | None = None):
                 for event in service.events_for_key(current_user, key.public_id,
                                                     KEY_EVENTS).results],
         scope_descriptions={s: scopes.describe(s) for s in key.scopes},
+        rate_words=rate_words(key.limits), usage_words=usage_words(key.limits, now),
         action_form=ActionForm(),
         new_value=new_value,
         new_key=key if new_value else None,
