@@ -1,16 +1,40 @@
 """Key limits (issue 25) over the wire, on real `keyvault serve` instances: a quota exact under
 200 racing verifies across two instances (SQLite or PostgreSQL: the session's database), kept
-across a restart; a rate counted once across workers, and across instances through Redis."""
+across a restart; a rate counted once across workers, and across instances through Redis.
+
+The module starts its three instances once (in parallel) and shares them between its tests, each
+test with keys of its own: `memory` (two workers, rates counted in their shared memory) and
+`redis1` / `redis2` (rates counted in one redis-server)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from keyvault.service.limit_terms import RateTerms, UsageTerms
 from tests.conftest import start_server, stop_server
-from tests.test_rate_limits import redis_url  # noqa: F401 - the real redis-server fixture
+from tests.test_rate_limits import redis_server
+
+
+@pytest.fixture(scope="module")
+def servers(database_url, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("key-limits-live")
+    with redis_server(logs) as (redis_url, _):
+        redis = {"KEYVAULT_RATELIMIT_STORAGE_URL": redis_url}
+        plans = {"memory": {"workers": 2}, "redis1": {"extra_env": redis},
+                 "redis2": {"extra_env": redis}}
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {name: pool.submit(start_server, database_url, logs / f"{name}.log", **plan)
+                       for name, plan in plans.items()}
+        started = {name: future.result() for name, future in futures.items()}
+        started["_plans"], started["_logs"] = plans, logs
+        try:
+            yield started
+        finally:
+            for name in plans:
+                stop_server(started[name])
 
 
 def _keys(make_user, make_key, **limits):
@@ -27,41 +51,31 @@ def _verify(url: str, caller: str, subject: str) -> tuple[int, str]:
 
 
 def test_200_racing_verifies_spend_a_quota_of_50_exactly_and_a_restart_keeps_it(
-        database_url, tmp_path, app, make_user, make_key):
+        servers, database_url, app, make_user, make_key):
     caller, subject = _keys(make_user, make_key, usage_limit=UsageTerms(50))
-    servers = [start_server(database_url, tmp_path / f"kv{n}.log") for n in (1, 2)]
-    try:
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            answers = list(pool.map(lambda n: _verify(servers[n % 2].url, caller, subject),
-                                    range(200)))
-        codes = sorted(code for _, code in answers)
-        assert [status for status, _ in answers] == [200] * 200, answers
-        assert codes.count("valid") == 50 and codes.count("usage_exceeded") == 150
-        stop_server(servers.pop())
-        servers.append(start_server(database_url, tmp_path / "kv3.log"))
-        assert _verify(servers[1].url, caller, subject) == (200, "usage_exceeded")
-    finally:
-        for server in servers:
-            stop_server(server)
+    racing = [servers["memory"].url, servers["redis1"].url]  # two instances
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(lambda n: _verify(racing[n % 2], caller, subject), range(200)))
+    codes = sorted(code for _, code in answers)
+    assert [status for status, _ in answers] == [200] * 200, answers
+    assert codes.count("valid") == 50 and codes.count("usage_exceeded") == 150
+    stop_server(servers["redis1"])  # restarted: the count was never in its memory
+    servers["redis1"] = start_server(database_url, servers["_logs"] / "redis1-again.log",
+                                     **servers["_plans"]["redis1"])
+    assert _verify(servers["redis1"].url, caller, subject) == (200, "usage_exceeded")
 
 
-def test_a_rate_is_one_count_across_workers_and_across_instances_through_redis(
-        database_url, tmp_path, app, make_user, make_key, redis_url):  # noqa: F811
+def test_a_rate_is_one_count_across_the_workers_of_one_instance(servers, app, make_user,
+                                                                make_key):
     caller, subject = _keys(make_user, make_key, rate_limit=RateTerms(10, 3600))
-    one = start_server(database_url, tmp_path / "kv.log", workers=2)
-    try:  # memory://: the workers share one table of counts
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            codes = sorted(pool.map(lambda n: _verify(one.url, caller, subject)[1], range(16)))
-        assert codes == ["rate_limited"] * 6 + ["valid"] * 10
-    finally:
-        stop_server(one)
+    url = servers["memory"].url  # memory://: its two workers share one table of counts
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = sorted(pool.map(lambda n: _verify(url, caller, subject)[1], range(16)))
+    assert codes == ["rate_limited"] * 6 + ["valid"] * 10
+
+
+def test_a_rate_is_one_count_across_instances_through_redis(servers, app, make_user, make_key):
     caller, subject = _keys(make_user, make_key, rate_limit=RateTerms(10, 3600))
-    url, _ = redis_url
-    servers = [start_server(database_url, tmp_path / f"kv{n}.log",
-                            extra_env={"KEYVAULT_RATELIMIT_STORAGE_URL": url}) for n in (1, 2)]
-    try:
-        codes = sorted(_verify(servers[n % 2].url, caller, subject)[1] for n in range(14))
-        assert codes == ["rate_limited"] * 4 + ["valid"] * 10
-    finally:
-        for server in servers:
-            stop_server(server)
+    urls = [servers["redis1"].url, servers["redis2"].url]
+    codes = sorted(_verify(urls[n % 2], caller, subject)[1] for n in range(14))
+    assert codes == ["rate_limited"] * 4 + ["valid"] * 10

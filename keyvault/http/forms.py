@@ -228,7 +228,7 @@ class AccessRequired:
 ACCESS_REQUIRED = "Choose what this key may do: read only, verify keys, chosen scopes or full access."
 
 
-REFILLS = [("", "Never: the key stops when they are used"), ("daily", "Every day"),
+REFILLS = [("", "Never"), ("daily", "Every day"),
            ("monthly", "Every month")]
 LIMIT_WORDS = {
     "rate_limit": f"Enter a whole number of requests from 1 to {RATE_MAX:,}, or leave it empty.",
