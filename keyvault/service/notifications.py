@@ -6,7 +6,8 @@ password changed or reset, and the other account events listed in ACCOUNT_NOTICE
 factor and passkeys changing). The others, a key expiring soon and a dead key still being
 presented, go unless the person turned them off (users.notify_expiring, notify_presented).
 Each mail is queued in the transaction of its event (service.mail), so it exists iff the event
-does; a key_notices row in the same transaction makes a reminder go once.
+does; a key_notices row in the same transaction makes a reminder go once. A usage quota's two
+marks (below 10%, used up: issue 25) are claimed on its key_limits row instead, once a period.
 """
 
 from __future__ import annotations
