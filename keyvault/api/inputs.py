@@ -180,7 +180,9 @@ class CreateServiceAccount(_Request):
 
 
 class UpdateServiceAccount(_Request):
-    """Only the fields given change; null leaves a field as it is."""
+    """Only the fields given change: a null name or description stays as it is, a null
+    rate_limit or usage_limit is removed. The pool (rate_limit, usage_limit) is set by the
+    organisation's owners and admins only, never by one of the account's own keys (403)."""
 
     name: Name | None = None
     description: Description = None

@@ -144,7 +144,7 @@ def settle(verdict: Verdict, *, app: Flask | None = None) -> Verdict:
         judges.look(case, app, standing)
     for held, kind in standing.notices:  # a threshold crossed: once a period (notifications)
         _logging_failures(app, partial(_tell, app, held.id, kind, held.current_period(case.now),
-                                       case.now))
+                                       case.now), "(quota mail after a verdict)")
     return verdict
 
 
@@ -187,13 +187,14 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
                 runner(lambda note=note: _logging_failures(app, note))
 
 
-def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
-    """A write made after its verdict was sent: a failure is logged as a request's would be
-    (a database one once per kind and interval, without SQL); nobody is waiting to hear it."""
+def _logging_failures(app: Flask, write: Callable[[], None],
+                      what: str = "(refused-use note after a verdict)") -> None:
+    """A write whose failure must not change the verdict: a failure is logged as a request's
+    would be (a database one once per kind and interval, without SQL); nobody hears of it."""
     try:
         write()
     except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
-        failures.report(app, error, "POST", "(refused-use note after a verdict)", "-")
+        failures.report(app, error, "POST", what, "-")
 
 
 def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
