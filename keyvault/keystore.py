@@ -24,11 +24,13 @@ from sqlalchemy.exc import DBAPIError
 
 from .addresses import Ranges, networks_of
 from .extensions import db
+from .limit_models import KeyLimits, Limits
 from .models import ApiKey, User, UTCDateTime, as_utc
 from .org_models import Organization, Service, ServiceAccount
 
 _k, _u = ApiKey.__table__.c, User.__table__.c
 _s, _o, _v = ServiceAccount.__table__.c, Organization.__table__.c, Service.__table__.c
+_l = KeyLimits.__table__.c
 _ALIAS = {ApiKey.__table__: "k", User.__table__: "u", ServiceAccount.__table__: "s",
           Organization.__table__: "o", Service.__table__: "v"}
 
@@ -64,6 +66,8 @@ class KeyRow(NamedTuple):
     service_public_id: str | None = None
     service_audience: str | None = None
     service_scopes: list[str] | None = None
+    limits: Limits | None = None  # the key's own rate and quota (limit_models), if any
+    pool: Limits | None = None  # its service account's, shared by all the account's keys
 
     @property
     def owner_is_active(self) -> bool:
@@ -80,15 +84,25 @@ COLUMNS = (
     _k.digest, _k.previous_digest, _s.id, _s.public_id, _s.name, _o.public_id, _o.name,
     _o.is_active, _k.allowed_ips, _k.restricted_to, _v.public_id, _v.audience, _v.scopes,
 )
-assert len(COLUMNS) == len(KeyRow._fields)
+assert len(COLUMNS) == len(KeyRow._fields) - 2
+# The limits of the key (kl) and of its service account's pool (pl), after COLUMNS: a key
+# without limits finds no row through the outer joins and gets None (issue 25).
+LIMIT_COLUMNS = (_l.id, _l.rate_limit, _l.rate_window, _l.remaining, _l.quota, _l.refill_amount,
+                 _l.refill_interval, _l.refill_day, _l.period)
+assert len(LIMIT_COLUMNS) == len(Limits._fields)
+_FIRST_LIMIT = len(COLUMNS)
+_FIRST_POOL = _FIRST_LIMIT + len(LIMIT_COLUMNS)
 # One round trip whoever owns the key: a key has a user, a service account or a service (a
 # CHECK says exactly one), so the outer joins find the one that is set.
 _SELECT = (
     "SELECT " + ", ".join(f"{_ALIAS[c.table]}.{c.name}" for c in COLUMNS)
+    + "".join(f", {alias}.{c.name}" for alias in ("kl", "pl") for c in LIMIT_COLUMNS)
     + " FROM api_keys k LEFT JOIN users u ON u.id = k.user_id"
     " LEFT JOIN service_accounts s ON s.id = k.service_account_id"
     " LEFT JOIN services v ON v.id = k.service_id"
     " LEFT JOIN organizations o ON o.id = COALESCE(s.organization_id, v.organization_id)"
+    " LEFT JOIN key_limits kl ON kl.api_key_id = k.id"
+    " LEFT JOIN key_limits pl ON pl.service_account_id = k.service_account_id"
     " WHERE k.digest IN ({marks}) OR k.previous_digest IN ({marks})"
 )
 
@@ -204,7 +218,10 @@ class KeyStore:
             row = list(row)
             for index, process in self._readers:
                 row[index] = process(row[index])
-            converted.append(KeyRow._make(row))
+            limits, pool = row[_FIRST_LIMIT:_FIRST_POOL], row[_FIRST_POOL:]
+            converted.append(KeyRow._make(
+                (*row[:_FIRST_LIMIT], Limits._make(limits) if limits[0] is not None else None,
+                 Limits._make(pool) if pool[0] is not None else None)))
         return converted
 
     def stamp(self, key_id: int, public_id: str, when: datetime, *, write: bool) -> bool:
@@ -310,7 +327,9 @@ def keystore(app: Flask | None = None) -> KeyStore:
 
 
 def dispose(app) -> None:
-    """Close this app's hot-path connections (tests, shutdown)."""
-    store = app.extensions.pop("keyvault.keystore", None)
-    if store is not None:
-        store.close()
+    """Close this app's hot-path connections (tests, shutdown): the quota meter's on the same
+    engine (keyvault.meter) first."""
+    for name in ("keyvault.meter", "keyvault.keystore"):
+        store = app.extensions.pop(name, None)
+        if store is not None:
+            store.close()

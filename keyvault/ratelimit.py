@@ -91,6 +91,20 @@ class Outcome(NamedTuple):
         return fields if self.allowed else (*fields, ("Retry-After", str(self.reset)))
 
 
+def headers_of(outcomes: list[Outcome]) -> tuple[tuple[str, str], ...]:
+    """The draft's fields for several limits on one request (a door's, a key's), each field a
+    list of one item per limit; Retry-After is the longest wait among those refused."""
+    if len(outcomes) == 1:
+        return outcomes[0].headers()
+    merged: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        for name, value in outcome.headers():
+            merged.setdefault(name, []).append(value)
+    waits = merged.pop("Retry-After", None)
+    fields = tuple((name, ", ".join(values)) for name, values in merged.items())
+    return fields if waits is None else (*fields, ("Retry-After", str(max(map(int, waits)))))
+
+
 class WindowCounts:
     """memory://: one count per door, window and caller, in a dict under a lock.
 
@@ -117,6 +131,10 @@ class WindowCounts:
             if count == 1:
                 self._ends[key] = now + expiry
             return count
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self._counts.get(key, 0) if self._ends.get(key, 0) > time.time() else 0
 
     def _sweep(self, now: float) -> None:
         for key in [key for key, end in self._ends.items() if end <= now]:
@@ -187,6 +205,21 @@ class SharedWindowCounts:
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def get(self, key: str) -> int:
+        """The count so far, without counting (a key's standing in a refusal about it)."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        first = int.from_bytes(digest[:8], "little")
+        slot, mask, now = self._SLOT, self.SLOTS - 1, time.time()
+        with self._lock:
+            for probe in range(self.PROBES):
+                held, until, count = slot.unpack_from(self._table,
+                                                      ((first + probe) & mask) * slot.size)
+                if until == 0:
+                    break
+                if held == digest and until > now:
+                    return count
+        return 0
+
     def _smallest(self, first: int, now: float) -> int:
         """The slot among a full run of PROBES whose count is the smallest (the class's
         docstring says why); logged once a minute per worker."""
@@ -238,12 +271,18 @@ class RateLimiter:
         """Count one request by `who` at `door`; None when the door has no limit (or the
         storage cannot be reached)."""
         quota = self.quotas.get(door)
-        if quota is None:
-            return None
+        return None if quota is None else self.count(quota, who)
+
+    def count(self, quota: Quota, who, *, counting: bool = True) -> Outcome | None:
+        """Count one request by `who` against `quota` (a door's, or a limit an owner set on a
+        key or a pool: issue 25); with `counting` false, only say where it stands. None when
+        the storage cannot be reached: the request goes ahead, and that is logged."""
         now = time.time()
         window = int(now // quota.window)
+        name = f"kv/{quota.door}/{window}/{who}"
         try:
-            count = self.storage.incr(f"kv/{door}/{window}/{who}", quota.window)
+            count = (self.storage.incr(name, quota.window) if counting
+                     else int(self.storage.get(name) or 0))
         except Exception as error:  # noqa: BLE001 - any storage failure: let the request in
             self._storage_failed(error)
             return None

@@ -14,7 +14,8 @@ from tests.conftest import FreshContextClient
 
 KEY_FIELDS = {"id", "label", "description", "mask_value", "scopes", "status", "created_at",
               "last_used_at", "expires_at", "revoked_at", "last_rolled_at",
-              "old_value_expires_at", "allowed_ips", "services", "organizations"}
+              "old_value_expires_at", "allowed_ips", "services", "organizations", "rate_limit",
+              "usage_limit"}
 
 
 def bearer(value: str) -> dict:

@@ -21,7 +21,8 @@ from tests.test_cli import run_keyvault
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 KEY_FIELDS = {"id", "label", "description", "mask_value", "scopes", "status", "created_at",
               "last_used_at", "expires_at", "revoked_at", "last_rolled_at",
-              "old_value_expires_at", "allowed_ips", "services", "organizations"}
+              "old_value_expires_at", "allowed_ips", "services", "organizations", "rate_limit",
+              "usage_limit"}
 
 
 @pytest.fixture

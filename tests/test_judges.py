@@ -119,7 +119,8 @@ def test_a_restricted_key_that_is_expired_answers_expired():
 
 def test_verify_codes_follow_the_judges_in_order():
     assert CODES == ("valid", "malformed", "not_found", "revoked", "user_inactive", "expired",
-                     "wrong_service", "ip_not_allowed", "insufficient_scope")
+                     "wrong_service", "ip_not_allowed", "insufficient_scope", "rate_limited",
+                     "usage_exceeded")
     assert CODES[3:] == tuple(dict.fromkeys(judge.code for judge in JUDGES))
 
 

@@ -7,6 +7,7 @@ stops KeyVault."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import re
@@ -167,15 +168,15 @@ def test_signup_is_limited_per_address(make_app):
 # ---------------------------------------------------------------- many instances, one Redis
 
 
-@pytest.fixture
-def redis_url(tmp_path):
-    """A real redis-server on a free port (apt: redis-server), for this test only."""
+@contextlib.contextmanager
+def redis_server(directory):
+    """A real redis-server on a free port (apt: redis-server): (its URL, its process)."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is missing: apt-get install -y redis-server"
     port = _free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+         "--dir", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
     while True:
         with socket.socket() as sock:
@@ -183,9 +184,18 @@ def redis_url(tmp_path):
                 break
         assert time.monotonic() < deadline and process.poll() is None, "redis did not start"
         time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", process
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server for this test only: (its URL, its process)."""
+    with redis_server(tmp_path) as found:
+        yield found
 
 
 def test_two_instances_share_one_count_through_redis(database_url, tmp_path, redis_url, app,

@@ -27,6 +27,7 @@ from ..http.context import origin
 from ..http.credentials import WrongScheme, bearer_value
 from ..http.problems import problem, respond, unauthorized
 from ..service.scopes import VERIFY
+from .limits import header_cost
 from .views import bp, no_store
 
 # RFC 6750 scope-token characters: printable ASCII but space, '"' and '\\'.
@@ -55,7 +56,8 @@ def _as_service(audience: str, credential, required: list[str]) -> gate.Admissio
         return respond(unauthorized(NO_KEY if credential is None else credential.detail,
                                     key_presented=False))
     client = origin()  # the gateway's forwarded client (KEYVAULT_TRUSTED_PROXIES): the key's user
-    admission = gate.admit(gateway, [VERIFY], client, subject=(credential, required),
+    cost = header_cost(request.headers.get("X-KeyVault-Cost"))
+    admission = gate.admit(gateway, [VERIFY], client, subject=(credential, required, cost),
                            door="verify", presented="caller", subject_ip=client.ip_address)
     if admission.refusal is None and admission.caller.service_audience != audience:
         return respond(problem(403, "Forbidden", f"{SERVICE_KEY} is not a verify key of the "
@@ -77,7 +79,8 @@ def forward_auth():
     audience = request.headers.get(SERVICE)
     if audience is None:
         admission = gate.admit(credential, required, origin(), door="verify", missing=NO_KEY,
-                               presented="gateway")
+                               presented="gateway",
+                               cost=header_cost(request.headers.get("X-KeyVault-Cost")))
         verdict = admission.caller
         refused = admission.refusal
     else:

@@ -32,6 +32,7 @@ from ..service.validation import (
     NAME_PATTERN,
     clean_grace_period,
 )
+from .limits import Cost, RateLimit, UsageLimit
 
 CREDENTIAL_DESCRIPTION = (
     "Alternative place for the caller's key (a string). Read only when there is no "
@@ -121,6 +122,8 @@ class CreateKey(_Request):
     allowed_ips: AllowedIps = None
     services: Where = Field(None, description=SERVICES)
     organizations: Where = Field(None, description=ORGANIZATIONS)
+    rate_limit: RateLimit | None = None
+    usage_limit: UsageLimit | None = None
     personal_api_key: Credential = None
 
 
@@ -142,6 +145,11 @@ class UpdateKey(_Request):
         "Narrowing only through the API (403 otherwise); null lifts the restriction, which "
         "widens. Omitted: unchanged."))
     organizations: Where = Field(None, description="As `services`, for organisations.")
+    rate_limit: RateLimit | None = Field(None, description=(
+        "Replaces the key's rate; omitted leaves it, null removes it."))
+    usage_limit: UsageLimit | None = Field(None, description=(
+        "Replaces the key's usage quota (`remaining` starts again from what is sent); omitted "
+        "leaves it, null removes it."))
     personal_api_key: Credential = None
 
     def where_changes(self) -> dict:
@@ -217,10 +225,18 @@ class CreateServiceAccount(_Request):
 
 
 class UpdateServiceAccount(_Request):
-    """Only the fields given change; null leaves a field as it is."""
+    """Only the fields given change: a null name or description stays as it is, a null
+    rate_limit or usage_limit is removed. The pool (rate_limit, usage_limit) is set by the
+    organisation's owners and admins only, never by one of the account's own keys (403)."""
 
     name: Name | None = None
     description: Description = None
+    rate_limit: RateLimit | None = Field(None, description=(
+        "The pool's rate, shared by all of the account's keys (each key's own applies too: the "
+        "stricter answers); omitted leaves it, null removes it."))
+    usage_limit: UsageLimit | None = Field(None, description=(
+        "The pool's usage quota, spent by every use of any of the account's keys along with "
+        "the key's own; omitted leaves it, null removes it."))
     personal_api_key: Credential = None
 
 
@@ -238,6 +254,7 @@ class VerifyRequest(_Request):
     scopes: list[str] | None = Field(
         None, description="Scopes the key must hold, else `insufficient_scope`.")
     client_ip: ClientIp = None
+    cost: Cost = 1
     personal_api_key: Credential = None
 
     @model_validator(mode="before")

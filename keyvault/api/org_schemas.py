@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .. import service
+from .. import clock, service
 from ..org_models import ROLES
 from .inputs import (
     AcceptInvitation,
@@ -20,6 +20,7 @@ from .inputs import (
     UpdateOrganization,
     UpdateServiceAccount,
 )
+from .limits import RateLimitShown, UsageLimitShown, shown
 from .schemas import _NEXT, _PREVIOUS, ApiKey, SecurityEvent, _Response
 
 
@@ -113,12 +114,18 @@ class ServiceAccount(_Response):
     created_at: datetime
     created_by: Person | None = Field(description=(
         "Who created it; null when made on the command line or that account is gone."))
+    rate_limit: RateLimitShown | None = Field(None, description=(
+        "The pool's rate, shared by all of its keys."))
+    usage_limit: UsageLimitShown | None = Field(None, description=(
+        "The pool's usage quota, shared by all of its keys, with what is left now."))
 
     @classmethod
     def of(cls, account) -> ServiceAccount:
         creator = account.created_by
+        rate, usage = shown(account.pool.terms() if account.pool is not None else None,
+                            clock.now())
         return cls(id=account.public_id, name=account.name, description=account.description or "",
-                   created_at=account.created_at,
+                   created_at=account.created_at, rate_limit=rate, usage_limit=usage,
                    created_by=Person(id=creator.id, email=creator.email) if creator else None)
 
 

@@ -10,10 +10,20 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from .. import service
+from .. import clock, service
 from ..models import KEY_STATUSES
 from ..service.verify import CODES
 from .inputs import CreateKey, FormCredential, RollKey, UpdateKey, VerifyForm, VerifyRequest
+from .limits import (
+    RATE_STANDING,
+    USAGE_STANDING,
+    RateLimitShown,
+    RateStanding,
+    UsageLimitShown,
+    UsageStanding,
+    shown,
+    standing_of,
+)
 
 # ---------------------------------------------------------------- responses
 
@@ -49,26 +59,29 @@ class ApiKey(_Response):
     expires_at: datetime | None = Field(description="When the key stops working; null for never.")
     revoked_at: datetime | None = Field(description="When the key was revoked; null while it is not.")
     last_rolled_at: datetime | None = Field(description="When the key last got a new value.")
-    old_value_expires_at: datetime | None = Field(description=(
-        "After a roll with a grace period: when the previous value stops working."))
+    old_value_expires_at: datetime | None = Field(description="After a roll with a grace "
+                                                  "period: when the old value stops working.")
     allowed_ips: list[str] | None = Field(description=(
         "The address ranges the key works from (canonical CIDRs); null: from any address."))
     services: list[str] | None = Field(None, description=(
         "The ids of the services it works at; null: all services (unless `organizations`)."))
     organizations: list[str] | None = Field(None, description=(
         "A person's key: the organisations at whose services it works; null: no such rule."))
+    rate_limit: RateLimitShown | None = Field(None, description="The rate its owner set.")
+    usage_limit: UsageLimitShown | None = Field(None, description="Its quota, what is left now.")
 
     @classmethod
     def fields_of(cls, key) -> dict:
         where = key.restricted_to
+        rate, usage = shown(key.limits and key.limits.terms(), clock.now())
         return dict(
-            id=key.public_id, label=key.label, description=key.description or "",
-            mask_value=key.mask, scopes=list(key.scopes), status=key.status(),
+            rate_limit=rate, usage_limit=usage, id=key.public_id, label=key.label,
+            description=key.description or "", mask_value=key.mask, scopes=list(key.scopes),
+            status=key.status(),
             created_at=key.created_at, last_used_at=key.last_used_at, expires_at=key.expires_at,
             revoked_at=key.revoked_at, last_rolled_at=key.last_rolled_at,
             old_value_expires_at=key.previous_expires_at if key.previous_digest else None,
-            allowed_ips=key.allowed_ips,
-            services=where["services"] or None if where else None,
+            allowed_ips=key.allowed_ips, services=where["services"] or None if where else None,
             organizations=where["organizations"] or None if where else None,
         )
 
@@ -141,19 +154,18 @@ _LINK = (" Absolute on KEYVAULT_BASE_URL when the server sets it, else relative 
          "request's URL.")
 _NEXT = "The next (older) page, or null at the end." + _LINK
 _PREVIOUS = "The previous (newer) page, or null at the start." + _LINK
+_URI = {"format": "uri-reference"}
 
 
 class ApiKeyPage(_Response):
-    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri-reference"})
-    previous: str | None = Field(description=_PREVIOUS,
-                                 json_schema_extra={"format": "uri-reference"})
+    next: str | None = Field(description=_NEXT, json_schema_extra=_URI)
+    previous: str | None = Field(description=_PREVIOUS, json_schema_extra=_URI)
     results: list[ApiKey] = Field(description="Newest first.")
 
 
 class SecurityEventPage(_Response):
-    next: str | None = Field(description=_NEXT, json_schema_extra={"format": "uri-reference"})
-    previous: str | None = Field(description=_PREVIOUS,
-                                 json_schema_extra={"format": "uri-reference"})
+    next: str | None = Field(description=_NEXT, json_schema_extra=_URI)
+    previous: str | None = Field(description=_PREVIOUS, json_schema_extra=_URI)
     results: list[SecurityEvent] = Field(description="Newest first.")
 
 
@@ -161,7 +173,6 @@ class SecurityEventPage(_Response):
 # services, and serializing a plain dict through its TypedDict's serializer costs a third of
 # building and validating a model (bench/README.md). The schema comes from them all the same.
 _FORBID = ConfigDict(extra="forbid")
-
 
 _WITHHELD = ("; absent when a service asks about a key not restricted to it or to its "
              "organisation (README: Services)")
@@ -258,6 +269,8 @@ class ActiveKey(TypedDict):
     iat: NotRequired[Annotated[int, Field(description=(
         "RFC 7662: when the presented value was issued (the key's creation or its last roll), "
         "in seconds since the epoch; absent for a rolled key's old value."))]]
+    ratelimit: NotRequired[Annotated[RateStanding, Field(description=RATE_STANDING)]]
+    usage: NotRequired[Annotated[UsageStanding, Field(description=USAGE_STANDING)]]
 
 
 class InactiveKey(TypedDict):
@@ -267,6 +280,10 @@ class InactiveKey(TypedDict):
 
     active: Literal[False]
     code: Literal[CODES[1:]]
+    retry_after: NotRequired[Annotated[int, Field(description=(
+        "`rate_limited` only: seconds until the key's window ends."))]]
+    ratelimit: NotRequired[Annotated[RateStanding, Field(description=RATE_STANDING)]]
+    usage: NotRequired[Annotated[UsageStanding, Field(description=USAGE_STANDING)]]
 
 
 VerifyResult = TypeAdapter(ActiveKey | InactiveKey)
@@ -275,8 +292,12 @@ _ACTIVE, _INACTIVE = TypeAdapter(ActiveKey), TypeAdapter(InactiveKey)
 
 def verify_answer(verdict: service.Verdict) -> bytes:
     """Verify's answer about the subject key, as JSON."""
+    limits = standing_of(verdict.standing)
     if not verdict.active:
-        return _INACTIVE.dump_json({"active": False, "code": verdict.code})
+        answer = {"active": False, "code": verdict.code, **limits}
+        if verdict.code == "rate_limited" and "ratelimit" in limits:
+            answer["retry_after"] = limits["ratelimit"]["reset"]
+        return _INACTIVE.dump_json(answer)
     organization = {"id": verdict.organization_id, "name": verdict.organization_name}
     if verdict.service_id is not None:
         user, sub, username = None, "svc_" + verdict.service_id, verdict.service_audience
@@ -307,7 +328,7 @@ def verify_answer(verdict: service.Verdict) -> bytes:
         answer["exp"] = int(ends.timestamp())
     if verdict.issued_at is not None:
         answer["iat"] = int(verdict.issued_at.timestamp())
-    return _ACTIVE.dump_json(answer)
+    return _ACTIVE.dump_json({**answer, **limits})
 
 
 class Problem(BaseModel):

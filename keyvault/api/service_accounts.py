@@ -9,6 +9,7 @@ from flask import Response, g, jsonify, request, url_for
 from .. import service
 from ..service.scopes import READ_ORGS, WRITE_ORGS
 from .inputs import CreateKey, CreateServiceAccount, RollKey, UpdateKey, UpdateServiceAccount, parse
+from .limits import limit_terms
 from .org_schemas import (
     ServiceAccount,
     ServiceAccountKey,
@@ -67,7 +68,8 @@ def service_account(org_id: str, sa_id: str):
 def update_service_account(org_id: str, sa_id: str):
     body = parse(UpdateServiceAccount, body_fields())
     account = accounts.update_service_account(g.api_owner, org_id, sa_id, _acting_origin(),
-                                              name=body.name, description=body.description)
+                                              name=body.name, description=body.description,
+                                              **limit_terms(body))
     return jsonify(ServiceAccount.of(account))
 
 
@@ -104,7 +106,7 @@ def create_service_account_key(org_id: str, sa_id: str):
         description=body.description, scopes=body.scopes, expires_at=body.expires_at,
         allowed_ips=body.allowed_ips, granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
-        services=body.services, organizations=body.organizations)
+        services=body.services, organizations=body.organizations, **limit_terms(body))
     response = jsonify(ServiceAccountKeyWithValue.of(key, value))
     response.status_code = 201
     response.headers["Location"] = url_for(".service_account_key", org_id=org_id, sa_id=sa_id,
@@ -126,7 +128,8 @@ def update_service_account_key(org_id: str, sa_id: str, public_id: str):
     key = accounts.update_account_key(
         g.api_owner, org_id, sa_id, public_id, _acting_origin(), label=body.label,
         description=body.description, scopes=body.scopes, allowed_ips=body.allowed_ips,
-        granting_scopes=g.api_key.scopes, may_widen=False, **body.where_changes())
+        granting_scopes=g.api_key.scopes, may_widen=False, **body.where_changes(),
+        **limit_terms(body))
     return jsonify(ServiceAccountKey.of(key))
 
 

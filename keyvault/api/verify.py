@@ -38,6 +38,8 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     """POST /api/verify/ (see _verify), counted in keyvault_verify_total by outcome."""
     try:
         answer, outcome = _verify(credential, read_body, origin, app)
+    except service.AnswerOnAThread:  # not an outcome: the same request, answered on a thread
+        raise
     except Exception as error:  # a database failure (503), or a body too large (413)
         too_large = isinstance(error, RequestEntityTooLarge)
         metrics.record_verify("verify", "bad_request" if too_large else "error")
@@ -58,7 +60,7 @@ def _verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any]
         return unauthorized(NO_VERIFY_KEY, key_presented=False), "caller_refused"
     try:
         body = read_body()
-        subject, subject_ip = (body.key, body.scopes or []), body.client_ip
+        subject, subject_ip = (body.key, body.scopes or [], body.cost), body.client_ip
     except BODY_ERRORS as error:
         if isinstance(error, RequestEntityTooLarge):
             raise

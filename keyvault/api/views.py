@@ -30,6 +30,7 @@ from ..service.scopes import READ_KEYS, READ_USER, VERIFY, WRITE_KEYS
 from . import openapi, reference
 from . import verify as verification
 from .inputs import CreateKey, RollKey, UpdateKey, VerifyForm, VerifyRequest, parse
+from .limits import limit_terms
 from .schemas import ApiKey, ApiKeyPage, ApiKeyWithValue, SecurityEvent, SecurityEventPage, User
 
 bp = Blueprint("api", __name__)
@@ -190,7 +191,7 @@ def create_key():
         granting_scopes=g.api_key.scopes,
         granting_ends_at=g.api_key.ends_at,
         origin=_acting_origin(),
-        services=body.services, organizations=body.organizations,
+        services=body.services, organizations=body.organizations, **limit_terms(body),
     )
     response = jsonify(ApiKeyWithValue.of(key, value))
     response.status_code = 201
@@ -214,12 +215,12 @@ def key_detail(public_id: str):
 @requires(WRITE_KEYS)
 def update_key(public_id: str):
     body = parse(UpdateKey, body_fields())
-    key = service.update_key(
+    key = service.key_limits.update_key_and_limits(  # one transaction: all or nothing
         g.api_user, public_id,
         label=body.label, description=body.description, scopes=body.scopes,
         expires_at=body.expires_at, allowed_ips=body.allowed_ips,
         granting_scopes=g.api_key.scopes, may_widen=False,
-        origin=_acting_origin(), **body.where_changes(),
+        origin=_acting_origin(), **body.where_changes(), **limit_terms(body),
     )
     return jsonify(ApiKey.of(key))
 

@@ -12,7 +12,18 @@ from flask.cli import with_appcontext
 from .. import clock, service, tokens
 from ..api.schemas import ApiKey, ApiKeyWithValue
 from ..service import Origin
-from .common import DONE, JSON_HELP, REFUSED, echo_json, fail, owner_of, table, when
+from .common import (
+    DONE,
+    JSON_HELP,
+    REFUSED,
+    echo_json,
+    fail,
+    limit_options,
+    limit_terms,
+    owner_of,
+    table,
+    when,
+)
 
 json_option = click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 
@@ -40,9 +51,10 @@ def keys_group():
 @click.option("--json", "as_json", is_flag=True,
               help="Print the key as the API's create answer does: JSON with the value in "
               "\"value\", times in ISO 8601 UTC.")
+@limit_options
 @with_appcontext
 def keys_create(email, service_account_id, label, scopes, expires_in_days, description,
-                allowed_ips, as_json):
+                allowed_ips, as_json, rate, quota, refill):
     """Create a key for a person (EMAIL) or a service account (--service-account) and print its
     value, alone on stdout, this one time (--json: inside JSON)."""
     if (email is None) == (service_account_id is None):
@@ -53,13 +65,15 @@ def keys_create(email, service_account_id, label, scopes, expires_in_days, descr
         raise click.UsageError(
             "Choose what the key may do with --scope (repeat it for more), or --scope '*' for "
             f"full access. The scopes are: {', '.join(service.valid_scopes())}.")
+    limits = limit_terms(rate, quota, refill)
     try:
         owner = (service.find_user(email) if email is not None
                  else service.service_accounts.find_service_account(service_account_id))
         expires_at = clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
         key, value = service.create_key(owner, label=label, description=description,
                                         scopes=list(scopes), expires_at=expires_at,
-                                        allowed_ips=list(allowed_ips), origin=Origin.system())
+                                        allowed_ips=list(allowed_ips), origin=Origin.system(),
+                                        **limits)
     except service.ServiceError as error:
         fail(error)
     click.echo(f"Created key {key.public_id} ({key.mask}). It will not be shown again.", err=True)

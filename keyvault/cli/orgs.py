@@ -9,7 +9,8 @@ from flask.cli import with_appcontext
 from .. import service
 from ..org_models import ROLES
 from ..service import Origin
-from .common import account, fail, table, when
+from ..service.limit_terms import KEEP
+from .common import account, fail, limit_options, limit_terms, table, when
 
 organizations = service.organizations
 
@@ -111,3 +112,33 @@ def service_accounts_list(org_id):
         rows.append((item.public_id, item.name, str(service.live_key_count(item)),
                      when(item.created_at)))
     table(rows)
+
+
+@service_accounts_group.command("set-pool")
+@click.argument("org_id")
+@click.argument("sa_id")
+@limit_options
+@click.option("--no-rate-limit", is_flag=True, help="Remove the pool's rate.")
+@click.option("--no-quota", is_flag=True, help="Remove the pool's usage quota.")
+@with_appcontext
+def service_accounts_set_pool(org_id, sa_id, rate, quota, refill, no_rate_limit, no_quota):
+    """Set the rate and usage quota that all of a service account's keys share (each key's own
+    limits apply too: the stricter answers). What is not given stays as it is."""
+    if (no_rate_limit and rate is not None) or (no_quota and quota is not None):
+        raise click.UsageError("Give a limit or remove it, not both.")
+    given = limit_terms(rate, quota, refill)
+    terms = {name: None if removed else given[name] if given[name] is not None else KEEP
+             for name, removed in (("rate_limit", no_rate_limit), ("usage_limit", no_quota))}
+    if all(value is KEEP for value in terms.values()):
+        raise click.UsageError("Give --rate-limit, --quota, --no-rate-limit or --no-quota.")
+    try:
+        account = service.service_accounts.set_pool_for_operator(org_id, sa_id, Origin.system(),
+                                                                 **terms)
+    except service.ServiceError as error:
+        fail(error)
+    pool = account.pool
+    rate_text = (f"{pool.rate_limit} requests in {pool.rate_window} s" if pool is not None
+                 and pool.rate_limit is not None else "no rate")
+    quota_text = (f"{pool.remaining:,} uses left" if pool is not None
+                  and pool.remaining is not None else "no quota")
+    click.echo(f"{account.name}'s pool: {rate_text}, {quota_text}.")

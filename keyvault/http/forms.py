@@ -13,6 +13,7 @@ from wtforms import (
     DateField,
     EmailField,
     HiddenField,
+    IntegerField,
     PasswordField,
     RadioField,
     SelectField,
@@ -27,12 +28,14 @@ from wtforms.validators import (
     Email,
     EqualTo,
     Length,
+    NumberRange,
     Optional,
     StopValidation,
     ValidationError,
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..limit_models import QUOTA_MAX, RATE_MAX, WINDOW_MAX
 from ..service import InvalidInput
 from ..service.passkeys import clean_name
 from ..service.submissions import new_token
@@ -234,8 +237,32 @@ def address_list(text: str | None) -> list[str]:
     return (text or "").replace(",", " ").split()
 
 
-class CreateKeyForm(PersonWords, FlaskForm):
-    WORDS = {"expiry": "Choose how long the key should work.",
+REFILLS = [("", "Never"), ("daily", "Every day"),
+           ("monthly", "Every month")]
+LIMIT_WORDS = {
+    "rate_limit": f"Enter a whole number of requests from 1 to {RATE_MAX:,}, or leave it empty.",
+    "rate_window": f"Enter the window in seconds, from 1 to {WINDOW_MAX:,} (a day).",
+    "quota": f"Enter a whole number of uses from 0 to {QUOTA_MAX:,}, or leave it empty.",
+    "refill": "Choose when the uses refill.",
+    "refill_day": "Enter a day of the month from 1 to 28.",
+}
+
+
+class LimitFields:
+    """A key's rate and usage quota (issue 25), on the create and edit forms alike; empty means
+    no limit. settings.limits turns them into the service's terms."""
+
+    rate_limit = IntegerField("Requests allowed", validators=[Optional(), NumberRange(1, RATE_MAX)])
+    rate_window = IntegerField("in each window of (seconds)", default=60,
+                               validators=[Optional(), NumberRange(1, WINDOW_MAX)])
+    quota = IntegerField("Uses allowed", validators=[Optional(), NumberRange(0, QUOTA_MAX)])
+    refill = SelectField("Refilled", choices=choices(REFILLS), default="")
+    refill_day = IntegerField("on day of the month", default=1,
+                              validators=[Optional(), NumberRange(1, 28)])
+
+
+class CreateKeyForm(LimitFields, PersonWords, FlaskForm):
+    WORDS = {**LIMIT_WORDS,"expiry": "Choose how long the key should work.",
              "expires_on": "Enter the custom expiry date as a date, e.g. 2031-01-31.",
              "preset": ACCESS_REQUIRED,
              "scopes": "Choose scopes from the list."}
@@ -254,8 +281,8 @@ class CreateKeyForm(PersonWords, FlaskForm):
     submit = SubmitField("Create key")
 
 
-class EditKeyForm(PersonWords, FlaskForm):
-    WORDS = {"scopes": "Choose scopes from the list.",
+class EditKeyForm(LimitFields, PersonWords, FlaskForm):
+    WORDS = {**LIMIT_WORDS, "scopes": "Choose scopes from the list.",
              "expiry": "Choose how long the key should work.",
              "expires_on": "Enter the custom expiry date as a date, e.g. 2031-01-31."}
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from flask import Flask
 
 from .. import metrics, service
-from ..ratelimit import Outcome, limiter
+from ..ratelimit import Outcome, headers_of, limiter
 from ..service import Origin, Verdict
 from .context import note
 from .credentials import WrongScheme
@@ -23,8 +23,10 @@ from .problems import (
     Answer,
     forbidden_address,
     forbidden_scope,
+    over_key_limit,
     too_many_requests,
     unauthorized,
+    usage_exceeded,
 )
 
 INVALID_KEY_DETAIL = {
@@ -48,28 +50,41 @@ class Admission(NamedTuple):
     counted: Outcome | None = None
 
     def rate_limit_headers(self) -> tuple[tuple[str, str], ...]:
-        return self.counted.headers() if self.counted is not None else ()
+        """RateLimit-* for the caller's door and for the rate its owner set, when either."""
+        own = self.caller.standing if self.caller is not None else None
+        outcomes = [o for o in (self.counted, own.rate if own is not None else None)
+                    if o is not None]
+        return headers_of(outcomes) if outcomes else ()
 
 
-def refusal(verdict: Verdict, needed: list[str]) -> Answer | None:
-    """The one mapping from a caller's verdict to HTTP: None to go on, else its 401 or 403."""
+def refusal(verdict: Verdict, needed: list[str], counted: Outcome | None = None) -> Answer | None:
+    """The one mapping from a caller's verdict to HTTP: None to go on, else its 401, 403 or 429
+    (past a limit its owner set: service.settle)."""
     if verdict.code == "insufficient_scope":
         return forbidden_scope(" ".join(needed))
     if verdict.code == "ip_not_allowed":
         return forbidden_address(verdict.client_ip)
+    standing = verdict.standing
+    if verdict.code == "rate_limited" and standing is not None and standing.rate is not None:
+        rates = [o for o in (counted, standing.rate) if o is not None]
+        return over_key_limit(standing.rate, headers_of(rates))
+    if verdict.code == "usage_exceeded":
+        return usage_exceeded(standing.usage if standing is not None else 0)
     if not verdict.active:
         return unauthorized(INVALID_KEY_DETAIL[verdict.code], key_presented=True)
     return None
 
 
 def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origin, *,
-          subject: tuple[str, list[str]] | None = None, missing: str = NO_KEY,
-          door: str = "api", app: Flask | None = None, presented: str = "keyvault",
+          subject: tuple[str, list[str], int] | None = None, missing: str = NO_KEY,
+          door: str = "api", cost: int = 1, app: Flask | None = None, presented: str = "keyvault",
           subject_ip: str | None = None) -> Admission:
     """Judge the caller's key (and a subject key, in the same lookup), count it at its door
-    (ratelimit: 429 past the quota), and record what a judged key leaves behind: the caller's
-    always, the subject's only when the caller is let in. `presented`: to whom the keys are
-    presented (service.check_keys: KeyVault's own API, the caller's service, a gateway).
+    (ratelimit: 429 past the quota), then at the limits its owner set (service.settle: `cost`
+    from its quota), and record what a judged key leaves behind: the caller's always, the
+    subject's (its limits spent with its own cost) only when the caller is let in. `presented`:
+    to whom the keys are presented (service.check_keys: KeyVault's own API, the caller's
+    service, a gateway).
 
     The caller's key is judged at the request's client address (`origin.ip_address`, after
     KEYVAULT_TRUSTED_PROXIES); the subject's at `subject_ip`, what the calling service says."""
@@ -77,12 +92,13 @@ def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origi
         return Admission(None, refusal=unauthorized(missing, key_presented=False))
     if isinstance(credential, WrongScheme):  # no key presented: say which scheme to use
         return Admission(None, refusal=unauthorized(credential.detail, key_presented=False))
-    values, required, client_ips = [credential], [needed], [origin.ip_address]
+    values, required, costs, client_ips = [credential], [needed], [cost], [origin.ip_address]
     if subject is not None:
         values.append(subject[0])
         required.append(subject[1])
+        costs.append(subject[2])
         client_ips.append(subject_ip)
-    verdicts = service.check_keys(values, required, app=app, presented=presented,
+    verdicts = service.check_keys(values, required, costs=costs, app=app, presented=presented,
                                   client_ips=client_ips)
     caller = verdicts[0]
     if caller.public_id is not None:
@@ -94,8 +110,12 @@ def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origi
         if counted is not None and not counted.allowed:
             metrics.record_rate_limited(door)
             refused = too_many_requests(counted)
+        else:
+            refused = refusal(service.settle(caller, app=app), needed, counted)
     if refused is not None:
         service.record_use([caller], origin, app=app)
         return Admission(caller, refusal=refused, counted=counted)
+    if subject is not None:
+        service.settle(verdicts[1], app=app)
     service.record_use(verdicts, origin, app=app)
     return Admission(caller, verdicts[1] if subject is not None else None, counted=counted)

@@ -62,6 +62,24 @@ def too_many_requests(outcome) -> Answer:
     )
 
 
+def over_key_limit(outcome, headers: tuple[tuple[str, str], ...]) -> Answer:
+    """429 for a key past the rate its owner set on it (or on its service account's pool)."""
+    quota = outcome.quota
+    whose = "its service account's" if quota.door == "pool" else "its owner's"
+    return problem(
+        429, "Too Many Requests",
+        f"This key is past {whose} limit of {quota.amount} requests in {quota.window} seconds: "
+        f"try again in {outcome.reset} seconds.",
+        dict(headers), code="rate_limited", limit=quota.door, retry_after=outcome.reset)
+
+
+def usage_exceeded(remaining: int | None) -> Answer:
+    """403 for a key whose usage quota (or its pool's) cannot pay for this request."""
+    return problem(403, "Usage exceeded",
+                   "This key's usage quota is used up (or has less left than this request "
+                   "costs) until it refills.", code="usage_exceeded", remaining=remaining)
+
+
 def forbidden_scope(scope: str) -> Answer:
     return problem(
         403, "Insufficient scope", f"This key lacks the scope {scope!r} that this request needs.",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from .. import logs
 from ..api.stream import STREAM, StreamRequest
-from ..service.verify import write_elsewhere
+from ..service.verify import AnswerOnAThread, write_elsewhere
 from .body import buffer
 from .environ import environ_of
 from .stream import Broadcaster
@@ -113,7 +113,10 @@ class BufferedWSGI:
         if refused is not None:
             return refused
         if self.inline is not None and self.inline(environ):
-            return self._call_here(environ)
+            answer = self._call_here(environ)
+            if answer is not None:
+                return answer
+            environ["wsgi.input"].seek(0)  # a quota to spend: from the start, on a thread
         future = self._loop.create_future()
         self._jobs.put(lambda: self._loop.call_soon_threadsafe(_settle, future,
                                                                self._call_safely(environ)))
@@ -129,11 +132,18 @@ class BufferedWSGI:
             except Exception:
                 logging.getLogger("keyvault").exception("a write after a verdict failed")
 
-    def _call_here(self, environ: dict) -> tuple[int, list, bytes]:
-        """Answer on the event loop; writes that may wait for a lock go to the threads."""
+    def _call_here(self, environ: dict) -> tuple[int, list, bytes] | None:
+        """Answer on the event loop; writes that may wait for a lock go to the threads. None
+        when the request must spend a quota before it is answered (a write that may wait:
+        service.verify.AnswerOnAThread), with nothing counted yet: a thread answers it."""
         token = write_elsewhere.set(self._jobs.put)
         try:
-            return self._call_safely(environ)
+            return self._call(environ)
+        except AnswerOnAThread:
+            return None
+        except Exception:
+            logging.getLogger("keyvault").exception("the app failed outside Flask")
+            return _SERVER_ERROR
         finally:
             write_elsewhere.reset(token)
 

@@ -40,6 +40,7 @@ Views and the command line use the names below (`service.create_key`, …).
 from . import (
     confirmations,
     invitations,
+    key_limits,
     organizations,
     second_factor,
     service_accounts,
@@ -116,12 +117,13 @@ from .validation import (
     clean_label,
     normalise_email,
 )
-from .verify import Verdict, check_keys, record_use, verify_key
+from .verify import AnswerOnAThread, Verdict, check_keys, record_use, settle, verify_key
 
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
-    "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError", "TooManyFailures", "UserNotFound", "Verdict",
+    "AnswerOnAThread", "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError",
+    "TooManyFailures", "UserNotFound", "Verdict",
     "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
     "describe", "events_for_key",
     "performed_by", "set_admin", "set_password", "valid_scopes",
@@ -130,11 +132,13 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "mailbox_doubles", "normalise_email", "page_events",
     "page_keys",
-    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id", "roll_key",
+    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id",
+    "roll_key", "settle",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",
     "ConfirmLinkInvalid", "EmailNotConfirmed", "confirm_email", "confirmations", "register",
-    "invitations", "organizations", "service_accounts", "services", "webhook_delivery", "webhooks",
+    "invitations", "key_limits", "organizations", "service_accounts", "services",
+    "webhook_delivery", "webhooks",
     "ResetLinkInvalid", "count_reset_ask", "request_reset", "reset_password", "user_for_token",
 ]

@@ -7,19 +7,33 @@ name. Adding a restriction is one more frozen dataclass here and one line in `JU
 and the pipeline stay as they are, and verify's list of codes (`CODES`) follows.
 
 The order is the contract's precedence (DESIGN §5): what the key *is* first (revoked, its owner
-inactive, expired), then *where* it may work (which service), then *what* the caller asks of it
-(scopes), then what it *costs*. A judge that spends something (a quota) must come after every
-judge that can refuse for free, so a refused request never costs the key anything.
+inactive, expired), then *where* it may work, then *what* the caller asks of it (scopes), then
+what it *costs*. A judge that spends something (a quota) must come after every judge that can
+refuse for free, so a refused request never costs the key anything.
+
+Spending judges (the owner's rate and quota, issue 25) have a second step. `judge` stays free of
+side effects, as for every judge (`check_keys` walks it for keys whose request may yet be
+refused: a verify's subject before its caller is admitted); `spend` counts and takes, and is
+called only where the request is accepted (`service.verify.settle`, from the gate, after every
+other judge and the caller's own admission), once per request. The quota's decision and its
+spend are one conditional UPDATE there (keyvault.meter), so two racing uses cannot both take
+the last unit, and a refusal before that point never costs anything. `look` says where a key
+stands without counting, for an answer about a key refused before the spend.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from flask import Flask
+
 from ..addresses import allows, client_address
 from ..keystore import KeyRow
+from ..limit_models import WARN_BELOW, Limits
+from ..meter import meter
+from ..ratelimit import Outcome, Quota, limiter
 from .scopes import has_scope
 
 
@@ -48,6 +62,22 @@ class Case:
     # which one: None with at_service is a caller that is no service (a plain key:verify key).
     at_service: bool = False
     service: CallingService | None = None
+    cost: int = 1  # what this use takes from a quota (verify's `cost`, X-KeyVault-Cost)
+
+    @property
+    def limited(self) -> bool:
+        return self.row.limits is not None or self.row.pool is not None
+
+
+@dataclass
+class Standing:
+    """Where a key with limits stands after (or without) this use: verify's `ratelimit` and
+    `usage`, the RateLimit-* headers, and the notices a spend crossed (below 10%, used up)."""
+
+    rate: Outcome | None = None  # the stricter of the key's and the pool's
+    usage: int | None = None  # the smaller remaining of the key's and the pool's quota
+    refills_at: datetime | None = None
+    notices: list[tuple[Limits, str]] = field(default_factory=list)
 
 
 class Judge(Protocol):
@@ -148,6 +178,95 @@ class HasScopes:
         return None if all(has_scope(held, needed) for needed in case.required) else self.code
 
 
+def _rates(case: Case) -> list[tuple[Quota, str]]:
+    """The rates on this key: its own, then its service account's pool's."""
+    row = case.row
+    return [(Quota(name, held.rate_limit, held.rate_window), who)
+            for name, held, who in (("key", row.limits, row.id),
+                                    ("pool", row.pool, row.service_account_id))
+            if held is not None and held.rate_limit is not None]
+
+
+def _stricter(outcomes: list[Outcome]) -> Outcome | None:
+    refused = [o for o in outcomes if not o.allowed]
+    return (refused or sorted(outcomes, key=lambda o: o.remaining) or [None])[0]
+
+
+@dataclass(frozen=True)
+class WithinRate:
+    """The rate an owner set on the key and on its service account's pool (limit N requests a
+    window of S seconds, counted where the instance limits count: ratelimit). Counting is
+    spending, so `judge` passes every key; `spend` counts the key's, then the pool's."""
+
+    code: str = "rate_limited"
+
+    def judge(self, case: Case) -> str | None:
+        return None
+
+    def spend(self, case: Case, app: Flask, standing: Standing) -> str | None:
+        outcomes = []
+        for quota, who in _rates(case):
+            outcome = limiter(app).count(quota, who)
+            if outcome is not None:  # None: the store failed; let through (logged there)
+                outcomes.append(outcome)
+                if not outcome.allowed:
+                    break
+        standing.rate = _stricter(outcomes)
+        return self.code if standing.rate is not None and not standing.rate.allowed else None
+
+    def look(self, case: Case, app: Flask, standing: Standing) -> None:
+        outcomes = [limiter(app).count(quota, who, counting=False) for quota, who in _rates(case)]
+        standing.rate = _stricter([o for o in outcomes if o is not None])
+
+
+def _quotas(case: Case) -> list[Limits]:
+    return [held for held in (case.row.limits, case.row.pool)
+            if held is not None and held.has_quota]
+
+
+@dataclass(frozen=True)
+class WithinQuota:
+    """The usage quota of the key and of its pool: `cost` is taken from both, or from neither
+    (keyvault.meter). `judge` refuses for free what the row read already shows used up."""
+
+    code: str = "usage_exceeded"
+
+    def judge(self, case: Case) -> str | None:
+        left = [q.live_remaining(case.now) for q in _quotas(case)]
+        return self.code if any(n < case.cost for n in left) else None
+
+    def spend(self, case: Case, app: Flask, standing: Standing) -> str | None:
+        quotas = _quotas(case)
+        if not quotas:
+            return None
+        if case.cost == 0:  # asks without spending: no write
+            self.look(case, app, standing)
+            return None
+        left = meter(app).spend(quotas, case.cost, case.now)
+        if left is None:
+            self.look(case, app, standing)
+            standing.usage = 0 if standing.usage is None else standing.usage
+            return self.code
+        for quota, after in zip(quotas, left, strict=True):
+            total = quota.refill_amount or quota.quota or 0
+            if after == 0:
+                standing.notices.append((quota, "used_up"))
+            elif after < WARN_BELOW * total <= after + case.cost:
+                standing.notices.append((quota, "low"))
+        self._stand(quotas, left, case.now, standing)
+        return None
+
+    def look(self, case: Case, app: Flask, standing: Standing) -> None:
+        quotas = _quotas(case)
+        self._stand(quotas, [q.live_remaining(case.now) for q in quotas], case.now, standing)
+
+    @staticmethod
+    def _stand(quotas: list[Limits], left: list[int], now: datetime, standing: Standing) -> None:
+        if quotas:
+            index = min(range(len(left)), key=left.__getitem__)
+            standing.usage, standing.refills_at = left[index], quotas[index].refills_at(now)
+
+
 JUDGES: tuple[Judge, ...] = (
     NotRevoked(),
     OwnerActive(),
@@ -156,6 +275,8 @@ JUDGES: tuple[Judge, ...] = (
     AddressAllowed(),
     ScopesOfTheService(),
     HasScopes(),
+    WithinRate(),  # a rate-limited request takes nothing from a quota
+    WithinQuota(),
 )
 
 
@@ -166,3 +287,25 @@ def first_refusal(case: Case, judges: tuple[Judge, ...] = JUDGES) -> str | None:
         if refusal is not None:
             return refusal
     return None
+
+
+def spend(case: Case, app: Flask, standing: Standing,
+          judges: tuple[Judge, ...] = JUDGES) -> str | None:
+    """At the point the request is accepted: each spending judge's second step in order, up to
+    the first refusal; the ones after it only say where the key stands (nothing spent)."""
+    refusal = None
+    for judge in judges:
+        if refusal is not None:
+            if hasattr(judge, "look"):
+                judge.look(case, app, standing)
+        elif hasattr(judge, "spend"):
+            refusal = judge.spend(case, app, standing)
+    return refusal
+
+
+def look(case: Case, app: Flask, standing: Standing, judges: tuple[Judge, ...] = JUDGES) -> None:
+    """Where a key refused before the spend stands, without counting anything."""
+    for judge in judges:
+        step = getattr(judge, "look", None)
+        if step is not None:
+            step(case, app, standing)

@@ -38,6 +38,8 @@ from .key_owners import (
     policy_of,
     refuse_outside_policy,
 )
+from .limit_terms import RateTerms, UsageTerms, clean_rate, clean_usage
+from .limit_terms import apply as apply_limits
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .restrictions import KEEP, changed_restriction, clean_restriction
 from .scopes import clean_scopes, is_narrowing
@@ -142,6 +144,8 @@ def create_key(
     allowed_ips: Any = None,
     services: Any = None,
     organizations: Any = None,
+    rate_limit: RateTerms | None = None,
+    usage_limit: UsageTerms | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its plaintext value, which is returned here and nowhere else, ever.
 
@@ -159,6 +163,7 @@ def create_key(
     description = clean_description(description)
     scopes = clean_scopes(scopes, granting_scopes)
     allowed_ips = clean_allowed_ips(allowed_ips)
+    rate_limit, usage_limit = clean_rate(rate_limit), clean_usage(usage_limit)
     policy = policy_of(owner)
     refuse_outside_policy(policy, scopes)
     restricted_to = clean_restriction(owner, services, organizations)
@@ -178,21 +183,13 @@ def create_key(
             if person else f"This {kind_in_words(owner)} already has {limit} active keys, the most "
             "allowed. Revoke one to create another.")
     value, digest = _new_value()
-    key = ApiKey(
-        public_id=tokens.new_public_id(),
-        **owner_columns(owner),
-        restricted_to=restricted_to,
-        label=label,
-        description=description,
-        mask=tokens.mask(value),
-        digest=digest,
-        scopes=scopes,
-        created_at=now,
-        expires_at=expires_at,
-        allowed_ips=allowed_ips,
-    )
+    key = ApiKey(public_id=tokens.new_public_id(), **owner_columns(owner), label=label,
+                 description=description, mask=tokens.mask(value), digest=digest, scopes=scopes,
+                 created_at=now, expires_at=expires_at, allowed_ips=allowed_ips,
+                 restricted_to=restricted_to)
     db.session.add(key)
     db.session.flush()
+    apply_limits(None, {"api_key_id": key.id}, rate_limit, usage_limit, now)
     record("key.created", log_user(owner, acting_user_id), origin, key, label=label, scopes=scopes,
            expires_at=expires_at.isoformat() if expires_at else None,
            **({"allowed_ips": allowed_ips} if allowed_ips else {}))

@@ -6,7 +6,8 @@ password changed or reset, and the other account events listed in ACCOUNT_NOTICE
 factor and passkeys changing). The others, a key expiring soon and a dead key still being
 presented, go unless the person turned them off (users.notify_expiring, notify_presented).
 Each mail is queued in the transaction of its event (service.mail), so it exists iff the event
-does; a key_notices row in the same transaction makes a reminder go once.
+does; a key_notices row in the same transaction makes a reminder go once. A usage quota's two
+marks (below 10%, used up: issue 25) are claimed on its key_limits row instead, once a period.
 
 A service account's key has no person of its own: what would mail a person about their key goes
 to its organisation's active owners and admins (`stewards`), each by their own preferences.
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
 from ..extensions import db
+from ..limit_models import KeyLimits
 from ..models import ApiKey, KeyNotice, SecurityEvent, User
 from ..org_models import Membership, Organization, ServiceAccount
 from . import mail
@@ -31,6 +33,9 @@ ACCOUNT_NOTICES = {"password.changed", "password.reset",
                    "2fa.enabled", "2fa.disabled", "2fa.reset_by_admin", "2fa.recovery_regenerated",
                    "passkey.added", "passkey.removed"}
 KEY_NOTICES = {"key.created": "key_created", "key.leaked": "key_leaked"}
+# A quota's two thresholds (service.judges.WithinQuota), each mailed once per refill period: the
+# column of key_limits that says for which period it went.
+QUOTA_THRESHOLDS = {"low": KeyLimits.warned_period, "used_up": KeyLimits.used_up_period}
 # (kind, how long before the expiry), nearest first.
 EXPIRY_THRESHOLDS = (("expires_1d", timedelta(days=1)), ("expires_7d", timedelta(days=7)))
 
@@ -183,6 +188,56 @@ def warn_unused(key: ApiKey, organization: Organization, revoke_at: datetime,
         db.session.rollback()
         return False
     return True
+
+
+def quota_reached(limits_id: int, kind: str, period: str, now: datetime) -> bool:
+    """Mail that a quota fell below 10% (`low`) or is used up, once per quota, threshold and
+    refill period: a conditional UPDATE claims the threshold for `period`, so of any number of
+    racing uses in any worker or instance exactly one queues the mail, in the same transaction.
+    Commits; False when it already went."""
+    column = QUOTA_THRESHOLDS[kind]
+    claimed = db.session.execute(
+        update(KeyLimits).where(KeyLimits.id == limits_id,
+                                or_(column.is_(None), column != period))
+        .values({column.key: period}).execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        return False
+    row = db.session.get(KeyLimits, limits_id)
+    terms = row.terms()
+    context = {"used_up": kind == "used_up", "remaining": terms.live_remaining(now) or 0,
+               "total": row.refill_amount or row.quota or 0, "refills_at": terms.refills_at(now)}
+    for email, about in _quota_readers(row):
+        mail.queue(email, "key_quota", **context, **about)
+    db.session.commit()
+    return True
+
+
+def _quota_readers(row: KeyLimits) -> list[tuple[str, dict]]:
+    """Who hears about a quota, and how it is named: a person's key, its owner; a service
+    account's key or pool, the organisation's owners and admins."""
+    key = row.api_key
+    if key is not None and key.user is not None:
+        if not key.user.is_active:
+            return []
+        return [(key.user.email, {
+            "who": f"the key “{key.label}”",
+            "what": f"Your API key “{key.label}” ({key.mask})", "reason": "",
+            "url": mail.link("settings.key_page", public_id=key.public_id)})]
+    account = key.service_account if key is not None else row.service_account
+    organization = account.organization
+    if key is not None:
+        who, what = (f"the key “{key.label}”", f"The key “{key.label}” ({key.mask}) of the "
+                     f"service account “{account.name}” in “{organization.name}”")
+    else:
+        who, what = (f"the pool of “{account.name}”", "The pool shared by the keys of the "
+                     f"service account “{account.name}” in “{organization.name}”")
+    about = {"who": who, "what": what, "url": None, "reason": "You are told because you are "
+             f"an owner or admin of “{organization.name}”."}
+    emails = db.session.scalars(select(User.email).join(Membership).where(
+        Membership.organization_id == organization.id, Membership.role.in_(("owner", "admin")),
+        User.is_active.is_(True)).order_by(User.email)).all()
+    return [(email, about) for email in emails]
 
 
 def set_preferences(user: User, *, expiring: bool, presented: bool) -> None:

@@ -19,9 +19,11 @@ from .. import clock, tokens
 from ..extensions import db
 from ..models import ApiKey
 from ..org_models import Organization, ServiceAccount
-from .errors import ServiceAccountNotFound
+from .errors import NotAllowed, ServiceAccountNotFound
 from .events import Origin, page_events_of_key, record
-from .keys import create_key, get_key, page_keys, revoke_key, roll_key, update_key
+from .key_limits import update_key_and_limits
+from .keys import create_key, get_key, page_keys, revoke_key, roll_key
+from .limit_terms import KEEP, RateTerms, UsageTerms, apply, clean_rate, clean_usage
 from .organizations import Access, Actor, authorize, find_organization
 from .pagination import DEFAULT_LIMIT, Page, paginate
 from .scopes import is_narrowing
@@ -72,23 +74,53 @@ def create_service_account(actor: Actor, org_id: Any, origin: Origin, *, name: A
 
 
 def update_service_account(actor: Actor, org_id: Any, account_id: Any, origin: Origin, *,
-                           name: Any = None, description: Any = None) -> ServiceAccount:
-    """Rename it or change its description (None leaves a field as it is)."""
+                           name: Any = None, description: Any = None,
+                           rate_limit: RateTerms | None = KEEP,
+                           usage_limit: UsageTerms | None = KEEP) -> ServiceAccount:
+    """Rename it, change its description (None leaves a field as it is), or set the pool's
+    rate and quota that all its keys share (KEEP leaves one, None removes it): one
+    transaction. Only an owner or admin sets the pool, never one of the account's own keys."""
     access, account = get_service_account(actor, org_id, account_id, MANAGE)
+    if access.role == "service_account" and (rate_limit is not KEEP or usage_limit is not KEEP):
+        raise NotAllowed("A service account's key cannot set its account's pool: an owner or "
+                         "admin of the organisation does.")
+    return _update(access.organization, account, access.user_id, origin, name, description,
+                   rate_limit, usage_limit)
+
+
+def set_pool_for_operator(org_id: Any, account_id: Any, origin: Origin, *,
+                          rate_limit: RateTerms | None = KEEP,
+                          usage_limit: UsageTerms | None = KEEP) -> ServiceAccount:
+    """`keyvault service-accounts set-pool`: no role check; the operator is at the server."""
+    organization = find_organization(org_id)
+    return _update(organization, _in(organization, account_id), None, origin, None, None,
+                   rate_limit, usage_limit)
+
+
+def _update(organization: Organization, account: ServiceAccount, user_id: int | None,
+            origin: Origin, name: Any, description: Any, rate_limit, usage_limit
+            ) -> ServiceAccount:
     changes = {}
     if name is not None:
         changes["name"] = clean_name(name)
     if description is not None:
         changes["description"] = clean_description(description)
     changed = {k: v for k, v in changes.items() if getattr(account, k) != v}
-    if changed:
-        record("service_account.updated", access.user_id, origin,
-               organization_id=access.organization.id, service_account=account.public_id,
-               name=changed.get("name", account.name), fields=sorted(changed),
+    rate_limit, usage_limit = clean_rate(rate_limit), clean_usage(usage_limit)
+    pool = [field for field, terms in (("rate_limit", rate_limit), ("usage_limit", usage_limit))
+            if terms is not KEEP]
+    if pool:
+        apply(account.pool, {"service_account_id": account.id}, rate_limit, usage_limit,
+              clock.now())
+    if changed or pool:
+        record("service_account.updated", user_id, origin,
+               organization_id=organization.id, service_account=account.public_id,
+               name=changed.get("name", account.name), fields=sorted([*changed, *pool]),
                **({"name_from": account.name} if "name" in changed else {}))
         for field, value in changed.items():
             setattr(account, field, value)
         db.session.commit()
+        db.session.refresh(account)
     return account
 
 
@@ -135,8 +167,10 @@ def create_account_key(actor: Actor, org_id: Any, account_id: Any, origin: Origi
 
 def update_account_key(actor: Actor, org_id: Any, account_id: Any, key_id: Any, origin: Origin,
                        **fields: Any) -> ApiKey:
+    """keys.update_key's fields and the key's own rate_limit / usage_limit, in one transaction."""
     access, account = get_service_account(actor, org_id, account_id, MANAGE)
-    return update_key(account, key_id, origin=origin, acting_user_id=access.user_id, **fields)
+    return update_key_and_limits(account, key_id, origin=origin, acting_user_id=access.user_id,
+                                 **fields)
 
 
 def roll_account_key(actor: Actor, org_id: Any, account_id: Any, key_id: Any, origin: Origin,

@@ -36,7 +36,7 @@ PENDING_MAX = 10_000  # distinct (key, day, outcome) rows a process holds while 
 WAIT_MS = 100  # how long a flush waits for a lock another transaction holds
 LAST_FLUSH_SECONDS = 5.0  # how long the flush at shutdown keeps trying: there is no next one
 OUTCOMES = ("valid", "insufficient_scope", "expired", "revoked", "user_inactive",
-            "ip_not_allowed", "wrong_service")
+            "ip_not_allowed", "wrong_service", "rate_limited", "usage_exceeded")
 log = logging.getLogger("keyvault")
 _table = KeyUsageDay.__table__
 

@@ -3,7 +3,9 @@
 Two steps, so that nothing happens to a key before the request that presented it is accepted:
 `check_keys` parses, looks up (one round trip for every key of a request) and judges, with no
 side effect; `record_use` then stamps `last_used_at` and logs uses of expired and revoked keys, for the
-verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls both.
+verdicts the caller decides to act on. The HTTP side (keyvault.http.gate) calls both, and between
+them `settle`: the limits an owner set on a key (a rate, a quota: issue 25) are counted and spent
+there, only for a key whose request is otherwise accepted (service.judges says why).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from flask import Flask, current_app
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
-from . import usage
+from . import judges, notifications, usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
-from .judges import JUDGES, CallingService, Case, first_refusal
+from .judges import JUDGES, CallingService, Case, Standing, first_refusal
 from .keys import pepper
 from .restrictions import restricted_to_service
 from .scopes import effective
@@ -37,6 +39,13 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 # this runner (the server's threads) instead of being made there and then.
 write_elsewhere: ContextVar[Callable[[Callable[[], None]], None] | None] = ContextVar(
     "keyvault_write_elsewhere", default=None)
+
+
+class AnswerOnAThread(Exception):  # noqa: N818 - not an error: a request to move
+    """Raised by check_keys on the event loop (write_elsewhere set) for a request that would
+    spend a quota: the spend must be made before the answer, and a write may wait for a lock,
+    which the loop must never do. Nothing has been counted or written yet; the server hands the
+    request to one of its threads, which answers it from the start (keyvault.server.bridge)."""
 
 
 @dataclass
@@ -67,6 +76,8 @@ class Verdict:
     service_audience: str | None = None  # … and audience
     audience: str | None = None  # the service the key was presented to, when it is one
     shows_email: bool = True  # may that service hear the owner's e-mail?
+    case: Case | None = field(default=None, repr=False)  # what was judged (settle spends it)
+    standing: Standing | None = None  # a key with limits: where it stands (settle)
 
     @property
     def effective_scopes(self) -> list[str]:
@@ -93,8 +104,8 @@ class Verdict:
         return min(ends, default=None)
 
 
-def check_keys(values: list[str], required: list[list[str]], *, app: Flask | None = None,
-               presented: str = "keyvault",
+def check_keys(values: list[str], required: list[list[str]], *, costs: list[int] | None = None,
+               app: Flask | None = None, presented: str = "keyvault",
                client_ips: list[str | None] | None = None) -> list[Verdict]:
     """Judge the keys a request presents (verify: caller and subject) in one database round trip.
 
@@ -104,6 +115,7 @@ def check_keys(values: list[str], required: list[list[str]], *, app: Flask | Non
     Malformed keys (bad length, alphabet or checksum) are answered without touching the database.
     `app` is for callers outside an app context (the verify fast path), which need none here.
     `client_ips`: where each key is used from (a key restricted by address needs one).
+    `costs`: what each use would take from a quota (default 1), spent later by `settle`.
     """
     if app is None:
         app = current_app._get_current_object()
@@ -117,12 +129,16 @@ def check_keys(values: list[str], required: list[list[str]], *, app: Flask | Non
     client_ips = client_ips or [None] * len(values)
     caller = found.get(digests[0]) if presented == "caller" else None
     service = _calling_service(caller[0], known) if caller is not None else None
-    return [Verdict("malformed") if digest is None
-            else _judge(found.get(digest), digest, now, needed, known, client_ip,
-                        presented != "keyvault" and (index > 0 or presented == "gateway"),
-                        service)
-            for index, (digest, needed, client_ip)
-            in enumerate(zip(digests, required, client_ips, strict=True))]
+    verdicts = [Verdict("malformed") if digest is None
+                else _judge(found.get(digest), digest, now, needed, known, cost, client_ip,
+                            presented != "keyvault" and (index > 0 or presented == "gateway"),
+                            service)
+                for index, (digest, needed, cost, client_ip)
+                in enumerate(zip(digests, required, costs or [1] * len(values), client_ips,
+                                 strict=True))]
+    if write_elsewhere.get() is not None and any(_spends_a_quota(v) for v in verdicts):
+        raise AnswerOnAThread
+    return verdicts
 
 
 def _calling_service(row: KeyRow, known: tuple[str, ...]) -> CallingService | None:
@@ -139,6 +155,40 @@ def _service(public_id: str, organization_id: str, audience: str, scopes: tuple[
     """Made once per service and catalogue, not once per verify (the hot path)."""
     catalogue = tuple(dict.fromkeys((*known, *scopes)))
     return CallingService(public_id, organization_id, audience, frozenset(catalogue), catalogue)
+
+
+def _spends_a_quota(verdict: Verdict) -> bool:
+    case = verdict.case
+    return (verdict.active and case is not None and case.cost > 0
+            and any(held is not None and held.has_quota
+                    for held in (case.row.limits, case.row.pool)))
+
+
+def settle(verdict: Verdict, *, app: Flask | None = None) -> Verdict:
+    """Count and spend a key's limits (its rate, then its quota: service.judges' second step)
+    when its request is accepted, or say where a refused key stands; a key without limits
+    passes untouched. Call it once per request, and for a verify's subject only once its
+    caller is admitted. The verdict becomes `rate_limited` or `usage_exceeded` when refused."""
+    case = verdict.case
+    if case is None or not case.limited:
+        return verdict
+    if app is None:
+        app = current_app._get_current_object()
+    standing = verdict.standing = Standing()
+    if verdict.active:
+        verdict.code = judges.spend(case, app, standing) or verdict.code
+    else:
+        judges.look(case, app, standing)
+    for held, kind in standing.notices:  # a threshold crossed: once a period (notifications)
+        _logging_failures(app, partial(_tell, app, held.id, kind, held.current_period(case.now),
+                                       case.now), "(quota mail after a verdict)")
+    return verdict
+
+
+def _tell(app: Flask, limits_id: int, kind: str, period: str, now: datetime) -> None:
+    """Mail a quota's threshold in a session of its own (the request's has its own work)."""
+    with app.app_context():
+        notifications.quota_reached(limits_id, kind, period, now)
 
 
 def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
@@ -174,13 +224,14 @@ def record_use(verdicts: list[Verdict], origin: Origin | None = None, *,
                 runner(lambda note=note: _logging_failures(app, note))
 
 
-def _logging_failures(app: Flask, write: Callable[[], None]) -> None:
-    """A write made after its verdict was sent: a failure is logged as a request's would be
-    (a database one once per kind and interval, without SQL); nobody is waiting to hear it."""
+def _logging_failures(app: Flask, write: Callable[[], None],
+                      what: str = "(refused-use note after a verdict)") -> None:
+    """A write whose failure must not change the verdict: a failure is logged as a request's
+    would be (a database one once per kind and interval, without SQL); nobody hears of it."""
     try:
         write()
     except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
-        failures.report(app, error, "POST", "(refused-use note after a verdict)", "-")
+        failures.report(app, error, "POST", what, "-")
 
 
 def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
@@ -195,7 +246,7 @@ def _leaves_a_write(app: Flask, verdict: Verdict, now: datetime) -> bool:
 def verify_key(value: str, required_scopes: list[str] | None = None,
                origin: Origin | None = None) -> Verdict:
     """One key, judged and its use recorded (the command line, tests, simple callers)."""
-    verdict = check_keys([value], [required_scopes or []])[0]
+    verdict = settle(check_keys([value], [required_scopes or []])[0])
     record_use([verdict], origin)
     return verdict
 
@@ -211,16 +262,17 @@ def _by_digest(rows: list[KeyRow]) -> dict[str, tuple[KeyRow, bool]]:
 
 
 def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
-           required: list[str], known: tuple[str, ...], client_ip: str | None = None,
-           at_service: bool = False, service: CallingService | None = None) -> Verdict:
+           required: list[str], known: tuple[str, ...], cost: int = 1,
+           client_ip: str | None = None, at_service: bool = False,
+           service: CallingService | None = None) -> Verdict:
     if entry is None:
         return Verdict("not_found")
     row, via_previous = entry
     # The database matched the digest with `=`; confirm it in constant time as DESIGN §1 says.
     if not hmac.compare_digest(row.previous_digest if via_previous else row.digest, digest):
         return Verdict("not_found")
-    code = first_refusal(Case(row, via_previous, now, tuple(required), client_ip, at_service,
-                              service)) or "valid"
+    case = Case(row, via_previous, now, tuple(required), client_ip, at_service, service, cost)
+    code = first_refusal(case) or "valid"
     scopes, shows_email = list(row.scopes or []), True
     if service is not None:  # only what this service may hear of (service.restrictions)
         known = service.catalogue
@@ -240,4 +292,5 @@ def _judge(entry: tuple[KeyRow, bool] | None, digest: str, now: datetime,
         catalogue=known, client_ip=client_ip, restricted_to=row.restricted_to,
         service_id=row.service_public_id, service_audience=row.service_audience,
         audience=service.audience if service is not None else None, shows_email=shows_email,
+        case=case,
     )

@@ -21,6 +21,8 @@ OUTCOME_WORDS = {
     "user_inactive": "Owner deactivated",
     "ip_not_allowed": "Address not allowed",
     "wrong_service": "Wrong service",
+    "rate_limited": "Over its rate",
+    "usage_exceeded": "Quota used up",
 }
 
 

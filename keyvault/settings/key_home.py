@@ -75,7 +75,8 @@ class KeyHome:
 
     def update(self, public_id: str, **fields):
         if self.account is None:
-            return service.update_key(self.person, public_id, origin=origin(), **fields)
+            return service.key_limits.update_key_and_limits(self.person, public_id,
+                                                            origin=origin(), **fields)
         return accounts.update_account_key(*self._for_account(public_id), origin(), **fields)
 
     def roll(self, public_id: str, **fields):

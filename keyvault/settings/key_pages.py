@@ -35,6 +35,7 @@ from .chart import usage_chart
 from .chart import words as outcome_words
 from .expiry import expiry_choices, expiry_from
 from .key_home import KeyHome
+from .limits import fill, rate_words, terms_from, usage_words
 
 USAGE_DAYS = 30
 # Refusals that end a key form with the error page (403, 404, 409), not beside a field.
@@ -75,7 +76,7 @@ def _chosen_scopes(form: CreateKeyForm) -> list[str]:
 # Refusals from the service name API fields; on the page they belong to these form fields.
 FORM_FIELDS = {"expires_at": "expiry", "scopes": "scopes", "label": "label", "services": "services",
                "description": "description", "expires_on": "expires_on",
-               "allowed_ips": "allowed_ips"}
+               "allowed_ips": "allowed_ips", "rate_limit": "rate_limit", "usage_limit": "quota"}
 
 
 def show_refusal(form, error: service.ServiceError) -> None:
@@ -155,7 +156,7 @@ def create(home: KeyHome, show_list):
             key, value = home.create(label=form.label.data, description=form.description.data,
                                      scopes=chosen, expires_at=expires_at,
                                      allowed_ips=address_list(form.allowed_ips.data),
-                                     services=form.chosen_services())
+                                     services=form.chosen_services(), **terms_from(form))
         except submissions.AlreadySubmitted as refusal:
             return _already_done(refusal, "created", home.url("api_keys"))
         except service.KeyLimitReached:
@@ -196,6 +197,7 @@ def edit(home: KeyHome, public_id: str):
         form.allowed_ips.data = "\n".join(key.allowed_ips or [])
         named = (key.restricted_to or {}).get("services")
         form.where.data, form.services.data = ("only", named) if named else ("all", [])
+        fill(form, key.limits)
     if form.validate_on_submit():
         try:
             if not form.scopes.data:
@@ -204,18 +206,20 @@ def edit(home: KeyHome, public_id: str):
             expires_at = _edited_expiry(form, home)
             ranges = key_addresses.clean_allowed_ips(address_list(form.allowed_ips.data))
             chosen = form.chosen_services()
+            limits = terms_from(form, key.limits)
             where = {} if chosen == ((key.restricted_to or {}).get("services") or None) \
                 else {"services": chosen}
             widen = (not service.is_narrowing(key.scopes, form.scopes.data)
                      or service.extends_life(key, expires_at) or key_addresses.widens(key, ranges)
                      or (where and restrictions.widens_services(home.person, key.restricted_to,
-                                                                 chosen)))
+                                                                 chosen))
+                     or service.key_limits.would_raise(key, **limits))
             if widen and (response := reauthenticate()) is not None:
                 return response  # asks for the password, then posts back here
             home.update(public_id, label=form.label.data,
                         description=form.description.data or "", scopes=form.scopes.data,
                         expires_at=expires_at, allowed_ips=ranges or [], may_widen=True,
-                        **where)
+                        may_raise=True, **where, **limits)
         except service.ServiceError as error:
             db.session.rollback()
             if isinstance(error, NOT_THEIRS):
@@ -240,6 +244,7 @@ def key_page(home: KeyHome, key, new_value: str | None = None):
         events=[(event, service.describe(event), service.performed_by(event))
                 for event in home.events(key.public_id)],
         scope_descriptions={s: scopes.describe(s) for s in key.scopes},
+        rate_words=rate_words(key.limits), usage_words=usage_words(key.limits, now),
         exceeds_policy=accounts.exceeds_policy(key), action_form=ActionForm(),
         new_value=new_value, new_key=key if new_value else None,
         shown_before=None if new_value else _shown_before(home),

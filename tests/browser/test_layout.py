@@ -23,6 +23,7 @@ from axe_playwright_python.sync_playwright import Axe
 from keyvault import clock, service
 from keyvault.extensions import db
 from keyvault.service import confirmations, webhook_delivery
+from keyvault.service.limit_terms import RateTerms, UsageTerms
 from tests.conftest import PASSWORD
 
 WIDTHS = (360, 390, 1280)
@@ -154,6 +155,31 @@ def key_page(w: World) -> None:
     w.log_in()
     w.page.goto(f"/settings/api-keys/{w.keys['rolled'].public_id}")
     w.page.get_by_test_id("usage-table").wait_for(state="attached")
+
+
+def new_key_with_limits(w: World) -> None:
+    """The create form with its limits open and filled in."""
+    w.log_in()
+    w.page.get_by_test_id("limit-fields").locator("summary").click()
+    w.page.get_by_label("Uses allowed").fill("1000000")
+    w.page.get_by_label("Refilled").select_option("monthly")
+
+
+def key_page_with_limits(w: World) -> None:
+    """A key page with a rate and a quota, and the edit form that shows them."""
+    key, value = service.create_key(
+        w.person, label="Trial partner", scopes=["user:read"], origin=ORIGIN,
+        rate_limit=RateTerms(100, 60), usage_limit=UsageTerms(1000, 1000, "monthly", 1))
+    service.verify_key(value)
+    w.log_in()
+    w.page.goto(f"/settings/api-keys/{key.public_id}")
+    w.page.get_by_test_id("usage-limit").wait_for()
+
+
+def edit_key_with_limits(w: World) -> None:
+    key_page_with_limits(w)
+    w.page.get_by_role("link", name="Edit").click()
+    w.page.get_by_test_id("limit-fields").wait_for()
 
 
 def roll_step(w: World) -> None:
@@ -360,7 +386,8 @@ def service_page_new_verify_key(w: World) -> None:
 SCREENS: list[Callable[[World], None]] = [
     landing, signup, signup_with_errors, signup_check_mail, confirm_email, login, confirm_password,
     keys_empty, keys_listed,
-    new_key_shown_once, edit_key, key_page, roll_step, security_log, account,
+    new_key_shown_once, edit_key, key_page, roll_step,
+    new_key_with_limits, key_page_with_limits, edit_key_with_limits, security_log, account,
     account_with_passkeys, new_passkey, admin_keys, keys_filtered, bulk_revoke_confirmation,
     security_log_filtered, not_found, forbidden, two_factor_setup, recovery_codes, two_factor_login,
     api_docs, api_docs_signed_in, webhooks_listed, webhook_deliveries, organizations,
