@@ -21,6 +21,7 @@ from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
 from keyvault.api.org_operations import EXAMPLE_INVITATION_ID, EXAMPLE_ORG_ID, EXAMPLE_SA_ID
 from keyvault.api.reference import KEY_VARIABLE, URL_VARIABLE
 from keyvault.api.service_operations import EXAMPLE_SERVICE_ID
+from keyvault.api.webhook_operations import EXAMPLE_DELIVERY_ID, EXAMPLE_WEBHOOK_ID
 from keyvault.service.scopes import READ_KEYS
 
 OPERATION = re.compile(r'<section class="card op" id="([^"]+)" data-testid="operation">(.*?)</section>',
@@ -86,7 +87,9 @@ def test_every_operation_has_a_curl_command_and_an_example_answer(spec, page):
         assert (path.replace("{public_id}", EXAMPLE_KEY_ID).replace("{org_id}", EXAMPLE_ORG_ID)
                 .replace("{sa_id}", EXAMPLE_SA_ID).replace("{user_id}", "42")
                 .replace("{invitation_id}", EXAMPLE_INVITATION_ID)
-                .replace("{service_id}", EXAMPLE_SERVICE_ID)) in command
+                .replace("{service_id}", EXAMPLE_SERVICE_ID)
+                .replace("{webhook_id}", EXAMPLE_WEBHOOK_ID)
+                .replace("{delivery_id}", EXAMPLE_DELIVERY_ID)) in command
         assert (f"-X {method.upper()}" in command) is (method != "get")
         assert (f"${KEY_VARIABLE}" in command) is bool(operation["security"])
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
