@@ -21,6 +21,8 @@ from keyvault.api.examples import EXAMPLE_KEY_ID, example_value
 from keyvault.api.org_operations import EXAMPLE_INVITATION_ID, EXAMPLE_ORG_ID, EXAMPLE_SA_ID
 from keyvault.api.reference import KEY_VARIABLE, URL_VARIABLE
 from keyvault.api.service_operations import EXAMPLE_SERVICE_ID
+from keyvault.api.webhook_operations import EXAMPLE_DELIVERY_ID, EXAMPLE_WEBHOOK_ID
+from keyvault.service import key_changes
 from keyvault.service.scopes import READ_KEYS
 
 OPERATION = re.compile(r'<section class="card op" id="([^"]+)" data-testid="operation">(.*?)</section>',
@@ -86,7 +88,9 @@ def test_every_operation_has_a_curl_command_and_an_example_answer(spec, page):
         assert (path.replace("{public_id}", EXAMPLE_KEY_ID).replace("{org_id}", EXAMPLE_ORG_ID)
                 .replace("{sa_id}", EXAMPLE_SA_ID).replace("{user_id}", "42")
                 .replace("{invitation_id}", EXAMPLE_INVITATION_ID)
-                .replace("{service_id}", EXAMPLE_SERVICE_ID)) in command
+                .replace("{service_id}", EXAMPLE_SERVICE_ID)
+                .replace("{webhook_id}", EXAMPLE_WEBHOOK_ID)
+                .replace("{delivery_id}", EXAMPLE_DELIVERY_ID)) in command
         assert (f"-X {method.upper()}" in command) is (method != "get")
         assert (f"${KEY_VARIABLE}" in command) is bool(operation["security"])
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
@@ -126,11 +130,22 @@ def test_key_presentation_comes_first(page):
 CURL = shutil.which("curl")
 
 
+class Hook(NamedTuple):
+    """Ada's webhook (disabled by her) and its test delivery: what the webhooks' example ids
+    stand for, and what their answers are checked against."""
+
+    webhook: str
+    secret: str
+    delivery: str
+    message_id: str
+
+
 class World(NamedTuple):
     caller_id: str
     caller: str  # the value in $KEYVAULT_KEY: full access
     subject_id: str  # the key the examples' id stands for
     subject: str
+    hook: Hook | None = None  # for the webhooks' commands
 
 
 def check_verify(out: str, w: World) -> None:
@@ -303,6 +318,65 @@ def build_service(ada) -> tuple[str, str, str]:
     return org.public_id, made.public_id, key.public_id
 
 
+# The examples' receiver is https://ci.example.com, which no test can reach: the commands send
+# to this machine instead (the suite's server runs in development, which allows loopback; it
+# sends no webhooks, so nothing needs to listen).
+EXAMPLE_HOOK_URL = "https://ci.example.com/keyvault-events"
+HOOK_URL = "http://127.0.0.1:9/keyvault-events"
+
+
+def build_webhook(ada) -> Hook:
+    """Ada's webhook to this machine with one (test) delivery, then disabled by her."""
+    hooks = service.webhooks
+    made = hooks.create_webhook(ada, HOOK_URL, ["key.revoked"], "Ada's receiver")
+    delivery = hooks.send_test(ada, made.webhook.public_id)
+    hooks.update_webhook(ada, made.webhook.public_id, enabled=False)
+    return Hook(made.webhook.public_id, made.secret, delivery.public_id, delivery.message_id)
+
+
+def check_webhook_created(out: str, w: World) -> None:
+    hook = json.loads(out)
+    assert (hook["url"], hook["events"], hook["enabled"]) == (
+        HOOK_URL, ["key.revoked", "key.leaked", "key.expiring"], True), hook
+    assert hook["secret"].startswith("whsec_")
+
+
+def check_secret_rolled(out: str, w: World) -> None:
+    hook = json.loads(out)
+    assert hook["id"] == w.hook.webhook
+    assert hook["secret"].startswith("whsec_") and hook["secret"] != w.hook.secret
+
+
+def check_redelivered(out: str, w: World) -> None:
+    delivery = json.loads(out)
+    assert delivery["id"] != w.hook.delivery  # a new delivery, with the same webhook-id
+    assert (delivery["message_id"], delivery["event"], delivery["state"]) == (
+        w.hook.message_id, "webhook.test", "pending"), delivery
+
+
+WEBHOOK_RUNS: list[tuple[str, Callable]] = [
+    ("listWebhooks", _results(1)), ("createWebhook", check_webhook_created),
+    ("getWebhook", _json_is(url=HOOK_URL, description="Ada's receiver", enabled=False)),
+    ("updateWebhook", _json_is(enabled=True, disabled_reason=None)),
+    ("deleteWebhook", check_revoke), ("rollWebhookSecret", check_secret_rolled),
+    ("listWebhookDeliveries", _results(1)), ("redeliverWebhook", check_redelivered),
+    ("sendWebhookTest", _json_is(event="webhook.test", state="pending", attempts=0)),
+]
+RUNS += WEBHOOK_RUNS
+WEBHOOK_OPERATIONS = {op_id for op_id, _ in WEBHOOK_RUNS}
+
+
+def check_stream(out: str, w: World) -> None:
+    """The stream opened, sent the revocation it missed first, and ended at its timeout."""
+    assert out.startswith("retry: 1000\n: connected\n\n"), out
+    sent = [json.loads(line[len("data: "):]) for line in out.split("\n")
+            if line.startswith("data: ")]
+    assert [(e["key_id"], e["event"]) for e in sent] == [(w.subject_id, "revoked")], out
+
+
+RUNS.append(("verifyEvents", check_stream))
+
+
 def test_every_operation_is_run_below(spec):
     assert {op_id for op_id, _ in RUNS} == {o["operationId"] for _, _, o in operations(spec)}
 
@@ -333,6 +407,19 @@ def test_curl_command_works_as_printed(live_server, make_user, make_key, operati
         org, made, key = build_service(owner)
         command = (command.replace(EXAMPLE_ORG_ID, org).replace(EXAMPLE_SERVICE_ID, made)
                    .replace(EXAMPLE_KEY_ID, key))
+    if operation_id in WEBHOOK_OPERATIONS:
+        world = world._replace(hook=build_webhook(owner))
+        command = (command.replace(EXAMPLE_WEBHOOK_ID, world.hook.webhook)
+                   .replace(EXAMPLE_DELIVERY_ID, world.hook.delivery)
+                   .replace(EXAMPLE_HOOK_URL, HOOK_URL))
+    if operation_id == "verifyEvents":
+        # The example resumes after event 42 and ends after a minute: here it resumes just
+        # before the subject's revocation, and ends after a second.
+        before = key_changes.latest_id()
+        service.revoke_key(owner, subject_key.public_id, service.Origin("127.0.0.1", "pytest"))
+        assert "'Last-Event-ID: 42'" in command and "timeout=60" in command
+        command = command.replace("Last-Event-ID: 42", f"Last-Event-ID: {before}").replace(
+            "timeout=60", "timeout=1")
     command = command.replace(EXAMPLE_KEY_ID, world.subject_id).replace(
         example_value("kv"), world.subject)
     run = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30,

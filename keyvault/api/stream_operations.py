@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..service.key_changes import EVENTS
 from ..service.scopes import VERIFY
-from .operations import _operation, _ref
+from .operations import _media, _operation, _ref
 
 EXAMPLE_STREAM = ('retry: 1000\n: connected\n\n'
                   'id: 42\ndata: {"key_id":"Fb3qZ9xLmN2pRt5K","event":"revoked",'
@@ -25,7 +25,7 @@ def paths() -> dict:
         {"200": {"description": "The stream, open until you close it (or `timeout` passes).",
                  "headers": {"Cache-Control": _ref("headers", "NoStore")},
                  "content": {"text/event-stream": {"schema": {"type": "string"},
-                                                   "example": EXAMPLE_STREAM}}}},
+                                                   "examples": _media(EXAMPLE_STREAM)}}}},
         parameters=[
             {"name": "Last-Event-ID", "in": "header", "required": False,
              "description": "Resume after this event id (what you missed is sent first); "
