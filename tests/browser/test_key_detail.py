@@ -20,7 +20,7 @@ def test_the_create_form_will_not_send_without_an_access_choice(page, console, s
     posts: list[str] = []
     page.on("request", lambda request: posts.append(request.url)
             if request.method == "POST" else None)
-    radios = page.get_by_role("radio")
+    radios = page.locator("input[type=radio][name=preset]")  # the access question's four
     expect(radios).to_have_count(4)
     for index in range(4):
         expect(radios.nth(index)).not_to_be_checked()
