@@ -64,6 +64,12 @@ def _service_choices():
     return choices([(s.public_id, s.name) for s in service.services.all_services()])
 
 
+def scope_services() -> dict[str, str]:
+    """Each registered scope's service (public id): the forms show a restricted key the scopes
+    of its chosen services only (static/js/app.js)."""
+    return {scope: s.public_id for s in service.services.all_services() for scope in s.scopes}
+
+
 def _chosen_scopes(form: CreateKeyForm) -> list[str]:
     if form.preset.data in (presets := _preset_scopes()):
         return presets[form.preset.data]
@@ -129,7 +135,7 @@ def list_page(home: KeyHome, create_form=None, new_value=None, new_key=None, sta
         new_value=new_value, new_key=new_key, live_count=service.live_key_count(home.owner),
         max_keys=home.max_keys, max_days=home.max_days, soon=timedelta(days=7),
         scope_descriptions=scope_descriptions(home), preset_hints=PRESET_HINTS,
-        preset_scopes=_preset_scopes(),
+        preset_scopes=_preset_scopes(), scope_services=scope_services(),
         shown_before=None if new_value else _shown_before(home), **extra,
     ), status
 
@@ -230,7 +236,8 @@ def edit(home: KeyHome, public_id: str):
             return redirect(home.url("key_page", public_id=public_id))
     return render_template("settings/edit_key.html", home=home, form=form, key=key,
                            now=clock.now(), max_days=home.max_days,
-                           scope_descriptions=scope_descriptions(home)), (
+                           scope_descriptions=scope_descriptions(home),
+                           scope_services=scope_services()), (
         400 if form.errors or form.form_errors else 200)
 
 

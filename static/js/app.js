@@ -115,9 +115,29 @@
     if (warning) warning.hidden = !((preset && preset.value === "full") || (custom && fullTicked));
   }
 
+  function syncServiceScopes() {
+    // A key restricted to chosen services is offered the scopes of those services only (and
+    // the instance-wide ones): another service's scope would never reach it. A scope already
+    // ticked stays in view, so an edit never drops one unseen.
+    document.querySelectorAll("form").forEach(function (each) {
+      var only = each.querySelector('input[name="where"][value="only"]');
+      if (!only) return;
+      var chosen = {};
+      each.querySelectorAll('input[name="services"]:checked').forEach(function (box) {
+        chosen[box.value] = true;
+      });
+      each.querySelectorAll("li[data-service]").forEach(function (item) {
+        var ticked = item.querySelector("input:checked");
+        item.hidden = only.checked && !chosen[item.getAttribute("data-service")] && !ticked;
+      });
+    });
+  }
+
   document.addEventListener("change", syncCreateForm);
+  document.addEventListener("change", syncServiceScopes);
   document.addEventListener("DOMContentLoaded", function () {
     syncCreateForm();
+    syncServiceScopes();
     addCodeCopyButtons();
     var secret = document.getElementById("new-key-value");
     if (secret) secret.addEventListener("focus", function () { secret.select(); });

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
+from keyvault import service
 from keyvault.extensions import db
 from keyvault.models import ApiKey
 from tests.browser.conftest import csp_violations
@@ -93,3 +94,35 @@ def test_the_roll_step_loads_without_errors(page, console, signed_up):
     page.get_by_role("link", name="Back to “steady”").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("steady")
     assert errors_in(console) == []
+
+
+def test_a_key_for_chosen_services_is_offered_their_scopes_only(page, console, signed_up):
+    """With "Only these services", the custom scopes show the instance-wide ones and those of
+    the services ticked, not another service's; "All services" shows every scope again."""
+    person = service.find_user(signed_up)
+    origin = service.Origin("127.0.0.1", "test")
+    org = service.organizations.create_organization(person, "Payments", origin).organization
+    billing = service.services.create_service(
+        person, org.public_id, origin, name="Billing", audience="billing", description="",
+        scopes=[{"name": "invoice:read", "description": "Read invoices"}])
+    service.services.create_service(
+        person, org.public_id, origin, name="Search", audience="search", description="",
+        scopes=[{"name": "doc:read", "description": "Read documents"}])
+    db.session.commit()
+    page.reload()
+    page.get_by_role("radio", name="Choose scopes").check()
+    invoice, doc = (page.locator(f'input[name="scopes"][value="{name}"]')
+                    for name in ("invoice:read", "doc:read"))
+    instance_wide = page.locator('input[name="scopes"][value="user:read"]')
+    expect(invoice).to_be_visible()
+    expect(doc).to_be_visible()
+
+    page.get_by_role("radio", name="Only these services").check()
+    page.locator(f'input[name="services"][value="{billing.public_id}"]').check()
+    expect(invoice).to_be_visible()
+    expect(doc).to_be_hidden()
+    expect(instance_wide).to_be_visible()
+
+    page.get_by_role("radio", name="All services").check()
+    expect(doc).to_be_visible()
+    assert csp_violations(console) == []
