@@ -5,9 +5,9 @@ verify and a key's JSON answer with. The rules' numbers live with the table (lim
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 from .. import service
@@ -21,25 +21,36 @@ USAGE_STANDING = ("A key with a usage quota (its own or its pool's, the smaller)
                   "left after this check and when it refills. Absent for a key without one.")
 
 
+def _whole(value: Any) -> Any:
+    """JSON's 30.0 is the number 30 (JSON Schema's `integer` says so too); 30.5 is refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Whole = BeforeValidator(_whole)
+
+
 class RateLimit(BaseModel):
     """At most `limit` requests in each window of `window_seconds` (fixed windows, aligned to
     the clock). Counted exactly across every worker and instance; past it: `rate_limited`."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    limit: int = Field(ge=1, le=RATE_MAX)
-    window_seconds: int = Field(ge=1, le=WINDOW_MAX)
+    limit: Annotated[int, Whole] = Field(ge=1, le=RATE_MAX)
+    window_seconds: Annotated[int, Whole] = Field(ge=1, le=WINDOW_MAX)
 
 
 class Refill(BaseModel):
     """Sets `remaining` back to `amount` at midnight UTC: every day, or each month on
     `day_of_month` (1-28, so that every month has it)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # A daily refill has no day: the document says so, so no client is surprised by the 400.
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={
+        "if": {"properties": {"interval": {"const": "daily"}}, "required": ["interval"]},
+        "then": {"properties": {"day_of_month": {"type": "null"}}}})
 
-    amount: int = Field(ge=1, le=QUOTA_MAX)
+    amount: Annotated[int, Whole] = Field(ge=1, le=QUOTA_MAX)
     interval: Literal[INTERVALS]
-    day_of_month: int | None = Field(None, ge=1, le=28, description=(
+    day_of_month: Annotated[int | None, Whole] = Field(None, ge=1, le=28, description=(
         "Monthly refills only; 1 when omitted."))
 
     @model_validator(mode="after")
@@ -55,13 +66,13 @@ class UsageLimit(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    remaining: int = Field(ge=0, le=QUOTA_MAX)
+    remaining: Annotated[int, Whole] = Field(ge=0, le=QUOTA_MAX)
     refill: Refill | None = None
 
 
 Cost = Annotated[int, Field(ge=0, le=COST_MAX, description=(
     "What this check takes from the key's usage quota (and its pool's), all or nothing; 0 "
-    "checks without spending. Keys without a quota ignore it."))]
+    "checks without spending. Keys without a quota ignore it.")), Whole]
 
 
 class RateStanding(TypedDict):

@@ -54,8 +54,10 @@ def frame(change: key_changes.Change) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (change.id, data)
 
 
-def _number(text: str | None, name: str, maximum: int) -> int | None:
-    if text is None or text.strip() == "":
+def _number(text: str | None, name: str, maximum: int, *, empty_is_none: bool = False) -> int | None:
+    """A whole number from 0 to `maximum`; None when absent (or empty, where that means absent:
+    a first connection's empty Last-Event-ID), else 400."""
+    if text is None or (empty_is_none and text.strip() == ""):
         return None
     if not text.strip().isdigit() or int(text) > maximum:
         raise service.InvalidInput(f"{name} must be a whole number from 0 to {maximum}.", name)
@@ -71,7 +73,7 @@ def verify_events():
     if admission.refusal is not None:
         return respond(admission.refusal)
     after = _number(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"),
-                    "Last-Event-ID", 2**62)
+                    "Last-Event-ID", 2**62, empty_is_none=True)
     timeout = _number(request.args.get("timeout"), "timeout", MAX_TIMEOUT)
     config = current_app.config
     asked = StreamRequest(after, timeout, config["KEYVAULT_STREAM_HEARTBEAT_SECONDS"])

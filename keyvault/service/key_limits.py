@@ -59,6 +59,11 @@ def _stage(owner: Owner, public_id: str, origin: Origin, rate_limit, usage_limit
     if key.revoked_at is not None:
         raise KeyNotLive("A revoked key cannot be edited.")
     rate_limit, usage_limit = clean_rate(rate_limit), clean_usage(usage_limit)
+    held = key.limits
+    if rate_limit is None and (held is None or held.rate_limit is None):
+        rate_limit = KEEP  # removing a rate the key does not have changes nothing
+    if usage_limit is None and (held is None or held.remaining is None):
+        usage_limit = KEEP
     if rate_limit is KEEP and usage_limit is KEEP:
         return key
     if not may_raise and raises(key.limits, rate_limit, usage_limit):

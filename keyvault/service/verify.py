@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from flask import Flask, current_app
+from sqlalchemy.exc import IntegrityError
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
@@ -230,6 +231,8 @@ def _logging_failures(app: Flask, write: Callable[[], None],
     would be (a database one once per kind and interval, without SQL); nobody hears of it."""
     try:
         write()
+    except IntegrityError:  # the key or its owner was deleted after the verdict: nothing to note
+        failures.log.info("%s: the key is gone since its verdict; nothing written", what)
     except Exception as error:  # noqa: BLE001 - the verdict stands; the log says what failed
         failures.report(app, error, "POST", what, "-")
 
