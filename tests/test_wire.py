@@ -200,6 +200,29 @@ def test_a_header_the_app_cannot_read_is_400_with_one_log_line(live_server, meth
     assert "Traceback" not in logged
 
 
+@pytest.mark.parametrize("route, header", [
+    (b"/api/forward_auth/", b"X-Real-IP"),
+    (b"/api/forward_auth/", b"X-KeyVault-Service"),
+    (b"/api/forward_auth/", b"X-KeyVault-Service-Key"),
+    (b"/api/forward_auth/", b"X-KeyVault-Cost"),
+    (b"/api/verify/events?timeout=0", b"Last-Event-ID"),
+])
+def test_the_new_deciding_headers_fail_closed_on_bytes_the_app_cannot_read(
+        live_server, read_only, route, header):
+    """The address a key is judged at, the service a gateway names (and its key), a check's
+    cost and a stream's resume point decide verdicts: UTF-8 in them is refused with 400 by
+    `keyvault serve`, never read as something else, and a plain value still passes."""
+    plain = {b"X-Real-IP": b"127.0.0.1", b"X-KeyVault-Service": None,
+             b"X-KeyVault-Service-Key": None, b"X-KeyVault-Cost": b"1", b"Last-Event-ID": b"0"}
+    if plain[header] is not None:
+        read = send(live_server, "GET", route, [bearer(read_only), (header, plain[header])])
+        assert read.status in (200, 403), read  # read: a verdict, not a refusal of the header
+    answer = send(live_server, "GET", route, [bearer(read_only), (header, b"caf\xc3\xa9")])
+    assert answer.status == 400, answer
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert f"The {header.decode().title()} header".encode() in answer.body, answer.body
+
+
 def test_utf8_in_an_ordinary_header_is_read(live_server):
     """A UTF-8 User-Agent (some apps name their town) is not refused; only bytes no text can
     be made of are."""

@@ -42,6 +42,10 @@ DECISIVE = frozenset({
     "HTTP_AUTHORIZATION", "HTTP_X_KEYVAULT_REQUIRED_SCOPES", "HTTP_X_REQUEST_ID",
     "HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX",
+    # The address a key is judged at (allowed_ips), the service a gateway names and its key,
+    # what a check costs, where a stream resumes: each decides a verdict, so each fails closed.
+    "HTTP_X_REAL_IP", "HTTP_X_KEYVAULT_SERVICE", "HTTP_X_KEYVAULT_SERVICE_KEY",
+    "HTTP_X_KEYVAULT_COST", "HTTP_LAST_EVENT_ID",
 })
 _FIELD_TEXT = re.compile(r"[\t\x20-\x7e]*")  # RFC 9110 field-value without obs-text
 log = logging.getLogger("keyvault")
