@@ -32,7 +32,7 @@ from ..service.validation import (
     NAME_PATTERN,
     clean_grace_period,
 )
-from .limits import Cost, RateLimit, UsageLimit
+from .limits import Cost, RateLimit, UsageLimit, Whole
 
 CREDENTIAL_DESCRIPTION = (
     "Alternative place for the caller's key (a string). Read only when there is no "
@@ -171,12 +171,7 @@ Name = Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN}, descrip
 Role = Annotated[Literal[ROLES], Field(description=(
     "`owner` manages everything; `admin` manages service accounts, their keys, invitations "
     "and members other than owners; `member` sees the organisation, never key values."))]
-def _whole(value: Any) -> Any:
-    """JSON's 30.0 is the number 30 (JSON Schema's `integer` says so too); 30.5 is refused."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-Days = Annotated[Annotated[int, Field(ge=1, le=36500)] | None, BeforeValidator(_whole)]
+Days = Annotated[Annotated[int, Field(ge=1, le=36500)] | None, Whole]
 
 
 class CreateOrganization(_Request):
