@@ -188,6 +188,11 @@ def make_key(app):
     return factory
 
 
+def bad_checksum(value: str) -> str:
+    """The same key with its last checksum character changed (never to itself)."""
+    return value[:-1] + ("A" if value[-1] != "A" else "B")
+
+
 def csrf_from(html: str) -> str:
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
         r'name="csrf_token" value="([^"]+)"', html)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from keyvault import clock, keystore, service, tokens
 from keyvault.extensions import db
 from keyvault.models import ApiKey
+from tests.conftest import bad_checksum
 
 ACTIVE_FIELDS = {"active", "code", "key_id", "label", "scopes", "expires_at", "created_at", "user",
                  "owner", "rolled", "old_value_expires_at",
@@ -60,18 +61,13 @@ class _RecordingCursor:
 def hot_path_round_trips():
     """Every statement the verify hot path (keyvault.keystore) sends while the block runs."""
     store = keystore.keystore()
-    connection, cursor = real = store._cursor()
+    connection, cursor = real = store.held()
     trips: list[str] = []
     store._local.held = (connection, _RecordingCursor(cursor, trips))
     try:
         yield trips
     finally:
         store._local.held = real
-
-
-def bad_checksum(value: str) -> str:
-    """The same key with its last checksum character changed."""
-    return value[:-1] + ("A" if value[-1] != "A" else "B")
 
 
 def situation(code: str, user, make_key, admin, monkeypatch) -> tuple[str, list[str]]:
@@ -360,7 +356,7 @@ def test_hot_path_reconnects_after_the_database_drops_its_connections(
             ).scalar()
         assert killed >= 1
     else:
-        store._cursor()[0].dbapi_connection.close()  # the connection dies behind our back
+        store.held()[0].dbapi_connection.close()  # the connection dies behind our back
     answer = client.post("/api/verify/", json={"key": value}, headers=service_key).json
     assert answer["active"] is True
 

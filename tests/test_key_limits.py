@@ -3,9 +3,12 @@ verify, forward_auth and KeyVault's own API, spent only when the request goes ah
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from keyvault.extensions import db
 from keyvault.limit_models import KeyLimits
@@ -168,3 +171,28 @@ def test_a_quota_refills_once_per_period_across_the_boundary(client, verifier, l
     assert [(a["code"], a["usage"]["remaining"]) for a in answers] == [
         ("valid", 2), ("valid", 1), ("valid", 0), ("usage_exceeded", 0)]
     assert answers[0]["usage"]["refills_at"] == "2031-02-01T00:00:00Z"
+
+
+def test_a_quota_is_spent_on_the_threads_own_hot_path_connection(app, verifier, limited):
+    """Spending opens no connection of its own: a thread verifying keys with quotas holds one
+    database connection, so an instance needs what the README plans (workers × 2 × threads on
+    PostgreSQL), not half as many again (which ran two instances out of PostgreSQL's 100)."""
+    values = [limited(usage=UsageTerms(100)) for _ in range(3)]
+    check(app.test_client(), verifier, limited())  # the keystore's first connection: not counted
+    opened = []
+
+    def count(dbapi_connection, record):
+        opened.append(dbapi_connection)
+
+    def use_all(_):
+        client = app.test_client()
+        return [check(client, verifier, value)["code"] for value in values for _ in range(2)]
+
+    event.listen(Engine, "connect", count)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            codes = [code for codes in pool.map(use_all, range(3)) for code in codes]
+    finally:
+        event.remove(Engine, "connect", count)
+    assert codes == ["valid"] * 18 and remaining_in_db() == [94, 94, 94]
+    assert len(opened) <= 3  # one per new thread (keystore), none for the meter

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from keyvault import service, tokens
 from keyvault.extensions import db
 from keyvault.models import ApiKey, SecurityEvent
-from tests.conftest import FreshContextClient, start_server, stop_server, verify
+from tests.conftest import FreshContextClient, bad_checksum, start_server, stop_server, verify
 
 URL = "/api/secret_scanning/"
 FOUND_AT = "https://github.com/octo/app/blob/5f2a1c0/deploy/.env"
@@ -177,7 +177,7 @@ def test_a_report_mixing_ours_theirs_and_malformed_gets_the_right_labels(
     rolled, old_value = make_key(user, label="rolled")
     service.roll_key(user, rolled.public_id, origin=service.Origin(), grace_period_seconds=3600)
     unknown = tokens.generate("kv")  # well-formed, checksum and all, but never issued
-    broken = live_value[:-1] + ("A" if live_value[-1] != "A" else "B")  # checksum fails
+    broken = bad_checksum(live_value)  # checksum fails
     theirs = "ghp_" + "x" * 36
     sent = [live_value, gone_value, old_value, ending_value, unknown, broken, theirs, live_value]
     before = event_count()

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from keyvault import service, tokens
 from keyvault.extensions import db
 from keyvault.models import ApiKey
-from tests.conftest import TEST_PEPPER, shown_key
+from tests.conftest import TEST_PEPPER, bad_checksum, shown_key
 
 
 def database_contents(database_url: str) -> bytes:
@@ -93,7 +93,7 @@ def test_error_answers_do_not_echo_a_presented_key(client, user, make_key, case)
     """A wrong or revoked key sent to the API is never repeated back in the answer."""
     key, value = make_key(user)
     if case == "mistyped":
-        value = value[:-1] + ("A" if value[-1] != "A" else "B")
+        value = bad_checksum(value)
     else:
         service.revoke_key(user, key.public_id, service.Origin())
     response = client.get(f"/api/users/@me/?personal_api_key={value}")
