@@ -88,7 +88,7 @@ assert len(COLUMNS) == len(KeyRow._fields) - 2
 # The limits of the key (kl) and of its service account's pool (pl), after COLUMNS: a key
 # without limits finds no row through the outer joins and gets None (issue 25).
 LIMIT_COLUMNS = (_l.id, _l.rate_limit, _l.rate_window, _l.remaining, _l.quota, _l.refill_amount,
-                 _l.refill_interval, _l.refill_day, _l.period)
+                 _l.refill_interval, _l.refill_day, _l.period, _l.warned_period)
 assert len(LIMIT_COLUMNS) == len(Limits._fields)
 _FIRST_LIMIT = len(COLUMNS)
 _FIRST_POOL = _FIRST_LIMIT + len(LIMIT_COLUMNS)

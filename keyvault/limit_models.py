@@ -55,7 +55,8 @@ class KeyLimits(db.Model):
 
     def terms(self) -> Limits:
         return Limits(self.id, self.rate_limit, self.rate_window, self.remaining, self.quota,
-                      self.refill_amount, self.refill_interval, self.refill_day, self.period)
+                      self.refill_amount, self.refill_interval, self.refill_day, self.period,
+                      self.warned_period)
 
 
 class Limits(NamedTuple):
@@ -70,6 +71,11 @@ class Limits(NamedTuple):
     refill_interval: str | None
     refill_day: int | None
     period: str
+    warned_period: str | None = None  # the period "below 10%" was mailed for, if any
+
+    def warned(self, now: datetime) -> bool:
+        """Has the owner heard "below 10%" for the period `now` falls in?"""
+        return self.warned_period == self.current_period(now)
 
     @property
     def has_quota(self) -> bool:

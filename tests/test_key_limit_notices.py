@@ -48,6 +48,23 @@ def test_each_threshold_mails_the_owner_once_a_period(app, make_user, make_key, 
     assert len(quota_mails(app, smtp_server)) == 2
 
 
+def test_a_quota_already_below_10_percent_warns_at_its_first_use_then_not_again(
+        app, make_user, make_key, smtp_server, frozen):
+    """Set low from the start (5 left of a daily refill of 100): nothing is crossed, yet the
+    owner hears once, at the first use, and again in the next period only if it falls so low."""
+    owner = make_user("owner@example.com")
+    _, value = make_key(owner, label="trial", usage_limit=UsageTerms(5, 100, "daily"))
+    send_mail(app)
+    assert uses(app, value, 2) == ["valid", "valid"]
+    assert quota_mails(app, smtp_server) == [
+        ("owner@example.com", f"KeyVault: the key “trial” {LOW}")]
+    assert uses(app, value, 2) == ["valid", "valid"]
+    assert quota_mails(app, smtp_server) == []
+    frozen.at += timedelta(days=1)  # refilled to 100: far from 10%, so no mail this period
+    assert uses(app, value, 5) == ["valid"] * 5
+    assert quota_mails(app, smtp_server) == []
+
+
 def test_racing_uses_mail_each_threshold_exactly_once(app, make_user, make_key, smtp_server):
     owner = make_user("owner@example.com")
     _, value = make_key(owner, usage_limit=UsageTerms(20))

@@ -251,7 +251,9 @@ class WithinQuota:
             total = quota.refill_amount or quota.quota or 0
             if after == 0:
                 standing.notices.append((quota, "used_up"))
-            elif after < WARN_BELOW * total <= after + case.cost:
+            elif after < WARN_BELOW * total and not quota.warned(case.now):
+                # crossing 10% now, or already below it when first used this period (a quota
+                # set low, a small refill): told once a period either way (notifications)
                 standing.notices.append((quota, "low"))
         self._stand(quotas, left, case.now, standing)
         return None
