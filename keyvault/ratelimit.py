@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from flask import Flask, current_app
 from limits import parse
-from limits.storage import storage_from_string
+from limits.storage import RedisClusterStorage, RedisStorage, storage_from_string
 
 from .logs import FailureLog
 
@@ -52,6 +52,23 @@ DOORS = {
 DEFAULTS = {"api": "1200/minute", "verify": "60000/minute", "signup": "10/hour",
             "reset": "5/hour", "reset_total": "10/hour"}
 STORAGE_ERROR_LOG_EVERY = 60.0
+# Several counts in one round trip to Redis (RateLimiter.count_all): each as the `limits`
+# storage's own incr does it (INCRBY, EXPIRE when new), stopping after the first one past its
+# limit, so nothing after a refusal is counted. KEYS: the counts' names; ARGV: limit, window, ...
+_COUNT_ALL = """
+local counts = {}
+for i, name in ipairs(KEYS) do
+    local count = redis.call("incrby", name, 1)
+    if count == 1 then
+        redis.call("expire", name, ARGV[2 * i])
+    end
+    counts[i] = count
+    if count > tonumber(ARGV[2 * i - 1]) then
+        break
+    end
+end
+return counts
+"""
 
 
 class Quota(NamedTuple):
@@ -266,6 +283,10 @@ class RateLimiter:
         self.storage = _storage(storage_url)
         self.quotas = quotas
         self._failures = FailureLog(log, "rate limits", STORAGE_ERROR_LOG_EVERY)
+        # A cluster spreads the names over nodes, which one script cannot reach: one by one.
+        self._count_all = (self.storage.get_connection().register_script(_COUNT_ALL)
+                           if isinstance(self.storage, RedisStorage)
+                           and not isinstance(self.storage, RedisClusterStorage) else None)
 
     def hit(self, door: str, who: str) -> Outcome | None:
         """Count one request by `who` at `door`; None when the door has no limit (or the
@@ -278,20 +299,51 @@ class RateLimiter:
         key or a pool: issue 25); with `counting` false, only say where it stands. None when
         the storage cannot be reached: the request goes ahead, and that is logged."""
         now = time.time()
-        window = int(now // quota.window)
-        name = f"kv/{quota.door}/{window}/{who}"
+        name = _name(quota, who, now)
         try:
             count = (self.storage.incr(name, quota.window) if counting
                      else int(self.storage.get(name) or 0))
         except Exception as error:  # noqa: BLE001 - any storage failure: let the request in
             self._storage_failed(error)
             return None
-        reset = max(1, math.ceil((window + 1) * quota.window - now))
-        return Outcome(quota, count <= quota.amount, max(quota.amount - count, 0), reset)
+        return _outcome(quota, count, now)
+
+    def count_all(self, counts: list[tuple[Quota, str]]) -> list[Outcome | None]:
+        """Count one request against each (quota, who) in order, up to and including the first
+        that refuses (nothing after it is counted): their outcomes. With Redis one round trip
+        for all (a script), so a door's count and the rates its owner set on the key cost what
+        the door's alone does; elsewhere one count after another. None for each when the
+        storage cannot be reached (let through, logged)."""
+        if self._count_all is None or len(counts) < 2:
+            outcomes: list[Outcome | None] = []
+            for quota, who in counts:
+                outcomes.append(self.count(quota, who))
+                if outcomes[-1] is not None and not outcomes[-1].allowed:
+                    break
+            return outcomes
+        now = time.time()
+        names = [self.storage.prefixed_key(_name(quota, who, now)) for quota, who in counts]
+        limits = [number for quota, _ in counts for number in (quota.amount, quota.window)]
+        try:
+            got = self._count_all(keys=names, args=limits)
+        except Exception as error:  # noqa: BLE001 - any storage failure: let the request in
+            self._storage_failed(error)
+            return [None] * len(counts)
+        return [_outcome(quota, int(count), now) for (quota, _), count in zip(counts, got, strict=False)]
 
     def _storage_failed(self, error: Exception) -> None:
         self._failures.failed("storage", "storage unreachable (%s); requests are not being "
                               "limited", type(error).__name__)
+
+
+def _name(quota: Quota, who, now: float) -> str:
+    """The count's name: the door (or key, pool), the fixed window `now` is in, and who."""
+    return f"kv/{quota.door}/{int(now // quota.window)}/{who}"
+
+
+def _outcome(quota: Quota, count: int, now: float) -> Outcome:
+    reset = max(1, math.ceil((int(now // quota.window) + 1) * quota.window - now))
+    return Outcome(quota, count <= quota.amount, max(quota.amount - count, 0), reset)
 
 
 def init_app(app: Flask) -> None:

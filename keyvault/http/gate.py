@@ -104,18 +104,36 @@ def admit(credential: str | WrongScheme | None, needed: list[str], origin: Origi
     if caller.public_id is not None:
         note(key_id=caller.public_id)
     refused = refusal(caller, needed)
-    counted = None
+    counted = own = theirs = None
     if refused is None:
-        counted = limiter(app).hit(door, caller.key_id)
+        counted, own, theirs = _count(app, door, caller, verdicts[1] if subject else None)
         if counted is not None and not counted.allowed:
             metrics.record_rate_limited(door)
             refused = too_many_requests(counted)
         else:
-            refused = refusal(service.settle(caller, app=app), needed, counted)
+            refused = refusal(service.settle(caller, app=app, counted=own), needed, counted)
     if refused is not None:
         service.record_use([caller], origin, app=app)
         return Admission(caller, refusal=refused, counted=counted)
     if subject is not None:
-        service.settle(verdicts[1], app=app)
+        service.settle(verdicts[1], app=app, counted=theirs)
     service.record_use(verdicts, origin, app=app)
     return Admission(caller, verdicts[1] if subject is not None else None, counted=counted)
+
+
+def _count(app: Flask | None, door: str, caller: Verdict, subject: Verdict | None):
+    """Count the caller at its door, then at the rates its owner set, then at the subject's
+    when nothing between them can refuse (a caller's quota could): one round trip with Redis
+    (ratelimit.count_all), stopping at the first refusal. The door's outcome (None: no limit,
+    or the store failed), and each key's outcomes for `service.settle` (None: not counted here)."""
+    counts = limiter(app)
+    quota = counts.quotas.get(door)
+    doors = [(quota, caller.key_id)] if quota is not None else []
+    own = service.rates_to_count(caller)
+    theirs = (service.rates_to_count(subject)
+              if subject is not None and not service.spends_a_quota(caller) else [])
+    outcomes = counts.count_all([*doors, *own, *theirs])
+    door_outcome = outcomes[0] if doors else None
+    mine = outcomes[len(doors):len(doors) + len(own)]
+    return (door_outcome, mine if own else None,
+            outcomes[len(doors) + len(own):] if theirs else None)

@@ -117,7 +117,16 @@ from .validation import (
     clean_label,
     normalise_email,
 )
-from .verify import AnswerOnAThread, Verdict, check_keys, record_use, settle, verify_key
+from .verify import (
+    AnswerOnAThread,
+    Verdict,
+    check_keys,
+    rates_to_count,
+    record_use,
+    settle,
+    spends_a_quota,
+    verify_key,
+)
 
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
@@ -132,8 +141,8 @@ __all__ = [
     "end_sessions", "find_user", "get_key", "get_user", "has_scope", "is_narrowing",
     "list_keys", "live_key_count", "log_in", "mailbox_doubles", "normalise_email", "page_events",
     "page_keys",
-    "prune_by_policy", "prune_unused_keys", "record_use", "revoke_key", "revoke_key_by_id",
-    "roll_key", "settle",
+    "prune_by_policy", "prune_unused_keys", "rates_to_count", "record_use", "revoke_key", "revoke_key_by_id",
+    "roll_key", "settle", "spends_a_quota",
     "scope_catalogue", "second_factor", "set_user_active", "sign_up", "update_key", "verify_key",
     "KeyQuery", "LogFilter", "NO_EXPIRY", "NeedsPassword", "event_kinds", "extends_life", "find_keys",
     "keys_named", "revoke_keys",

@@ -78,6 +78,9 @@ class Standing:
     usage: int | None = None  # the smaller remaining of the key's and the pool's quota
     refills_at: datetime | None = None
     notices: list[tuple[Limits, str]] = field(default_factory=list)
+    # The key's rates already counted with its door's (http.gate: one round trip to Redis),
+    # in `rates` order up to the first refused; None: WithinRate counts them itself.
+    counted: list[Outcome | None] | None = None
 
 
 class Judge(Protocol):
@@ -178,7 +181,7 @@ class HasScopes:
         return None if all(has_scope(held, needed) for needed in case.required) else self.code
 
 
-def _rates(case: Case) -> list[tuple[Quota, str]]:
+def rates(case: Case) -> list[tuple[Quota, str]]:
     """The rates on this key: its own, then its service account's pool's."""
     row = case.row
     return [(Quota(name, held.rate_limit, held.rate_window), who)
@@ -204,18 +207,14 @@ class WithinRate:
         return None
 
     def spend(self, case: Case, app: Flask, standing: Standing) -> str | None:
-        outcomes = []
-        for quota, who in _rates(case):
-            outcome = limiter(app).count(quota, who)
-            if outcome is not None:  # None: the store failed; let through (logged there)
-                outcomes.append(outcome)
-                if not outcome.allowed:
-                    break
-        standing.rate = _stricter(outcomes)
+        outcomes = (standing.counted if standing.counted is not None
+                    else limiter(app).count_all(rates(case)))
+        # None: the store failed; let through (logged there)
+        standing.rate = _stricter([o for o in outcomes if o is not None])
         return self.code if standing.rate is not None and not standing.rate.allowed else None
 
     def look(self, case: Case, app: Flask, standing: Standing) -> None:
-        outcomes = [limiter(app).count(quota, who, counting=False) for quota, who in _rates(case)]
+        outcomes = [limiter(app).count(quota, who, counting=False) for quota, who in rates(case)]
         standing.rate = _stricter([o for o in outcomes if o is not None])
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import clock, failures, tokens
 from ..keystore import KeyRow, keystore
+from ..ratelimit import Outcome, Quota
 from . import judges, notifications, usage
 from .events import REFUSED_USE_EVENTS, Origin, note_refused_use, refused_use_due
 from .judges import JUDGES, CallingService, Case, Standing, first_refusal
@@ -137,7 +138,7 @@ def check_keys(values: list[str], required: list[list[str]], *, costs: list[int]
                 for index, (digest, needed, cost, client_ip)
                 in enumerate(zip(digests, required, costs or [1] * len(values), client_ips,
                                  strict=True))]
-    if write_elsewhere.get() is not None and any(_spends_a_quota(v) for v in verdicts):
+    if write_elsewhere.get() is not None and any(spends_a_quota(v) for v in verdicts):
         raise AnswerOnAThread
     return verdicts
 
@@ -158,24 +159,34 @@ def _service(public_id: str, organization_id: str, audience: str, scopes: tuple[
     return CallingService(public_id, organization_id, audience, frozenset(catalogue), catalogue)
 
 
-def _spends_a_quota(verdict: Verdict) -> bool:
+def rates_to_count(verdict: Verdict) -> list[tuple[Quota, str]]:
+    """The rates `settle` would count for this verdict (its key's, its pool's): none unless the
+    key has passed every judge so far. The gate counts them with the door's (http.gate)."""
+    case = verdict.case
+    return judges.rates(case) if verdict.active and case is not None and case.limited else []
+
+
+def spends_a_quota(verdict: Verdict) -> bool:
+    """Will `settle` take from a quota for this verdict (a write that may refuse)?"""
     case = verdict.case
     return (verdict.active and case is not None and case.cost > 0
             and any(held is not None and held.has_quota
                     for held in (case.row.limits, case.row.pool)))
 
 
-def settle(verdict: Verdict, *, app: Flask | None = None) -> Verdict:
+def settle(verdict: Verdict, *, app: Flask | None = None,
+           counted: list[Outcome | None] | None = None) -> Verdict:
     """Count and spend a key's limits (its rate, then its quota: service.judges' second step)
     when its request is accepted, or say where a refused key stands; a key without limits
     passes untouched. Call it once per request, and for a verify's subject only once its
-    caller is admitted. The verdict becomes `rate_limited` or `usage_exceeded` when refused."""
+    caller is admitted. The verdict becomes `rate_limited` or `usage_exceeded` when refused.
+    `counted`: the outcomes of `rates_to_count`, when the gate counted them already."""
     case = verdict.case
     if case is None or not case.limited:
         return verdict
     if app is None:
         app = current_app._get_current_object()
-    standing = verdict.standing = Standing()
+    standing = verdict.standing = Standing(counted=counted)
     if verdict.active:
         verdict.code = judges.spend(case, app, standing) or verdict.code
     else:
