@@ -15,7 +15,7 @@ PORT ?= 5000
 # HOST is opened as localhost.
 OPEN_URL = http://$(if $(filter 127.0.0.1 0.0.0.0 localhost ::1 ::,$(HOST)),localhost,$(HOST)):$(PORT)/
 
-.PHONY: run test bench bench-events lint clean
+.PHONY: run test bench bench-events bench-instances lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench: $(BENCH_STAMP)
 # BENCH_ARGS=--database-url=postgresql+psycopg://...
 bench-events: $(STAMP)
 	$(BIN)/python -m bench.events $(BENCH_ARGS)
+
+# Several `keyvault serve` behind nginx on one PostgreSQL and Redis (bench/instances.py):
+# BENCH_ARGS=--database-url=postgresql+psycopg://...
+bench-instances: $(STAMP)
+	$(BIN)/python -m bench.instances $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check keyvault tests bench clients

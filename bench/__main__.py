@@ -22,9 +22,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from keyvault.server import DEFAULT_THREADS
 
-from . import database, inprocess, load, report, servers
+from . import cpu, database, inprocess, load, report, servers
 
 
 @dataclass
@@ -133,9 +135,14 @@ def mixed_keys(seeded: database.Seeded) -> list[str]:
     return mixed
 
 
-def measure(scenario: Scenario, args: argparse.Namespace, duration: float) -> load.Run:
+def measure(scenario: Scenario, args: argparse.Namespace, duration: float,
+            others: tuple[int, ...] = ()) -> load.Run:
+    """One wrk run, and the CPU it cost the server and `others` (the database's, Redis)."""
+    processes = cpu.Processes([scenario.server.process.pid, *others])
+    before = processes.seconds()
     run = load.run_wrk(scenario.server.url + scenario.path, scenario.script, duration,
                        args.connections, args.threads)
+    run.cpu_s_per_1000 = cpu.per_thousand(processes.seconds() - before, run.requests)
     errors = run.socket_errors
     if run.non_2xx or errors["connect"] or errors["timeout"]:
         raise load.LoadError(
@@ -216,6 +223,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             scenarios.append(Scenario("django_guarded",
                                       "(e) djangorestframework-api-key guarded view", django,
                                       "/api/verify/", django_script))
+        # CPU per request counts the database server's too (bench.cpu): PostgreSQL's postmaster
+        # and its backends; SQLite runs inside the workers, already counted.
+        others = ()
+        if db.backend == "postgresql":
+            postmaster = cpu.listener(make_url(db.url).port or 5432)
+            if postmaster is None:
+                print("NOTE: PostgreSQL's process was not found: its CPU is not counted",
+                      flush=True)
+            others = (postmaster,) if postmaster is not None else ()
         if args.warmup > 0:
             print(f"Warming up ({load.wrk_seconds(args.warmup)} s per scenario) ...", flush=True)
             for scenario in scenarios:
@@ -226,11 +242,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         for round_number in range(args.rounds):
             shift = round_number % len(scenarios)  # each scenario takes each slot in turn
             for scenario in scenarios[shift:] + scenarios[:shift]:
-                result = measure(scenario, args, args.duration)
+                result = measure(scenario, args, args.duration, others)
                 runs[scenario.name].append(result)
                 print(f"  round {round_number + 1}/{args.rounds}  {scenario.title:<70} "
                       f"{result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                      f"p99 {result.p99_ms:6.2f} ms", flush=True)
+                      f"p99 {result.p99_ms:6.2f} ms  CPU {result.cpu_s_per_1000:.3f} s/1k",
+                      flush=True)
         rss_after = {s.name: s.worker_rss_mib() for s in started_servers}
         others_busy.append(report.cpu_busy())
         for server in started_servers:

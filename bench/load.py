@@ -110,12 +110,15 @@ class Run:
     requests: int
     non_2xx: int
     socket_errors: dict
+    cpu_s_per_1000: float | None = None  # bench.cpu: every process involved but wrk
 
     def as_dict(self) -> dict:
         return {"rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 3),
                 "p90_ms": round(self.p90_ms, 3), "p99_ms": round(self.p99_ms, 3),
                 "max_ms": round(self.max_ms, 3), "requests": self.requests,
-                "non_2xx": self.non_2xx, "socket_errors": self.socket_errors}
+                "non_2xx": self.non_2xx, "socket_errors": self.socket_errors,
+                "cpu_s_per_1000": (round(self.cpu_s_per_1000, 4)
+                                   if self.cpu_s_per_1000 is not None else None)}
 
 
 class LoadError(RuntimeError):

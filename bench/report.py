@@ -88,6 +88,7 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
             "rps": round(_median(runs[name], "rps"), 1),
             "p50_ms": round(_median(runs[name], "p50_ms"), 3),
             "p99_ms": round(_median(runs[name], "p99_ms"), 3),
+            "cpu_s_per_1000": round(_median(runs[name], "cpu_s_per_1000"), 4),
             "runs": [run.as_dict() for run in runs[name]],
         }
 
@@ -109,6 +110,8 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
         "mixed_vs_ceiling_rps": ratio("verify_mixed", "ceiling_post", "rps"),
         "mixed_vs_ceiling_p99": ratio("verify_mixed", "ceiling_post", "p99_ms"),
         "healthz_vs_ceiling_get_rps": ratio("healthz", "ceiling_get", "rps"),
+        "verify_vs_ceiling_cpu": ratio("verify_valid", "ceiling_post", "cpu_s_per_1000"),
+        "verify_vs_reference_cpu": ratio("verify_valid", "reference_post", "cpu_s_per_1000"),
         "goal_rps": RATIO_GOAL.get(backend), "goal_p99": P99_GOAL,
     }
     memory = {
@@ -189,10 +192,13 @@ def table(results: dict) -> str:
                      f"{where.get(django['database'], django['database'])} "
                      f"({', '.join(django['hashers'])} hashes), wrk presents "
                      f"{django['rotating_valid_keys']:,} of them in `{django['header']}`")
-    lines += ["", f"{'scenario':<{WIDTH}}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines += ["", f"{'scenario':<{WIDTH}}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+                  f"{'CPU s/1k':>10}"]
     for row in results["scenarios"].values():
         lines.append(f"{row['title']:<{WIDTH}}{row['rps']:>10,.0f}{row['p50_ms']:>10.2f}"
-                     f"{row['p99_ms']:>10.2f}")
+                     f"{row['p99_ms']:>10.2f}{row['cpu_s_per_1000']:>10.3f}")
+    lines.append("CPU s/1k: CPU seconds per 1,000 requests of the server's processes and the "
+                 "database server's (not wrk's)")
 
     def show(name: str, label: str, goal: str = "") -> str:
         entry = ratios[name]
@@ -223,6 +229,8 @@ def table(results: dict) -> str:
         show("mixed_vs_ceiling_rps", "verify 10% bad / ceiling, throughput"),
         show("mixed_vs_ceiling_p99", "verify 10% bad p99 / ceiling p99"),
         show("healthz_vs_ceiling_get_rps", "/healthz / do-nothing GET, throughput"),
+        show("verify_vs_ceiling_cpu", "verify / ceiling, CPU per request"),
+        show("verify_vs_reference_cpu", "verify / reference, CPU per request"),
     ]
     if "verify_vs_django_rps" in ratios:
         lines += [
