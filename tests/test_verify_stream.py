@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,8 @@ import requests
 from keyvault_client import KeyVaultClient
 
 from keyvault import service
+from keyvault.extensions import db
+from keyvault.models import User
 
 from .conftest import start_server, stop_server
 
@@ -79,6 +82,62 @@ def test_any_wsgi_server_answers_a_bounded_stream(client, verifier_key, user, ma
     assert answer.headers["Content-Type"].startswith("text/event-stream")
     assert [event["event"] for _, event in events_in(answer.data) if event["key_id"]
             == key.public_id] == ["revoked"]
+
+
+def test_a_wsgi_stream_ends_when_its_callers_key_is_revoked(app, client, make_user, make_key,
+                                                             user):
+    """The bounded stream of another WSGI server: the caller's own revocation is its last
+    frame, long before the timeout; another key's change before it does not end it."""
+    owner = make_user("service2@example.com")
+    caller, value = make_key(owner, label="verifier", scopes=["key:verify"])
+    other, _ = make_key(user, scopes=["user:read"])
+    owner_id, user_id = owner.id, user.id
+
+    def revoke_both() -> None:
+        time.sleep(0.5)
+        with app.app_context():
+            service.revoke_key(db.session.get(User, user_id), other.public_id, ORIGIN)
+            time.sleep(0.5)
+            service.revoke_key(db.session.get(User, owner_id), caller.public_id, ORIGIN)
+
+    revoker = threading.Thread(target=revoke_both)
+    started = time.monotonic()
+    revoker.start()
+    answer = client.get("/api/verify/events?timeout=20",
+                        headers={"Authorization": f"Bearer {value}"})
+    body = answer.get_data()  # read to its end: the stream is a generator
+    revoker.join()
+    assert answer.status_code == 200 and time.monotonic() - started < 10
+    assert [(e["key_id"], e["event"]) for _, e in events_in(body)] == [
+        (other.public_id, "revoked"), (caller.public_id, "revoked")]
+
+
+def test_a_stream_ends_when_its_callers_own_key_is_revoked(servers, make_user, make_key, user):
+    """Under keyvault serve: a verifier whose key is revoked hears that last, then the stream
+    ends; reconnecting is refused. Another key's revocation before it changes nothing."""
+    owner = make_user("leaving@example.com")
+    caller, value = make_key(owner, label="verifier", scopes=["key:verify"])
+    other, _ = make_key(user, label="other", scopes=["user:read"])
+    live = Stream(servers[0], value)
+    try:
+        live.read_until(b": connected", 5)
+        service.revoke_key(user, other.public_id, ORIGIN)
+        live.read_until(other.public_id.encode(), 3)  # still open after someone else's change
+        service.revoke_key(owner, caller.public_id, ORIGIN)
+        text = live.read_until(caller.public_id.encode(), 3)
+        assert [e["event"] for _, e in events_in(text) if e["key_id"] == caller.public_id] \
+            == ["revoked"]
+        live.sock.settimeout(3)  # heartbeats come every second while a stream is open
+        rest = live.buffer
+        while not rest.endswith(b"0\r\n\r\n"):  # the last chunk: the response is complete
+            chunk = live.sock.recv(65536)
+            assert chunk and b"heartbeat" not in chunk, rest + chunk
+            rest += chunk
+    finally:
+        live.close()
+    again = requests.get(f"{servers[0]}/api/verify/events",
+                         headers={"Authorization": f"Bearer {value}"}, timeout=5)
+    assert again.status_code == 401
 
 
 # ---------------------------------------------------------------- on the wire

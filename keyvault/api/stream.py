@@ -14,7 +14,7 @@ service.key_changes, one `id:`/`data:` frame each, a comment as heartbeat when q
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import orjson
@@ -40,11 +40,25 @@ HEADERS = (("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control
 
 class StreamRequest(NamedTuple):
     """What a subscriber asked for: events after `after` (None: from now on), for `timeout`
-    seconds (None: until it leaves), with a heartbeat every `heartbeat` seconds."""
+    seconds (None: until it leaves), with a heartbeat every `heartbeat` seconds; and who asked:
+    the caller's key id, and how to judge that key again (as at the door)."""
 
     after: int | None
     timeout: float | None
     heartbeat: float
+    caller: str | None = None
+    still_admitted: Callable[[], bool] | None = None
+
+    def names_caller(self, changes: list[key_changes.Change]) -> bool:
+        return self.caller is not None and any(c.key_id == self.caller for c in changes)
+
+    def caller_gone(self, changes: list[key_changes.Change]) -> bool:
+        """Did one of these changes end the caller's own admission (its key revoked, expired,
+        narrowed past key:verify, its owner deactivated)? Judged again, in one lookup, only
+        when a change names the caller's key; then the stream ends after these frames, and
+        the client's reconnection hears 401 or 403 like any request with that key."""
+        return (self.names_caller(changes) and self.still_admitted is not None
+                and not self.still_admitted())
 
 
 def frame(change: key_changes.Change) -> bytes:
@@ -76,7 +90,10 @@ def verify_events():
                     "Last-Event-ID", 2**62, empty_is_none=True)
     timeout = _number(request.args.get("timeout"), "timeout", MAX_TIMEOUT)
     config = current_app.config
-    asked = StreamRequest(after, timeout, config["KEYVAULT_STREAM_HEARTBEAT_SECONDS"])
+    asked = StreamRequest(after, timeout, config["KEYVAULT_STREAM_HEARTBEAT_SECONDS"],
+                          admission.caller.public_id,
+                          _judge_again(current_app._get_current_object(), credential.value,
+                                       origin().ip_address))
     request.environ[STREAM] = asked
     body = _polling(current_app._get_current_object(), asked,
                     config["KEYVAULT_STREAM_POLL_MS"] / 1000)
@@ -85,6 +102,14 @@ def verify_events():
 
 
 verify_events.required_scope = VERIFY
+
+
+def _judge_again(app: Flask, value: str, client_ip: str | None) -> Callable[[], bool]:
+    """The caller's key judged as at the door (without counting it), from any thread."""
+    def still_admitted() -> bool:
+        return service.check_keys([value], [[VERIFY]], app=app, client_ips=[client_ip])[0].active
+
+    return still_admitted
 
 
 def _polling(app: Flask, asked: StreamRequest, poll: float) -> Iterator[bytes]:
@@ -101,6 +126,8 @@ def _polling(app: Flask, asked: StreamRequest, poll: float) -> Iterator[bytes]:
             changes = watcher.step()
         if changes:
             yield b"".join(frame(change) for change in changes)
+            if asked.caller_gone(changes):
+                return
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= asked.heartbeat:
             yield HEARTBEAT

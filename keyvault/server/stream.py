@@ -142,6 +142,9 @@ class Broadcaster:
                 fresh = [change for change in changes if change.id not in sent]
                 if fresh:
                     await write(b"".join(frame(change) for change in fresh))
+                    if asked.names_caller(fresh) and await self._in_reader(
+                            lambda fresh=fresh: asked.caller_gone(fresh)):
+                        break  # the caller's own key no longer admits it (api.stream)
         except Exception:  # noqa: BLE001 - the client went away mid-write: nobody to tell
             return written
         finally:
