@@ -140,6 +140,18 @@ def test_a_stream_ends_when_its_callers_own_key_is_revoked(servers, make_user, m
     assert again.status_code == 401
 
 
+def test_a_last_event_id_past_every_id_is_a_whole_empty_stream(servers, client, verifier_key):
+    """3000000000 fits no PostgreSQL `integer`: no event lies after it, and the stream is whole
+    (it was cut short without its last chunk when the database refused the comparison)."""
+    headers = {"Authorization": f"Bearer {verifier_key}", "Last-Event-ID": "3000000000"}
+    for answer in (requests.get(f"{servers[0]}/api/verify/events?timeout=0", headers=headers,
+                                timeout=10),
+                   client.get("/api/verify/events?timeout=0", headers=headers)):
+        assert answer.status_code == 200
+        body = answer.content if hasattr(answer, "content") else answer.get_data()
+        assert events_in(body) == [] and b": connected" in body
+
+
 # ---------------------------------------------------------------- on the wire
 
 

@@ -117,12 +117,18 @@ class Broadcaster:
         try:
             await write(OPENING)
             sent: set[int] = set()
+            ends = None if asked.timeout is None else time.monotonic() + asked.timeout
             if asked.after is not None:  # resuming: what it missed, then what comes
-                backlog = await self._in_reader(lambda: self._backlog(asked.after))
+                try:
+                    backlog = await self._in_reader(lambda: self._backlog(asked.after))
+                except Exception as error:  # noqa: BLE001 - the database: end the stream whole
+                    kind = type(getattr(error, "orig", None) or error).__name__
+                    self._failures.failed(kind, "%s reading a stream's backlog; the stream "
+                                          "ends (its client reconnects)", kind)
+                    backlog, ends = [], time.monotonic()
                 sent = {change.id for change in backlog}
                 if backlog:
                     await write(b"".join(frame(change) for change in backlog))
-            ends = None if asked.timeout is None else time.monotonic() + asked.timeout
             while not gone.done() and not self._ending:
                 wait = asked.heartbeat if ends is None else min(asked.heartbeat,
                                                                 ends - time.monotonic())

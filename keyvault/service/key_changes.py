@@ -34,6 +34,7 @@ RETENTION = timedelta(minutes=15)
 # An id missing below the newest one read may be a transaction that took its id and has not
 # committed yet (PostgreSQL hands ids out before commit): it is looked for again this long.
 GAP_SECONDS = 10.0
+LARGEST_ID = 2**31 - 1  # KeyChange.id is an `integer` on PostgreSQL
 MAX_GAPS = 10_000
 
 
@@ -102,10 +103,12 @@ def latest_id() -> int:
 
 
 def read_after(after: int, limit: int = 1000) -> list[Change]:
-    """Events with an id above `after`, oldest first."""
+    """Events with an id above `after`, oldest first. An `after` past the largest id the
+    column holds (a Last-Event-ID from elsewhere) finds none, on PostgreSQL too, whose
+    `integer` would refuse the comparison instead."""
     rows = db.session.execute(
         select(KeyChange.id, KeyChange.key_id, KeyChange.event, KeyChange.at)
-        .where(KeyChange.id > after).order_by(KeyChange.id).limit(limit)).all()
+        .where(KeyChange.id > min(after, LARGEST_ID)).order_by(KeyChange.id).limit(limit)).all()
     db.session.commit()  # end the read: the next one sees what committed since
     return [Change(*row) for row in rows]
 

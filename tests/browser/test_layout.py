@@ -420,6 +420,7 @@ def failed_loads(page) -> list[str]:
     return failures
 
 
+NEXT_FRAME = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 OVERFLOWING = """() => {
     const width = window.innerWidth;
     const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
@@ -438,9 +439,11 @@ def test_page_fits_the_screen_at_every_width(world, failed_loads, screen):
     """At 360, 390 and 1280 px the page is no wider than the window: nothing scrolls sideways."""
     world.page.set_viewport_size({"width": WIDTHS[-1], "height": HEIGHT})
     screen(world)
+    world.page.wait_for_load_state("load")
     too_wide = {}
     for width in WIDTHS:
         world.page.set_viewport_size({"width": width, "height": HEIGHT})
+        world.page.evaluate(NEXT_FRAME)  # measured as drawn at this width, not mid-resize
         scroll_width, inner_width = world.page.evaluate(
             "[document.documentElement.scrollWidth, window.innerWidth]")
         if scroll_width > inner_width:
