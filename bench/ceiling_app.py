@@ -33,6 +33,7 @@ VALID_ANSWER = json.dumps({
     "expires_at": None,
     "created_at": "2025-01-31T12:00:00.000000Z",
     "user": {"id": 123, "email": "user0000123@bench.example"},
+    "owner": {"type": "user", "id": 123, "email": "user0000123@bench.example"},
     "rolled": False,
     "old_value_expires_at": None,
     "sub": "123",

@@ -59,7 +59,9 @@ def api_create_and_list(app: Flask, creator: str, lister: str, creates: int = 18
 
     def create():
         started = time.perf_counter()
-        response = client.post("/api/personal_api_keys/", json={"label": "bench", "scopes": ["user:read"]},
+        # a key grants only scopes it holds itself: the creator's own
+        response = client.post("/api/personal_api_keys/",
+                               json={"label": "bench", "scopes": ["personal_api_key:write"]},
                                headers=create_headers)
         elapsed = time.perf_counter() - started
         if response.status_code != 201:

@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from keyvault import clock, tokens
 from keyvault.extensions import db as sqla
+from keyvault.keystore import dispose
 from keyvault.limit_models import KeyLimits
 from keyvault.meter import meter
 from keyvault.models import ApiKey
@@ -68,7 +69,7 @@ def spend_microseconds(app, count: int = 2000) -> float:
     spender, now = meter(app), clock.now()
     spender.spend([held], 1, now)  # the connection made
     seconds = timeit.timeit(lambda: spender.spend([held], 1, now), number=count)
-    spender.close()
+    dispose(app)  # the keystore's connections, which the meter spends on
     return round(seconds / count * 1e6, 1)
 
 
