@@ -1,8 +1,8 @@
 """`python -m bench.ratelimit_cost`: what sharing rate-limit counts between workers costs verify.
 
 A same-run A/B under `keyvault serve`, on one seeded database: verify with the counts every
-worker shares (`keyvault serve` as it is: ratelimit.SharedWindowCounts), verify with each
-worker counting alone (what memory:// was before: ratelimit.WindowCounts), and verify with the
+worker shares (`keyvault serve` as it is: window_counts.SharedWindowCounts), verify with each
+worker counting alone (what memory:// was before: window_counts.WindowCounts), and verify with the
 verify limit off (what counting costs at all). The servers run side by side; each round runs
 wrk once against each, starting one later every round; the ratios are taken per round, and
 their median reported.
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from keyvault import create_app, metrics, ratelimit, server
+from keyvault import create_app, metrics, server, window_counts
 from keyvault.server import DEFAULT_THREADS
 
 from . import database, load, report, servers
@@ -33,7 +33,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def per_worker_application() -> server.BufferedWSGI:
     """keyvault.server.application, but each worker counts alone (not told of the shared
     table), as every memory:// worker did before the counts were shared."""
-    os.environ.pop(ratelimit.SHARED_COUNTS_FD, None)
+    os.environ.pop(window_counts.SHARED_COUNTS_FD, None)
     return server.application()
 
 

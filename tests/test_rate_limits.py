@@ -26,11 +26,11 @@ from sqlalchemy import func, select
 from keyvault import ratelimit
 from keyvault.extensions import db
 from keyvault.models import MailOutbox
-from keyvault.ratelimit import (
-    RateLimiter,
+from keyvault.ratelimit import RateLimiter, parse_quota
+from keyvault.window_counts import (
+    SHARED_COUNTS_FD,
     SharedWindowCounts,
     WindowCounts,
-    parse_quota,
     shared_between_workers,
 )
 from tests.conftest import (
@@ -302,7 +302,7 @@ def test_shared_counts_are_exact_across_processes_and_threads():
     one key: every hit gets its own number, 1 to 4,000 — no increment is lost or doubled."""
     context = multiprocessing.get_context("fork")
     with shared_between_workers("memory://"):
-        fd = int(os.environ[ratelimit.SHARED_COUNTS_FD])
+        fd = int(os.environ[SHARED_COUNTS_FD])
         results = context.SimpleQueue()
 
         def worker():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .. import logs, metrics, ratelimit
+from .. import logs, metrics, window_counts
 from ..app import create_app
 from ..config import SERVE_URL
 from .bridge import DEFAULT_THREADS
@@ -73,7 +73,7 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
 def run(host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     app = create_app()  # generate instance secrets once, before workers race for them
     # the workers' Prometheus counters, summed at /metrics; their rate-limit counts, shared
-    with metrics.multiprocess_dir(), ratelimit.shared_between_workers(
+    with metrics.multiprocess_dir(), window_counts.shared_between_workers(
             app.config["KEYVAULT_RATELIMIT_STORAGE_URL"]):
         serve("keyvault.server.workers:application", host, port, workers, threads,
               app.config["KEYVAULT_LOG_FORMAT"], app.config["KEYVAULT_LISTEN_SOCKETS"],
