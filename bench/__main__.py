@@ -182,7 +182,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         started_servers.append(ceiling)
         reference = servers.start_reference(env, workdir / "reference.log")
         started_servers.append(reference)
-        check_answers(keyvault, [ceiling, reference], seeded)
+        granian = servers.start_granian_wsgi(env, workdir / "granian-wsgi.log", workers)
+        started_servers.append(granian)
+        check_answers(keyvault, [ceiling, reference, granian], seeded)
         django_seeded = None
         if args.django:
             django_db = database.create_database(args.database_url, workdir,
@@ -215,6 +217,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             Scenario("reference_post",
                      "(f) reference: do-nothing Flask on gunicorn sync, verify-shaped POST",
                      reference, "/api/verify/", valid),
+            Scenario("granian_post",
+                     "(g) server's limit: do-nothing Flask on granian's own WSGI, same POST",
+                     granian, "/api/verify/", valid),
         ]
         if django_seeded is not None:
             # No caller key: each request presents its own key, the one HasAPIKey checks.
@@ -259,6 +264,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             **inprocess.api_create_and_list(app, seeded.creator, seeded.lister),
         }
         size = db.size_bytes()
+        index_bytes = db.index_bytes("api_keys")
     finally:
         for server in started_servers:
             server.stop()
@@ -274,6 +280,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         seeded=seeded, django_seeded=django_seeded,
         scenarios=[(s.name, s.title) for s in scenarios], runs=runs,
         rss_before=rss_before, rss_after=rss_after, micro=micro, database_bytes=size,
+        index_bytes=index_bytes,
         load_before=load_before, others_busy=others_busy, started=started,
     )
 

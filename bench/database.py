@@ -56,6 +56,26 @@ class BenchDatabase:
         finally:
             engine.dispose()
 
+    def index_bytes(self, table: str) -> dict[str, int]:
+        """The size of each index on `table`, by name: SQLite's dbstat table (pages in use),
+        PostgreSQL's pg_relation_size."""
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                if self.backend == "sqlite":
+                    rows = conn.execute(text(
+                        "SELECT d.name, SUM(d.pgsize) FROM dbstat d JOIN sqlite_schema s"
+                        " ON s.name = d.name WHERE s.type = 'index' AND s.tbl_name = :t"
+                        " GROUP BY d.name ORDER BY d.name"), {"t": table})
+                else:
+                    rows = conn.execute(text(
+                        "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)"
+                        " FROM pg_index WHERE indrelid = CAST(:t AS regclass)"
+                        " ORDER BY 1"), {"t": table})
+                return {name: int(size) for name, size in rows}
+        finally:
+            engine.dispose()
+
 
 def create_database(server_url: str | None, workdir: Path, *, name_prefix: str = "kv_bench",
                     sqlite_file: str = "keyvault.db") -> BenchDatabase:

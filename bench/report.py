@@ -24,6 +24,11 @@ DJANGO_GOAL = 2.5
 # (the reference), throughput and p99 (SQLite, 1,000 keys).
 REFERENCE_GOAL = 1.3
 REFERENCE_P99_GOAL = 1.0
+# Issue 28's goals, by database: verify against the reference and against the server's own limit
+# (the do-nothing app under granian's own WSGI interface), throughput; p99 as issue 10's.
+ISSUE_28_REFERENCE_GOAL = {"sqlite": 2.0, "postgresql": 1.0}
+ISSUE_28_SERVER_GOAL = {"sqlite": 0.8, "postgresql": 0.4}
+ISSUE_28_DJANGO_GOAL = 4.0
 WIDTH = 70  # the scenario and ratio labels' column
 
 
@@ -80,7 +85,7 @@ def _median(runs, attribute: str) -> float:
 
 def build(*, args, backend, workers, threads, reference_workers, wrk_version, seeded,
           django_seeded, scenarios, runs, rss_before, rss_after, micro, database_bytes,
-          load_before, others_busy, started) -> dict:
+          index_bytes, load_before, others_busy, started) -> dict:
     summary = {}
     for name, title in scenarios:
         summary[name] = {
@@ -112,6 +117,12 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
         "healthz_vs_ceiling_get_rps": ratio("healthz", "ceiling_get", "rps"),
         "verify_vs_ceiling_cpu": ratio("verify_valid", "ceiling_post", "cpu_s_per_1000"),
         "verify_vs_reference_cpu": ratio("verify_valid", "reference_post", "cpu_s_per_1000"),
+        "verify_vs_granian_rps": ratio("verify_valid", "granian_post", "rps"),
+        "verify_vs_granian_p99": ratio("verify_valid", "granian_post", "p99_ms"),
+        "verify_vs_granian_cpu": ratio("verify_valid", "granian_post", "cpu_s_per_1000"),
+        "granian_vs_reference_rps": ratio("granian_post", "reference_post", "rps"),
+        "goal_28_reference_rps": ISSUE_28_REFERENCE_GOAL.get(backend),
+        "goal_28_server_rps": ISSUE_28_SERVER_GOAL.get(backend),
         "goal_rps": RATIO_GOAL.get(backend), "goal_p99": P99_GOAL,
     }
     memory = {
@@ -119,6 +130,7 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
         "keyvault_workers_after_run": [round(r, 1) for r in rss_after["keyvault"]],
         "ceiling_workers_after_run": [round(r, 1) for r in rss_after["ceiling"]],
         "reference_workers_after_run": [round(r, 1) for r in rss_after["reference"]],
+        "granian_workers_after_run": [round(r, 1) for r in rss_after["granian-wsgi"]],
     }
     django = None
     if django_seeded is not None:
@@ -153,6 +165,7 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
             "database": backend, "keys": args.keys, "rows": seeded.keys, "users": seeded.users,
             "seed_seconds": round(seeded.seconds, 1), "database_mib":
                 round(database_bytes / 2**20, 1) if database_bytes is not None else None,
+            "index_mib": {name: round(size / 2**20, 2) for name, size in index_bytes.items()},
             "rotating_valid_keys": len(seeded.valid), "workers": workers, "threads_per_worker":
                 threads, "reference": f"gunicorn --workers {reference_workers} --worker-class sync",
             "connections": args.connections, "threads": args.threads,  # wrk's
@@ -164,6 +177,10 @@ def build(*, args, backend, workers, threads, reference_workers, wrk_version, se
         "memory_rss_mib": memory,
         "in_process": micro,
     }
+
+
+def _goal(sign: str, goal: float | None) -> str:
+    return f"  goal {sign} {goal:.2f}" if goal is not None else ""
 
 
 def table(results: dict) -> str:
@@ -184,6 +201,9 @@ def table(results: dict) -> str:
     lines.append(f"database: {settings['rows']:,} keys for {settings['users']:,} users, seeded in "
                  f"{settings['seed_seconds']:g} s{size}; wrk rotates over "
                  f"{settings['rotating_valid_keys']:,} valid keys")
+    if settings.get("index_mib"):
+        lines.append("api_keys' indexes (MiB): " + ", ".join(
+            f"{name} {size:,.2f}" for name, size in settings["index_mib"].items()))
     django = settings.get("django_baseline")
     if django:
         where = {"sqlite": "its own SQLite file",
@@ -231,11 +251,23 @@ def table(results: dict) -> str:
         show("healthz_vs_ceiling_get_rps", "/healthz / do-nothing GET, throughput"),
         show("verify_vs_ceiling_cpu", "verify / ceiling, CPU per request"),
         show("verify_vs_reference_cpu", "verify / reference, CPU per request"),
+        "",
+        "Issue 28 (the server's limit: the same app on granian's own WSGI interface):",
+        show("verify_vs_reference_rps", "verify / reference, throughput",
+             _goal(">=", ratios.get("goal_28_reference_rps"))),
+        show("verify_vs_granian_rps", "verify / granian's own no-op, throughput",
+             _goal(">=", ratios.get("goal_28_server_rps"))),
+        show("verify_vs_reference_p99", "verify p99 / reference p99",
+             _goal("<=", ratios["goal_reference_p99"])),
+        show("verify_vs_granian_p99", "verify p99 / granian's own no-op p99"),
+        show("verify_vs_granian_cpu", "verify / granian's own no-op, CPU per request"),
+        show("granian_vs_reference_rps", "granian's own no-op / reference, throughput"),
     ]
     if "verify_vs_django_rps" in ratios:
         lines += [
             show("verify_vs_django_rps", "verify / Django guarded view, throughput",
-                 f"  goal >= {ratios['goal_verify_vs_django_rps']:.2f}"),
+                 f"  goal >= {ratios['goal_verify_vs_django_rps']:.2f} (issue 5), "
+                 f">= {ISSUE_28_DJANGO_GOAL:.2f} (issue 28)"),
             show("django_vs_ceiling_rps", "Django guarded view / ceiling, throughput"),
         ]
     django_rss = (f"; Django baseline: {mib(memory['django_workers_after_run'])}"
@@ -245,7 +277,8 @@ def table(results: dict) -> str:
         (f"KeyVault worker RSS (MiB): after warm-up {mib(memory['keyvault_workers_after_warmup'])}"
          f"; after the run {mib(memory['keyvault_workers_after_run'])}"
          f" (ceiling app: {mib(memory['ceiling_workers_after_run'])}; reference: "
-         f"{mib(memory['reference_workers_after_run'])}{django_rss})"),
+         f"{mib(memory['reference_workers_after_run'])}; granian's own WSGI: "
+         f"{mib(memory['granian_workers_after_run'])}{django_rss})"),
         "",
         "In process (app context, no HTTP):",
         (f"  service.verify_key        {micro['verify_key']['median_us']:>9.1f} us"

@@ -181,6 +181,17 @@ def start_ceiling(env: dict, log_path: Path, workers: int, access_log: bool = Tr
     return launch(name, argv, env, log_path, workers, port, "granian")
 
 
+def start_granian_wsgi(env: dict, log_path: Path, workers: int,
+                       name: str = "granian-wsgi") -> Server:
+    """bench/ceiling_app.py's app under granian's own WSGI interface, as its users start it
+    (its defaults otherwise): what the server itself can do, without KeyVault's bridge."""
+    port = free_port()
+    argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
+            "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws",
+            "bench.ceiling_app:app"]
+    return launch(name, argv, env, log_path, workers, port, "granian")
+
+
 # The reference of issue 10: the do-nothing app under gunicorn with 2 sync workers.
 REFERENCE_WORKERS = 2
 

@@ -67,14 +67,6 @@ class Candidate:
     extra: dict = field(default_factory=dict)
 
 
-def _granian_wsgi(env: dict, log_path: Path) -> servers.Server:
-    port = servers.free_port()
-    argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(WORKERS),
-            "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws",
-            "bench.ceiling_app:app"]
-    return servers.launch("granian-wsgi", argv, env, log_path, WORKERS, port, "granian")
-
-
 def _waitress(env: dict, log_path: Path) -> servers.Server:
     port = servers.free_port()
     argv = [sys.executable, "-m", "waitress", "--host=127.0.0.1", f"--port={port}",
@@ -92,8 +84,8 @@ def candidates() -> list[Candidate]:
                   lambda env, log: servers.start_gunicorn("gunicorn-gthread", app, env, log,
                                                           WORKERS, "gthread", THREADS),
                   WORKERS, True),
-        Candidate("granian_wsgi", f"granian WSGI, {WORKERS} workers", _granian_wsgi, WORKERS,
-                  True),
+        Candidate("granian_wsgi", f"granian WSGI, {WORKERS} workers",
+                  lambda env, log: servers.start_granian_wsgi(env, log, WORKERS), WORKERS, True),
         Candidate("granian_bridge", f"granian + KeyVault bridge, {WORKERS} x {THREADS}",
                   lambda env, log: servers.start_ceiling(env, log, WORKERS, access_log=False,
                                                          name="granian-bridge"),
