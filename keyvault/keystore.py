@@ -6,6 +6,11 @@ process. SQLAlchemy still does the type work: each column's own result and bind 
 database values into the same Python values the models give (aware UTC datetimes, lists).
 An autocommit connection means a read opens no transaction and needs no round trip to end one.
 Nothing is cached: every call reads the database, so revocation is seen on the very next call.
+
+On `keyvault serve`'s event loop (PostgreSQL), a lookup does not wait for the database there:
+it raises FetchFirst, the server fetches the same statement's rows on an async connection of its
+own (keyvault.server.lookups) and asks again with them (keyvault.handoff). The rows go through
+the same conversion either way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .addresses import Ranges, networks_of
 from .extensions import db
+from .handoff import fetched_on_the_loop
 from .limit_models import KeyLimits, Limits
 from .models import ApiKey, User, UTCDateTime, as_utc
 from .org_models import Organization, Service, ServiceAccount
@@ -214,7 +220,10 @@ class KeyStore:
         """The rows whose current or grace-period digest is one of `digests`: one round trip."""
         count = len(digests)
         sql = self._select.get(count) or _SELECT.format(marks=", ".join([self._mark] * count))
-        rows = self._run(sql, (*digests, *digests), fetch=True)
+        params = (*digests, *digests)
+        on_the_loop = fetched_on_the_loop.get()
+        rows = (self._run(sql, params, fetch=True) if on_the_loop is None
+                else on_the_loop.rows_of(sql, params))
         converted = []
         for row in rows:
             row = list(row)

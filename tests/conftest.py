@@ -441,7 +441,8 @@ class LiveServer:
 
 
 def start_server(database_url: str, log_path: Path, workers: int = 2,
-                 extra_env: dict | None = None, smtp: SmtpServer | None = None) -> LiveServer:
+                 extra_env: dict | None = None, smtp: SmtpServer | None = None,
+                 threads: int | None = None) -> LiveServer:
     """`keyvault serve` exactly as operators run it (granian), on a free port. With `smtp`, its
     background sender delivers mail there every second; without, it sends none (tests that
     share its database send their own). It sends no webhooks unless `extra_env` sets
@@ -460,7 +461,7 @@ def start_server(database_url: str, log_path: Path, workers: int = 2,
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "keyvault", "serve", "--port", str(port),
-             "--workers", str(workers)],
+             "--workers", str(workers), *(["--threads", str(threads)] if threads else [])],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
         )
     url = f"http://127.0.0.1:{port}"

@@ -119,3 +119,39 @@ def test_many_stamps_waiting_for_a_writer_hold_up_no_verdict(live_server, databa
         db.session.query(ApiKey).filter_by(label="trigger").delete()
         db.session.commit()
         time.sleep(0.3)
+
+
+def test_verify_is_answered_while_every_thread_waits_for_a_writer(database_url, user, make_key,
+                                                                   service_key, tmp_path):
+    """One worker with one thread, held by writes waiting for another client's lock: verify's
+    lookup does not need that thread (on SQLite it is a read on the event loop; on PostgreSQL
+    it is sent on the loop's own connection), so its answers come at once, the same as a
+    thread's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import start_server, stop_server
+
+    key, value = make_key(user, scopes=["user:read"])
+    _, writer = make_key(user, label="writer", scopes=["*"])
+    server = start_server(database_url, tmp_path / "serve.log", workers=1, threads=1)
+    try:
+        _, before = _verify(server.url, service_key, value)  # connections made, statement known
+        with writer_holding_the_lock(database_url, key.id, user.id), \
+                ThreadPoolExecutor(max_workers=2) as pool:
+
+            def create(label: str) -> requests.Response:
+                return requests.post(f"{server.url}/api/personal_api_keys/",
+                                     json={"label": label, "scopes": ["user:read"]},
+                                     headers={"Authorization": f"Bearer {writer}"}, timeout=15)
+
+            blocked = [pool.submit(create, f"blocked {n}") for n in range(2)]
+            time.sleep(0.3)  # the first create holds the thread, the second waits for it
+            answers = [_verify(server.url, service_key, value) for _ in range(5)]
+            assert not any(f.done() for f in blocked)  # the thread was held all along
+            assert [f.result().status_code for f in blocked] == [503, 503]
+        assert [a.status_code for _, a in answers] == [200] * 5
+        assert max(elapsed for elapsed, _ in answers) < 1.0, [e for e, _ in answers]
+        assert {a.content for _, a in answers} == {before.content}
+        assert before.json()["active"] is True and before.json()["key_id"] == key.public_id
+    finally:
+        stop_server(server)

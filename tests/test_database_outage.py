@@ -212,3 +212,67 @@ def test_background_tasks_log_an_outage_once_and_its_end(cluster, keys, tmp_path
         assert "Traceback" not in server.log()
     finally:
         stop_server(server)
+
+
+def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers_alike(cluster,
+                                                                                       keys):
+    """keyvault serve's loop sends verify's lookup on connections of its own (server.lookups):
+    its rows become the very KeyRow a thread's lookup makes; with the server down it hands back
+    the thread's error (SQLAlchemy's OperationalError: 503) within KEYVAULT_DATABASE_TIMEOUT;
+    and a connection the restarted server dropped is replaced without a failed lookup."""
+    import asyncio
+
+    from sqlalchemy.exc import OperationalError
+
+    from keyvault.handoff import Fetched, FetchFirst, fetched_on_the_loop
+    from keyvault.keystore import dispose, keystore
+    from keyvault.server.lookups import Lookups
+    from keyvault.service.keys import pepper
+    from keyvault.tokens import digest_of
+
+    value, caller = keys
+    app = create_app(base_overrides(cluster.url))
+    store = keystore(app)
+    digests = [digest_of(value, pepper(app)), digest_of(caller, pepper(app))]
+
+    def on_the_loop(fetched: Fetched):
+        token = fetched_on_the_loop.set(fetched)
+        try:
+            return store.lookup(digests)
+        finally:
+            fetched_on_the_loop.reset(token)
+
+    with pytest.raises(FetchFirst) as asked:
+        on_the_loop(Fetched())  # nothing fetched yet: the loop must not wait here
+    need = asked.value
+    lookups = Lookups.of(app)
+
+    async def scenario():
+        first = await lookups.fetch(need)
+        assert first.error is None and len(first.rows) == 2
+        by_thread = sorted(store.lookup(digests))
+        assert sorted(on_the_loop(first)) == by_thread
+        assert {row.label for row in by_thread} == {"used", "service"}
+        cluster.stop()
+        try:
+            started = time.monotonic()
+            down = await lookups.fetch(need)
+            assert time.monotonic() - started < 3  # KEYVAULT_DATABASE_TIMEOUT is 2 s
+            with pytest.raises(OperationalError):
+                on_the_loop(down)
+            assert lookups._idle == []  # the failed connection is not kept
+        finally:
+            cluster.start()
+        again = await lookups.fetch(need)  # a new connection, by itself
+        assert sorted(on_the_loop(again)) == by_thread
+        cluster.stop()  # the idle connection dies with the server ...
+        cluster.start()
+        assert len(lookups._idle) == 1
+        restarted = await lookups.fetch(need)  # ... and is replaced within the same lookup
+        assert restarted.error is None and sorted(on_the_loop(restarted)) == by_thread
+        await lookups.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        dispose(app)

@@ -20,7 +20,7 @@ from ..http.credentials import bearer_value, parse_json
 from ..http.errors import report
 from ..http.problems import Answer, from_error, from_http_exception
 from ..http.wire import UNREADABLE
-from ..service import AnswerOnAThread
+from ..service import AnswerLater
 from . import verify
 from .inputs import VerifyRequest
 
@@ -84,7 +84,7 @@ class VerifyFastLane:
         caller = bearer_value(environ["HTTP_AUTHORIZATION"], basic=True)
         try:
             return verify.verify(caller, read_body, origin_of(environ), app=self.app)
-        except AnswerOnAThread:  # the server's bridge answers it again, on a thread
+        except AnswerLater:  # the server's bridge answers it again (rows fetched, or a thread)
             raise
         except Exception as error:  # noqa: BLE001 - answered and logged as in Flask (errors.py)
             report(self.app, error, "POST", PATH, request_id(environ))

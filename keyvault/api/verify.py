@@ -38,7 +38,7 @@ def verify(credential: str | None, read_body: Callable[[], VerifyRequest | Any],
     """POST /api/verify/ (see _verify), counted in keyvault_verify_total by outcome."""
     try:
         answer, outcome = _verify(credential, read_body, origin, app)
-    except service.AnswerOnAThread:  # not an outcome: the same request, answered on a thread
+    except service.AnswerLater:  # not an outcome: the same request, answered again
         raise
     except Exception as error:  # a database failure (503), or a body too large (413)
         too_large = isinstance(error, RequestEntityTooLarge)

@@ -18,18 +18,20 @@ body limit; only a complete request goes to one of a fixed number of threads, wh
 app. A fixed number of threads also bounds the database connections a worker holds (the verify
 hot path keeps one per thread). bench/README.md has the figures that chose this.
 
-One kind of request skips the threads: the verify fast path on SQLite (`inline`), whose verdict
-is a read from a file in this process that never waits for a writer (WAL). It is answered on
-the event loop itself; the writes it leaves behind, which may wait for a lock, are made
-elsewhere: security-log events on the threads (service.verify.write_elsewhere), usage stamps
-with the use counts every few seconds (keystore.stamp). Handing a request to a thread and
-back costs more than the verdict, and the threads' turns at the GIL behind a busy loop were
-what made verify's p99 several times its p50.
+One kind of request skips the threads: the verify fast path (`inline`), answered on the event
+loop itself. On SQLite its verdict is a read from a file in this process that never waits for a
+writer (WAL); on PostgreSQL the loop sends the lookup on an async connection of the worker's own
+and serves other requests until the rows arrive (`lookups`, keyvault.handoff). The writes it
+leaves behind, which may wait for a lock, are made elsewhere: security-log events on the threads
+(service.verify.write_elsewhere), usage stamps with the use counts every few seconds
+(keystore.stamp). Handing a request to a thread and back costs more than the verdict, and the
+threads' turns at the GIL behind a busy loop were what made verify's p99 several times its p50.
 
 One job a module: `supervisor` (the main process: granian's server, SIGHUP and SIGTERM),
 `sockets` (where it listens), `workers` (what each worker serves, and the CPU it keeps to),
 `bridge` (ASGI to WSGI: threads, the fast path on the loop), `body` (the body read first, on the
-loop), `environ` (the WSGI environ, byte for byte).
+loop), `environ` (the WSGI environ, byte for byte), `lookups` (verify's lookup on PostgreSQL,
+from the loop), `stream` (the revocation stream's body, written on the loop).
 """
 
 from .bridge import DEFAULT_THREADS, BufferedWSGI

@@ -1,6 +1,7 @@
 """The bridge between granian (ASGI) and the WSGI app: each request's body is read first, on
 the worker's event loop (keyvault.server.body); only then is the request handed to one of a fixed
-number of threads that run the app, or, for the verify fast path, answered on the loop itself.
+number of threads that run the app, or, for the verify fast path, answered on the loop itself
+(on PostgreSQL with its lookup made on the loop too: keyvault.server.lookups).
 The revocation stream's head comes from the app like any answer; its body is then written on
 the loop (keyvault.server.stream), never by a thread."""
 
@@ -15,9 +16,11 @@ from collections.abc import Callable
 
 from .. import logs
 from ..api.stream import STREAM, StreamRequest
+from ..handoff import Fetched, FetchFirst, fetched_on_the_loop
 from ..service.verify import AnswerOnAThread, write_elsewhere
 from .body import buffer
 from .environ import environ_of
+from .lookups import Lookups
 from .stream import Broadcaster
 
 # Python threads per worker process that run the app.
@@ -32,10 +35,11 @@ class BufferedWSGI:
                  body_timeout: float = 30.0,
                  on_stop: Callable[[], None] | None = None,
                  inline: Callable[[dict], bool] | None = None,
-                 events: Broadcaster | None = None):
+                 events: Broadcaster | None = None, lookups: Lookups | None = None):
         self.wsgi_app = wsgi_app
         self.events = events
         self.inline = inline
+        self.lookups = lookups
         self.on_stop = on_stop
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -60,6 +64,8 @@ class BufferedWSGI:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._stop()
+                if self.lookups is not None:
+                    await self.lookups.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -114,7 +120,10 @@ class BufferedWSGI:
             return refused
         if self.inline is not None and self.inline(environ):
             answer = self._call_here(environ)
-            if answer is not None:
+            if isinstance(answer, FetchFirst):  # rows from the database: fetched here, then again
+                environ["wsgi.input"].seek(0)
+                answer = self._call_here(environ, await self.lookups.fetch(answer))
+            if answer is not None and not isinstance(answer, FetchFirst):
                 return answer
             environ["wsgi.input"].seek(0)  # a quota to spend: from the start, on a thread
         future = self._loop.create_future()
@@ -132,13 +141,20 @@ class BufferedWSGI:
             except Exception:
                 logging.getLogger("keyvault").exception("a write after a verdict failed")
 
-    def _call_here(self, environ: dict) -> tuple[int, list, bytes] | None:
+    def _call_here(self, environ: dict, fetched: Fetched | None = None
+                   ) -> tuple[int, list, bytes] | FetchFirst | None:
         """Answer on the event loop; writes that may wait for a lock go to the threads. None
         when the request must spend a quota before it is answered (a write that may wait:
-        service.verify.AnswerOnAThread), with nothing counted yet: a thread answers it."""
+        service.verify.AnswerOnAThread), with nothing counted yet: a thread answers it. With
+        lookups of the loop's own (PostgreSQL), the rows the request needs (FetchFirst), with
+        nothing counted yet either, until they are `fetched`."""
         token = write_elsewhere.set(self._jobs.put)
+        if self.lookups is not None:
+            fetched_token = fetched_on_the_loop.set(fetched or Fetched())
         try:
             return self._call(environ)
+        except FetchFirst as need:
+            return need
         except AnswerOnAThread:
             return None
         except Exception:
@@ -146,6 +162,8 @@ class BufferedWSGI:
             return _SERVER_ERROR
         finally:
             write_elsewhere.reset(token)
+            if self.lookups is not None:
+                fetched_on_the_loop.reset(fetched_token)
 
     def _call_safely(self, environ: dict) -> tuple[int, list, bytes]:
         try:

@@ -10,6 +10,7 @@ from ..api.fastlane import takes
 from ..app import create_app
 from ..service import mail, usage, webhook_delivery
 from .bridge import DEFAULT_THREADS, BufferedWSGI
+from .lookups import Lookups
 from .stream import Broadcaster
 
 WORKER_INDEX = "KEYVAULT_WORKER_INDEX"  # set for each worker by KeyVaultServer, before the fork
@@ -28,14 +29,16 @@ def application() -> BufferedWSGI:
     gc.freeze()
     stop_mail = mail.start_sender(app)
     stop_webhooks = webhook_delivery.start_sender(app)
-    # On SQLite the verify fast path's read never waits (module docstring); a PostgreSQL
-    # round trip would hold up every connection of the worker, so there it takes a thread.
+    # The verify fast path is answered on the event loop. On SQLite its read never waits (module
+    # docstring); a PostgreSQL round trip must not hold up the loop, so there the lookup is sent
+    # on an async connection and the loop serves others until its rows arrive.
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: (stop_mail(), stop_webhooks(), usage.close(app)),
-                        inline=takes if sqlite else None, events=Broadcaster(app))
+                        inline=takes, events=Broadcaster(app),
+                        lookups=None if sqlite else Lookups.of(app))
 
 
 def pins_workers(setting: str, workers: int, sqlite: bool) -> bool:

@@ -118,6 +118,7 @@ from .validation import (
     normalise_email,
 )
 from .verify import (
+    AnswerLater,
     AnswerOnAThread,
     Verdict,
     check_keys,
@@ -131,7 +132,7 @@ from .verify import (
 __all__ = [
     "DESCRIPTION_MAX", "FAILURE_WINDOW", "FULL_ACCESS", "GRACE_MAX_SECONDS", "LABEL_MAX",
     "EmailTaken", "InvalidInput", "KeyLimitReached", "KeyNotFound", "KeyNotLive", "Origin",
-    "AnswerOnAThread", "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError",
+    "AnswerLater", "AnswerOnAThread", "NotAllowed", "Page", "ScopeNotAllowed", "ServiceError",
     "TooManyFailures", "UserNotFound", "Verdict",
     "EventText", "FoundToken", "WrongPassword", "report_found_tokens", "change_password",
     "describe", "events_for_key",

@@ -22,6 +22,7 @@ from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock, failures, tokens
+from ..handoff import AnswerLater
 from ..keystore import KeyRow, keystore
 from ..ratelimit import Outcome, Quota
 from . import judges, notifications, usage
@@ -43,7 +44,7 @@ write_elsewhere: ContextVar[Callable[[Callable[[], None]], None] | None] = Conte
     "keyvault_write_elsewhere", default=None)
 
 
-class AnswerOnAThread(Exception):  # noqa: N818 - not an error: a request to move
+class AnswerOnAThread(AnswerLater):
     """Raised by check_keys on the event loop (write_elsewhere set) for a request that would
     spend a quota: the spend must be made before the answer, and a write may wait for a lock,
     which the loop must never do. Nothing has been counted or written yet; the server hands the

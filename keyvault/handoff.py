@@ -1,0 +1,48 @@
+"""A request that `keyvault serve`'s event loop cannot finish yet, handed off before anything
+is counted or written: the server does what is needed (fetches the rows the lookup needs:
+keyvault.server.lookups; or hands the request to a thread: service.verify.AnswerOnAThread),
+then the request is answered again from the start (keyvault.server.bridge)."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+
+class AnswerLater(Exception):  # noqa: N818 - not an error: a request to wait or to move
+    """Raised while the server's event loop answers a request it cannot finish there yet, before
+    anything is counted or written: the server does what is needed (fetch the rows; hand the
+    request to a thread: service.verify.AnswerOnAThread) and the request is answered again
+    from the start (keyvault.server.bridge)."""
+
+
+class FetchFirst(AnswerLater):
+    """The rows of this statement are needed; the event loop must not wait for the database."""
+
+    def __init__(self, sql: str, params: tuple):
+        super().__init__("fetch the rows first")
+        self.sql, self.params = sql, params
+
+
+class Fetched:
+    """What the server fetched on its event loop for one request: nothing yet, or one
+    statement's raw rows (or the failure, as SQLAlchemy's error, to be raised where the
+    lookup would have raised it)."""
+
+    __slots__ = ("error", "params", "rows")
+
+    def __init__(self, params: tuple | None = None, rows: list | None = None,
+                 error: Exception | None = None):
+        self.params, self.rows, self.error = params, rows, error
+
+    def rows_of(self, sql: str, params: tuple) -> list:
+        if params != self.params:
+            raise FetchFirst(sql, params)
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+# Set while the server answers a request on its event loop with lookups of its own (None: the
+# lookup runs here, on this thread's connection).
+fetched_on_the_loop: ContextVar[Fetched | None] = ContextVar("keyvault_fetched_on_the_loop",
+                                                             default=None)
