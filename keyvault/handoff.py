@@ -16,27 +16,27 @@ class AnswerLater(Exception):  # noqa: N818 - not an error: a request to wait or
 
 
 class FetchFirst(AnswerLater):
-    """The rows of this statement are needed; the event loop must not wait for the database."""
+    """The rows of these digests are needed; the event loop must not wait for the database."""
 
-    def __init__(self, sql: str, params: tuple):
+    def __init__(self, digests: tuple[str, ...]):
         super().__init__("fetch the rows first")
-        self.sql, self.params = sql, params
+        self.digests = digests
 
 
 class Fetched:
-    """What the server fetched on its event loop for one request: nothing yet, or one
-    statement's raw rows (or the failure, as SQLAlchemy's error, to be raised where the
-    lookup would have raised it)."""
+    """What the server fetched on its event loop for one request: nothing yet, or the raw rows
+    of its digests (or the failure, as SQLAlchemy's error, to be raised where the lookup would
+    have raised it)."""
 
-    __slots__ = ("error", "params", "rows")
+    __slots__ = ("digests", "error", "rows")
 
-    def __init__(self, params: tuple | None = None, rows: list | None = None,
+    def __init__(self, digests: tuple[str, ...] | None = None, rows: list | None = None,
                  error: Exception | None = None):
-        self.params, self.rows, self.error = params, rows, error
+        self.digests, self.rows, self.error = digests, rows, error
 
-    def rows_of(self, sql: str, params: tuple) -> list:
-        if params != self.params:
-            raise FetchFirst(sql, params)
+    def rows_of(self, digests: tuple[str, ...]) -> list:
+        if digests != self.digests:
+            raise FetchFirst(digests)
         if self.error is not None:
             raise self.error
         return self.rows

@@ -111,6 +111,10 @@ _SELECT = (
     " LEFT JOIN key_limits pl ON pl.service_account_id = k.service_account_id"
     " WHERE k.digest IN ({marks}) OR k.previous_digest IN ({marks})"
 )
+# The same rows for any number of digests (PostgreSQL's arrays): the server's event loop looks
+# up the keys of several requests in one statement (keyvault.server.lookups).
+SELECT_MANY = _SELECT.replace("IN ({marks})", "= ANY(%(digests)s)")
+DIGEST_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c is _k.digest or c is _k.previous_digest)
 
 
 # How long the usage stamp waits for a lock that a writer holds (SQLite's busy timeout and
@@ -220,10 +224,9 @@ class KeyStore:
         """The rows whose current or grace-period digest is one of `digests`: one round trip."""
         count = len(digests)
         sql = self._select.get(count) or _SELECT.format(marks=", ".join([self._mark] * count))
-        params = (*digests, *digests)
         on_the_loop = fetched_on_the_loop.get()
-        rows = (self._run(sql, params, fetch=True) if on_the_loop is None
-                else on_the_loop.rows_of(sql, params))
+        rows = (self._run(sql, (*digests, *digests), fetch=True) if on_the_loop is None
+                else on_the_loop.rows_of(tuple(digests)))
         converted = []
         for row in rows:
             row = list(row)

@@ -217,15 +217,17 @@ def test_background_tasks_log_an_outage_once_and_its_end(cluster, keys, tmp_path
 def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers_alike(cluster,
                                                                                        keys):
     """keyvault serve's loop sends verify's lookup on connections of its own (server.lookups):
-    its rows become the very KeyRow a thread's lookup makes; with the server down it hands back
-    the thread's error (SQLAlchemy's OperationalError: 503) within KEYVAULT_DATABASE_TIMEOUT;
-    and a connection the restarted server dropped is replaced without a failed lookup."""
+    its rows become the very KeyRow a thread's lookup makes; the lookups of requests waiting at
+    once go in one statement, each request getting the rows of its own keys; with the server
+    down it hands back the thread's error (SQLAlchemy's OperationalError: 503) within
+    KEYVAULT_DATABASE_TIMEOUT; and a connection the restarted server dropped is replaced
+    without a failed lookup."""
     import asyncio
 
     from sqlalchemy.exc import OperationalError
 
     from keyvault.handoff import Fetched, FetchFirst, fetched_on_the_loop
-    from keyvault.keystore import dispose, keystore
+    from keyvault.keystore import DIGEST_COLUMNS, dispose, keystore
     from keyvault.server.lookups import Lookups
     from keyvault.service.keys import pepper
     from keyvault.tokens import digest_of
@@ -245,7 +247,17 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
     with pytest.raises(FetchFirst) as asked:
         on_the_loop(Fetched())  # nothing fetched yet: the loop must not wait here
     need = asked.value
-    lookups = Lookups.of(app)
+    assert need.digests == tuple(digests)
+
+    class Counting(Lookups):
+        statements = 0
+
+        async def _rows(self, wanted):
+            self.statements += 1
+            return await super()._rows(wanted)
+
+    lookups = Counting.of(app)
+    unknown = digest_of("kv_" + "x" * 40, pepper(app))
 
     async def scenario():
         first = await lookups.fetch(need)
@@ -253,6 +265,13 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
         by_thread = sorted(store.lookup(digests))
         assert sorted(on_the_loop(first)) == by_thread
         assert {row.label for row in by_thread} == {"used", "service"}
+        asked = [(digests[0],), (digests[1],), (unknown,), (digests[1], unknown)] * 3
+        statements = lookups.statements
+        each = await asyncio.gather(*(lookups.fetch(FetchFirst(wanted)) for wanted in asked))
+        assert lookups.statements == statements + 1  # twelve requests, one statement
+        assert [sorted(labels_of(f.rows)) for f in each] == [
+            ["used"], ["service"], [], ["service"]] * 3
+        assert all(f.digests == wanted for f, wanted in zip(each, asked, strict=True))
         cluster.stop()
         try:
             started = time.monotonic()
@@ -272,6 +291,11 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
         assert restarted.error is None and sorted(on_the_loop(restarted)) == by_thread
         await lookups.close()
 
+    def labels_of(rows):
+        names = {row.digest: row.label for row in by_thread_rows}
+        return [names[row[DIGEST_COLUMNS[0]]] for row in rows]
+
+    by_thread_rows = store.lookup(digests)
     try:
         asyncio.run(scenario())
     finally:

@@ -1,15 +1,20 @@
-"""The verify fast path's lookup on PostgreSQL, made on the worker's event loop: a few async
-connections of the worker's own, each statement prepared on the server after its first use.
+"""The verify fast path's lookup on PostgreSQL, made from the worker's event loop, the lookups of
+all the requests waiting at the time in one statement.
 
-A thread per request waiting on a round trip, then queueing for the GIL behind the busy loop,
-cost verify on PostgreSQL half its throughput (bench/README.md). Here the loop sends the
-statement and serves other requests until the rows arrive; the rest of the pipeline then runs
-on the loop as it does on SQLite (keyvault.keystore.FetchFirst says how the two meet).
+A thread per request waiting on its round trip, then queueing for the GIL behind the busy loop,
+cost verify on PostgreSQL half its throughput and twice SQLite's CPU (bench/README.md). Here
+each request's digests join a queue; a sender sends every digest queued so far as one prepared
+statement (`digest = ANY(...)`: keystore.SELECT_MANY), on one of a few async connections of the
+worker's own, and hands each request the rows of its own digests. The loop serves other
+requests meanwhile. Alone, a request waits for one round trip, as before; under load the
+database parses, plans and answers one statement for many verifies, and the worker makes one
+round trip for them (bench/README.md has the figures). The rest of the pipeline then runs on
+the loop as it does on SQLite (keyvault.handoff says how the two meet).
 
 A failure is handed back as the error the thread's own lookup would have raised (SQLAlchemy's
 OperationalError, or a TimeoutError past KEYVAULT_DATABASE_TIMEOUT), so the request is answered
 exactly as it would have been: 503 with Retry-After, logged once per kind and interval. A
-connection that fails is closed; the next lookup connects again, so recovery needs nothing.
+connection that fails is closed; the next statement connects again, so recovery needs nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 
 from ..handoff import Fetched, FetchFirst
-from ..keystore import keystore
+from ..keystore import DIGEST_COLUMNS, SELECT_MANY, keystore
 
-# Lookups in flight at once per worker, each on a connection of its own: two CPUs' worth of
-# PostgreSQL backends is kept busy by a few; more would only queue inside the database.
-CONNECTIONS = 4
+# Statements in flight at once per worker, each on a connection of its own. While they are out,
+# the requests that arrive wait for the next one, which carries all of their digests.
+CONNECTIONS = 2
 
 
 class Lookups:
@@ -39,7 +44,8 @@ class Lookups:
         self.timeout = timeout
         self.connections = connections
         self._idle: list[psycopg.AsyncConnection] = []
-        self._slots: asyncio.Semaphore | None = None
+        self._waiting: list[tuple[tuple[str, ...], asyncio.Future]] = []
+        self._senders: set[asyncio.Task] = set()
 
     @classmethod
     def of(cls, app: Flask) -> Lookups:
@@ -50,26 +56,56 @@ class Lookups:
         return cls(params, app.config["KEYVAULT_DATABASE_TIMEOUT"])
 
     async def fetch(self, need: FetchFirst) -> Fetched:
-        """The rows `need` asks for, or the failure the lookup raises in their place."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.connections)
+        """The rows of `need`'s digests, or the failure the lookup raises in their place, within
+        KEYVAULT_DATABASE_TIMEOUT whatever is queued before it."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((need.digests, future))
+        if len(self._senders) < self.connections:
+            sender = asyncio.create_task(self._send())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
         try:
-            async with asyncio.timeout(self.timeout), self._slots:
-                return Fetched(need.params, await self._rows(need.sql, need.params))
+            async with asyncio.timeout(self.timeout):
+                rows = await future
         except psycopg.Error as error:
-            return Fetched(need.params, error=DBAPIError.instance(
-                need.sql, need.params, error, psycopg.Error, hide_parameters=True))
+            return Fetched(need.digests, error=DBAPIError.instance(
+                SELECT_MANY, None, error, psycopg.Error, hide_parameters=True))
         except TimeoutError:
-            return Fetched(need.params, error=DatabaseTimeout(
+            return Fetched(need.digests, error=DatabaseTimeout(
                 f"no answer from the database within {self.timeout:g} s"))
+        mine = set(need.digests)
+        return Fetched(need.digests, [row for row in rows
+                                      if any(row[i] in mine for i in DIGEST_COLUMNS)])
 
-    async def _rows(self, sql: str, params: tuple) -> list:
+    async def _send(self) -> None:
+        """Send what is waiting, one statement at a time, until nothing is."""
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            batch = [(digests, future) for digests, future in batch if not future.done()]
+            if not batch:
+                continue
+            digests = list(dict.fromkeys(d for wanted, _ in batch for d in wanted))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    rows = await self._rows(digests)
+            except Exception as error:  # noqa: BLE001 - each request answers it (fetch)
+                failure = error if isinstance(error, psycopg.Error) else TimeoutError()
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(failure)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(rows)
+
+    async def _rows(self, digests: list[str]) -> list:
         """On an idle connection; one that the server dropped meanwhile is replaced once."""
         for attempt in (1, 2):
             reused = bool(self._idle)
             connection = self._idle.pop() if reused else await self._connect()
             try:
-                cursor = await connection.execute(sql, params, prepare=True)
+                cursor = await connection.execute(SELECT_MANY, {"digests": digests},
+                                                  prepare=True)
                 rows = await cursor.fetchall()
             except BaseException as error:
                 await connection.close()  # its state is unknown: never used again
@@ -86,6 +122,8 @@ class Lookups:
         return connection
 
     async def close(self) -> None:
+        for sender in list(self._senders):
+            sender.cancel()
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.close()
