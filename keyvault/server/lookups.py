@@ -73,6 +73,8 @@ class Lookups:
         except TimeoutError:
             return Fetched(need.digests, error=DatabaseTimeout(
                 f"no answer from the database within {self.timeout:g} s"))
+        except Exception as error:  # noqa: BLE001 - raised in the pipeline, logged there (500)
+            return Fetched(need.digests, error=error)
         mine = set(need.digests)
         return Fetched(need.digests, [row for row in rows
                                       if any(row[i] in mine for i in DIGEST_COLUMNS)])
@@ -89,10 +91,9 @@ class Lookups:
                 async with asyncio.timeout(self.timeout):
                     rows = await self._rows(digests)
             except Exception as error:  # noqa: BLE001 - each request answers it (fetch)
-                failure = error if isinstance(error, psycopg.Error) else TimeoutError()
                 for _, future in batch:
                     if not future.done():
-                        future.set_exception(failure)
+                        future.set_exception(error)
                 continue
             for _, future in batch:
                 if not future.done():
