@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,9 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
 
     by_thread_rows = store.lookup(digests)
     try:
-        asyncio.run(scenario())
+        # A loop of its own, on a thread of its own: in the whole suite, the browser tests'
+        # Playwright keeps an event loop running on this thread (asyncio.run would refuse).
+        with ThreadPoolExecutor(1) as apart:
+            apart.submit(lambda: asyncio.run(scenario())).result()
     finally:
         dispose(app)
