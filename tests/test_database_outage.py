@@ -179,6 +179,31 @@ def test_an_outage_under_load_fails_closed_and_recovers(cluster, keys, tmp_path)
     engine.dispose()
 
 
+def test_a_restart_of_the_database_costs_keyvault_serve_no_failed_verify(cluster, keys, tmp_path):
+    """A restart of PostgreSQL (every backend gone) between two verifies: every verify after it
+    is answered, none with a 503. One worker, so the load leaves both of its event loop's
+    connections open (server.lookups) and both are dead after the restart."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    value, caller = keys
+    server = start_server(cluster.url, tmp_path / "serve.log", workers=1)
+
+    def verify(_=None):
+        answer = requests.post(f"{server.url}/api/verify/", json={"key": value},
+                               headers={"Authorization": f"Bearer {caller}"}, timeout=10)
+        return answer.status_code, answer.json().get("active")
+
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            assert set(pool.map(verify, range(600))) == {(200, True)}
+        cluster.stop()
+        cluster.start()
+        assert [verify() for _ in range(5)] == [(200, True)] * 5
+        assert "database unavailable" not in server.log()
+    finally:
+        stop_server(server)
+
+
 def test_background_tasks_log_an_outage_once_and_its_end(cluster, keys, tmp_path, smtp_server):
     """Through an outage of several seconds, each worker's mail sender (every second here) and
     usage flush (every second here, counts held from the load) write one line per kind of
@@ -221,7 +246,7 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
     its rows become the very KeyRow a thread's lookup makes; the lookups of requests waiting at
     once go in one statement, each request getting the rows of its own keys; with the server
     down it hands back the thread's error (SQLAlchemy's OperationalError: 503) within
-    KEYVAULT_DATABASE_TIMEOUT; and a connection the restarted server dropped is replaced
+    KEYVAULT_DATABASE_TIMEOUT; and the connections the restarted server dropped are replaced
     without a failed lookup."""
     import asyncio
 
@@ -285,10 +310,11 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
             cluster.start()
         again = await lookups.fetch(need)  # a new connection, by itself
         assert sorted(on_the_loop(again)) == by_thread
-        cluster.stop()  # the idle connection dies with the server ...
+        lookups._idle.append(await lookups._connect())  # as after two senders' statements
+        cluster.stop()  # the idle connections die with the server ...
         cluster.start()
-        assert len(lookups._idle) == 1
-        restarted = await lookups.fetch(need)  # ... and is replaced within the same lookup
+        assert len(lookups._idle) == 2
+        restarted = await lookups.fetch(need)  # ... and are replaced within the same lookup
         assert restarted.error is None and sorted(on_the_loop(restarted)) == by_thread
         await lookups.close()
 

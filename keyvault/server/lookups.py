@@ -100,9 +100,11 @@ class Lookups:
                     future.set_result(rows)
 
     async def _rows(self, digests: list[str]) -> list:
-        """On an idle connection; one that the server dropped meanwhile is replaced once."""
+        """On an idle connection. When one the server dropped meanwhile fails, so did the
+        others it held then (a restart, or every backend terminated): all idle connections
+        are closed, and the statement is sent once more, on a new one."""
         for attempt in (1, 2):
-            reused = bool(self._idle)
+            reused = bool(self._idle) and attempt == 1
             connection = self._idle.pop() if reused else await self._connect()
             try:
                 cursor = await connection.execute(SELECT_MANY, {"digests": digests},
@@ -110,8 +112,9 @@ class Lookups:
                 rows = await cursor.fetchall()
             except BaseException as error:
                 await connection.close()  # its state is unknown: never used again
-                if attempt == 2 or not reused or not isinstance(error, psycopg.OperationalError):
+                if not reused or not isinstance(error, psycopg.OperationalError):
                     raise
+                await self._close_idle()
                 continue
             self._idle.append(connection)
             return rows
@@ -125,6 +128,9 @@ class Lookups:
     async def close(self) -> None:
         for sender in list(self._senders):
             sender.cancel()
+        await self._close_idle()
+
+    async def _close_idle(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.close()
