@@ -330,8 +330,9 @@ def keystore(app: Flask | None = None) -> KeyStore:
         app = current_app._get_current_object()
     store = app.extensions.get("keyvault.keystore")
     if store is None:
-        options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
-                   if k != "pool_pre_ping"}  # a dropped connection is retried instead
+        # pool_pre_ping (PostgreSQL): no checkout gets a connection dropped while it sat in the
+        # pool (the stamp writer returns them); one dropped while held is retried instead (_run)
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
         with app.app_context():
             url = db.engine.url
         engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None,

@@ -180,9 +180,10 @@ def test_an_outage_under_load_fails_closed_and_recovers(cluster, keys, tmp_path)
 
 
 def test_a_restart_of_the_database_costs_keyvault_serve_no_failed_verify(cluster, keys, tmp_path):
-    """A restart of PostgreSQL (every backend gone) between two verifies: every verify after it
-    is answered, none with a 503. One worker, so the load leaves both of its event loop's
-    connections open (server.lookups) and both are dead after the restart."""
+    """A restart of PostgreSQL (every backend gone) between two requests: every verify and API
+    call after it is answered, none with a 503. One worker, so the load leaves both of its event
+    loop's connections open (server.lookups), and its threads theirs, all dead after the
+    restart."""
     from concurrent.futures import ThreadPoolExecutor
 
     value, caller = keys
@@ -193,15 +194,52 @@ def test_a_restart_of_the_database_costs_keyvault_serve_no_failed_verify(cluster
                                headers={"Authorization": f"Bearer {caller}"}, timeout=10)
         return answer.status_code, answer.json().get("active")
 
+    def me(_=None):  # on the worker's threads: their own hot-path connections and the pool's
+        answer = requests.get(f"{server.url}/api/users/@me/", timeout=10,
+                              headers={"Authorization": f"Bearer {value}"})
+        return answer.status_code, answer.json().get("email")
+
     try:
         with ThreadPoolExecutor(32) as pool:
             assert set(pool.map(verify, range(600))) == {(200, True)}
+            assert set(pool.map(me, range(200))) == {(200, "owner@example.com")}
         cluster.stop()
         cluster.start()
         assert [verify() for _ in range(5)] == [(200, True)] * 5
+        assert [me() for _ in range(40)] == [(200, "owner@example.com")] * 40
         assert "database unavailable" not in server.log()
     finally:
         stop_server(server)
+
+
+def test_a_threads_first_lookup_after_a_restart_gets_a_live_connection(cluster, keys):
+    """The usage timer writes held stamps on a pooled hot-path connection and returns it to the
+    pool (keystore.write_pending: what every verify answered on the event loop leaves behind).
+    After a restart of PostgreSQL that pooled connection is dead; a thread's first lookup then
+    checks out a live one, instead of failing with a 503 on it, and on it again and again."""
+    from keyvault import clock
+    from keyvault.keystore import dispose, keystore
+    from keyvault.service.keys import pepper
+    from keyvault.tokens import digest_of
+
+    value, _ = keys
+    app = create_app(base_overrides(cluster.url))
+    store = keystore(app)
+    digest = digest_of(value, pepper(app))
+    try:
+        [row] = store.lookup([digest])
+        store.stamp(row.id, row.public_id, clock.now(), write=False)
+        assert store.write_pending()  # its connection is back in the pool, idle
+        cluster.stop()
+        cluster.start()
+        found = []
+        for _ in range(2):  # two threads, each checking out its first connection
+            thread = threading.Thread(target=lambda: found.append(store.lookup([digest])))
+            thread.start()
+            thread.join(timeout=30)
+        assert [[r.public_id for r in rows] for rows in found] == [[row.public_id]] * 2
+    finally:
+        dispose(app)
 
 
 def test_background_tasks_log_an_outage_once_and_its_end(cluster, keys, tmp_path, smtp_server):
