@@ -42,6 +42,11 @@ def instance_dir(tmp_path_factory) -> Path:
     return path
 
 
+# Three `keyvault serve` of 2 workers at once, each worker at most 2 × 8 threads + 8
+# (README: The server), and the tests' own connections.
+SUITE_CONNECTIONS = 200
+
+
 @pytest.fixture(scope="session")
 def database_url(instance_dir, tmp_path_factory):
     """A fresh, migrated database for this test session; PostgreSQL when KEYVAULT_TEST_DATABASE_URL
@@ -54,6 +59,15 @@ def database_url(instance_dir, tmp_path_factory):
         yield url
         return
     with fresh_postgresql_database(server_url, "kv_test") as url:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            slots = int(conn.execute(text("SHOW max_connections")).scalar())
+        engine.dispose()
+        # Fewer, and the soak's servers meet "remaining connection slots are reserved": 503s.
+        assert slots >= SUITE_CONNECTIONS, (
+            f"the PostgreSQL server allows {slots} connections; the suite runs up to three "
+            f"keyvault serve at once and needs max_connections >= {SUITE_CONNECTIONS} "
+            "(CONTRIBUTING.md)")
         _migrate(url)
         yield url
 
