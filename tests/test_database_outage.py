@@ -184,8 +184,6 @@ def test_a_restart_of_the_database_costs_keyvault_serve_no_failed_verify(cluster
     call after it is answered, none with a 503. One worker, so the load leaves both of its event
     loop's connections open (server.lookups), and its threads theirs, all dead after the
     restart."""
-    from concurrent.futures import ThreadPoolExecutor
-
     value, caller = keys
     server = start_server(cluster.url, tmp_path / "serve.log", workers=1)
 

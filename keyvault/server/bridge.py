@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 import time
@@ -71,6 +72,9 @@ class BufferedWSGI:
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        logging.getLogger("keyvault").info(
+            "worker %d ready: %s event loop, %d threads", os.getpid(),
+            type(loop).__module__.split(".")[0], self.threads)
         self._workers = [threading.Thread(target=self._work, name=f"keyvault-{number + 1}",
                                           daemon=True) for number in range(self.threads)]
         for thread in self._workers:

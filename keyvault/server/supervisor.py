@@ -30,6 +30,21 @@ def url_to_open(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def event_loop():
+    """Each worker's event loop: uvloop (libuv), a dependency wherever it builds. Every request
+    passes through the loop (its body read, the verify fast path answered, the answer sent):
+    on the benchmark asyncio's own loop held the do-nothing app at 0.65x of uvloop's throughput
+    and verify at 0.87x (bench/README.md). Named here, not left to granian's `auto`, which
+    would prefer an installed rloop (its p99 was 10x on the same run)."""
+    from granian.constants import Loops
+
+    try:
+        import uvloop  # noqa: F401 - only whether it is there
+    except ImportError:  # a platform uvloop does not build on (pyproject.toml)
+        return Loops.asyncio
+    return Loops.uvloop
+
+
 def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS,
           log_format: str = "text", listen_sockets: str = "auto",
           pin_workers: str = "auto", sqlite: bool = True) -> None:
@@ -56,6 +71,7 @@ def serve(target: str, host: str, port: int, workers: int, threads: int = DEFAUL
             "give each worker its own (README: The server)", workers)
     server = _server_class(per_worker)(
         target, address=host, port=port, interface=Interfaces.ASGI, factory=True,
+        loop=event_loop(),
         workers=workers, http=HTTPModes.http1, websockets=False,
         backpressure=BACKPRESSURE, backlog=BACKPRESSURE,
         # granian reads request heads itself and drops a client that takes longer than this
