@@ -5,15 +5,17 @@ client might put one leaves no trace in the logs, the database file or the API's
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from keyvault import tokens
-from keyvault.logs import JsonFormatter
+from keyvault.logs import AccessLog, JsonFormatter
 from tests.conftest import _migrate, start_server, stop_server
 
 
@@ -135,3 +137,48 @@ def test_the_json_formatter_scrubs_messages():
                                (f"/x?token={key}",), None)
     line = json.loads(JsonFormatter().format(record))
     assert key not in json.dumps(line) and line["level"] == "error"
+
+
+def test_the_access_log_holds_lines_until_flushed_and_writes_them_at_once():
+    """The bridge flushes once per turn of the event loop: every line answered in that turn
+    goes out in one write, whole and in order; nothing is written before."""
+    writes = []
+
+    class Stream(io.StringIO):
+        def write(self, text):
+            writes.append(text)
+            return super().write(text)
+
+    access = AccessLog(Stream(), "json")
+    for number in range(3):
+        access.write({"REQUEST_METHOD": "GET", "PATH_INFO": f"/healthz/{number}",
+                      "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1",
+                      "SERVER_PROTOCOL": "HTTP/1.1"}, 200, 3, 0.001)
+    assert writes == []
+    access.flush()
+    access.flush()  # nothing held: nothing written
+    assert len(writes) == 1
+    assert [json.loads(line)["path"] for line in writes[0].splitlines()] == [
+        "/healthz/0", "/healthz/1", "/healthz/2"]
+
+
+def test_a_burst_of_requests_each_gets_its_line_without_another_request(sqlite_server):
+    """Many requests answered in the same turns of a worker's loop: each is in the log, once,
+    as a whole JSON line, with no later request needed to push it out."""
+    server, _ = sqlite_server
+    ids = [f"burst-{number}" for number in range(64)]
+
+    def get(ident: str) -> int:
+        return requests.get(f"{server.url}/healthz", headers={"X-Request-Id": ident},
+                            timeout=5).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert set(pool.map(get, ids)) == {200}
+    deadline = time.monotonic() + 5
+    while True:
+        logged = [line["request_id"] for line in json_lines(server.log())
+                  if line["logger"] == "keyvault.access"]
+        if set(ids) <= set(logged) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sorted(ident for ident in logged if ident.startswith("burst-")) == sorted(ids)

@@ -47,6 +47,7 @@ class BufferedWSGI:
         self.threads = threads
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_due = False
 
     # ------------------------------------------------------------ granian's hooks
 
@@ -86,6 +87,8 @@ class BufferedWSGI:
         """The worker is stopping (its requests are answered): end the threads, then let the
         app write what it holds in memory. A granian worker exits without running atexit
         hooks (multiprocessing ends it with os._exit), so this is the last word."""
+        if logs.access is not None:
+            logs.access.flush()
         if self.events is not None:
             self.events.stop()
         for _ in self._workers:
@@ -115,6 +118,13 @@ class BufferedWSGI:
             size = len(body)
         if logs.access is not None:
             logs.access.write(environ, status, size, time.perf_counter() - started)
+            if not self._flush_due:  # after this turn of the loop (logs.AccessLog)
+                self._flush_due = True
+                self._loop.call_soon(self._flush_log)
+
+    def _flush_log(self) -> None:
+        self._flush_due = False
+        logs.access.flush()
 
     # ------------------------------------------------------------ one request
 
