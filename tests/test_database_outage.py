@@ -366,3 +366,75 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
             apart.submit(lambda: asyncio.run(scenario())).result()
     finally:
         dispose(app)
+
+
+def test_the_event_loop_fetches_verifys_rows_first_and_answers_in_one_pass(cluster, keys):
+    """On PostgreSQL the worker's loop reads which keys a verify presents (api.fastlane.lookup_of)
+    and fetches their rows before answering it, so the pipeline runs once: one lookup per verify,
+    the same answer. A request whose lookup the guess gets wrong (a body the model refuses looks
+    up the caller alone) is still answered right, after a second fetch."""
+    import asyncio
+    import json
+
+    from keyvault import keystore as keystore_module
+    from keyvault.api.fastlane import lookup_of, takes
+    from keyvault.keystore import dispose
+    from keyvault.server import BufferedWSGI
+    from keyvault.server.lookups import Lookups
+    from keyvault.service import usage
+
+    value, caller = keys
+    app = create_app(base_overrides(cluster.url))
+    lookups = Lookups.of(app)
+    bridge = BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"], threads=2,
+                          inline=takes, lookups=lookups,
+                          lookup_of=lambda environ: lookup_of(environ, app),
+                          on_stop=lambda: usage.close(app))  # the use counts, written
+    passes: list[int] = []
+    original = keystore_module.KeyStore.lookup
+
+    def counted(store, digests):
+        passes.append(len(digests))
+        return original(store, digests)
+
+    async def post(body: dict) -> tuple[int, dict]:
+        raw = json.dumps(body).encode()
+        scope = {"type": "http", "method": "POST", "path": "/api/verify/",
+                 "raw_path": b"/api/verify/", "query_string": b"", "http_version": "1.1",
+                 "scheme": "http", "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80),
+                 "headers": [(b"host", b"keyvault.test"),
+                             (b"authorization", f"Bearer {caller}".encode()),
+                             (b"content-type", b"application/json"),
+                             (b"content-length", str(len(raw)).encode())]}
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await bridge._serve(scope, receive, send)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    async def scenario():
+        bridge._start(asyncio.get_running_loop())
+        try:
+            answers = await asyncio.gather(*(post({"key": value}) for _ in range(8)))
+            assert [(status, body["active"]) for status, body in answers] == [(200, True)] * 8
+            assert passes == [2] * 8  # caller and subject, looked up once per verify
+            passes.clear()
+            status, body = await post({"key": value, "scopes": "user:read"})  # not a list
+            assert status == 400 and body["status"] == 400
+            assert passes == [1, 1]  # the guess had two keys; the pipeline wanted the caller's
+        finally:
+            bridge._stop()
+            await lookups.close()
+
+    keystore_module.KeyStore.lookup = counted
+    try:
+        with ThreadPoolExecutor(1) as apart:  # a loop of its own (see the test above)
+            apart.submit(lambda: asyncio.run(scenario())).result()
+    finally:
+        keystore_module.KeyStore.lookup = original
+        dispose(app)

@@ -12,6 +12,7 @@ Flask. Work for every request (request id, timing) wraps both: keyvault.http.con
 
 from __future__ import annotations
 
+import orjson
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -20,7 +21,7 @@ from ..http.credentials import bearer_value, parse_json
 from ..http.errors import report
 from ..http.problems import Answer, from_error, from_http_exception
 from ..http.wire import UNREADABLE
-from ..service import AnswerLater
+from ..service import AnswerLater, digests_of
 from . import verify
 from .inputs import VerifyRequest
 
@@ -51,6 +52,28 @@ def takes(environ: dict) -> bool:
             and _is_json(environ.get("CONTENT_TYPE", ""))
             and (environ.get("CONTENT_LENGTH") or "0").isdigit())
     return decided and UNREADABLE not in environ
+
+
+def lookup_of(environ: dict, app) -> tuple[str, ...] | None:
+    """The digests a request the fast path takes will look up (its caller's key, then the key
+    in its body: service.check_keys' one lookup), read before it is answered: on PostgreSQL
+    the server fetches their rows first, so the pipeline runs once, not once to learn what to
+    fetch and again with the rows (keyvault.handoff; bench/README.md). None when there is
+    nothing to fetch, or no cheap way to tell; a wrong guess costs one more fetch, never a
+    wrong answer (the lookup asks for the digests it needs: Fetched.rows_of)."""
+    caller = bearer_value(environ["HTTP_AUTHORIZATION"], basic=True)
+    if not isinstance(caller, str) or not caller:
+        return None
+    body = environ["wsgi.input"]
+    try:
+        key = orjson.loads(body.read()).get("key")
+    except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
+        key = None
+    finally:
+        body.seek(0)
+    digests = tuple(d for d in digests_of([caller, key] if isinstance(key, str) else [caller],
+                                          app) if d is not None)
+    return digests or None
 
 
 _STATUS_LINES = {status: f"{status} {reason}" for status, reason in HTTP_STATUS_CODES.items()}

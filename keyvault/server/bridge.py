@@ -36,11 +36,13 @@ class BufferedWSGI:
                  body_timeout: float = 30.0,
                  on_stop: Callable[[], None] | None = None,
                  inline: Callable[[dict], bool] | None = None,
-                 events: Broadcaster | None = None, lookups: Lookups | None = None):
+                 events: Broadcaster | None = None, lookups: Lookups | None = None,
+                 lookup_of: Callable[[dict], tuple[str, ...] | None] | None = None):
         self.wsgi_app = wsgi_app
         self.events = events
         self.inline = inline
         self.lookups = lookups
+        self.lookup_of = lookup_of  # what an inline request will look up, if it can be told
         self.on_stop = on_stop
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -133,7 +135,12 @@ class BufferedWSGI:
         if refused is not None:
             return refused
         if self.inline is not None and self.inline(environ):
-            answer = self._call_here(environ)
+            fetched = None
+            if self.lookups is not None and self.lookup_of is not None:
+                digests = self.lookup_of(environ)  # its rows fetched first: one pass, not two
+                if digests is not None:
+                    fetched = await self.lookups.fetch(FetchFirst(digests))
+            answer = self._call_here(environ, fetched)
             if isinstance(answer, FetchFirst):  # rows from the database: fetched here, then again
                 environ["wsgi.input"].seek(0)
                 answer = self._call_here(environ, await self.lookups.fetch(answer))

@@ -6,7 +6,7 @@ import gc
 import os
 
 from .. import logs
-from ..api.fastlane import takes
+from ..api.fastlane import lookup_of, takes
 from ..app import create_app
 from ..service import mail, usage, webhook_delivery
 from .bridge import DEFAULT_THREADS, BufferedWSGI
@@ -38,7 +38,8 @@ def application() -> BufferedWSGI:
                         app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: (stop_mail(), stop_webhooks(), usage.close(app)),
                         inline=takes, events=Broadcaster(app),
-                        lookups=None if sqlite else Lookups.of(app))
+                        lookups=None if sqlite else Lookups.of(app),
+                        lookup_of=lambda environ: lookup_of(environ, app))
 
 
 def pins_workers(setting: str, workers: int, sqlite: bool) -> bool:

@@ -123,9 +123,8 @@ def check_keys(values: list[str], required: list[list[str]], *, costs: list[int]
     if app is None:
         app = current_app._get_current_object()
     config = app.config
-    prefix, now, secret = config["KEYVAULT_KEY_PREFIX"], clock.now(), pepper(app)
-    digests = [tokens.digest_of(v, secret) if tokens.is_well_formed(v, prefix) else None
-               for v in values]
+    now = clock.now()
+    digests = digests_of(values, app)
     wanted = [d for d in digests if d is not None]
     found = _by_digest(keystore(app).lookup(wanted)) if wanted else {}
     known = config["KEYVAULT_SCOPES"]
@@ -142,6 +141,15 @@ def check_keys(values: list[str], required: list[list[str]], *, costs: list[int]
     if write_elsewhere.get() is not None and any(spends_a_quota(v) for v in verdicts):
         raise AnswerOnAThread
     return verdicts
+
+
+def digests_of(values: list[str], app: Flask) -> list[str | None]:
+    """What check_keys looks up for these values: each one's digest, None for a malformed one
+    (never looked up). The server asks it too, to fetch verify's rows before the request is
+    answered (api.fastlane.lookup_of)."""
+    prefix, secret = app.config["KEYVAULT_KEY_PREFIX"], pepper(app)
+    return [tokens.digest_of(v, secret) if tokens.is_well_formed(v, prefix) else None
+            for v in values]
 
 
 def _calling_service(row: KeyRow, known: tuple[str, ...]) -> CallingService | None:
