@@ -263,3 +263,17 @@ def test_a_cached_client_refuses_a_revoked_key_within_a_second(servers, verifier
             assert time.monotonic() - revoked_at < 1.0, "still valid a second after DELETE"
             time.sleep(0.005)
         assert client.verify(value, ["user:read"]).code == "revoked"
+
+
+@pytest.mark.parametrize("last_event_id", ["4611686018427387905", "9999999999999999999"])
+def test_every_last_event_id_the_document_allows_is_taken(client, verifier_key, last_event_id):
+    """The document allows any 19 digits (past 2**62, past PostgreSQL's bigint too): each
+    resumes after every event, where it was 400 (schemathesis found it)."""
+    answer = client.get("/api/verify/events?timeout=0", headers={
+        "Authorization": f"Bearer {verifier_key}", "Last-Event-ID": last_event_id})
+    assert answer.status_code == 200
+    assert events_in(answer.get_data()) == []
+    too_long = client.get("/api/verify/events?timeout=0", headers={
+        "Authorization": f"Bearer {verifier_key}", "Last-Event-ID": last_event_id + "0"})
+    assert too_long.status_code == 400
+    assert "9999999999999999999" in too_long.json["detail"]

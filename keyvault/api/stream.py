@@ -68,6 +68,11 @@ def frame(change: key_changes.Change) -> bytes:
     return b"id: %d\ndata: %s\n\n" % (change.id, data)
 
 
+# Last-Event-ID as its document says: up to 19 digits (stream_operations). Ids never come
+# near 2**62, so a larger one resumes exactly where that would: after every event.
+LAST_EVENT_ID_MAX, AFTER_EVERY_EVENT = 10**19 - 1, 2**62
+
+
 def _number(text: str | None, name: str, maximum: int, *, empty_is_none: bool = False) -> int | None:
     """A whole number from 0 to `maximum`; None when absent (or empty, where that means absent:
     a first connection's empty Last-Event-ID), else 400."""
@@ -87,7 +92,9 @@ def verify_events():
     if admission.refusal is not None:
         return respond(admission.refusal)
     after = _number(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"),
-                    "Last-Event-ID", 2**62, empty_is_none=True)
+                    "Last-Event-ID", LAST_EVENT_ID_MAX, empty_is_none=True)
+    if after is not None:  # past every event either way; the database compares up to 2**63 - 1
+        after = min(after, AFTER_EVERY_EVENT)
     timeout = _number(request.args.get("timeout"), "timeout", MAX_TIMEOUT)
     config = current_app.config
     asked = StreamRequest(after, timeout, config["KEYVAULT_STREAM_HEARTBEAT_SECONDS"],
