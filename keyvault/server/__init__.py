@@ -18,10 +18,12 @@ body limit; only a complete request goes to one of a fixed number of threads, wh
 app. A fixed number of threads also bounds the database connections a worker holds (the verify
 hot path keeps one per thread). bench/README.md has the figures that chose this.
 
+Each worker's event loop is uvloop (supervisor.event_loop): every request passes through it.
 One kind of request skips the threads: the verify fast path (`inline`), answered on the event
 loop itself. On SQLite its verdict is a read from a file in this process that never waits for a
-writer (WAL); on PostgreSQL the loop sends the lookup on an async connection of the worker's own
-and serves other requests until the rows arrive (`lookups`, keyvault.handoff). The writes it
+writer (WAL); on PostgreSQL the loop sends the lookup of the keys the request presents
+(api.fastlane.lookup_of) on an async connection of the worker's own and serves other requests
+until the rows arrive (`lookups`, keyvault.handoff). The writes it
 leaves behind, which may wait for a lock, are made elsewhere: security-log events on the threads
 (service.verify.write_elsewhere), usage stamps with the use counts every few seconds
 (keystore.stamp). Handing a request to a thread and back costs more than the verdict, and the
