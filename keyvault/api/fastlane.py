@@ -12,14 +12,13 @@ Flask. Work for every request (request id, timing) wraps both: keyvault.http.con
 
 from __future__ import annotations
 
-import orjson
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..http.context import note, origin_of, request_id
 from ..http.credentials import bearer_value, parse_json
 from ..http.errors import report
-from ..http.problems import Answer, from_error, from_http_exception
+from ..http.problems import Answer, MalformedBody, from_error, from_http_exception
 from ..http.wire import UNREADABLE
 from ..service import AnswerLater, digests_of
 from . import verify
@@ -66,8 +65,8 @@ def lookup_of(environ: dict, app) -> tuple[str, ...] | None:
         return None
     body = environ["wsgi.input"]
     try:
-        key = orjson.loads(body.read()).get("key")
-    except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
+        key = parse_json(body.read()).get("key")
+    except (MalformedBody, AttributeError):  # not JSON, or not an object
         key = None
     finally:
         body.seek(0)
