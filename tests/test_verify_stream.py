@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -277,3 +278,29 @@ def test_every_last_event_id_the_document_allows_is_taken(client, verifier_key, 
         "Authorization": f"Bearer {verifier_key}", "Last-Event-ID": last_event_id + "0"})
     assert too_long.status_code == 400
     assert "9999999999999999999" in too_long.json["detail"]
+
+
+def test_sigterm_ends_open_streams_and_the_server_exits_in_seconds(database_url, tmp_path,
+                                                                    verifier_key):
+    """An open stream never ends by itself and granian waits for open requests before a worker
+    stops: each worker ends its streams when told to stop (on uvloop too, whose handlers no one
+    can read), so SIGTERM stops the server in seconds, not at granian's 30 s kill timeout, each
+    stream ends whole (its last chunk: the client reconnects elsewhere), and each is logged."""
+    server = start_server(database_url, tmp_path / "serve.log", workers=2)
+    streams = []
+    try:
+        streams = [Stream(server.url, verifier_key) for _ in range(4)]
+        for stream in streams:
+            assert b": connected" in stream.read_until(b": connected", 5)
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        for stream in streams:
+            stream.read_to_end(10)
+        assert server.process.wait(timeout=30) == 0
+        assert time.monotonic() - asked < 10, "a stream held a worker until it was killed"
+    finally:
+        for stream in streams:
+            stream.close()
+        if server.process.poll() is None:
+            stop_server(server)
+    assert server.log().count("GET /api/verify/events") == 4

@@ -37,6 +37,21 @@ class Broadcaster:
         self._ending = False
         self._watcher: key_changes.Watcher | None = None
         self._failures = FailureLog(log, "revocation stream")
+        self._signal_handlers: dict[int, tuple] = {}  # granian's, by signal (hear_signals_of)
+
+    def hear_signals_of(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called as the worker's app is built, before granian gives `loop` the handlers that
+        stop the worker (SIGINT, SIGTERM): remember each, so that start() can end the streams
+        before it runs. Through add_signal_handler, the loop's one public door: asyncio's loop
+        keeps its handlers in a private dict, uvloop in C where nothing reads them, and
+        reading asyncio's dict is how the streams stopped ending when uvloop came in."""
+        add = loop.add_signal_handler
+
+        def adding(number: int, callback, *args) -> None:
+            self._signal_handlers[number] = (callback, args)
+            add(number, callback, *args)
+
+        loop.add_signal_handler = adding
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run())
@@ -45,17 +60,18 @@ class Broadcaster:
     def _end_streams_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian stops a worker on SIGTERM (SIGHUP's rolling restart too) by waiting for its
         open requests, and a stream never ends by itself: without this each open stream held
-        the worker for granian's 30 s kill timeout. So the streams end first (their clients
-        reconnect, with Last-Event-ID, to a worker that stays), then granian's handler runs."""
-        handlers = getattr(loop, "_signal_handlers", {})  # asyncio's Unix loop: granian's
+        the worker for granian's 30 s kill timeout, and a worker killed then never writes what
+        it holds (usage counts, log lines). So the streams end first (their clients reconnect,
+        with Last-Event-ID, to a worker that stays), then granian's handler runs."""
+        loop.__dict__.pop("add_signal_handler", None)  # the loop's own again (hear_signals_of)
         for number in (signal.SIGINT, signal.SIGTERM):
-            previous = handlers.get(number)
+            previous = self._signal_handlers.get(number)
             if previous is None:
                 continue
 
-            def both(previous=previous) -> None:
+            def both(callback=previous[0], args=previous[1]) -> None:
                 self.end_streams()
-                previous._run()
+                callback(*args)
 
             loop.add_signal_handler(number, both)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 
@@ -33,11 +34,13 @@ def application() -> BufferedWSGI:
     # docstring); a PostgreSQL round trip must not hold up the loop, so there the lookup is sent
     # on an async connection and the loop serves others until its rows arrive.
     sqlite = app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+    events = Broadcaster(app)
+    events.hear_signals_of(asyncio.get_event_loop())  # granian's loop, its handlers yet to come
     return BufferedWSGI(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"],
                         int(os.environ.get("KEYVAULT_SERVE_THREADS", DEFAULT_THREADS)),
                         app.config["KEYVAULT_BODY_TIMEOUT"],
                         on_stop=lambda: (stop_mail(), stop_webhooks(), usage.close(app)),
-                        inline=takes, events=Broadcaster(app),
+                        inline=takes, events=events,
                         lookups=None if sqlite else Lookups.of(app),
                         lookup_of=lambda environ: lookup_of(environ, app))
 
