@@ -36,6 +36,27 @@ from ..keystore import DIGEST_COLUMNS, SELECT_MANY, keystore
 CONNECTIONS = 2
 
 
+class RowsByDigest:
+    """One statement's rows, indexed once by the digests they answer to (a key's and, while a
+    roll overlaps, its previous one), so each of a batch's requests takes its own rows without
+    reading the whole batch's."""
+
+    __slots__ = ("_rows", "_at")
+
+    def __init__(self, rows: list):
+        self._rows = rows
+        self._at: dict[str, list[int]] = {}
+        for position, row in enumerate(rows):
+            for i in DIGEST_COLUMNS:
+                if row[i] is not None:
+                    self._at.setdefault(row[i], []).append(position)
+
+    def of(self, digests: tuple[str, ...]) -> list:
+        """The rows that answer to any of `digests`, each once, in the statement's order."""
+        positions = sorted({p for digest in digests for p in self._at.get(digest, ())})
+        return [self._rows[p] for p in positions]
+
+
 class Lookups:
     """A worker's async connections to PostgreSQL, used by its event loop only."""
 
@@ -75,9 +96,7 @@ class Lookups:
                 f"no answer from the database within {self.timeout:g} s"))
         except Exception as error:  # noqa: BLE001 - raised in the pipeline, logged there (500)
             return Fetched(need.digests, error=error)
-        mine = set(need.digests)
-        return Fetched(need.digests, [row for row in rows
-                                      if any(row[i] in mine for i in DIGEST_COLUMNS)])
+        return Fetched(need.digests, rows.of(need.digests))
 
     async def _send(self) -> None:
         """Send what is waiting, one statement at a time, until nothing is."""
@@ -95,9 +114,10 @@ class Lookups:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            by_digest = RowsByDigest(rows)
             for _, future in batch:
                 if not future.done():
-                    future.set_result(rows)
+                    future.set_result(by_digest)
 
     async def _rows(self, digests: list[str]) -> list:
         """On an idle connection. When one the server dropped meanwhile fails, so did the
