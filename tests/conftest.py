@@ -137,9 +137,15 @@ def base_overrides(url: str) -> dict:
 
 
 def _clear(db) -> None:
-    """Empty every table, children first, so each test starts from nothing."""
+    """Empty every table, children first, so each test starts from nothing. On PostgreSQL in
+    one round trip (psycopg sends statements without parameters as one simple query): a
+    statement each was some 40 ms a test, each table's round trip on a busy machine."""
+    tables = reversed(db.metadata.sorted_tables)
     with db.engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("".join(f'DELETE FROM "{table.name}";' for table in tables))
+            return
+        for table in tables:
             conn.execute(table.delete())
 
 
