@@ -22,6 +22,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from jinja2.bccache import Bucket, BytecodeCache
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from werkzeug.routing import Rule
@@ -57,6 +58,38 @@ def _compile_url_builders_once() -> None:
 
 
 _compile_url_builders_once()
+
+
+class CompiledTemplates(BytecodeCache):
+    """The templates' compiled code, kept for the whole suite: each test's app has a Jinja
+    environment of its own, which compiled every template it rendered anew (a fifth of a test
+    that renders pages). Jinja checks each template's source against its checksum, and the key
+    holds what of the environment shapes the code (the mail environment's `finalize`, ...)."""
+
+    def __init__(self):
+        self.code: dict[str, bytes] = {}
+
+    def get_bucket(self, environment, name, filename, source) -> Bucket:
+        shaped_by = [getattr(option, "__qualname__", option) for option in (
+            environment.finalize, environment.autoescape, environment.block_start_string,
+            environment.variable_start_string, environment.comment_start_string,
+            environment.line_statement_prefix, environment.trim_blocks,
+            environment.lstrip_blocks, environment.newline_sequence,
+            environment.keep_trailing_newline, environment.optimized)]
+        key = f"{self.get_cache_key(name, filename)} {shaped_by!r} {sorted(environment.extensions)}"
+        bucket = Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()
 
 
 # ---------------------------------------------------------------- the database
@@ -164,6 +197,7 @@ def make_app(database_url, request):
 
     def factory(**overrides):
         app = create_app({**base_overrides(database_url), **mail, **overrides})
+        app.jinja_env.bytecode_cache = COMPILED_TEMPLATES  # its overlays (mail) inherit it
         built.append(app)
         return app
 
