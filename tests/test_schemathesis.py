@@ -109,6 +109,8 @@ def bounded(case):
     if case.path == "/api/verify/events" and isinstance(case.query, dict | None):
         query = dict(case.query or {})
         wanted = query.get("timeout")
+        if isinstance(wanted, str) and wanted.isascii() and wanted.isdigit():
+            wanted = int(wanted)  # the document's example, as the query string carries it
         if wanted is None or (isinstance(wanted, int) and not isinstance(wanted, bool)
                               and wanted > 1):
             query["timeout"] = 0
