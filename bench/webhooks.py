@@ -73,7 +73,8 @@ def run(events: int, database_url: str | None, workers: int, gap: float) -> dict
             with app.app_context():
                 person = service.sign_up("bench@example.com", "correct horse battery", ORIGIN,
                                          confirmed=True)
-                service.webhooks.create_webhook(person, receiver.url, ["key.created"])
+                service.webhooks.create_webhook(person, receiver.url, ["key.created"],
+                                                origin=ORIGIN)
                 for number in range(events):
                     key, _ = service.create_key(person, label=f"bench {number}",
                                                 scopes=["user:read"], origin=ORIGIN)

@@ -34,6 +34,10 @@ class Webhook(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     secret_encrypted: Mapped[str] = mapped_column(String(255))
+    # After a roll with a grace period: the secret before it, which signs every delivery too
+    # until `previous_secret_expires_at` (service.webhooks.roll_secret).
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(String(255))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=lambda: clock.now())
     # Set when deliveries failed for 3 days (its owner is mailed) or by its owner.
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -327,10 +327,10 @@ HOOK_URL = "http://127.0.0.1:9/keyvault-events"
 
 def build_webhook(ada) -> Hook:
     """Ada's webhook to this machine with one (test) delivery, then disabled by her."""
-    hooks = service.webhooks
-    made = hooks.create_webhook(ada, HOOK_URL, ["key.revoked"], "Ada's receiver")
+    hooks, origin = service.webhooks, service.Origin("127.0.0.1", "pytest")
+    made = hooks.create_webhook(ada, HOOK_URL, ["key.revoked"], "Ada's receiver", origin=origin)
     delivery = hooks.send_test(ada, made.webhook.public_id)
-    hooks.update_webhook(ada, made.webhook.public_id, enabled=False)
+    hooks.update_webhook(ada, made.webhook.public_id, origin=origin, enabled=False)
     return Hook(made.webhook.public_id, made.secret, delivery.public_id, delivery.message_id)
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -163,7 +163,8 @@ def test_retries_after_a_500_and_a_time_out_keep_the_start_of_the_answer(
     monkeypatch.setattr(webhook_delivery, "TIMEOUT_SECONDS", 1)
     receiver.reset(500, ("hang", 3), 204)
     person = make_user()
-    created = service.webhooks.create_webhook(person, receiver.url, ["key.created"])
+    created = service.webhooks.create_webhook(person, receiver.url, ["key.created"],
+                                              origin=ORIGIN)
     make_key(person, label="retried")
     assert send(app) == (0, 1, 0)
     [row] = deliveries()
@@ -189,7 +190,8 @@ def test_three_days_of_failures_disable_the_endpoint_and_mail_its_owner(
         app, make_user, make_key, receiver, frozen, smtp_server):
     receiver.reset(503)
     person = make_user("hooked@example.com")
-    created = service.webhooks.create_webhook(person, receiver.url, ["key.created"])
+    created = service.webhooks.create_webhook(person, receiver.url, ["key.created"],
+                                              origin=ORIGIN)
     make_key(person, label="never heard of")
     send_mail(app)  # the key.created notice
     smtp_server.messages.clear()
@@ -214,7 +216,7 @@ def test_three_days_of_failures_disable_the_endpoint_and_mail_its_owner(
 def test_a_redirect_is_not_followed(app, make_user, make_key, receiver):
     receiver.reset(("redirect", "/elsewhere"))
     person = make_user()
-    service.webhooks.create_webhook(person, receiver.url, ["key.created"])
+    service.webhooks.create_webhook(person, receiver.url, ["key.created"], origin=ORIGIN)
     make_key(person)
     assert send(app) == (0, 1, 0)
     [row] = deliveries()
@@ -255,7 +257,7 @@ def test_production_takes_https_only_and_checks_again_at_delivery(app, app_with,
     once they are not, before any connection (the silent socket sees none)."""
     person = make_user()
     service.webhooks.create_webhook(person, f"https://127.0.0.1:{silent_port}/hook",
-                                    ["key.created"])
+                                    ["key.created"], origin=ORIGIN)
     make_key(person)
     production = app_with(**PRODUCTION)
     with production.app_context():
@@ -289,7 +291,7 @@ def test_a_sender_killed_mid_delivery_loses_nothing(app, make_user, make_key, re
     its lease runs out another sender delivers the event (at least once: the same webhook-id)."""
     receiver.reset(("hang", 30), 204)
     person = make_user()
-    service.webhooks.create_webhook(person, receiver.url, ["key.created"])
+    service.webhooks.create_webhook(person, receiver.url, ["key.created"], origin=ORIGIN)
     make_key(person)
     env = {"KEYVAULT_DATABASE_URL": database_url, "KEYVAULT_SECRET_KEY": TEST_SECRET_KEY,
            "KEYVAULT_KEY_PEPPER": TEST_PEPPER, "KEYVAULT_WEBHOOK_LEASE_SECONDS": "2",
@@ -321,7 +323,8 @@ def test_a_sender_killed_mid_delivery_loses_nothing(app, make_user, make_key, re
 
 def test_expiry_events_go_once_per_threshold(app, make_user, make_key, receiver, frozen):
     person = make_user()
-    service.webhooks.create_webhook(person, receiver.url, ["key.expiring", "key.expired"])
+    service.webhooks.create_webhook(person, receiver.url, ["key.expiring", "key.expired"],
+                                    origin=ORIGIN)
     make_key(person, label="short", expires_at=T0 + timedelta(days=3))
     assert webhook_delivery.queue_expiry_events() == 1
     assert webhook_delivery.queue_expiry_events() == 0  # once per threshold
@@ -409,3 +412,172 @@ def test_the_pages_show_the_secret_once_and_the_delivery_log(app, client, auth, 
     assert "webhook.test" in shown and "204" in shown and "whsec_" not in shown
     refused = client.post("/settings/webhooks", data={"url": "nope", "csrf_token": token})
     assert refused.status_code == 400 and "https URL" in refused.get_data(as_text=True)
+
+
+def signed_by(request: dict, secret: str) -> bool:
+    """Does one of the request's `webhook-signature` signatures come from `secret`? (Computed
+    with the standardwebhooks package, whatever the delivery's timestamp.)"""
+    headers = request["headers"]
+    at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+    expected = StandardWebhook(secret).sign(headers["webhook-id"], at, request["body"])
+    return expected in headers["webhook-signature"].split(" ")
+
+
+def test_a_roll_with_a_grace_period_signs_with_both_secrets_until_it_ends(
+        app, client, make_user, make_key, receiver, monkeypatch):
+    from keyvault import clock
+
+    _, value = make_key(make_user(), scopes=["webhook:write"])
+    hook = register(client, value, receiver.url).json
+    path = f"/api/webhooks/{hook['id']}/"
+    assert hook["previous_secret_expires_at"] is None
+    for grace in (-1, 604801, "soon", True, 1.5):
+        refused = client.post(path + "roll_secret/", json={"grace_period_seconds": grace},
+                              headers=bearer(value))
+        assert (refused.status_code, refused.json["field"]) == (400, "grace_period_seconds")
+    client.post(path + "test/", headers=bearer(value))
+    assert send(app).sent == 1
+    StandardWebhook(hook["secret"]).verify(receiver.requests[0]["body"],  # nothing was rolled
+                                           receiver.requests[0]["headers"])
+
+    rolled = client.post(path + "roll_secret/", json={"grace_period_seconds": 3600},
+                         headers=bearer(value))
+    assert rolled.status_code == 200 and rolled.headers["Cache-Control"].startswith("no-store")
+    expires = datetime.fromisoformat(rolled.json["previous_secret_expires_at"])
+    assert timedelta(seconds=3590) < expires - datetime.now(UTC) <= timedelta(seconds=3600)
+    receiver.reset()
+    client.post(path + "test/", headers=bearer(value))
+    assert send(app).sent == 1
+    [during] = receiver.requests
+    assert len(during["headers"]["webhook-signature"].split(" ")) == 2
+    for secret in (hook["secret"], rolled.json["secret"]):  # a receiver with either accepts it
+        StandardWebhook(secret).verify(during["body"], during["headers"])
+
+    later = datetime.now(UTC) + timedelta(seconds=3601)  # the grace period is over
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert client.get(path, headers=bearer(value)).json["previous_secret_expires_at"] is None
+    receiver.reset()
+    client.post(path + "test/", headers=bearer(value))
+    assert send(app).sent == 1
+    [after] = receiver.requests
+    assert signed_by(after, rolled.json["secret"]) and not signed_by(after, hook["secret"])
+    assert " " not in after["headers"]["webhook-signature"]
+
+    again = client.post(path + "roll_secret/", headers=bearer(value)).json  # no body: at once
+    assert again["previous_secret_expires_at"] is None
+    receiver.reset()
+    client.post(path + "test/", headers=bearer(value))
+    send(app)
+    assert signed_by(receiver.requests[0], again["secret"])
+    assert not signed_by(receiver.requests[0], rolled.json["secret"])
+
+
+def test_a_roll_inside_a_grace_period_keeps_two_secrets_at_most(app, client, make_user,
+                                                                make_key, receiver):
+    _, value = make_key(make_user(), scopes=["webhook:write"])
+    first = register(client, value, receiver.url).json
+    path = f"/api/webhooks/{first['id']}/"
+    second = client.post(path + "roll_secret/", json={"grace_period_seconds": 3600},
+                         headers=bearer(value)).json
+    third = client.post(path + "roll_secret/", json={"grace_period_seconds": 86400},
+                        headers=bearer(value)).json
+    client.post(path + "test/", headers=bearer(value))
+    send(app)
+    [request] = receiver.requests
+    assert [signed_by(request, hook["secret"]) for hook in (first, second, third)] == [
+        False, True, True]
+
+
+def logged(user_id: int) -> list:
+    from keyvault.models import SecurityEvent
+
+    db.session.expire_all()
+    return list(db.session.scalars(select(SecurityEvent).where(
+        SecurityEvent.user_id == user_id, SecurityEvent.event.like("webhook.%"))
+        .order_by(SecurityEvent.id)))
+
+
+def test_every_change_to_an_endpoint_is_in_its_owners_security_log(app, client, auth, make_user,
+                                                                     make_key, receiver):
+    """Who pointed an endpoint where, turned it off, rolled or removed it: in the log, with the
+    API key that did it; the log names the URL's host, never its path or query (a receiver's
+    token may be there)."""
+    person = make_user()
+    _, value = make_key(person, label="deployer", scopes=["webhook:write"])
+    token_url = receiver.url + "?token=receiver-s3cret"
+    hook = register(client, value, token_url, events=["key.created"]).json
+    path = f"/api/webhooks/{hook['id']}/"
+    host = receiver.url.split("/")[2]
+    assert client.patch(path, json={"url": token_url}, headers=bearer(value)).status_code == 200
+    assert client.patch(path, json={"url": "http://localhost:9/k?token=other-s3cret",
+                                    "events": ["key.created", "key.revoked"]},
+                        headers=bearer(value)).status_code == 200
+    client.patch(path, json={"enabled": False}, headers=bearer(value))
+    client.patch(path, json={"enabled": False}, headers=bearer(value))  # already off: no change
+    client.post(path + "roll_secret/", json={"grace_period_seconds": 86400},
+                headers=bearer(value))
+    assert client.delete(path, headers=bearer(value)).status_code == 204
+
+    events = logged(person.id)
+    assert [event.event for event in events] == [
+        "webhook.created", "webhook.updated", "webhook.updated", "webhook.secret_rolled",
+        "webhook.deleted"]
+    assert all(event.actor_label == "deployer" and event.details["webhook"] == hook["id"]
+               for event in events)
+    assert events[0].details["host"] == host
+    assert events[1].details["host_from"] == host
+    assert events[1].details["host_to"] == "localhost:9"
+    assert events[1].details["events_added"] == ["key.revoked"]
+    assert events[2].details["enabled"] is False
+    assert events[3].details["grace_period_seconds"] == 86400
+    texts = [service.describe(event) for event in events]
+    assert texts[1].title == "Webhook changed"
+    assert f"Now sends to localhost:9 instead of {host}." in texts[1].summary
+    assert "Events added: key.revoked." in texts[1].summary
+    assert texts[2].summary.endswith("Turned off.")
+    assert "The old secret signs too for 1 day." in texts[3].summary
+
+    everything = json.dumps([[e.details, e.user_agent, e.ip_address] for e in events])
+    assert "s3cret" not in everything and "token=" not in everything
+    auth.login(person.email)
+    shown = client.get("/settings/security-log").get_data(as_text=True)
+    assert "Webhook removed" in shown and "Webhook signing secret rolled" in shown
+    assert "s3cret" not in shown
+
+
+def test_an_organisations_endpoint_changes_are_in_its_log(app, client, make_user, make_key,
+                                                           receiver):
+    owner = make_user()
+    organization = service.organizations.create_organization(owner, "Acme", ORIGIN).organization
+    _, value = make_key(owner, scopes=["webhook:write"])
+    hook = register(client, value, receiver.url, organization_id=organization.public_id).json
+    client.post(f"/api/webhooks/{hook['id']}/roll_secret/", headers=bearer(value))
+    page = service.organizations.page_organization_events(organization.id, 10, None)
+    assert [event.event for event in page.results][:2] == ["webhook.secret_rolled",
+                                                           "webhook.created"]
+    assert all(event.user_id == owner.id for event in page.results[:2])
+
+
+def test_the_page_rolls_with_a_grace_period_and_refuses_a_bad_one(app, client, auth, user,
+                                                                   receiver):
+    auth.login()
+    page = client.get("/settings/webhooks").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/settings/webhooks", data={"url": receiver.url, "events": "key.created",
+                                            "csrf_token": token})
+    hook = db.session.scalar(select(Webhook).where(Webhook.user_id == user.id))
+    sealed = hook.secret_encrypted
+    bad = client.post(f"/settings/webhooks/{hook.public_id}/roll",
+                      data={"grace_period_seconds": "forever", "csrf_token": token})
+    assert bad.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Webhook, hook.id).secret_encrypted == sealed  # nothing rolled
+    shown = client.get(bad.headers["Location"]).get_data(as_text=True)
+    assert "grace period" in shown and 'data-testid="previous-secret"' not in shown
+    rolled = client.post(f"/settings/webhooks/{hook.public_id}/roll",
+                         data={"grace_period_seconds": "3600", "csrf_token": token})
+    html = rolled.get_data(as_text=True)
+    assert rolled.status_code == 200 and rolled.headers["Cache-Control"].startswith("no-store")
+    assert "whsec_" in html and 'data-testid="previous-secret"' in html
+    assert [event.event for event in logged(user.id)] == ["webhook.created",
+                                                          "webhook.secret_rolled"]

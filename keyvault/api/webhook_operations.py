@@ -35,7 +35,8 @@ def _examples() -> dict:
     hook = {"id": EXAMPLE_WEBHOOK_ID, "url": "https://ci.example.com/keyvault-events",
             "events": ["key.revoked", "key.leaked", "key.expiring"],
             "description": "Tell CI when its keys die.", "organization_id": None,
-            "enabled": True, "disabled_reason": None, "created_at": _WHEN}
+            "enabled": True, "disabled_reason": None, "previous_secret_expires_at": None,
+            "created_at": _WHEN}
     delivery = {"id": EXAMPLE_DELIVERY_ID, "message_id": "msg_2Lk9xQe7TgVb0WmA3sRn5yPc",
                 "event": "key.revoked", "state": "sent", "attempts": 1, "status_code": 204,
                 "duration_ms": 38, "response_body": "", "last_error": None, "created_at": _WHEN,
@@ -100,10 +101,17 @@ def paths(read: str, write: str) -> dict:
         },
         "/api/webhooks/{webhook_id}/roll_secret/": {"parameters": [hook], "post": op(
             "rollWebhookSecret", "Give a webhook a new signing secret",
-            "At once: the old secret signs nothing more.", write,
+            "Without a body, at once: the old secret signs nothing more. With "
+            "`grace_period_seconds` (up to 7 days) the old secret signs every delivery beside the "
+            "new one until then (`webhook-signature` holds both `v1,` signatures), so the "
+            "receiver can switch without refusing an event. Logged as `webhook.secret_rolled`.",
+            write,
             {"200": _json("WebhookWithSecret", "The endpoint with its new secret (this once).",
-                          _media(ex["with_secret"]), no_store)},
-            errors=("NotFound", "Conflict"))},
+                          _media({**ex["with_secret"],
+                                  "previous_secret_expires_at": "2026-11-03T09:41:27Z"}),
+                          no_store)},
+            body=_json_body("RollWebhookSecret", "Optional.", {"grace_period_seconds": 86400}),
+            errors=("NotFound", "Conflict", "UnsupportedMediaType"))},
         "/api/webhooks/{webhook_id}/deliveries/": {"parameters": [hook], "get": op(
             "listWebhookDeliveries", "Its deliveries",
             "Newest first: event, state, attempts, the latest status, time and answer (1 KiB).",

@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from .. import clock
+from ..service.validation import GRACE_MAX_SECONDS, clean_grace_period
 from ..service.webhook_delivery import EVENTS, TEST_EVENT
 from ..service.webhooks import URL_MAX, organization_of
 from .inputs import Credential, Description, _Request
@@ -45,6 +47,15 @@ class UpdateWebhook(_Request):
     personal_api_key: Credential = None
 
 
+class RollWebhookSecret(_Request):
+    grace_period_seconds: Annotated[int, BeforeValidator(clean_grace_period)] = Field(
+        0, ge=0, le=GRACE_MAX_SECONDS, description=(
+            "How long the previous secret keeps signing every delivery beside the new one (two "
+            "`v1,` signatures), so the receiver can switch secrets without refusing an event; "
+            "0 stops it at once."))
+    personal_api_key: Credential = None
+
+
 class Webhook(_Response):
     id: str = Field(description="Public id, random.")
     url: str
@@ -55,6 +66,9 @@ class Webhook(_Response):
     enabled: bool = Field(description="False once disabled: by its owner, or after 3 days of "
                                       "failed deliveries (its owner is mailed).")
     disabled_reason: str | None
+    previous_secret_expires_at: datetime | None = Field(description=(
+        "After a roll with a grace period: until when the previous secret signs deliveries "
+        "too. Null when only the current secret signs."))
     created_at: datetime
 
     @classmethod
@@ -64,7 +78,12 @@ class Webhook(_Response):
                    description=webhook.description,
                    organization_id=organization.public_id if organization else None,
                    enabled=webhook.disabled_at is None, disabled_reason=webhook.disabled_reason,
+                   previous_secret_expires_at=_still_ahead(webhook.previous_secret_expires_at),
                    created_at=webhook.created_at)
+
+
+def _still_ahead(moment: datetime | None) -> datetime | None:
+    return moment if moment is not None and moment > clock.now() else None
 
 
 class WebhookWithSecret(Webhook):
@@ -117,5 +136,5 @@ class DeliveryPage(_Response):
     results: list[Delivery] = Field(description="Newest first.")
 
 
-REQUEST_MODELS = (CreateWebhook, UpdateWebhook)
+REQUEST_MODELS = (CreateWebhook, UpdateWebhook, RollWebhookSecret)
 RESPONSE_MODELS = (Webhook, WebhookWithSecret, WebhookPage, Delivery, DeliveryPage)

@@ -9,11 +9,12 @@ from flask import Response, g, jsonify, request, url_for
 from .. import service
 from ..service.scopes import READ_WEBHOOKS, WRITE_WEBHOOKS
 from .inputs import parse
-from .views import _limit, _links, body_fields, bp, no_store, requires
+from .views import _acting_origin, _limit, _links, body_fields, bp, no_store, requires
 from .webhook_schemas import (
     CreateWebhook,
     Delivery,
     DeliveryPage,
+    RollWebhookSecret,
     UpdateWebhook,
     Webhook,
     WebhookPage,
@@ -37,7 +38,7 @@ def list_webhooks():
 def create_webhook():
     body = parse(CreateWebhook, body_fields())
     created = webhooks.create_webhook(g.api_user, body.url, body.events, body.description,
-                                      organization=body.organization_id)
+                                      origin=_acting_origin(), organization=body.organization_id)
     response = no_store(jsonify(WebhookWithSecret.of(created.webhook, created.secret)))
     response.status_code = 201
     response.headers["Location"] = url_for(".webhook", webhook_id=created.webhook.public_id)
@@ -56,20 +57,23 @@ def update_webhook(webhook_id: str):
     body = parse(UpdateWebhook, body_fields())
     changes = {name: getattr(body, name) for name in body.model_fields_set
                if name != "personal_api_key" and getattr(body, name) is not None}
-    return jsonify(Webhook.of(webhooks.update_webhook(g.api_user, webhook_id, **changes)))
+    return jsonify(Webhook.of(webhooks.update_webhook(g.api_user, webhook_id,
+                                                      origin=_acting_origin(), **changes)))
 
 
 @bp.delete("/webhooks/<webhook_id>/")
 @requires(WRITE_WEBHOOKS)
 def delete_webhook(webhook_id: str):
-    webhooks.delete_webhook(g.api_user, webhook_id)
+    webhooks.delete_webhook(g.api_user, webhook_id, origin=_acting_origin())
     return Response(status=204)
 
 
 @bp.post("/webhooks/<webhook_id>/roll_secret/")
 @requires(WRITE_WEBHOOKS)
 def roll_webhook_secret(webhook_id: str):
-    rolled = webhooks.roll_secret(g.api_user, webhook_id)
+    body = parse(RollWebhookSecret, body_fields())
+    rolled = webhooks.roll_secret(g.api_user, webhook_id, origin=_acting_origin(),
+                                  grace_period_seconds=body.grace_period_seconds)
     return no_store(jsonify(WebhookWithSecret.of(rolled.webhook, rolled.secret)))
 
 

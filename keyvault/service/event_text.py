@@ -55,6 +55,10 @@ _TITLES = {
     "key.revoked_use": "Revoked key presented",
     "key.ip_refused": "Key presented from an address it may not be used from",
     "key.wrong_service_use": "Key presented at another service",
+    "webhook.created": "Webhook added",
+    "webhook.updated": "Webhook changed",
+    "webhook.secret_rolled": "Webhook signing secret rolled",
+    "webhook.deleted": "Webhook removed",
 }
 _PASSKEY_FAILURES = {"challenge": "The request had expired or was already used.",
                      "unknown_credential": "The passkey is not registered here.",
@@ -179,12 +183,42 @@ def describe(event: SecurityEvent) -> EventText:
     elif event.event == "key.wrong_service_use":
         where = f"at “{details['service']}”" if details.get("service") else "to a caller that is no service"
         parts.append(f"Someone presented this key {where}, where it is not allowed; it was refused.")
+    elif event.event.startswith("webhook."):
+        parts.extend(_webhook_change(event.event, details))
     if details.get("by_admin"):
         what = {"key.revoked": "Revoked", "user.deactivated": "Deactivated",
                 "user.activated": "Activated", "2fa.reset_by_admin": "Reset"}.get(
             event.event, "Done")
         parts.insert(0, f"{what} by an administrator.")
     return EventText(title, " ".join(part for part in parts if part))
+
+
+def _webhook_change(event: str, details: dict) -> list[str]:
+    """A webhook endpoint's change in words: where it sends (the URL's host: the log never
+    keeps the whole URL) and what changed."""
+    parts = []
+    if "host_from" in details:
+        parts.append(f"Now sends to {details['host_to']} instead of {details['host_from']}.")
+    elif details.get("host"):
+        parts.append(f"{'It sent' if event == 'webhook.deleted' else 'Sends'} to "
+                     f"{details['host']}.")
+    if "url" in details.get("fields", []) and "host_from" not in details:
+        parts.append("URL changed, on the same host.")
+    if event == "webhook.created" and details.get("events"):
+        parts.append(f"Events: {', '.join(details['events'])}.")
+    if details.get("events_added"):
+        parts.append(f"Events added: {', '.join(details['events_added'])}.")
+    if details.get("events_removed"):
+        parts.append(f"Events removed: {', '.join(details['events_removed'])}.")
+    if "description" in details.get("fields", []):
+        parts.append("Description changed.")
+    if "enabled" in details:
+        parts.append("Turned on." if details["enabled"] else "Turned off.")
+    if event == "webhook.secret_rolled":
+        grace = details.get("grace_period_seconds") or 0
+        parts.append(f"The old secret signs too for {duration(grace)}." if grace
+                     else "The old secret stopped signing at once.")
+    return parts
 
 
 def performed_by(event: SecurityEvent) -> str:

@@ -8,10 +8,12 @@ that asked for that event, so a delivery exists iff its change commits. `queue_e
 
 Deliveries follow the Standard Webhooks specification: `webhook-id`, `webhook-timestamp` and
 `webhook-signature` (`v1,` + base64 HMAC-SHA256 of "id.timestamp.body" under the endpoint's
-`whsec_` secret). A payload names keys by id, label and mask, never by value. Every attempt
-checks the URL again (keyvault.webhook_http: no private address, unless allowed; connected to
-the address checked); a 2xx answer is success, anything else is retried with exponential
-backoff for up to 3 days, then the endpoint is disabled and its owner mailed.
+`whsec_` secret; after a roll with a grace period, a second `v1,` signature under the previous
+secret until the period ends, space-separated as the specification allows). A payload names
+keys by id, label and mask, never by value. Every attempt checks the URL again
+(keyvault.webhook_http: no private address, unless allowed; connected to the address checked);
+a 2xx answer is success, anything else is retried with exponential backoff for up to 3 days,
+then the endpoint is disabled and its owner mailed.
 """
 
 from __future__ import annotations
@@ -79,12 +81,23 @@ def seal(secret: str) -> str:
     return _fernet().encrypt(secret.encode()).decode()
 
 
-def _unsealed(webhook: Webhook) -> str:
+def _unsealed(sealed: str) -> str:
     try:
-        return _fernet().decrypt(webhook.secret_encrypted.encode()).decode()
+        return _fernet().decrypt(sealed.encode()).decode()
     except InvalidToken:  # the pepper changed: roll the secret
         raise DeliveryFailed("the signing secret cannot be read (was the pepper changed?); "
                              "roll it") from None
+
+
+def signing_secrets(webhook: Webhook, now: datetime) -> list[str]:
+    """The secrets that sign a delivery now: the current one, and the previous one while a
+    roll's grace period lasts (service.webhooks.roll_secret)."""
+    found = [_unsealed(webhook.secret_encrypted)]
+    if webhook.previous_secret_encrypted is not None \
+            and webhook.previous_secret_expires_at is not None \
+            and now < webhook.previous_secret_expires_at:
+        found.append(_unsealed(webhook.previous_secret_encrypted))
+    return found
 
 
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -220,12 +233,14 @@ def _deliver(app: Flask, row: WebhookDelivery) -> dict:
         target = target_of(webhook.url, app)
     except webhook_http.Refused as refused:
         raise DeliveryFailed(f"not sent: {refused}") from None
-    timestamp = int(clock.now().timestamp())
+    now = clock.now()
+    timestamp = int(now.timestamp())
     body = row.payload.encode()
     headers = {"content-type": "application/json", "user-agent": "KeyVault-Webhooks/1",
                "webhook-id": row.message_id, "webhook-timestamp": str(timestamp),
-               "webhook-signature": signature(_unsealed(webhook), row.message_id, timestamp,
-                                              body)}
+               "webhook-signature": " ".join(
+                   signature(secret, row.message_id, timestamp, body)
+                   for secret in signing_secrets(webhook, now))}
     answer = webhook_http.post(target, body, headers, timeout=TIMEOUT_SECONDS)
     kept = {"status_code": answer.status, "duration_ms": round(answer.seconds * 1000),
             "response_body": answer.body}

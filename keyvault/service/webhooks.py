@@ -4,13 +4,22 @@ A person's endpoints hear of their own keys; an organisation's (registered by it
 admins: organizations.authorize's `manage_webhooks`) of its service accounts' keys. The one
 ownership check is `get_webhook`: someone else's endpoint is 404, like a missing one. A URL is
 checked when it is registered or changed (webhook_http: 400 naming why) and again at every
-delivery (service.webhook_delivery). The signing secret is shown once, when made or rolled.
+delivery (service.webhook_delivery). The signing secret is shown once, when made or rolled; a
+roll may keep the previous secret signing for a grace period, so the receiver can switch.
+
+Every change is in the security log (`webhook.created`, `webhook.updated`,
+`webhook.secret_rolled`, `webhook.deleted`; an organisation's endpoint in its log): an endpoint
+hears of keys, so who pointed one where is what an owner asks after a surprise. The log names
+an endpoint by its id and its URL's host, never the whole URL: a path or query may carry a
+receiver's token.
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, or_, select
 
@@ -21,9 +30,10 @@ from ..org_models import Membership, Organization
 from ..webhook_models import Webhook, WebhookDelivery
 from . import webhook_delivery
 from .errors import DeliveryNotFound, InvalidInput, WebhookLimitReached, WebhookNotFound
+from .events import Origin, record
 from .organizations import RIGHTS, authorize
 from .pagination import Page, paginate
-from .validation import clean_description, is_public_id
+from .validation import clean_description, clean_grace_period, is_public_id
 
 URL_MAX = 2000
 MAX_PER_OWNER = 10
@@ -101,7 +111,7 @@ def organization_of(webhook: Webhook) -> Organization | None:
 
 
 def create_webhook(user: User, url: Any, events: Any, description: Any = None, *,
-                   organization: str | None = None) -> Created:
+                   origin: Origin, organization: str | None = None) -> Created:
     """Register an endpoint for the person's keys, or (naming one) an organisation's."""
     owner = {"user_id": user.id}
     if organization is not None:
@@ -120,42 +130,88 @@ def create_webhook(user: User, url: Any, events: Any, description: Any = None, *
                       description=description, secret_encrypted=webhook_delivery.seal(secret),
                       **owner)
     db.session.add(webhook)
+    db.session.flush()
+    _log("webhook.created", user, webhook, origin, host=host_of(url), events=events)
     db.session.commit()
     return Created(webhook, secret)
 
 
-def update_webhook(user: User, public_id: Any, **changes: Any) -> Webhook:
-    """Change the URL, events, description, or enable (`enabled`) a disabled endpoint."""
+def host_of(url: str) -> str:
+    """The URL's host (and port), as the security log names an endpoint: never its path."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+def _log(event: str, user: User, webhook: Webhook, origin: Origin, **details: Any) -> None:
+    """A change to an endpoint, in its owner's log (the person's, or the organisation's with
+    the person who made it); the caller commits."""
+    record(event, user.id, origin, organization_id=webhook.organization_id,
+           webhook=webhook.public_id, **details)
+
+
+def update_webhook(user: User, public_id: Any, *, origin: Origin, **changes: Any) -> Webhook:
+    """Change the URL, events, description, or enable (`enabled`) a disabled endpoint. Each
+    field is checked before any changes; what did change is logged (nothing, when nothing did)."""
     webhook = get_webhook(user, public_id, change=True)
+    cleaned: dict[str, Any] = {}
     if "url" in changes:
-        webhook.url = clean_url(changes["url"])
+        cleaned["url"] = clean_url(changes["url"])
     if "events" in changes:
-        webhook.events = clean_events(changes["events"])
+        cleaned["events"] = clean_events(changes["events"])
     if "description" in changes:
-        webhook.description = clean_description(changes["description"])
-    if "enabled" in changes:
-        enabled = changes["enabled"]
-        if not isinstance(enabled, bool):
-            raise InvalidInput("Say true or false.", "enabled")
-        if enabled:
-            webhook.disabled_at = webhook.disabled_reason = None
-        elif webhook.disabled_at is None:
-            webhook.disabled_at = clock.now()
-            webhook.disabled_reason = "Disabled by its owner."
+        cleaned["description"] = clean_description(changes["description"])
+    enabled = changes.get("enabled")
+    if "enabled" in changes and not isinstance(enabled, bool):
+        raise InvalidInput("Say true or false.", "enabled")
+    details: dict[str, Any] = {}
+    if cleaned.get("url", webhook.url) != webhook.url:
+        details.update(host_from=host_of(webhook.url), host_to=host_of(cleaned["url"]))
+    before = list(webhook.events or [])
+    if "events" in cleaned and cleaned["events"] != before:
+        details.update(events_added=[e for e in cleaned["events"] if e not in before],
+                       events_removed=[e for e in before if e not in cleaned["events"]])
+    fields = [name for name, value in cleaned.items() if getattr(webhook, name) != value]
+    for name in fields:
+        setattr(webhook, name, cleaned[name])
+    if enabled is True and webhook.disabled_at is not None:
+        webhook.disabled_at = webhook.disabled_reason = None
+        fields.append("enabled")
+        details["enabled"] = True
+    elif enabled is False and webhook.disabled_at is None:
+        webhook.disabled_at = clock.now()
+        webhook.disabled_reason = "Disabled by its owner."
+        fields.append("enabled")
+        details["enabled"] = False
+    if fields:
+        _log("webhook.updated", user, webhook, origin, host=host_of(webhook.url), fields=fields,
+             **details)
     db.session.commit()
     return webhook
 
 
-def delete_webhook(user: User, public_id: Any) -> None:
-    db.session.delete(get_webhook(user, public_id, change=True))
+def delete_webhook(user: User, public_id: Any, *, origin: Origin) -> None:
+    webhook = get_webhook(user, public_id, change=True)
+    _log("webhook.deleted", user, webhook, origin, host=host_of(webhook.url))
+    db.session.delete(webhook)
     db.session.commit()
 
 
-def roll_secret(user: User, public_id: Any) -> Created:
-    """A new signing secret, at once (the old one signs nothing more); shown this once."""
+def roll_secret(user: User, public_id: Any, *, origin: Origin,
+                grace_period_seconds: Any = 0) -> Created:
+    """A new signing secret, shown this once. The old one stops signing at once, or (a grace
+    period of up to 7 days) signs every delivery beside the new one until the period ends, so
+    the receiver can take the new secret without refusing an event in between. A roll inside
+    a grace period drops the secret before the old one: two sign at most."""
+    seconds = clean_grace_period(grace_period_seconds)
     webhook = get_webhook(user, public_id, change=True)
     secret = webhook_delivery.new_secret()
+    if seconds:
+        webhook.previous_secret_encrypted = webhook.secret_encrypted
+        webhook.previous_secret_expires_at = clock.now() + timedelta(seconds=seconds)
+    else:
+        webhook.previous_secret_encrypted = webhook.previous_secret_expires_at = None
     webhook.secret_encrypted = webhook_delivery.seal(secret)
+    _log("webhook.secret_rolled", user, webhook, origin, host=host_of(webhook.url),
+         grace_period_seconds=seconds)
     db.session.commit()
     return Created(webhook, secret)
 

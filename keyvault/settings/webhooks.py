@@ -8,9 +8,11 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from .. import service
+from .. import clock, service
 from ..extensions import db
 from ..http.browser import no_store
+from ..http.context import origin
+from ..http.forms import GRACE_CHOICES
 from ..org_models import Membership, Organization
 from ..service.organizations import RIGHTS
 from ..service.webhook_delivery import EVENTS
@@ -44,14 +46,14 @@ def webhook_create():
     try:
         created = webhooks.create_webhook(current_user, form.get("url", ""),
                                           form.getlist("events"), form.get("description"),
+                                          origin=origin(),
                                           organization=form.get("organization") or None)
     except service.ServiceError as refusal:
         db.session.rollback()
         return _list_page(400 if refusal.status < 500 else refusal.status,
                           error=refusal.detail, error_field=refusal.field)
     no_store()  # the one page that shows the secret
-    return render_template("settings/webhook.html", webhook=created.webhook,
-                           secret=created.secret, deliveries=[], events=EVENTS)
+    return _webhook_page(created.webhook, created.secret)
 
 
 def _webhook(public_id: str, change: bool = False):
@@ -61,12 +63,18 @@ def _webhook(public_id: str, change: bool = False):
         abort(404)
 
 
+def _webhook_page(webhook, secret: str | None = None, cursor: str | None = None):
+    """One endpoint's page: its secret when just made or rolled (shown this once), its
+    deliveries, and its actions."""
+    page = webhooks.page_deliveries(current_user, webhook.public_id, PAGE, cursor)
+    return render_template("settings/webhook.html", webhook=webhook, secret=secret,
+                           deliveries=page.results, next_cursor=page.next_cursor, events=EVENTS,
+                           graces=GRACE_CHOICES, now=clock.now())
+
+
 @bp.get("/webhooks/<webhook_id>")
 def webhook_page(webhook_id: str):
-    webhook = _webhook(webhook_id)
-    page = webhooks.page_deliveries(current_user, webhook_id, PAGE, request.args.get("cursor"))
-    return render_template("settings/webhook.html", webhook=webhook, secret=None,
-                           deliveries=page.results, next_cursor=page.next_cursor, events=EVENTS)
+    return _webhook_page(_webhook(webhook_id), cursor=request.args.get("cursor"))
 
 
 def _act(webhook_id: str, action, done: str):
@@ -99,26 +107,31 @@ def webhook_redeliver(webhook_id: str, delivery_id: str):
 def webhook_enable(webhook_id: str):
     enabled = request.form.get("enabled") == "true"
     return _act(webhook_id, lambda: webhooks.update_webhook(current_user, webhook_id,
-                                                            enabled=enabled),
+                                                            origin=origin(), enabled=enabled),
                 "Turned on: events go to it again." if enabled else "Turned off.")
 
 
 @bp.post("/webhooks/<webhook_id>/roll")
 def webhook_roll(webhook_id: str):
+    grace = request.form.get("grace_period_seconds", "0")
     try:
-        rolled = webhooks.roll_secret(current_user, webhook_id)
+        rolled = webhooks.roll_secret(current_user, webhook_id, origin=origin(),
+                                      grace_period_seconds=int(grace) if grace.isdigit() else grace)
     except service.KeyNotFound:
+        db.session.rollback()
         abort(404)
+    except service.ServiceError as refusal:
+        db.session.rollback()
+        flash(refusal.detail, "error")
+        return redirect(url_for(".webhook_page", webhook_id=webhook_id), 303)
     no_store()
-    page = webhooks.page_deliveries(current_user, webhook_id, PAGE, None)
-    return render_template("settings/webhook.html", webhook=rolled.webhook, secret=rolled.secret,
-                           deliveries=page.results, events=EVENTS)
+    return _webhook_page(rolled.webhook, rolled.secret)
 
 
 @bp.post("/webhooks/<webhook_id>/delete")
 def webhook_delete(webhook_id: str):
     try:
-        webhooks.delete_webhook(current_user, webhook_id)
+        webhooks.delete_webhook(current_user, webhook_id, origin=origin())
     except service.KeyNotFound:
         abort(404)
     flash("Webhook removed.", "success")

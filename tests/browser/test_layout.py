@@ -275,14 +275,16 @@ HOOK_URL = "http://127.0.0.1:9/keyvault/events/from-the-release-pipeline-and-the
 
 
 def webhooks_listed(w: World) -> None:
-    service.webhooks.create_webhook(w.person, HOOK_URL, ["key.created", "key.revoked"])
+    service.webhooks.create_webhook(w.person, HOOK_URL, ["key.created", "key.revoked"],
+                                    origin=ORIGIN)
     w.log_in()
     w.page.goto("/settings/webhooks")
 
 
 def webhook_deliveries(w: World) -> None:
     """One endpoint's page: a delivery sent, one that keeps failing with a long error."""
-    hook = service.webhooks.create_webhook(w.person, HOOK_URL, ["key.revoked"]).webhook
+    hook = service.webhooks.create_webhook(w.person, HOOK_URL, ["key.revoked"],
+                                           origin=ORIGIN).webhook
     sent = webhook_delivery.enqueue(hook, "key.revoked", {"key": {"id": "x"}})
     sent.sent_at, sent.attempts, sent.status_code, sent.duration_ms = clock.now(), 1, 204, 38
     failing = webhook_delivery.enqueue(hook, "webhook.test", {})
