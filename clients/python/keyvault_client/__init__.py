@@ -7,9 +7,9 @@ Guards live in their own modules and import their framework only there:
 from .client import AsyncKeyVaultClient, KeyVaultClient
 from .errors import KeyVaultError, KeyVaultUnavailable, ServiceKeyRejected, UnexpectedAnswer
 from .keys import is_well_formed
-from .verification import INACTIVE_CODES, Verification
+from .verification import INACTIVE_CODES, Owner, Verification
 
 __all__ = [
     "INACTIVE_CODES", "AsyncKeyVaultClient", "KeyVaultClient", "KeyVaultError", "KeyVaultUnavailable",
-    "ServiceKeyRejected", "UnexpectedAnswer", "Verification", "is_well_formed",
+    "Owner", "ServiceKeyRejected", "UnexpectedAnswer", "Verification", "is_well_formed",
 ]

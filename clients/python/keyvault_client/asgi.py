@@ -43,7 +43,9 @@ class KeyVaultASGIMiddleware:
             body, receive = await _buffered(receive)
         presented = find_key(authorization, content_type, body,
                              scope.get("query_string", b"").decode("latin-1"))
-        result = await check_async(self.client, presented, self.scopes, self.realm)
+        client = scope.get("client")
+        result = await check_async(self.client, presented, self.scopes, self.realm,
+                                   client[0] if client else None)
         if isinstance(result, Refusal):
             await _refuse(scope, receive, send, result)
             return

@@ -1,8 +1,10 @@
 """The verdict cache (`cache_seconds`): verify answered from memory, told of every change by
 KeyVault's revocation stream (GET /api/verify/events), read by a background thread.
 
-Entries are keyed by a SHA-256 of the presented key (never the key) and the scopes asked for;
-valid and refused verdicts are both kept. Any event about a key drops every entry of that key
+Entries are keyed by a SHA-256 of the presented key (never the key), the scopes asked for, the
+client address and the cost sent; valid and refused verdicts are both kept, except for a key
+with limits (its answer has `ratelimit` or `usage`): each of its uses must reach KeyVault to be
+counted. Any event about a key drops every entry of that key
 (a valid verdict carries its key_id). A refused verdict carries none, and no event can make it
 valid except a widening (scopes added, an owner reactivated), which waits out `cache_seconds`.
 Fail safe: while the stream has been down for more than DOWN_AFTER seconds the cache answers
@@ -29,7 +31,8 @@ MAX_SECONDS = 300
 DOWN_AFTER = 2.0  # seconds without the stream before the cache stops answering
 RECONNECT_SECONDS = 0.25
 MAX_ENTRIES = 100_000
-Slot = tuple[bytes, tuple[str, ...]]
+Slot = tuple[bytes, tuple[str, ...], str | None, int | None]
+LIMITED = ("ratelimit", "usage")  # an answer with either: the key's every use is counted
 
 
 def check_seconds(seconds: float) -> float:
@@ -38,8 +41,9 @@ def check_seconds(seconds: float) -> float:
     return seconds
 
 
-def slot_of(key: str, scopes: Iterable[str] | None) -> Slot:
-    return hashlib.sha256(key.encode()).digest(), tuple(sorted(set(scopes or ())))
+def slot_of(key: str, scopes: Iterable[str] | None, client_ip: str | None = None,
+            cost: int | None = None) -> Slot:
+    return hashlib.sha256(key.encode()).digest(), tuple(sorted(set(scopes or ()))), client_ip, cost
 
 
 class VerdictCache:
@@ -88,7 +92,7 @@ class VerdictCache:
         return self._generation if self._up else None
 
     def put(self, slot: Slot, verification: Verification, ticket: int | None) -> None:
-        if ticket is None:
+        if ticket is None or any(name in verification.answer for name in LIMITED):
             return
         lasts = self.seconds
         if verification.ends_at is not None:  # never past the moment the key stops working

@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("key", metavar="KEY", help="the key to check, or - to read it from stdin")
     verify.add_argument("--scope", dest="scopes", action="append", metavar="S",
                         help="a scope the key must hold (repeatable)")
+    verify.add_argument("--client-ip", metavar="ADDRESS",
+                        help="the address the key is used from (keys restricted to address ranges)")
+    verify.add_argument("--cost", type=int, metavar="N",
+                        help="what this use spends of the key's usage quota (KeyVault's default: 1)")
     verify.add_argument("--url", default=os.environ.get("KEYVAULT_URL"),
                         help="KeyVault's base URL (default: $KEYVAULT_URL)")
     verify.add_argument("--service-key", default=os.environ.get("KEYVAULT_SERVICE_KEY"),
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
     try:
         with KeyVaultClient(args.url, args.service_key, timeout=args.timeout) as client:
-            verification = client.verify(key, args.scopes)
+            verification = client.verify(key, args.scopes, client_ip=args.client_ip,
+                                         cost=args.cost)
     except KeyVaultUnavailable as error:
         print(f"keyvault-client: {error}", file=sys.stderr)
         return UNAVAILABLE

@@ -8,6 +8,7 @@ heard (keyvault_client.cache).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -71,12 +72,20 @@ class _Base:
         if self.cache is not None:
             self.cache.close()
 
-    def _body(self, key: str, scopes: Iterable[str] | None) -> dict:
+    def _body(self, key: str, scopes: Iterable[str] | None, client_ip: str | None,
+              cost: int | None) -> dict:
         if isinstance(scopes, str):
             raise TypeError("scopes is a list of scope names, not one string")
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int) or cost < 0):
+            raise TypeError(f"cost is a whole number of at least 0, got {cost!r}")
         body: dict = {"key": key}
         if scopes is not None:
             body["scopes"] = list(scopes)
+        client_ip = ip_literal(client_ip)
+        if client_ip is not None:
+            body["client_ip"] = client_ip
+        if cost is not None:
+            body["cost"] = cost
         return body
 
     def _retrying(self, attempt: int, error: httpx.ConnectError) -> bool:
@@ -102,6 +111,17 @@ class _Base:
         return Verification.from_answer(answer)
 
 
+def ip_literal(address: str | None) -> str | None:
+    """`address` when it is an IPv4 or IPv6 address literal (what verify's `client_ip` takes);
+    None for anything else a server may call a client address (a Unix socket, `testclient`)."""
+    if not address:
+        return None
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
 def _problem_detail(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -125,18 +145,22 @@ class KeyVaultClient(_Base):
                          key_prefix=key_prefix, cache_seconds=cache_seconds)
         self._http = httpx.Client(**self._options)
 
-    def verify(self, key: str, scopes: Iterable[str] | None = None) -> Verification:
+    def verify(self, key: str, scopes: Iterable[str] | None = None, *,
+               client_ip: str | None = None, cost: int | None = None) -> Verification:
         """KeyVault's verdict on `key` (holding every one of `scopes`, when given).
 
-        A malformed key is answered here, with no request. Raises KeyVaultUnavailable,
-        ServiceKeyRejected or UnexpectedAnswer when there is no verdict to give.
+        `client_ip`: the address your own client called from, for keys restricted to address
+        ranges (anything but an IP address literal is not sent). `cost`: what the request spends
+        of a key's usage quota (KeyVault's default: 1). A malformed key is answered here, with
+        no request. Raises KeyVaultUnavailable, ServiceKeyRejected or UnexpectedAnswer when
+        there is no verdict to give.
         """
-        body = self._body(key, scopes)
+        body = self._body(key, scopes, client_ip, cost)
         if not is_well_formed(key, self.key_prefix):
             return Verification.inactive("malformed")
         cache, ticket = self.cache, None
         if cache is not None:
-            slot = slot_of(key, scopes)
+            slot = slot_of(key, scopes, body.get("client_ip"), cost)
             if (cached := cache.get(slot)) is not None:
                 return cached
             ticket = cache.ticket()
@@ -177,14 +201,15 @@ class AsyncKeyVaultClient(_Base):
                          key_prefix=key_prefix, cache_seconds=cache_seconds)
         self._http = httpx.AsyncClient(**self._options)
 
-    async def verify(self, key: str, scopes: Iterable[str] | None = None) -> Verification:
+    async def verify(self, key: str, scopes: Iterable[str] | None = None, *,
+                     client_ip: str | None = None, cost: int | None = None) -> Verification:
         """As KeyVaultClient.verify, awaited."""
-        body = self._body(key, scopes)
+        body = self._body(key, scopes, client_ip, cost)
         if not is_well_formed(key, self.key_prefix):
             return Verification.inactive("malformed")
         cache, ticket = self.cache, None
         if cache is not None:
-            slot = slot_of(key, scopes)
+            slot = slot_of(key, scopes, body.get("client_ip"), cost)
             if (cached := cache.get(slot)) is not None:
                 return cached
             ticket = cache.ticket()

@@ -43,7 +43,8 @@ class RequireKey:
         body = await request.body() if needs_body(authorization, content_type) else b""
         presented = find_key(authorization, content_type, body,
                              request.scope.get("query_string", b"").decode("latin-1"))
-        result = await check_async(self.client, presented, self.scopes, self.realm)
+        result = await check_async(self.client, presented, self.scopes, self.realm,
+                                   request.client.host if request.client else None)
         if isinstance(result, Refusal):
             raise KeyRefused(result)
         return result

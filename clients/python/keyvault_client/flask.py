@@ -34,7 +34,7 @@ def require_key(client: KeyVaultClient, scopes: Iterable[str] | None = None, *,
                     if needs_body(authorization, request.content_type) else b"")
             presented = find_key(authorization, request.content_type, body,
                                  request.query_string.decode("latin-1"))
-            result = check(client, presented, needed, realm)
+            result = check(client, presented, needed, realm, request.remote_addr)
             if isinstance(result, Refusal):
                 return current_app.response_class(result.body, status=result.status,
                                                   headers=list(result.headers))

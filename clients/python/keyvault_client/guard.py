@@ -79,7 +79,9 @@ def find_key(authorization: str | None, content_type: str | None, body: bytes,
 
 def decide(presented: PresentedKey | None, verification: Verification | None,
            scopes: tuple[str, ...], realm: str) -> Refusal | None:
-    """None when the request may go ahead; else the 401/403 problem answer to send."""
+    """None when the request may go ahead; else the problem answer to send: 401 for a key that
+    is not valid, 403 for one valid but not for this (scope, address, used-up quota), 429 with
+    Retry-After for one past its owner's rate, as KeyVault's own API answers them."""
     if presented is None:
         return _problem(401, "Unauthorized", "This request needs an API key.",
                         f'Bearer realm="{realm}"')
@@ -91,6 +93,17 @@ def decide(presented: PresentedKey | None, verification: Verification | None,
         return _problem(403, "Insufficient scope", f"This key lacks a scope this request needs: {needed}.",
                         f'Bearer realm="{realm}", error="insufficient_scope", scope="{needed}"',
                         code="insufficient_scope", required_scope=needed)
+    if verification.code == "rate_limited":  # the key is good, but past its owner's rate
+        wait = verification.retry_after
+        return _problem(429, "Too Many Requests", "This key is past the rate its owner set"
+                        + (f": try again in {wait} seconds." if wait is not None else "."), None,
+                        retry_after=str(wait) if wait is not None else None, code="rate_limited")
+    if verification.code == "usage_exceeded":
+        return _problem(403, "Usage exceeded", "This key's usage quota is used up until it refills.",
+                        None, code="usage_exceeded")
+    if verification.code == "ip_not_allowed":
+        return _problem(403, "Address not allowed", "This key may not be used from this address: it "
+                        "is restricted to its allowed address ranges.", None, code="ip_not_allowed")
     detail = f"The API key is not valid ({verification.code})."
     return _problem(401, "Unauthorized", detail,
                     f'Bearer realm="{realm}", error="invalid_token", error_description="{detail}"',
@@ -105,24 +118,26 @@ def unavailable(error: KeyVaultError) -> Refusal:
 
 
 def check(client: KeyVaultClient, presented: PresentedKey | None, scopes: tuple[str, ...],
-          realm: str) -> Verification | Refusal:
-    """The one pipeline for a presented key: ask KeyVault, then decide."""
+          realm: str, client_ip: str | None = None) -> Verification | Refusal:
+    """The one pipeline for a presented key: ask KeyVault (with the request's client address,
+    for keys restricted to address ranges), then decide."""
     if presented is None:
         return decide(None, None, scopes, realm)
     try:
-        verification = client.verify(presented.value, scopes or None)
+        verification = client.verify(presented.value, scopes or None, client_ip=client_ip)
     except KeyVaultError as error:
         return unavailable(error)
     return decide(presented, verification, scopes, realm) or verification
 
 
 async def check_async(client: AsyncKeyVaultClient, presented: PresentedKey | None,
-                      scopes: tuple[str, ...], realm: str) -> Verification | Refusal:
+                      scopes: tuple[str, ...], realm: str,
+                      client_ip: str | None = None) -> Verification | Refusal:
     """check(), for the asyncio client."""
     if presented is None:
         return decide(None, None, scopes, realm)
     try:
-        verification = await client.verify(presented.value, scopes or None)
+        verification = await client.verify(presented.value, scopes or None, client_ip=client_ip)
     except KeyVaultError as error:
         return unavailable(error)
     return decide(presented, verification, scopes, realm) or verification

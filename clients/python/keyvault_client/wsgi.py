@@ -37,7 +37,7 @@ class KeyVaultMiddleware:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         presented = find_key(authorization, content_type, body, environ.get("QUERY_STRING", ""))
-        result = check(self.client, presented, self.scopes, self.realm)
+        result = check(self.client, presented, self.scopes, self.realm, environ.get("REMOTE_ADDR"))
         if isinstance(result, Refusal):
             headers = [*result.headers, ("Content-Length", str(len(result.body)))]
             start_response(f"{result.status} {_REASONS[result.status]}", headers)
@@ -46,7 +46,8 @@ class KeyVaultMiddleware:
         return self.app(environ, start_response)
 
 
-_REASONS = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests",
+            503: "Service Unavailable"}
 
 
 def _read_body(environ: dict[str, Any]) -> bytes:
