@@ -266,6 +266,57 @@ def test_a_cached_client_refuses_a_revoked_key_within_a_second(servers, verifier
         assert client.verify(value, ["user:read"]).code == "revoked"
 
 
+def test_a_cached_client_hears_when_a_keys_addresses_are_narrowed(servers, verifier_key, user,
+                                                                   make_key):
+    """The cache keys a verdict on the client address it was asked for; narrowing the key's
+    allowed addresses (through the other door) drops it within a second."""
+    first, second = servers
+    subject, value = make_key(user, label="office", scopes=["user:read"],
+                              allowed_ips=["203.0.113.0/24"])
+    _, manager = make_key(user, label="manager", scopes=["personal_api_key:write"])
+    with KeyVaultClient(first, verifier_key, timeout=10, cache_seconds=60) as client:
+        deadline = time.monotonic() + 5
+        while client.cache.ticket() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        warm = client.verify(value, ["user:read"], client_ip="203.0.113.7")
+        assert warm.active and client.verify(value, ["user:read"],
+                                             client_ip="203.0.113.7") is warm
+        answer = requests.patch(f"{second}/api/personal_api_keys/{subject.public_id}/",
+                                json={"allowed_ips": ["203.0.113.128/25"]},
+                                headers={"Authorization": f"Bearer {manager}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        narrowed_at = time.monotonic()
+        while client.verify(value, ["user:read"], client_ip="203.0.113.7").active:
+            assert time.monotonic() - narrowed_at < 1.0, "still valid a second after the change"
+            time.sleep(0.005)
+        assert client.verify(value, ["user:read"],
+                             client_ip="203.0.113.7").code == "ip_not_allowed"
+
+
+def test_limits_and_restrictions_set_on_keys_and_pools_are_told(app, make_user, make_key):
+    from keyvault.service import key_changes
+    from keyvault.service.limit_terms import RateTerms
+
+    owner = make_user("owner@example.com")
+    organization = service.organizations.create_organization(owner, "Acme", ORIGIN).organization
+    account = service.service_accounts.create_service_account(
+        owner, organization.public_id, ORIGIN, name="bot")
+    bot_key, _ = service.service_accounts.create_account_key(
+        owner, organization.public_id, account.public_id, ORIGIN, label="bot",
+        scopes=["user:read"])
+    person_key, _ = make_key(owner, label="mine", scopes=["user:read"])
+    since = key_changes.latest_id()
+    service.key_limits.set_key_limits(owner, person_key.public_id, origin=ORIGIN,
+                                      rate_limit=RateTerms(5, 60))
+    db.session.commit()
+    service.update_key(owner, person_key.public_id, origin=ORIGIN, label="renamed")
+    service.service_accounts.update_service_account(
+        owner, organization.public_id, account.public_id, ORIGIN, rate_limit=RateTerms(9, 60))
+    told = [(c.key_id, c.event) for c in key_changes.read_after(since)]
+    assert told == [(person_key.public_id, "restrictions_changed"),  # a rename tells nothing
+                    (bot_key.public_id, "restrictions_changed")]
+
+
 @pytest.mark.parametrize("last_event_id", ["4611686018427387905", "9999999999999999999"])
 def test_every_last_event_id_the_document_allows_is_taken(client, verifier_key, last_event_id):
     """The document allows any 19 digits (past 2**62, past PostgreSQL's bigint too): each

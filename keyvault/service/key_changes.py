@@ -27,7 +27,11 @@ from ..org_models import Organization, ServiceAccount
 
 # What a verifier hears, as the `event` of {"key_id", "event", "at"}.
 EVENTS = ("revoked", "expired", "rolled", "grace_ended", "scopes_narrowed", "expiry_changed",
-          "owner_deactivated", "owner_deleted")
+          "restrictions_changed", "owner_deactivated", "owner_deleted")
+# A key's fields that can refuse a verdict that was valid: where it may be used (addresses,
+# services, organisations) and how much (a rate, a usage quota; a service account's pool).
+# Any change to them is told: a verifier that cached the verdict asks again.
+RESTRICTING = frozenset({"allowed_ips", "restricted_to", "rate_limit", "usage_limit"})
 # Rows are kept this long, so a verifier resumes with Last-Event-ID after an outage this long
 # (the promise is 10 minutes; the margin covers a slow prune).
 RETENTION = timedelta(minutes=15)
@@ -65,6 +69,10 @@ def after_record(row: SecurityEvent) -> None:
             note("scopes_narrowed", [row.key.public_id], row.created_at)
         if "expires_at" in details.get("fields", ()):
             note("expiry_changed", [row.key.public_id], row.created_at)
+        if RESTRICTING.intersection(details.get("fields", ())):
+            note("restrictions_changed", [row.key.public_id], row.created_at)
+    elif kind == "service_account.updated" and RESTRICTING.intersection(details.get("fields", ())):
+        note("restrictions_changed", _service_account_keys(kind, row, details), row.created_at)
     elif kind == "user.deactivated":
         note("owner_deactivated", _live_keys(ApiKey.user_id == row.user_id), row.created_at)
     elif kind in ("org.deactivated", "org.deleted", "service_account.deleted"):
@@ -79,7 +87,7 @@ def owner_deleted(user_id: int) -> None:
 
 def _service_account_keys(kind: str, row: SecurityEvent, details: dict) -> list[str]:
     accounts = select(ServiceAccount.id)
-    if kind == "service_account.deleted":
+    if kind in ("service_account.deleted", "service_account.updated"):
         accounts = accounts.where(ServiceAccount.public_id == details.get("service_account"))
     elif kind == "org.deleted":  # its log is going too, so the event names it by public id
         accounts = accounts.join(Organization).where(
