@@ -92,6 +92,25 @@ def test_a_rate_limited_use_answers_retry_after_and_spends_no_quota(client, veri
     assert answers[2]["usage"]["remaining"] == 8 and remaining_in_db() == [8]
 
 
+def test_a_new_key_never_inherits_a_deleted_keys_window(client, verifier, make_user,
+                                                         make_key):
+    """SQLite hands the id of a deleted last row to the next row made: windows are counted
+    under a key's public id, so the new key starts with its whole rate."""
+    from keyvault import service
+
+    gone = make_user("gone@example.com")
+    old, old_value = make_key(gone, scopes=["*"], rate_limit=RateTerms(1, 3600))
+    assert check(client, verifier, old_value)["code"] == "valid"
+    assert check(client, verifier, old_value)["code"] == "rate_limited"
+    old_row_id = old.id
+    service.delete_account(gone, service.Origin("127.0.0.1", "pytest"))
+    new, new_value = make_key(make_user("new@example.com"), scopes=["*"],
+                              rate_limit=RateTerms(1, 3600))
+    if db.engine.dialect.name == "sqlite":
+        assert new.id == old_row_id  # the case this guards against
+    assert check(client, verifier, new_value)["code"] == "valid"
+
+
 def test_forward_auth_answers_429_with_headers_then_403_when_used_up(client, limited):
     rated = limited(rate=RateTerms(1, 3600))
     bearer = {"Authorization": f"Bearer {rated}"}

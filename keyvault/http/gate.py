@@ -128,7 +128,7 @@ def _count(app: Flask | None, door: str, caller: Verdict, subject: Verdict | Non
     or the store failed), and each key's outcomes for `service.settle` (None: not counted here)."""
     counts = limiter(app)
     quota = counts.quotas.get(door)
-    doors = [(quota, caller.key_id)] if quota is not None else []
+    doors = [(quota, caller.public_id)] if quota is not None else []  # as judges.rates
     own = service.rates_to_count(caller)
     theirs = (service.rates_to_count(subject)
               if subject is not None and not service.spends_a_quota(caller) else [])

@@ -182,11 +182,13 @@ class HasScopes:
 
 
 def rates(case: Case) -> list[tuple[Quota, str]]:
-    """The rates on this key: its own, then its service account's pool's."""
+    """The rates on this key: its own, then its service account's pool's, each counted under
+    its public id (never a row id: SQLite hands a deleted row's id to the next one made, which
+    would inherit the window)."""
     row = case.row
     return [(Quota(name, held.rate_limit, held.rate_window), who)
-            for name, held, who in (("key", row.limits, row.id),
-                                    ("pool", row.pool, row.service_account_id))
+            for name, held, who in (("key", row.limits, row.public_id),
+                                    ("pool", row.pool, row.service_account_public_id))
             if held is not None and held.rate_limit is not None]
 
 

@@ -21,6 +21,7 @@ from keyvault_client.flask import G_ATTRIBUTE, require_key
 from keyvault_client.wsgi import ENVIRON_KEY, KeyVaultMiddleware
 from werkzeug.test import Client
 
+from keyvault.service.limit_terms import RateTerms
 from tests.client.conftest import SCOPE, Keys, run_async
 
 FIELD = "personal_api_key"
@@ -143,7 +144,8 @@ def wsgi_app(environ, start_response):
 def send_wsgi(client: KeyVaultClient, request: Raw) -> Answer:
     guarded = KeyVaultMiddleware(wsgi_app, client, scopes=[SCOPE])
     response = Client(guarded).post("/data", query_string=request.query, headers=request.headers,
-                                    data=request.body)
+                                    data=request.body,  # as a real server (werkzeug sets none)
+                                    environ_base={"REMOTE_ADDR": "127.0.0.1"})
     return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()},
                   response.get_data())
 
@@ -252,6 +254,26 @@ def test_keyvault_itself_reads_each_case_the_same_way(live_server, keys, case, b
     url = f"{live_server.url}/api/users/@me/" + (f"?{request.query}" if request.query else "")
     response = requests.get(url, headers=request.headers, data=request.body, timeout=10)
     assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize("framework", SENDERS)
+def test_every_guard_judges_the_requests_address_and_the_keys_rate(live_server, service_key,
+                                                                   user, make_key, framework):
+    """Each framework's test client calls from 127.0.0.1: the guard passes it as client_ip, so
+    a key for that range passes and one for another range is 403; a key past its owner's rate
+    is 429 with Retry-After, as from KeyVault's own API."""
+    _, here = make_key(user, label="here", scopes=[SCOPE], allowed_ips=["127.0.0.0/8"])
+    _, elsewhere = make_key(user, label="elsewhere", scopes=[SCOPE],
+                            allowed_ips=["203.0.113.0/24"])
+    _, limited = make_key(user, label="limited", scopes=[SCOPE], rate_limit=RateTerms(1, 3600))
+    send = SENDERS[framework]
+    assert send(live_server.url, service_key, raw(header=f"Bearer {here}")).status == 200
+    refused = send(live_server.url, service_key, raw(header=f"Bearer {elsewhere}"))
+    assert (refused.status, refused.json()["code"]) == (403, "ip_not_allowed")
+    assert send(live_server.url, service_key, raw(header=f"Bearer {limited}")).status == 200
+    over = send(live_server.url, service_key, raw(header=f"Bearer {limited}"))
+    assert (over.status, over.json()["code"]) == (429, "rate_limited")
+    assert 0 < int(over.headers["retry-after"]) <= 3600
 
 
 def test_flask_form_still_parses_after_the_guard(live_server, service_key, keys):
