@@ -293,6 +293,39 @@ def test_a_cached_client_hears_when_a_keys_addresses_are_narrowed(servers, verif
                              client_ip="203.0.113.7").code == "ip_not_allowed"
 
 
+def test_a_cached_refusal_goes_when_the_key_is_widened_or_its_owner_activated(
+        servers, verifier_key, make_user, make_key):
+    """A refusal names no key, so the cache drops every refusal on any event; scopes added
+    and an owner activated again are events (scopes_widened, owner_activated)."""
+    owner = make_user("widened@example.com")
+    subject, value = make_key(owner, label="narrow", scopes=["user:read"])
+    with KeyVaultClient(servers[0], verifier_key, timeout=10, cache_seconds=60) as client:
+        deadline = time.monotonic() + 5
+        while client.cache.ticket() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        def comes_true(check, what: str) -> None:
+            changed_at = time.monotonic()
+            while not check():
+                assert time.monotonic() - changed_at < 1.0, f"still refused a second after {what}"
+                time.sleep(0.005)
+
+        refused = client.verify(value, ["personal_api_key:read"])
+        assert refused.code == "insufficient_scope"
+        assert client.verify(value, ["personal_api_key:read"]) is refused  # from memory
+        service.update_key(owner, subject.public_id, origin=ORIGIN, may_widen=True,
+                           scopes=["user:read", "personal_api_key:read"])
+        comes_true(lambda: client.verify(value, ["personal_api_key:read"]).active,
+                   "the scope was added")
+
+        service.set_user_active(None, owner.id, False, ORIGIN)
+        comes_true(lambda: client.verify(value, ["user:read"]).code == "user_inactive",
+                   "the owner was deactivated")
+        assert client.verify(value, ["user:read"]).code == "user_inactive"
+        service.set_user_active(None, owner.id, True, ORIGIN)
+        comes_true(lambda: client.verify(value, ["user:read"]).active, "the owner was activated")
+
+
 def test_limits_and_restrictions_set_on_keys_and_pools_are_told(app, make_user, make_key):
     from keyvault.service import key_changes
     from keyvault.service.limit_terms import RateTerms

@@ -16,9 +16,11 @@ def paths() -> dict:
     return {"/api/verify/events": {"get": _operation(
         "verifyEvents", "Verification", "Revocation stream for verifiers that cache",
         "Server-Sent Events (`text/event-stream`): one event for every change that can turn a "
-        "valid verdict into a refusal or narrow it, as `data: {\"key_id\", \"event\", \"at\"}` "
+        "valid verdict into a refusal or narrow it, or a refusal into a valid verdict "
+        "(`scopes_widened`, `owner_activated`), as `data: {\"key_id\", \"event\", \"at\"}` "
         f"with an `id:`. Events: {', '.join(f'`{e}`' for e in EVENTS)}. A service that caches "
-        "verify's verdicts drops every verdict of `key_id` on any event about it. Send the last "
+        "verify's verdicts drops every verdict of `key_id` on any event about it, and (a refusal "
+        "names no key) every refusal it holds. Send the last "
         "`id` you read as `Last-Event-ID` when you reconnect: events are kept at least 10 "
         "minutes. A comment (`: heartbeat`) comes every 15 s of quiet. The events come from the "
         "database, so every worker and instance sends the same ones.", VERIFY,

@@ -1,5 +1,6 @@
 """The revocation stream's source of truth: a key_changes row for every change that can turn a
-key's valid verdict into a refusal or narrow it, written in the transaction of the change, so
+key's valid verdict into a refusal or narrow it (or turn a refusal into a valid verdict: scopes
+added, an owner activated again), written in the transaction of the change, so
 every worker of every instance reads the same events (GET /api/verify/events).
 
 Changes people make arrive through the security log: events.record hands each event to
@@ -27,7 +28,10 @@ from ..org_models import Organization, ServiceAccount
 
 # What a verifier hears, as the `event` of {"key_id", "event", "at"}.
 EVENTS = ("revoked", "expired", "rolled", "grace_ended", "scopes_narrowed", "expiry_changed",
-          "restrictions_changed", "owner_deactivated", "owner_deleted")
+          "restrictions_changed", "owner_deactivated", "owner_deleted", "scopes_widened",
+          "owner_activated")
+# The last two can turn a refusal into a valid verdict: a verifier that caches refusals asks
+# again (a refusal names no key, so keyvault-client drops every refusal it holds on any event).
 # A key's fields that can refuse a verdict that was valid: where it may be used (addresses,
 # services, organisations) and how much (a rate, a usage quota; a service account's pool).
 # Any change to them is told: a verifier that cached the verdict asks again.
@@ -67,6 +71,8 @@ def after_record(row: SecurityEvent) -> None:
     elif kind == "key.updated":
         if details.get("scopes_removed"):
             note("scopes_narrowed", [row.key.public_id], row.created_at)
+        if details.get("scopes_added"):
+            note("scopes_widened", [row.key.public_id], row.created_at)
         if "expires_at" in details.get("fields", ()):
             note("expiry_changed", [row.key.public_id], row.created_at)
         if RESTRICTING.intersection(details.get("fields", ())):
@@ -75,6 +81,10 @@ def after_record(row: SecurityEvent) -> None:
         note("restrictions_changed", _service_account_keys(kind, row, details), row.created_at)
     elif kind == "user.deactivated":
         note("owner_deactivated", _live_keys(ApiKey.user_id == row.user_id), row.created_at)
+    elif kind == "user.activated":
+        note("owner_activated", _live_keys(ApiKey.user_id == row.user_id), row.created_at)
+    elif kind == "org.activated":
+        note("owner_activated", _service_account_keys(kind, row, details), row.created_at)
     elif kind in ("org.deactivated", "org.deleted", "service_account.deleted"):
         event = "owner_deactivated" if kind == "org.deactivated" else "owner_deleted"
         note(event, _service_account_keys(kind, row, details), row.created_at)

@@ -4,9 +4,10 @@ KeyVault's revocation stream (GET /api/verify/events), read by a background thre
 Entries are keyed by a SHA-256 of the presented key (never the key), the scopes asked for, the
 client address and the cost sent; valid and refused verdicts are both kept, except for a key
 with limits (its answer has `ratelimit` or `usage`): each of its uses must reach KeyVault to be
-counted. Any event about a key drops every entry of that key
-(a valid verdict carries its key_id). A refused verdict carries none, and no event can make it
-valid except a widening (scopes added, an owner reactivated), which waits out `cache_seconds`.
+counted. Any event about a key drops every entry of that key (a valid verdict carries its
+key_id). A refused verdict carries none, so any event at all drops every refused verdict: among
+them are the widenings (`scopes_widened`, `owner_activated`) that can make a refused key valid,
+and asking again about a refusal costs one verify.
 Fail safe: while the stream has been down for more than DOWN_AFTER seconds the cache answers
 nothing, and every check goes to verify; after such an outage it starts empty.
 """
@@ -54,6 +55,7 @@ class VerdictCache:
         self.seconds = check_seconds(seconds)
         self._entries: dict[Slot, tuple[Verification, float]] = {}
         self._by_key_id: dict[str, set[Slot]] = {}
+        self._refused: set[Slot] = set()  # slots of refused verdicts (they name no key)
         self._lock = threading.Lock()
         self._up = False
         self._down_since = time.monotonic()
@@ -107,22 +109,29 @@ class VerdictCache:
             self._entries[slot] = (verification, time.monotonic() + lasts)
             if verification.key_id is not None:
                 self._by_key_id.setdefault(verification.key_id, set()).add(slot)
+            else:
+                self._refused.add(slot)
 
     def drop(self, key_id: str) -> None:
-        """Forget every verdict about this key."""
+        """Forget every verdict about this key, and every refusal (it may be about this key)."""
         with self._lock:
             for slot in self._by_key_id.pop(key_id, ()):
                 self._entries.pop(slot, None)
+            for slot in self._refused:
+                self._entries.pop(slot, None)
+            self._refused.clear()
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._by_key_id.clear()
+            self._refused.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _forget(self, slot: Slot) -> None:
+        self._refused.discard(slot)
         found = self._entries.pop(slot, None)
         if found is not None and found[0].key_id is not None:
             slots = self._by_key_id.get(found[0].key_id)
@@ -184,6 +193,7 @@ class VerdictCache:
             if time.monotonic() - self._down_since > DOWN_AFTER:  # it stopped answering
                 self._entries.clear()
                 self._by_key_id.clear()
+                self._refused.clear()
             self._up = True
             self._generation += 1
 
