@@ -146,8 +146,12 @@ class Lookups:
         return connection
 
     async def close(self) -> None:
-        for sender in list(self._senders):
+        """Stop the senders, and wait for them: one cancelled in the middle of a statement
+        closes the connection it holds (_rows), which a sender left pending would not."""
+        senders = list(self._senders)
+        for sender in senders:
             sender.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
         await self._close_idle()
 
     async def _close_idle(self) -> None:
