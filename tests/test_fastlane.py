@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -137,13 +139,15 @@ def test_the_fast_path_answers_as_the_view_would(client, flask_only, user, make_
         value, {"Authorization": f"Bearer {service_key}"},
         {"no_verify": no_verify, "revoked": revoked_value, "restricted": restricted,
          "far_caller": far_caller})
+    started = time.monotonic()
     fast = client.post("/api/verify/", **request)
     assert views_seen == []
     slow = flask_only.post("/api/verify/", **request)
+    between = time.monotonic() - started  # the window's reset counts down meanwhile
     assert fast.status_code == status, fast.get_data(as_text=True)
     assert _comparable(fast) == _comparable(slow)
-    if _reset_seconds(fast) is not None:
-        assert 0 <= _reset_seconds(fast) - _reset_seconds(slow) <= 1
+    if _reset_seconds(fast) is not None:  # whole seconds: less than `between` + 1 apart
+        assert 0 <= _reset_seconds(fast) - _reset_seconds(slow) <= math.ceil(between)
     if status == 200:
         VerifyResult.validate_json(fast.get_data(), strict=True)  # what /api/schema/ promises
     else:
