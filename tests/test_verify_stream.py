@@ -266,6 +266,29 @@ def test_a_cached_client_refuses_a_revoked_key_within_a_second(servers, verifier
         assert client.verify(value, ["user:read"]).code == "revoked"
 
 
+def test_a_worker_reads_the_events_from_its_start_not_from_its_first_read(app, user,
+                                                                          make_key):
+    """The worker's reader takes its position as the worker starts, before any stream opens:
+    a change committed before its first read (a worker slow to make it, under load) still
+    reaches the streams. Before, the first read took the newest id as its start and skipped it."""
+    import asyncio
+
+    from keyvault.server.stream import Broadcaster
+
+    key, _ = make_key(user, label="revoked early", scopes=["user:read"])
+    broadcaster, loop = Broadcaster(app), asyncio.new_event_loop()
+    try:
+        broadcaster.start(loop)  # the reading task is made, not yet run
+        broadcaster._task.cancel()
+        service.revoke_key(user, key.public_id, ORIGIN)
+        assert [(c.key_id, c.event) for c in broadcaster._step()] == [
+            (key.public_id, "revoked")]
+    finally:
+        loop.run_until_complete(asyncio.gather(broadcaster._task, return_exceptions=True))
+        broadcaster.stop()
+        loop.close()
+
+
 def test_a_cached_client_hears_when_a_keys_addresses_are_narrowed(servers, verifier_key, user,
                                                                    make_key):
     """The cache keys a verdict on the client address it was asked for; narrowing the key's

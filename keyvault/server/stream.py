@@ -54,8 +54,20 @@ class Broadcaster:
         loop.add_signal_handler = adding
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """As the worker starts, before it serves a request: the events are read from the
+        newest one now, so a stream that opens next hears every change committed after it
+        opened. (Set by the first read instead, a worker slow to make it let a stream that
+        opened first miss the changes in between.)"""
+        self._watcher = self._starting_point()
         self._task = loop.create_task(self._run())
         self._end_streams_on_signals(loop)
+
+    def _starting_point(self) -> key_changes.Watcher | None:
+        try:
+            with self.app.app_context():
+                return key_changes.Watcher(key_changes.latest_id())
+        except Exception:  # noqa: BLE001 - the database is down: the first read sets it
+            return None
 
     def _end_streams_on_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian stops a worker on SIGTERM (SIGHUP's rolling restart too) by waiting for its
