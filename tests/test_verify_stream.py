@@ -272,21 +272,28 @@ def test_a_worker_reads_the_events_from_its_start_not_from_its_first_read(app, u
     a change committed before its first read (a worker slow to make it, under load) still
     reaches the streams. Before, the first read took the newest id as its start and skipped it."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from keyvault.server.stream import Broadcaster
 
     key, _ = make_key(user, label="revoked early", scopes=["user:read"])
-    broadcaster, loop = Broadcaster(app), asyncio.new_event_loop()
-    try:
-        broadcaster.start(loop)  # the reading task is made, not yet run
+    broadcaster = Broadcaster(app)
+
+    def start_as_a_worker() -> None:  # a loop of its own, in a thread: Playwright's sync API
+        loop = asyncio.new_event_loop()  # may hold one in the main thread (client conftest)
+        broadcaster.start(loop)  # the reading task is made, never run
         broadcaster._task.cancel()
+        loop.run_until_complete(asyncio.gather(broadcaster._task, return_exceptions=True))
+        loop.close()
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(start_as_a_worker).result()
         service.revoke_key(user, key.public_id, ORIGIN)
         assert [(c.key_id, c.event) for c in broadcaster._step()] == [
             (key.public_id, "revoked")]
     finally:
-        loop.run_until_complete(asyncio.gather(broadcaster._task, return_exceptions=True))
         broadcaster.stop()
-        loop.close()
 
 
 def test_a_cached_client_hears_when_a_keys_addresses_are_narrowed(servers, verifier_key, user,
