@@ -133,15 +133,15 @@ def test_the_flush_at_shutdown_waits_out_a_brief_lock(app, client, user, make_ke
     key, value = make_key(user, label="last words")
     verify_times(client, service_key[1], value, 3)
     engine = create_engine(db.engine.url)
-    locked, done = threading.Event(), threading.Event()
+    locked, releasing = threading.Event(), threading.Event()
 
     def hold_for_a_second():
         holder = hold_the_write_lock(engine)
         locked.set()
         time.sleep(1.0)
+        releasing.set()  # before the rollback: the flush may finish the moment it frees the lock
         holder.rollback()
         holder.close()
-        done.set()
 
     thread = threading.Thread(target=hold_for_a_second)
     thread.start()
@@ -149,7 +149,7 @@ def test_the_flush_at_shutdown_waits_out_a_brief_lock(app, client, user, make_ke
         assert locked.wait(10)
         started = time.monotonic()
         usage.close(app)
-        assert done.is_set()  # it waited the lock out
+        assert releasing.is_set()  # it waited the lock out
         assert time.monotonic() - started < 5
     finally:
         thread.join()
