@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from keyvault import service, webhook_http
 from keyvault.extensions import db
-from keyvault.service import webhook_delivery
+from keyvault.service import submissions, webhook_delivery
 from keyvault.webhook_models import Webhook, WebhookDelivery
 from tests.conftest import PROJECT_ROOT, T0, TEST_PEPPER, TEST_SECRET_KEY, send_mail
 
@@ -399,9 +399,9 @@ def test_the_api_rolls_redelivers_tests_and_refuses_bad_input(app, client, make_
 def test_the_pages_show_the_secret_once_and_the_delivery_log(app, client, auth, user, receiver):
     auth.login()
     page = client.get("/settings/webhooks").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    token, once = hidden(page, "csrf_token"), hidden(page, "once")
     made = client.post("/settings/webhooks", data={"url": receiver.url, "events": "key.created",
-                                                   "csrf_token": token})
+                                                   "csrf_token": token, "once": once})
     html = made.get_data(as_text=True)
     assert made.status_code == 200 and "whsec_" in html
     assert made.headers["Cache-Control"].startswith("no-store")
@@ -410,8 +410,47 @@ def test_the_pages_show_the_secret_once_and_the_delivery_log(app, client, auth, 
     send(app)
     shown = client.get(f"/settings/webhooks/{hook.public_id}").get_data(as_text=True)
     assert "webhook.test" in shown and "204" in shown and "whsec_" not in shown
-    refused = client.post("/settings/webhooks", data={"url": "nope", "csrf_token": token})
+    refused = client.post("/settings/webhooks", data={"url": "nope", "csrf_token": token,
+                                                      "once": submissions.new_token()})
     assert refused.status_code == 400 and "https URL" in refused.get_data(as_text=True)
+
+
+def hidden(page: str, name: str) -> str:
+    """The value of a form's hidden field `name` in an HTML page."""
+    return page.split(f'name="{name}" value="')[1].split('"')[0]
+
+
+def test_the_forms_that_show_a_secret_act_once(app, client, auth, user, receiver):
+    """A reload, Back or double click of the add or roll form does not act again (DESIGN §3):
+    a second roll would push the secret the receiver still uses out of its grace period."""
+    auth.login()
+    page = client.get("/settings/webhooks").get_data(as_text=True)
+    form = {"url": receiver.url, "events": "key.created", "csrf_token": hidden(page, "csrf_token"),
+            "once": hidden(page, "once")}
+    assert client.post("/settings/webhooks", data=form).status_code == 200
+    again = client.post("/settings/webhooks", data=form)
+    assert again.status_code == 303 and "whsec_" not in again.get_data(as_text=True)
+    assert "already submitted" in client.get(again.headers["Location"]).get_data(as_text=True)
+    hooks = db.session.scalars(select(Webhook).where(Webhook.user_id == user.id)).all()
+    assert len(hooks) == 1
+    hook = hooks[0]
+    original = hook.secret_encrypted
+    shown = client.get(f"/settings/webhooks/{hook.public_id}").get_data(as_text=True)
+    roll = {"grace_period_seconds": "86400", "csrf_token": form["csrf_token"],
+            "once": hidden(shown, "once")}
+    first = client.post(f"/settings/webhooks/{hook.public_id}/roll", data=roll)
+    assert first.status_code == 200 and "whsec_" in first.get_data(as_text=True)
+    second = client.post(f"/settings/webhooks/{hook.public_id}/roll", data=roll)
+    assert second.status_code == 303 and "whsec_" not in second.get_data(as_text=True)
+    assert "already submitted" in client.get(second.headers["Location"]).get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Webhook, hook.id).previous_secret_encrypted == original  # still signs
+    assert [event.event for event in logged(user.id)] == ["webhook.created",
+                                                          "webhook.secret_rolled"]
+    stale = client.post(f"/settings/webhooks/{hook.public_id}/roll",
+                        data={**roll, "once": ""})  # a page without the token: refused too
+    assert stale.status_code == 303
+    assert "out of date" in client.get(stale.headers["Location"]).get_data(as_text=True)
 
 
 def signed_by(request: dict, secret: str) -> bool:
@@ -562,20 +601,26 @@ def test_the_page_rolls_with_a_grace_period_and_refuses_a_bad_one(app, client, a
                                                                    receiver):
     auth.login()
     page = client.get("/settings/webhooks").get_data(as_text=True)
-    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    token = hidden(page, "csrf_token")
     client.post("/settings/webhooks", data={"url": receiver.url, "events": "key.created",
-                                            "csrf_token": token})
+                                            "csrf_token": token, "once": hidden(page, "once")})
     hook = db.session.scalar(select(Webhook).where(Webhook.user_id == user.id))
     sealed = hook.secret_encrypted
-    bad = client.post(f"/settings/webhooks/{hook.public_id}/roll",
-                      data={"grace_period_seconds": "forever", "csrf_token": token})
-    assert bad.status_code == 303
-    db.session.expire_all()
-    assert db.session.get(Webhook, hook.id).secret_encrypted == sealed  # nothing rolled
-    shown = client.get(bad.headers["Location"]).get_data(as_text=True)
-    assert "grace period" in shown and 'data-testid="previous-secret"' not in shown
+    once = hidden(client.get(f"/settings/webhooks/{hook.public_id}").get_data(as_text=True),
+                  "once")
+    # Not whole seconds; "²" and "٣" are digits to str.isdigit, not to int; past int's limit.
+    for grace in ("forever", "²", "٣", "1" * 5000, "-5", "604801"):
+        bad = client.post(f"/settings/webhooks/{hook.public_id}/roll",
+                          data={"grace_period_seconds": grace, "csrf_token": token,
+                                "once": once})
+        assert bad.status_code == 303, grace
+        db.session.expire_all()
+        assert db.session.get(Webhook, hook.id).secret_encrypted == sealed  # nothing rolled
+        shown = client.get(bad.headers["Location"]).get_data(as_text=True)
+        assert "grace period" in shown and 'data-testid="previous-secret"' not in shown
     rolled = client.post(f"/settings/webhooks/{hook.public_id}/roll",
-                         data={"grace_period_seconds": "3600", "csrf_token": token})
+                         data={"grace_period_seconds": "3600", "csrf_token": token,
+                               "once": once})  # refusals left the form's token unspent
     html = rolled.get_data(as_text=True)
     assert rolled.status_code == 200 and rolled.headers["Cache-Control"].startswith("no-store")
     assert "whsec_" in html and 'data-testid="previous-secret"' in html

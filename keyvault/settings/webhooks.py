@@ -14,6 +14,7 @@ from ..http.browser import no_store
 from ..http.context import origin
 from ..http.forms import GRACE_CHOICES
 from ..org_models import Membership, Organization
+from ..service import submissions
 from ..service.organizations import RIGHTS
 from ..service.webhook_delivery import EVENTS
 from .views import bp
@@ -32,7 +33,19 @@ def _organizations() -> list[Organization]:
 def _list_page(status: int = 200, **shown):
     page = webhooks.page_webhooks(current_user, 100, None)
     return render_template("settings/webhooks.html", webhooks=page.results, events=EVENTS,
-                           organizations=_organizations(), form=request.form, **shown), status
+                           organizations=_organizations(), form=request.form,
+                           once=request.form.get("once") or submissions.new_token(),
+                           **shown), status
+
+
+def _already_done(refusal: submissions.AlreadySubmitted, done: str, back_to: str):
+    """A second submission of a form that showed a secret (reload, Back, double click): it
+    acted the first time, and the secret was shown once, in that answer."""
+    flash(f"This form was already submitted: {done} then, and its signing secret was shown "
+          "once, in that answer. If you did not copy it, roll the secret."
+          if refusal.used else refusal.detail, "error")
+    no_store()
+    return redirect(back_to, 303)
 
 
 @bp.get("/webhooks")
@@ -44,10 +57,13 @@ def webhooks_list():
 def webhook_create():
     form = request.form
     try:
+        submissions.claim(current_user, form.get("once"))  # the form acts once
         created = webhooks.create_webhook(current_user, form.get("url", ""),
                                           form.getlist("events"), form.get("description"),
                                           origin=origin(),
                                           organization=form.get("organization") or None)
+    except submissions.AlreadySubmitted as refusal:
+        return _already_done(refusal, "the webhook was added", url_for(".webhooks_list"))
     except service.ServiceError as refusal:
         db.session.rollback()
         return _list_page(400 if refusal.status < 500 else refusal.status,
@@ -69,7 +85,7 @@ def _webhook_page(webhook, secret: str | None = None, cursor: str | None = None)
     page = webhooks.page_deliveries(current_user, webhook.public_id, PAGE, cursor)
     return render_template("settings/webhook.html", webhook=webhook, secret=secret,
                            deliveries=page.results, next_cursor=page.next_cursor, events=EVENTS,
-                           graces=GRACE_CHOICES, now=clock.now())
+                           graces=GRACE_CHOICES, now=clock.now(), once=submissions.new_token())
 
 
 @bp.get("/webhooks/<webhook_id>")
@@ -114,16 +130,24 @@ def webhook_enable(webhook_id: str):
 @bp.post("/webhooks/<webhook_id>/roll")
 def webhook_roll(webhook_id: str):
     grace = request.form.get("grace_period_seconds", "0")
+    back_to = url_for(".webhook_page", webhook_id=webhook_id)
     try:
-        rolled = webhooks.roll_secret(current_user, webhook_id, origin=origin(),
-                                      grace_period_seconds=int(grace) if grace.isdigit() else grace)
+        submissions.claim(current_user, request.form.get("once"))  # the form acts once
+        rolled = webhooks.roll_secret(
+            current_user, webhook_id, origin=origin(),
+            # ASCII digits only ("²" is a digit to isdigit, not to int), and few enough of them
+            # for int(): anything else is refused as the API refuses it.
+            grace_period_seconds=int(grace) if grace.isascii() and grace.isdigit()
+            and len(grace) <= 9 else grace)
+    except submissions.AlreadySubmitted as refusal:
+        return _already_done(refusal, "the secret was rolled", back_to)
     except service.KeyNotFound:
         db.session.rollback()
         abort(404)
     except service.ServiceError as refusal:
         db.session.rollback()
         flash(refusal.detail, "error")
-        return redirect(url_for(".webhook_page", webhook_id=webhook_id), 303)
+        return redirect(back_to, 303)
     no_store()
     return _webhook_page(rolled.webhook, rolled.secret)
 
