@@ -418,3 +418,48 @@ def test_sigterm_ends_open_streams_and_the_server_exits_in_seconds(database_url,
         if server.process.poll() is None:
             stop_server(server)
     assert server.log().count("GET /api/verify/events") == 4
+
+
+def test_an_organisations_events_tell_of_its_services_keys_too(app, make_user):
+    """A service's own verify keys belong to its organisation as its service accounts' keys do:
+    deactivating, activating or deleting the organisation, or deleting the service, is told
+    for them too (a verifier caching their verdicts asks again)."""
+    from keyvault.service import key_changes
+
+    owner = make_user("owner@example.com")
+    acme = service.organizations.create_organization(owner, "Acme", ORIGIN).organization
+    account = service.service_accounts.create_service_account(owner, acme.public_id, ORIGIN,
+                                                              name="bot")
+    bot_key, _ = service.service_accounts.create_account_key(
+        owner, acme.public_id, account.public_id, ORIGIN, label="bot", scopes=["user:read"])
+    billing = service.services.create_service(owner, acme.public_id, ORIGIN, name="Billing",
+                                              audience="billing")
+    billing_key, _ = service.services.create_service_key(owner, acme.public_id,
+                                                         billing.public_id, ORIGIN, label="b")
+    reports = service.services.create_service(owner, acme.public_id, ORIGIN, name="Reports",
+                                              audience="reports")
+    reports_key, _ = service.services.create_service_key(owner, acme.public_id,
+                                                         reports.public_id, ORIGIN, label="r")
+    ids = {bot_key.public_id: "bot", billing_key.public_id: "billing",
+           reports_key.public_id: "reports"}
+    bot_key, billing_key, reports_key = ids  # plain strings: the rows go with their owners
+    acme_id, billing_id, owner_id = acme.public_id, billing.public_id, owner.id
+
+    def told_since(since: int) -> list[tuple[str, str]]:
+        return sorted((ids[c.key_id], c.event) for c in key_changes.read_after(since))
+
+    since = key_changes.latest_id()
+    service.organizations.set_organization_active(None, acme_id, False, ORIGIN)
+    assert told_since(since) == [("billing", "owner_deactivated"), ("bot", "owner_deactivated"),
+                                 ("reports", "owner_deactivated")]
+    since = key_changes.latest_id()
+    service.organizations.set_organization_active(None, acme_id, True, ORIGIN)
+    assert told_since(since) == [("billing", "owner_activated"), ("bot", "owner_activated"),
+                                 ("reports", "owner_activated")]
+    since = key_changes.latest_id()
+    service.services.delete_service(owner, acme_id, billing_id, ORIGIN)
+    assert told_since(since) == [("billing", "owner_deleted")]
+    since = key_changes.latest_id()
+    owner = db.session.get(User, owner_id)  # deleting the service let go of every row
+    service.organizations.delete_organization(owner, acme_id, ORIGIN)
+    assert told_since(since) == [("bot", "owner_deleted"), ("reports", "owner_deleted")]

@@ -24,7 +24,7 @@ from .. import clock
 from ..change_models import KeyChange
 from ..extensions import db
 from ..models import ApiKey, SecurityEvent
-from ..org_models import Organization, ServiceAccount
+from ..org_models import Organization, Service, ServiceAccount
 
 # What a verifier hears, as the `event` of {"key_id", "event", "at"}.
 EVENTS = ("revoked", "expired", "rolled", "grace_ended", "scopes_narrowed", "expiry_changed",
@@ -78,16 +78,17 @@ def after_record(row: SecurityEvent) -> None:
         if RESTRICTING.intersection(details.get("fields", ())):
             note("restrictions_changed", [row.key.public_id], row.created_at)
     elif kind == "service_account.updated" and RESTRICTING.intersection(details.get("fields", ())):
-        note("restrictions_changed", _service_account_keys(kind, row, details), row.created_at)
+        note("restrictions_changed", _organization_keys(kind, row, details), row.created_at)
     elif kind == "user.deactivated":
         note("owner_deactivated", _live_keys(ApiKey.user_id == row.user_id), row.created_at)
     elif kind == "user.activated":
         note("owner_activated", _live_keys(ApiKey.user_id == row.user_id), row.created_at)
     elif kind == "org.activated":
-        note("owner_activated", _service_account_keys(kind, row, details), row.created_at)
-    elif kind in ("org.deactivated", "org.deleted", "service_account.deleted"):
+        note("owner_activated", _organization_keys(kind, row, details), row.created_at)
+    elif kind in ("org.deactivated", "org.deleted", "service_account.deleted",
+                  "service.deleted"):
         event = "owner_deactivated" if kind == "org.deactivated" else "owner_deleted"
-        note(event, _service_account_keys(kind, row, details), row.created_at)
+        note(event, _organization_keys(kind, row, details), row.created_at)
 
 
 def owner_deleted(user_id: int) -> None:
@@ -95,16 +96,25 @@ def owner_deleted(user_id: int) -> None:
     note("owner_deleted", _live_keys(ApiKey.user_id == user_id))
 
 
-def _service_account_keys(kind: str, row: SecurityEvent, details: dict) -> list[str]:
-    accounts = select(ServiceAccount.id)
+def _organization_keys(kind: str, row: SecurityEvent, details: dict) -> list[str]:
+    """The live keys an organisation's event is about: one service account's, one service's
+    own verify keys, or (org.*) every key the organisation owns, its services' included."""
     if kind in ("service_account.deleted", "service_account.updated"):
-        accounts = accounts.where(ServiceAccount.public_id == details.get("service_account"))
-    elif kind == "org.deleted":  # its log is going too, so the event names it by public id
-        accounts = accounts.join(Organization).where(
-            Organization.public_id == details.get("organization"))
+        return _live_keys(ApiKey.service_account_id.in_(select(ServiceAccount.id).where(
+            ServiceAccount.public_id == details.get("service_account")).scalar_subquery()))
+    if kind == "service.deleted":
+        return _live_keys(ApiKey.service_id.in_(select(Service.id).where(
+            Service.public_id == details.get("service")).scalar_subquery()))
+    if kind == "org.deleted":  # its log is going too, so the event names it by public id
+        organization = select(Organization.id).where(
+            Organization.public_id == details.get("organization")).scalar_subquery()
     else:
-        accounts = accounts.where(ServiceAccount.organization_id == row.organization_id)
-    return _live_keys(ApiKey.service_account_id.in_(accounts.scalar_subquery()))
+        organization = row.organization_id
+    return _live_keys(
+        ApiKey.service_account_id.in_(select(ServiceAccount.id).where(
+            ServiceAccount.organization_id == organization).scalar_subquery())
+        | ApiKey.service_id.in_(select(Service.id).where(
+            Service.organization_id == organization).scalar_subquery()))
 
 
 def _live_keys(owned) -> list[str]:
