@@ -8,10 +8,12 @@ import time
 import pytest
 from keyvault_client import AsyncKeyVaultClient, KeyVaultClient, KeyVaultUnavailable
 from keyvault_client.asgi import KeyVaultASGIMiddleware
+from keyvault_client.cache import slot_of
 from keyvault_client.fastapi import RequireKey
 from keyvault_client.flask import require_key
 from keyvault_client.wsgi import KeyVaultMiddleware
 
+from keyvault import service
 from tests.client.conftest import SCOPE, run_async
 from tests.conftest import start_server, stop_server
 
@@ -40,6 +42,40 @@ def test_verdicts_come_from_memory_and_stop_when_the_stream_is_down(database_url
     with pytest.raises(KeyVaultUnavailable):  # asked KeyVault again, which is gone
         client.verify(keys.valid, [SCOPE])
     client.close()
+
+
+def test_an_answer_overtaken_by_an_event_is_not_kept(live_server, service_key, user, make_key):
+    """The race a ticket closes: verify reads the key as valid, the key is revoked, the
+    revocation's event reaches the cache, and only then does the valid answer arrive. Kept, it
+    would be served for cache_seconds after the revocation."""
+    key, value = make_key(user, label="overtaken", scopes=[SCOPE])
+    client = KeyVaultClient(live_server.url, service_key, timeout=10, cache_seconds=60)
+    plain = KeyVaultClient(live_server.url, service_key, timeout=10)
+    try:
+        wait_until_heard(client)
+        cache, slot = client.cache, slot_of(value, [SCOPE])
+        ticket = cache.ticket()
+        answer = plain.verify(value, [SCOPE])  # the answer on its way: valid
+        assert answer.active
+        service.revoke_key(user, key.public_id, service.Origin("127.0.0.1", "pytest"))
+        deadline = time.monotonic() + 10
+        while cache.ticket() == ticket:  # the revocation's event is heard
+            assert time.monotonic() < deadline, "the revocation was never heard"
+            time.sleep(0.02)
+        cache.put(slot, answer, ticket)  # the answer arrives after its event
+        assert cache.get(slot) is None
+        assert client.verify(value, [SCOPE]).code == "revoked"
+        _, other = make_key(user, label="kept", scopes=[SCOPE])
+        kept = plain.verify(other, [SCOPE])
+        for _ in range(5):  # with no event since its ticket (another test's key may expire)
+            fresh = cache.ticket()
+            cache.put(slot_of(other, [SCOPE]), kept, fresh)
+            if cache.ticket() == fresh:
+                break
+        assert cache.get(slot_of(other, [SCOPE])) is kept  # an answer is kept
+    finally:
+        client.close()
+        plain.close()
 
 
 @pytest.mark.parametrize("cache_seconds", [-1, 301])

@@ -59,7 +59,7 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._up = False
         self._down_since = time.monotonic()
-        self._generation = 0  # one per connection of the stream
+        self._generation = 0  # one per connection of the stream, and per event heard
         self._last_event_id: str | None = None
         self._stopping = threading.Event()
         self._http = httpx.Client(base_url=base_url, headers={
@@ -89,8 +89,10 @@ class VerdictCache:
         return found[0]
 
     def ticket(self) -> int | None:
-        """Taken before asking verify: the answer is kept only if the stream was up then and
-        has not dropped since (put), so no event between the two can be missed."""
+        """Taken before asking verify: the answer is kept only if the stream was up then, has
+        not dropped since, and told of no change since (put). An event heard while the
+        answer was on its way may be about it: the key revoked after verify read it, its
+        event arriving before the answer. Kept, that answer would outlive the revocation."""
         return self._generation if self._up else None
 
     def put(self, slot: Slot, verification: Verification, ticket: int | None) -> None:
@@ -115,6 +117,7 @@ class VerdictCache:
     def drop(self, key_id: str) -> None:
         """Forget every verdict about this key, and every refusal (it may be about this key)."""
         with self._lock:
+            self._generation += 1  # an answer on its way now is not kept (ticket)
             for slot in self._by_key_id.pop(key_id, ()):
                 self._entries.pop(slot, None)
             for slot in self._refused:
@@ -123,6 +126,7 @@ class VerdictCache:
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self._entries.clear()
             self._by_key_id.clear()
             self._refused.clear()

@@ -20,6 +20,17 @@ from .errors import KeyVaultError, KeyVaultUnavailable
 ACTIVE, INACTIVE, USAGE, UNAVAILABLE, NO_VERDICT = 0, 1, 2, 3, 4
 
 
+def _cost(text: str) -> int:
+    """--cost: a whole number of at least 0 (a wrong one is a usage error, exit 2)."""
+    try:
+        cost = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if cost < 0:
+        raise argparse.ArgumentTypeError(f"at least 0, got {cost}")
+    return cost
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyvault-client", description="Ask a KeyVault server about an API key.",
@@ -32,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="a scope the key must hold (repeatable)")
     verify.add_argument("--client-ip", metavar="ADDRESS",
                         help="the address the key is used from (keys restricted to address ranges)")
-    verify.add_argument("--cost", type=int, metavar="N",
+    verify.add_argument("--cost", type=_cost, metavar="N",
                         help="what this use spends of the key's usage quota (KeyVault's default: 1)")
     verify.add_argument("--url", default=os.environ.get("KEYVAULT_URL"),
                         help="KeyVault's base URL (default: $KEYVAULT_URL)")
