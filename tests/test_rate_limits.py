@@ -23,10 +23,11 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from keyvault import ratelimit
+from keyvault import ratelimit, service
 from keyvault.extensions import db
 from keyvault.models import MailOutbox
 from keyvault.ratelimit import RateLimiter, parse_quota
+from keyvault.service.limit_terms import RateTerms
 from keyvault.window_counts import (
     SHARED_COUNTS_FD,
     SharedWindowCounts,
@@ -240,7 +241,11 @@ def test_a_redis_outage_lets_requests_through_and_is_logged_once(database_url, t
                                                                 make_key):
     url, redis = redis_url
     _, caller = make_key(make_user("svc@example.com"), scopes=["key:verify"])
-    _, subject = make_key(make_user("ada@example.com"), scopes=["user:read"])
+    ada = make_user("ada@example.com")
+    subject_key, subject = make_key(ada, scopes=["user:read"])
+    service.key_limits.set_key_limits(ada, subject_key.public_id, origin=service.Origin(),
+                                      rate_limit=RateTerms(500, 60))  # counted in Redis too
+    db.session.commit()
     server = start_server(database_url, tmp_path / "kv.log", workers=1,
                           extra_env={"KEYVAULT_RATELIMIT_STORAGE_URL": url,
                                      "KEYVAULT_RATELIMIT_VERIFY": "1000/minute"})
@@ -249,13 +254,20 @@ def test_a_redis_outage_lets_requests_through_and_is_logged_once(database_url, t
             return requests.post(f"{server.url}/api/verify/", json={"key": subject},
                                  headers=bearer(caller), timeout=10)
 
-        assert "RateLimit" in verify().headers
+        counted = verify()
+        assert "RateLimit" in counted.headers
+        assert counted.json()["ratelimit"] == {"limit": 500, "remaining": 499,
+                                               "reset": counted.json()["ratelimit"]["reset"]}
         redis.terminate()
         redis.wait(timeout=10)
         for _ in range(5):
             answer = verify()
             assert answer.status_code == 200 and answer.json()["active"] is True
             assert "RateLimit" not in answer.headers  # not counted: said so by omission
+            # The subject key is still limited: its answer says so (a verifier that caches
+            # must not keep it), with nothing counted.
+            assert answer.json()["ratelimit"] == {"limit": 500, "remaining": None,
+                                                  "reset": None}
         log = server.log()
         assert log.count("rate limits: storage unreachable") == 1
     finally:

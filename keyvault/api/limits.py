@@ -79,8 +79,11 @@ class RateStanding(TypedDict):
     __pydantic_config__ = _FORBID  # type: ignore[misc]
 
     limit: int
-    remaining: int
-    reset: Annotated[int, Field(description="Seconds until the window ends.")]
+    remaining: Annotated[int | None, Field(description=(
+        "null: the rate's store could not be reached, so this use was let through uncounted "
+        "(README: Limits on a key)."))]
+    reset: Annotated[int | None, Field(description="Seconds until the window ends; null as "
+                                                   "`remaining`.")]
 
 
 class UsageStanding(TypedDict):
@@ -122,6 +125,8 @@ def standing_of(standing) -> dict:
         rate = standing.rate
         found["ratelimit"] = {"limit": rate.quota.amount, "remaining": rate.remaining,
                               "reset": rate.reset}
+    elif standing.uncounted is not None:  # the store is unreachable: limited, not counted
+        found["ratelimit"] = {"limit": standing.uncounted, "remaining": None, "reset": None}
     if standing.usage is not None:
         found["usage"] = {"remaining": standing.usage, "refills_at": standing.refills_at}
     return found

@@ -75,6 +75,9 @@ class Standing:
     `usage`, the RateLimit-* headers, and the notices a spend crossed (below 10%, used up)."""
 
     rate: Outcome | None = None  # the stricter of the key's and the pool's
+    # The key has a rate, but its store could not count it (ratelimit: the use passes): the
+    # smallest such limit, so the answer still says the key is limited, and how much.
+    uncounted: int | None = None
     usage: int | None = None  # the smaller remaining of the key's and the pool's quota
     refills_at: datetime | None = None
     notices: list[tuple[Limits, str]] = field(default_factory=list)
@@ -209,15 +212,25 @@ class WithinRate:
         return None
 
     def spend(self, case: Case, app: Flask, standing: Standing) -> str | None:
+        held = rates(case)
         outcomes = (standing.counted if standing.counted is not None
-                    else limiter(app).count_all(rates(case)))
+                    else limiter(app).count_all(held))
         # None: the store failed; let through (logged there)
-        standing.rate = _stricter([o for o in outcomes if o is not None])
+        _stand(standing, held, outcomes)
         return self.code if standing.rate is not None and not standing.rate.allowed else None
 
     def look(self, case: Case, app: Flask, standing: Standing) -> None:
-        outcomes = [limiter(app).count(quota, who, counting=False) for quota, who in rates(case)]
-        standing.rate = _stricter([o for o in outcomes if o is not None])
+        held = rates(case)
+        _stand(standing, held, [limiter(app).count(quota, who, counting=False)
+                                for quota, who in held])
+
+
+def _stand(standing: Standing, held: list[tuple[Quota, str]],
+           outcomes: list[Outcome | None]) -> None:
+    """The stricter counted outcome; when the store counted none, the limit all the same."""
+    standing.rate = _stricter([o for o in outcomes if o is not None])
+    if standing.rate is None and held:
+        standing.uncounted = min(quota.amount for quota, _ in held)
 
 
 def _quotas(case: Case) -> list[Limits]:
