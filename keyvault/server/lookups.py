@@ -4,7 +4,7 @@ all the requests waiting at the time in one statement.
 A thread per request waiting on its round trip, then queueing for the GIL behind the busy loop,
 cost verify on PostgreSQL half its throughput and twice SQLite's CPU (bench/README.md). Here
 each request's digests join a queue; a sender sends every digest queued so far as one prepared
-statement (`digest = ANY(...)`: keystore.SELECT_MANY), on one of a few async connections of the
+statement (`digest = ANY(...)`: keystore.SELECT_MANY), on an async connection of the
 worker's own, and hands each request the rows of its own digests. The loop serves other
 requests meanwhile. Alone, a request waits for one round trip, as before; under load the
 database parses, plans and answers one statement for many verifies, and the worker makes one
@@ -32,8 +32,11 @@ from ..handoff import Fetched, FetchFirst
 from ..keystore import DIGEST_COLUMNS, SELECT_MANY, keystore
 
 # Statements in flight at once per worker, each on a connection of its own. While they are out,
-# the requests that arrive wait for the next one, which carries all of their digests.
-CONNECTIONS = 2
+# the requests that arrive wait for the next one, which carries all of their digests. One: the
+# batches grow (4.5-9 verifies a statement under the bench's load, against 4.5-7 with two), and
+# verify's p99 on the bench fell from 31-36 ms to 18-20 ms at the same throughput
+# (bench/README.md). Each statement costs the worker ~200 us of CPU whatever its size.
+CONNECTIONS = 1
 
 
 class RowsByDigest:
@@ -82,9 +85,7 @@ class Lookups:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((need.digests, future))
         if len(self._senders) < self.connections:
-            sender = asyncio.create_task(self._send())
-            self._senders.add(sender)
-            sender.add_done_callback(self._senders.discard)
+            self._senders.add(asyncio.create_task(self._send()))
         try:
             async with asyncio.timeout(self.timeout):
                 rows = await future
@@ -100,6 +101,12 @@ class Lookups:
 
     async def _send(self) -> None:
         """Send what is waiting, one statement at a time, until nothing is."""
+        try:
+            await self._send_waiting()
+        finally:  # at once, not in a done callback a turn later: a request queued in between
+            self._senders.discard(asyncio.current_task())  # would start no sender of its own
+
+    async def _send_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             batch = [(digests, future) for digests, future in batch if not future.done()]
