@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from keyvault.server import DEFAULT_THREADS
+from keyvault.service import usage
 
 from . import cpu, database, inprocess, load, report, servers
 
@@ -167,6 +168,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     # database on the same PostgreSQL server.
     django_db: database.BenchDatabase | None = None
     started_servers: list[servers.Server] = []
+    app = None
     try:
         print(f"Seeding {args.keys:,} keys into a fresh {db.backend} database ...", flush=True)
         app = database.make_app(db.url, secret_key, pepper)
@@ -268,6 +270,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     finally:
         for server in started_servers:
             server.stop()
+        if app is not None:  # the in-process runs' use counts, written while their database is
+            usage.close(app)  # there (at exit they met a dropped one: an error in the log)
         try:
             if django_db is not None:
                 django_db.drop()
