@@ -618,6 +618,10 @@ def test_the_page_rolls_with_a_grace_period_and_refuses_a_bad_one(app, client, a
         assert db.session.get(Webhook, hook.id).secret_encrypted == sealed  # nothing rolled
         shown = client.get(bad.headers["Location"]).get_data(as_text=True)
         assert "grace period" in shown and 'data-testid="previous-secret"' not in shown
+    nobody = client.post("/settings/webhooks/AAAAAAAAAAAAAAAA/roll",  # no such endpoint: 404,
+                         data={"grace_period_seconds": "forever", "csrf_token": token,
+                               "once": once})  # whatever the grace says
+    assert nobody.status_code == 404
     rolled = client.post(f"/settings/webhooks/{hook.public_id}/roll",
                          data={"grace_period_seconds": "3600", "csrf_token": token,
                                "once": once})  # refusals left the form's token unspent

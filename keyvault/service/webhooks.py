@@ -201,8 +201,8 @@ def roll_secret(user: User, public_id: Any, *, origin: Origin,
     period of up to 7 days) signs every delivery beside the new one until the period ends, so
     the receiver can take the new secret without refusing an event in between. A roll inside
     a grace period drops the secret before the old one: two sign at most."""
+    webhook = get_webhook(user, public_id, change=True)  # someone else's: 404 before any 400
     seconds = clean_grace_period(grace_period_seconds)
-    webhook = get_webhook(user, public_id, change=True)
     secret = webhook_delivery.new_secret()
     if seconds:
         webhook.previous_secret_encrypted = webhook.secret_encrypted
