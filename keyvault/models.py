@@ -106,6 +106,7 @@ class ApiKey(db.Model):
     __table_args__ = (
         Index("ix_api_keys_user_created", "user_id", "created_at", "id"),
         Index("ix_api_keys_service_account_created", "service_account_id", "created_at", "id"),
+        Index("ix_api_keys_service_created", "service_id", "created_at", "id"),
         # Exactly one owner: a person, a service account, or a service (its verify credential).
         CheckConstraint(" + ".join(f"(CASE WHEN {c} IS NULL THEN 0 ELSE 1 END)" for c in (
             "user_id", "service_account_id", "service_id")) + " = 1", name="one_owner"),
