@@ -92,6 +92,7 @@ def test_rejected_service_key_exits_4(live_server, keys):
     ["frobnicate"],
     ["verify", "kv_x", "--url", "http://127.0.0.1:1", "--service-key", "kv_y", "--cost", "-1"],
     ["verify", "kv_x", "--url", "http://127.0.0.1:1", "--service-key", "kv_y", "--cost", "1.5"],
+    ["verify", "kv_x", "--url", "http://127.0.0.1:1", "--service-key", "kv_y", "--cost", "1001"],
 ])
 def test_usage_errors_exit_2_as_keyvaults_do(args):
     """A wrong command line is 2, as for `keyvault` (click) and most Unix tools."""

@@ -20,14 +20,17 @@ from .errors import KeyVaultError, KeyVaultUnavailable
 ACTIVE, INACTIVE, USAGE, UNAVAILABLE, NO_VERDICT = 0, 1, 2, 3, 4
 
 
+COST_MAX = 1000  # what KeyVault's verify takes (its README, "Limits on a key": 0 to 1000)
+
+
 def _cost(text: str) -> int:
-    """--cost: a whole number of at least 0 (a wrong one is a usage error, exit 2)."""
+    """--cost: a whole number from 0 to COST_MAX (a wrong one is a usage error, exit 2)."""
     try:
         cost = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if cost < 0:
-        raise argparse.ArgumentTypeError(f"at least 0, got {cost}")
+    if not 0 <= cost <= COST_MAX:
+        raise argparse.ArgumentTypeError(f"from 0 to {COST_MAX}, got {cost}")
     return cost
 
 
