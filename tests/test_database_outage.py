@@ -368,6 +368,59 @@ def test_the_event_loops_lookup_reads_what_a_threads_does_and_fails_and_recovers
         dispose(app)
 
 
+def test_one_lookup_at_a_time_but_a_stuck_one_does_not_hold_up_the_rest(cluster, keys):
+    """The loop sends one statement at a time (the requests that come meanwhile go in the next,
+    together), but when the one in flight has been out longer than SLOW_SECONDS (a connection
+    the network dropped silently), a second goes out for the requests that keep coming."""
+    import asyncio
+
+    from keyvault.handoff import FetchFirst
+    from keyvault.keystore import dispose
+    from keyvault.server.lookups import SLOW_SECONDS, Lookups
+    from keyvault.service.keys import pepper
+    from keyvault.tokens import digest_of
+
+    value, caller = keys
+    app = create_app(base_overrides(cluster.url))
+    need = FetchFirst((digest_of(value, pepper(app)), digest_of(caller, pepper(app))))
+
+    class FirstOneStuck(Lookups):
+        statements = 0
+
+        async def _rows(self, wanted):
+            self.statements += 1
+            if self.statements == 1:
+                await asyncio.sleep(1.5)  # stuck, yet inside KEYVAULT_DATABASE_TIMEOUT (2 s)
+            return await super()._rows(wanted)
+
+    lookups = FirstOneStuck.of(app)
+
+    async def timed(delay: float) -> tuple[float, int]:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        fetched = await lookups.fetch(need)
+        assert fetched.error is None and len(fetched.rows) == 2
+        return time.monotonic() - started, lookups.statements
+
+    async def scenario():
+        early = [timed(0), timed(0.001), timed(0.002)]  # the first goes out; two wait for it
+        late = [timed(SLOW_SECONDS * 4 + 0.1 * n) for n in range(3)]  # it is slow by then
+        waited = await asyncio.gather(*early, *late)
+        assert all(seconds >= 1.3 for seconds, _ in waited[:1])  # the stuck one
+        assert all(seconds < 1.0 for seconds, _ in waited[3:]), waited  # a second went out
+        # Statements: the stuck one, the one that caught the early and late waiters, then at
+        # most one each for the rest: never one per request while none is slow.
+        assert lookups.statements <= 5, waited
+        await lookups.close()
+        assert lookups._senders == set() and lookups._sent_at == {}
+
+    try:
+        with ThreadPoolExecutor(1) as apart:  # a loop of its own (see the test above)
+            apart.submit(lambda: asyncio.run(scenario())).result()
+    finally:
+        dispose(app)
+
+
 def test_the_event_loop_fetches_verifys_rows_first_and_answers_in_one_pass(cluster, keys):
     """On PostgreSQL the worker's loop reads which keys a verify presents (api.fastlane.lookup_of)
     and fetches their rows before answering it, so the pipeline runs once: one lookup per verify,

@@ -31,12 +31,16 @@ from sqlalchemy.exc import TimeoutError as DatabaseTimeout
 from ..handoff import Fetched, FetchFirst
 from ..keystore import DIGEST_COLUMNS, SELECT_MANY, keystore
 
-# Statements in flight at once per worker, each on a connection of its own. While they are out,
-# the requests that arrive wait for the next one, which carries all of their digests. One: the
-# batches grow (4.5-9 verifies a statement under the bench's load, against 4.5-7 with two), and
+# One statement in flight per worker, on a connection of its own; the requests that arrive
+# meanwhile wait for the next, which carries all of their digests. Each statement costs the
+# worker ~200 us of CPU whatever its size, so one at a time makes the batches grow (4.5-9
+# verifies a statement under the bench's load, against 4.5-7 with two always allowed), and
 # verify's p99 on the bench fell from 31-36 ms to 18-20 ms at the same throughput
-# (bench/README.md). Each statement costs the worker ~200 us of CPU whatever its size.
-CONNECTIONS = 1
+# (bench/README.md). A second goes out only when the one in flight is older than SLOW_SECONDS
+# (a connection the network dropped without a word, a stalled server): one stuck statement
+# must not hold every verify of the worker until KEYVAULT_DATABASE_TIMEOUT.
+CONNECTIONS = 2
+SLOW_SECONDS = 0.05
 
 
 class RowsByDigest:
@@ -70,6 +74,7 @@ class Lookups:
         self._idle: list[psycopg.AsyncConnection] = []
         self._waiting: list[tuple[tuple[str, ...], asyncio.Future]] = []
         self._senders: set[asyncio.Task] = set()
+        self._sent_at: dict[asyncio.Task, float] = {}  # a sender's statement in flight: since
 
     @classmethod
     def of(cls, app: Flask) -> Lookups:
@@ -84,8 +89,10 @@ class Lookups:
         KEYVAULT_DATABASE_TIMEOUT whatever is queued before it."""
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((need.digests, future))
-        if len(self._senders) < self.connections:
-            self._senders.add(asyncio.create_task(self._send()))
+        if self._wants_a_sender():
+            sender = asyncio.create_task(self._send())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)  # one cancelled before it ran
         try:
             async with asyncio.timeout(self.timeout):
                 rows = await future
@@ -99,20 +106,34 @@ class Lookups:
             return Fetched(need.digests, error=error)
         return Fetched(need.digests, rows.of(need.digests))
 
+    def _wants_a_sender(self) -> bool:
+        """None is sending; or every one that is has had its statement out for SLOW_SECONDS,
+        and a connection is left."""
+        if not self._senders:
+            return True
+        if len(self._senders) >= self.connections or len(self._sent_at) < len(self._senders):
+            return False
+        now = asyncio.get_running_loop().time()
+        return all(now - since > SLOW_SECONDS for since in self._sent_at.values())
+
     async def _send(self) -> None:
         """Send what is waiting, one statement at a time, until nothing is."""
+        me = asyncio.current_task()
         try:
-            await self._send_waiting()
+            await self._send_waiting(me)
         finally:  # at once, not in a done callback a turn later: a request queued in between
-            self._senders.discard(asyncio.current_task())  # would start no sender of its own
+            self._senders.discard(me)  # would start no sender of its own
+            self._sent_at.pop(me, None)
 
-    async def _send_waiting(self) -> None:
+    async def _send_waiting(self, me: asyncio.Task) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
             batch, self._waiting = self._waiting, []
             batch = [(digests, future) for digests, future in batch if not future.done()]
             if not batch:
                 continue
             digests = list(dict.fromkeys(d for wanted, _ in batch for d in wanted))
+            self._sent_at[me] = loop.time()
             try:
                 async with asyncio.timeout(self.timeout):
                     rows = await self._rows(digests)
@@ -121,6 +142,8 @@ class Lookups:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            finally:
+                del self._sent_at[me]
             by_digest = RowsByDigest(rows)
             for _, future in batch:
                 if not future.done():
