@@ -192,6 +192,15 @@ def no_store() -> None:
     g.no_store = True
 
 
+def already_submitted(refusal, said: str, back_to: str):
+    """A second submission of a form that shows a secret and acts once (reload, Back, double
+    click; service.submissions): `said`, or the refusal's own words when the form carried no
+    token of ours; the secret was shown once, in the answer to the first, and is not again."""
+    flash(said if refusal.used else refusal.detail, "error")
+    no_store()
+    return redirect(back_to, 303)
+
+
 
 
 BREAK_AFTER = re.compile(r"([.@:_/])")

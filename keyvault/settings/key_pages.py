@@ -12,7 +12,7 @@ from flask import abort, flash, redirect, render_template, request
 
 from .. import clock, service
 from ..extensions import db
-from ..http.browser import no_store, reauthenticate
+from ..http.browser import already_submitted, no_store, reauthenticate
 from ..http.forms import (
     KEEP_EXPIRY,
     PRESET_HINTS,
@@ -141,13 +141,10 @@ def list_page(home: KeyHome, create_form=None, new_value=None, new_key=None, sta
 
 
 def _already_done(refusal: submissions.AlreadySubmitted, action: str, back_to: str):
-    """A second submission of a form that already acted (reload, Back, double click): say so;
-    the value was shown once, in the answer to the first, and is not shown again."""
-    flash(f"This form was already submitted: the key was {action} then, and its value was "
-          "shown once, in that answer. If you did not copy it, roll the key to get a new one."
-          if refusal.used else refusal.detail, "error")
-    no_store()
-    return redirect(back_to, 303)
+    return already_submitted(
+        refusal, f"This form was already submitted: the key was {action} then, and its value "
+        "was shown once, in that answer. If you did not copy it, roll the key to get a new one.",
+        back_to)
 
 
 def create(home: KeyHome, show_list):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from .. import clock, service
 from ..extensions import db
-from ..http.browser import no_store
+from ..http.browser import already_submitted, no_store
 from ..http.context import origin
 from ..http.forms import GRACE_CHOICES
 from ..org_models import Membership, Organization
@@ -39,13 +39,9 @@ def _list_page(status: int = 200, **shown):
 
 
 def _already_done(refusal: submissions.AlreadySubmitted, done: str, back_to: str):
-    """A second submission of a form that showed a secret (reload, Back, double click): it
-    acted the first time, and the secret was shown once, in that answer."""
-    flash(f"This form was already submitted: {done} then, and its signing secret was shown "
-          "once, in that answer. If you did not copy it, roll the secret."
-          if refusal.used else refusal.detail, "error")
-    no_store()
-    return redirect(back_to, 303)
+    return already_submitted(
+        refusal, f"This form was already submitted: {done} then, and its signing secret was "
+        "shown once, in that answer. If you did not copy it, roll the secret.", back_to)
 
 
 @bp.get("/webhooks")
