@@ -59,7 +59,10 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._up = False
         self._down_since = time.monotonic()
-        self._generation = 0  # one per connection of the stream, and per event heard
+        self._generation = 0  # one per connection of the stream
+        self._events = 0  # events heard so far
+        self._dropped_at: dict[str, int] = {}  # key_id -> _events at its latest event
+        self._all_dropped_at = 0  # _events at the latest drop of every verdict (clear)
         self._last_event_id: str | None = None
         self._stopping = threading.Event()
         self._http = httpx.Client(base_url=base_url, headers={
@@ -88,14 +91,22 @@ class VerdictCache:
             return None
         return found[0]
 
-    def ticket(self) -> int | None:
+    def ticket(self) -> tuple[int, int] | None:
         """Taken before asking verify: the answer is kept only if the stream was up then, has
-        not dropped since, and told of no change since (put). An event heard while the
-        answer was on its way may be about it: the key revoked after verify read it, its
-        event arriving before the answer. Kept, that answer would outlive the revocation."""
-        return self._generation if self._up else None
+        not dropped since, and told of no change to its key since (put); for a refusal, which
+        names no key, of no change at all. An event heard while the answer was on its way may
+        be about it: the key revoked after verify read it, its event arriving before the
+        answer. Kept, that answer would outlive the revocation."""
+        return (self._generation, self._events) if self._up else None
 
-    def put(self, slot: Slot, verification: Verification, ticket: int | None) -> None:
+    def _overtaken(self, key_id: str | None, heard: int) -> bool:
+        """Was an event about this key (any key, for a refusal) heard after `heard`?"""
+        if key_id is None:
+            return self._events > heard
+        return max(self._dropped_at.get(key_id, 0), self._all_dropped_at) > heard
+
+    def put(self, slot: Slot, verification: Verification,
+            ticket: tuple[int, int] | None) -> None:
         if ticket is None or any(name in verification.answer for name in LIMITED):
             return
         lasts = self.seconds
@@ -104,7 +115,8 @@ class VerdictCache:
         if lasts <= 0:
             return
         with self._lock:
-            if ticket != self._generation or not self._up:
+            if ticket[0] != self._generation or not self._up \
+                    or self._overtaken(verification.key_id, ticket[1]):
                 return
             if len(self._entries) >= MAX_ENTRIES:
                 self._forget(next(iter(self._entries)))
@@ -117,7 +129,11 @@ class VerdictCache:
     def drop(self, key_id: str) -> None:
         """Forget every verdict about this key, and every refusal (it may be about this key)."""
         with self._lock:
-            self._generation += 1  # an answer on its way now is not kept (ticket)
+            self._events += 1  # an answer about it on its way now is not kept (ticket)
+            if len(self._dropped_at) >= MAX_ENTRIES:  # forgotten: as if every key's was heard
+                self._dropped_at.clear()
+                self._all_dropped_at = self._events
+            self._dropped_at[key_id] = self._events
             for slot in self._by_key_id.pop(key_id, ()):
                 self._entries.pop(slot, None)
             for slot in self._refused:
@@ -126,7 +142,8 @@ class VerdictCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._generation += 1
+            self._events += 1
+            self._all_dropped_at = self._events
             self._entries.clear()
             self._by_key_id.clear()
             self._refused.clear()
